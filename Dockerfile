@@ -1,0 +1,11 @@
+# The managed plugin's rootfs. No registry is reachable where tsoverlay is
+# built and tested, so the base is made locally (scripts/base-image.sh:
+# debootstrap'd Debian + this machine's Node runtime, `docker import`ed).
+ARG BASE_IMAGE=tsoverlay/base:bookworm-node20
+FROM ${BASE_IMAGE}
+WORKDIR /opt/tsoverlay
+COPY package.json package-lock.json ./
+COPY node_modules ./node_modules
+COPY dist ./dist
+RUN mkdir -p /run/docker/plugins /run/tsoverlay /run/tsoverlay-docker-plugins /var/lib/tsoverlay /host/proc
+ENTRYPOINT ["/usr/local/bin/node", "/opt/tsoverlay/dist/plugin/main.js"]

@@ -1,0 +1,58 @@
+import { z } from "zod";
+
+/**
+ * Process configuration, read once from the environment. The managed plugin
+ * gets these from config.json `env` (set with `docker plugin set`); the host
+ * service gets them from its unit file.
+ */
+const EnvSchema = z.object({
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  // Comma-separated unix socket paths to serve the plugin protocol on.
+  TSOVERLAY_SOCKETS: z.string().min(1).default("/run/docker/plugins/tsoverlay.sock"),
+  CONSUL_HTTP_ADDR: z.string().default(""),
+  CONSUL_HTTP_TOKEN: z.string().default(""),
+  ADVERTISE_ADDR: z.string().default(""),
+  ADVERTISE_IFACE: z.string().default(""),
+  TSOVERLAY_STATE_DIR: z.string().min(1).default("/var/lib/tsoverlay"),
+  TSOVERLAY_RUN_DIR: z.string().min(1).default("/run/tsoverlay"),
+});
+
+export interface PluginConfig {
+  logLevel: string;
+  sockets: string[];
+  consulAddr: string;
+  consulToken: string;
+  advertiseAddr: string;
+  advertiseIface: string;
+  stateDir: string;
+  runDir: string;
+}
+
+export type ConfigResult = { ok: true; config: PluginConfig } | { ok: false; error: string };
+
+export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const why = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    return { ok: false, error: `invalid environment: ${why}` };
+  }
+  const e = parsed.data;
+  const sockets = e.TSOVERLAY_SOCKETS.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  const relative = sockets.find((s) => !s.startsWith("/"));
+  if (relative !== undefined) {
+    return { ok: false, error: `invalid environment: TSOVERLAY_SOCKETS: socket path ${relative} is not absolute` };
+  }
+  return {
+    ok: true,
+    config: {
+      logLevel: e.LOG_LEVEL,
+      sockets,
+      consulAddr: e.CONSUL_HTTP_ADDR,
+      consulToken: e.CONSUL_HTTP_TOKEN,
+      advertiseAddr: e.ADVERTISE_ADDR,
+      advertiseIface: e.ADVERTISE_IFACE,
+      stateDir: e.TSOVERLAY_STATE_DIR,
+      runDir: e.TSOVERLAY_RUN_DIR,
+    },
+  };
+}

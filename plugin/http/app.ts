@@ -1,0 +1,77 @@
+import express, { type NextFunction, type Request, type Response } from "express";
+import type { Logger } from "../../driver/log.js";
+import { errorBody, type Answer } from "./answer.js";
+
+export const PLUGIN_MEDIA_TYPE = "application/vnd.docker.plugins.v1.2+json";
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export type Handler = (body: unknown) => Answer | Promise<Answer>;
+export type RouteTable = ReadonlyMap<string, Handler>;
+
+/** Parses a request body as JSON whatever its Content-Type: the daemon sends none. */
+export function parseBody(raw: Buffer | undefined): { ok: true; value: unknown } | { ok: false; error: string } {
+  if (raw === undefined || raw.length === 0) return { ok: true, value: {} };
+  const text = raw.toString("utf8");
+  if (text.trim().length === 0) return { ok: true, value: {} };
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch (e) {
+    return { ok: false, error: `malformed JSON body: ${(e as Error).message}` };
+  }
+}
+
+function send(res: Response, status: number, body: unknown): void {
+  res.status(status).type(PLUGIN_MEDIA_TYPE).send(JSON.stringify(body));
+}
+
+/** The plugin's HTTP edge: POST /<Subsystem>.<Method>, JSON in, JSON out. */
+export function createApp(routes: RouteTable, log: Logger): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.use(express.raw({ type: () => true, limit: MAX_BODY_BYTES }));
+
+  app.post("/:method", async (req: Request, res: Response) => {
+    const path = `/${req.params.method}`;
+    const handler = routes.get(path);
+    if (handler === undefined) {
+      log.warn({ path }, "unknown plugin endpoint");
+      send(res, 404, errorBody(`unknown plugin endpoint ${path}`));
+      return;
+    }
+    const parsed = parseBody(Buffer.isBuffer(req.body) ? req.body : undefined);
+    if (!parsed.ok) {
+      log.warn({ path, err: parsed.error }, "rejected request");
+      send(res, 400, errorBody(`${path}: ${parsed.error}`));
+      return;
+    }
+    const started = process.hrtime.bigint();
+    let answer: Answer;
+    try {
+      answer = await handler(parsed.value);
+    } catch (e) {
+      // A handler bug must not take the plugin down: answer and keep serving.
+      log.error({ path, err: e }, "handler failed unexpectedly");
+      answer = { ok: false, status: 500, error: `${path}: internal error: ${(e as Error).message}` };
+    }
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    if (answer.ok) {
+      log.debug({ path, ms }, "request served");
+      send(res, 200, answer.body);
+    } else {
+      log.warn({ path, ms, err: answer.error }, "request failed");
+      send(res, answer.status, errorBody(answer.error));
+    }
+  });
+
+  app.use((req: Request, res: Response) => {
+    send(res, 404, errorBody(`unknown plugin endpoint ${req.method} ${req.path}`));
+  });
+
+  // Body-parser failures (oversized body, bad encoding) arrive here.
+  app.use((err: Error & { status?: number }, req: Request, res: Response, _next: NextFunction) => {
+    log.warn({ path: req.path, err: err.message }, "rejected request");
+    send(res, err.status ?? 400, errorBody(`${req.path}: ${err.message}`));
+  });
+
+  return app;
+}

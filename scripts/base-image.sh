@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Makes the plugin's base image (the Dockerfile's FROM) without a registry:
+# a minimal Debian rootfs from debootstrap plus this machine's Node runtime,
+# cached as a tarball, then `docker import`ed into the daemon at $DOCKER_HOST.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+node_bin=$(command -v node) || fail "node not found"
+node_ver=$("$node_bin" --version)
+tarball="$TSO_CACHE/base-bookworm-node-$node_ver.tar"
+
+if dkr image inspect "$BASE_IMAGE" >/dev/null 2>&1; then exit 0; fi
+
+if [ ! -s "$tarball" ]; then
+  command -v debootstrap >/dev/null || fail "debootstrap not installed (apt-get install debootstrap)"
+  say "building base rootfs with debootstrap (first run only)"
+  work=$(mktemp -d /tmp/tso-base.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+  mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+  debootstrap --variant=minbase --include=iptables,iproute2 bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
+    || { tail -20 "$work/debootstrap.log" >&2; fail "debootstrap failed"; }
+  install -m 0755 "$node_bin" "$work/rootfs/usr/local/bin/node"
+  rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/usr/share/doc" "$work/rootfs/usr/share/man"
+  mkdir -p "$TSO_CACHE"
+  tar -C "$work/rootfs" -cf "$tarball.tmp" .
+  mv "$tarball.tmp" "$tarball"
+fi
+say "importing $BASE_IMAGE"
+dkr import "$tarball" "$BASE_IMAGE" >/dev/null
