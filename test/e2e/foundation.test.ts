@@ -1,0 +1,66 @@
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { postPlugin } from "../support/plugin-client.js";
+import { consulHttp, docker, inNetns, readLab } from "./support/lab.js";
+
+const lab = readLab();
+
+describe("lab foundation", () => {
+  describe.each(lab.hosts.map((h) => [h.name, h] as const))("host %s", (_name, host) => {
+    it("lists the managed plugin as enabled", async () => {
+      const r = await docker(host, ["plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.split("\n")).toContain(`${lab.pluginName}:latest true`);
+    });
+
+    it("answers Plugin.Activate with both interfaces on its managed and its legacy socket", async () => {
+      const id = (await docker(host, ["plugin", "inspect", "-f", "{{.Id}}", lab.pluginName])).stdout.trim();
+      expect(id).toMatch(/^[0-9a-f]{64}$/);
+      for (const sock of [join(host.pluginsDir, id, "tsoverlay.sock"), join(host.pluginsDir, "tsoverlay.sock")]) {
+        const r = await postPlugin(sock, "/Plugin.Activate");
+        expect(r.status, sock).toBe(200);
+        expect(r.body, sock).toEqual({ Implements: ["NetworkDriver", "IpamDriver"] });
+      }
+    });
+
+    it("creates and removes a network with `docker network create -d tsoverlay`", async () => {
+      const name = `found-${host.name}`;
+      const c = await docker(host, ["network", "create", "-d", "tsoverlay", name]);
+      expect(c.code, c.stderr).toBe(0);
+      const driver = await docker(host, ["network", "inspect", "-f", "{{.Driver}}", name]);
+      expect(driver.stdout.trim()).toBe("tsoverlay");
+      const rm = await docker(host, ["network", "rm", name]);
+      expect(rm.code, rm.stderr).toBe(0);
+      const gone = await docker(host, ["network", "inspect", name]);
+      expect(gone.code).not.toBe(0);
+    });
+
+    it("runs a test-image container that reaches the outside server", async () => {
+      // Debian's busybox-static 1.35 wget segfaults with -T: bound it with `timeout` instead.
+      const r = await docker(host, ["run", "--rm", lab.testImage, "timeout", "10", "wget", "-qO-", `http://${lab.outside.addr}/`]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain("hello from outside");
+    });
+  });
+
+  it("has a 3-server Consul cluster with a leader", async () => {
+    const h1 = lab.hosts[0]!;
+    const raft = await consulHttp(h1, "GET", "/v1/operator/raft/configuration");
+    expect(raft.code, raft.stderr + raft.stdout).toBe(0);
+    const servers = (JSON.parse(raft.stdout) as { Servers: { Node: string; Leader: boolean; Voter: boolean }[] }).Servers;
+    expect(servers.map((s) => s.Node).sort()).toEqual(["c1", "c2", "c3"]);
+    expect(servers.filter((s) => s.Leader)).toHaveLength(1);
+    const members = await inNetns(h1.netns, [lab.consulBin, "members"]);
+    expect(members.stdout.split("\n").filter((l) => /\salive\s/.test(l)).length).toBe(3 + lab.hosts.length);
+  });
+
+  it("reads from host 2's Consul view a key written through host 1's", async () => {
+    const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+    const value = `written-by-h1-${Date.now()}`;
+    const put = await consulHttp(h1, "PUT", "/v1/kv/tsoverlay-lab-check", value);
+    expect(put.code, put.stderr).toBe(0);
+    const get = await consulHttp(h2, "GET", "/v1/kv/tsoverlay-lab-check?raw");
+    expect(get.stdout).toBe(value);
+    await consulHttp(h1, "DELETE", "/v1/kv/tsoverlay-lab-check");
+  });
+});

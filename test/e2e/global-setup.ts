@@ -1,0 +1,49 @@
+import { existsSync } from "node:fs";
+import { LAB_JSON, LAB_SCRIPT, lines, readLab, run } from "./support/lab.js";
+
+/**
+ * Brings the lab up once for the whole e2e run and always takes it down
+ * afterwards, then checks that nothing the lab made is left behind.
+ * TSOVERLAY_LAB_REUSE=1 uses a lab that is already up and leaves it up.
+ */
+let reused = false;
+
+async function labCmd(args: string[]): Promise<void> {
+  const r = await run("bash", [LAB_SCRIPT, ...args], { timeoutMs: 40 * 60_000 });
+  process.stderr.write(r.stderr);
+  process.stdout.write(r.stdout);
+  if (r.code !== 0) throw new Error(`lab ${args.join(" ")} failed with exit code ${r.code}`);
+}
+
+export async function setup(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("the e2e tests drive the real lab and must run as root");
+  if (process.env.TSOVERLAY_LAB_REUSE === "1" && existsSync(LAB_JSON)) {
+    reused = true;
+    return;
+  }
+  if (existsSync(LAB_JSON)) await labCmd(["down"]);
+  await labCmd(["up", "--hosts", process.env.TSOVERLAY_LAB_HOSTS ?? "3"]);
+}
+
+export async function teardown(): Promise<void> {
+  if (reused) return;
+  const lab = existsSync(LAB_JSON) ? readLab() : undefined;
+  const labPids = new Set<string>(
+    lab === undefined ? [] : [...lab.consul.map((c) => String(c.pid)), ...lab.hosts.flatMap((h) => [String(h.dockerdPid), String(h.consulPid)])],
+  );
+  await labCmd(["down"]);
+
+  const leftovers: string[] = [];
+  const netns = (await lines("ip", ["netns", "list"])).filter((l) => /^tso-/.test(l));
+  if (netns.length > 0) leftovers.push(`namespaces: ${netns.join(", ")}`);
+  for (const name of ["dockerd", "consul"]) {
+    const pids = await lines("pgrep", ["-x", name]);
+    const ours = pids.filter((p) => labPids.has(p));
+    if (ours.length > 0) leftovers.push(`${name} pids ${ours.join(", ")}`);
+    const byPath = await lines("pgrep", ["-f", `${name} .*tso-lab`]);
+    if (byPath.length > 0) leftovers.push(`${name} with lab paths: ${byPath.join(", ")}`);
+  }
+  if (existsSync("/run/tso-lab") || existsSync("/var/lib/tso-lab")) leftovers.push("lab directories remain");
+  if (leftovers.length > 0) throw new Error(`lab teardown left: ${leftovers.join("; ")}`);
+  process.stdout.write("lab teardown check: no lab namespace, dockerd, consul or directory left\n");
+}

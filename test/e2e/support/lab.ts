@@ -1,0 +1,85 @@
+import { execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { promisify } from "node:util";
+
+const execFileP = promisify(execFile);
+
+export const LAB_JSON = "/run/tso-lab/lab.json";
+export const LAB_SCRIPT = new URL("../../lab/lab.sh", import.meta.url).pathname;
+export const DOCKER_CLI = "/usr/bin/docker";
+
+export interface LabHost {
+  name: string;
+  netns: string;
+  addr: string;
+  dockerSock: string;
+  pluginsDir: string;
+  runDir: string;
+  dataDir: string;
+  dockerdPid: number;
+  consulPid: number;
+}
+
+export interface Lab {
+  mtu: number;
+  outside: { netns: string; addr: string };
+  underlayRouter: string;
+  pluginName: string;
+  testImage: string;
+  consulBin: string;
+  consul: { name: string; netns: string; addr: string; pid: number }[];
+  hosts: LabHost[];
+}
+
+export function readLab(): Lab {
+  return JSON.parse(readFileSync(LAB_JSON, "utf8")) as Lab;
+}
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command, never throwing on a non-zero exit: tests assert on the Run. */
+export async function run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+/** `docker` against one lab host's daemon. */
+export function docker(host: LabHost, args: string[], opts: { timeoutMs?: number } = {}): Promise<Run> {
+  return run(DOCKER_CLI, ["-H", `unix://${host.dockerSock}`, ...args], opts);
+}
+
+/** A command in a lab namespace's network (the root mount namespace). */
+export function inNetns(netns: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<Run> {
+  return run("nsenter", [`--net=/run/netns/${netns}`, ...args], opts);
+}
+
+export async function lines(cmd: string, args: string[]): Promise<string[]> {
+  const { stdout } = await execFileP(cmd, args).catch(() => ({ stdout: "" }));
+  return stdout.split("\n").filter((l) => l.length > 0);
+}
+
+/** HTTP against a host's local Consul agent, from inside that host's namespace. */
+export async function consulHttp(host: LabHost, method: string, path: string, body?: string): Promise<Run> {
+  const args = ["curl", "-sS", "--fail-with-body", "-X", method, `http://127.0.0.1:8500${path}`];
+  if (body !== undefined) args.push("--data-binary", "@-");
+  return run("nsenter", [`--net=/run/netns/${host.netns}`, ...args], { input: body });
+}

@@ -1,0 +1,65 @@
+# Shared settings and helpers for the lab. Sourced, not run.
+# Everything the lab creates is named here so that `down` can find it again.
+
+LAB_RUN=/run/tso-lab          # pids, sockets, lab.json, per-host run dirs
+LAB_DATA=/var/lib/tso-lab     # docker data roots, consul data, logs
+LAB_CACHE=/var/cache/tsoverlay # consul build, base rootfs: survives `down`
+LAB_STATE="$LAB_RUN/lab.env"
+LAB_JSON="$LAB_RUN/lab.json"
+
+CONSUL_VERSION=v1.20.6
+CONSUL_BIN="$LAB_CACHE/consul-$CONSUL_VERSION/consul"
+
+NS_UNDERLAY=tso-ul
+NS_OUTSIDE=tso-out
+UL_BRIDGE=ul0
+UL_PREFIX=198.18.0          # underlay /24: .1 router, .2-.4 consul, .11.. hosts
+OUT_PREFIX=198.19.0         # "internet" /24 behind the router: .1 router, .2 server
+MAX_HOSTS=5
+CONSUL_SERVERS=3
+PLUGIN_NAME=tsoverlay-plugin
+TEST_IMAGE=tso-test:latest
+
+DOCKER_CLI=/usr/bin/docker
+[ -x "$DOCKER_CLI" ] || DOCKER_CLI=docker
+
+log() { printf '[lab] %s\n' "$*" >&2; }
+die() { printf '[lab] error: %s\n' "$*" >&2; exit 1; }
+
+host_ns() { echo "tso-h$1"; }
+host_addr() { echo "$UL_PREFIX.$((10 + $1))"; }
+consul_ns() { echo "tso-c$1"; }
+consul_addr() { echo "$UL_PREFIX.$((1 + $1))"; }
+host_dir() { echo "$LAB_RUN/h$1"; }
+host_data() { echo "$LAB_DATA/h$1"; }
+host_sock() { echo "$LAB_RUN/h$1/docker.sock"; }
+all_lab_namespaces() {
+  echo "$NS_UNDERLAY $NS_OUTSIDE"
+  local i; for i in $(seq 1 $CONSUL_SERVERS); do consul_ns "$i"; done
+  for i in $(seq 1 $MAX_HOSTS); do host_ns "$i"; done
+}
+
+# dockerd of host $1, through the CLI that matches the daemon's version.
+dk() { local h=$1; shift; DOCKER_BUILDKIT=0 "$DOCKER_CLI" -H "unix://$(host_sock "$h")" "$@"; }
+
+in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+
+# Starts a long-running process in namespace $1, detached, logging to $2;
+# records its PID under $LAB_RUN/pids/$3.pid. setsid and nsenter both exec,
+# so the recorded PID is the program's own.
+spawn_in_ns() {
+  local ns=$1 logf=$2 name=$3; shift 3
+  mkdir -p "$LAB_RUN/pids" "$(dirname "$logf")"
+  setsid nsenter --net="/run/netns/$ns" "$@" >"$logf" 2>&1 </dev/null &
+  echo $! >"$LAB_RUN/pids/$name.pid"
+}
+
+# Waits up to $1 seconds for command "$@" to succeed.
+wait_for() {
+  local secs=$1; shift
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.3
+  done
+}

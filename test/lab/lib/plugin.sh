@@ -1,0 +1,14 @@
+# Builds the plugin once (on h1's daemon) and installs it as a managed plugin
+# on every host, pointed at that host's Consul agent and underlay address.
+
+plugin_up() {
+  local hosts=$1 i repo dir="$LAB_DATA/plugin"
+  repo=$(cd "$LAB_DIR/../.." && pwd)
+  DOCKER_HOST="unix://$(host_sock 1)" "$repo/scripts/plugin-build.sh" "$dir"
+  for i in $(seq 1 "$hosts"); do
+    DOCKER_HOST="unix://$(host_sock "$i")" PLUGIN_NAME="$PLUGIN_NAME" "$repo/scripts/plugin-install.sh" "$dir" \
+      CONSUL_HTTP_ADDR=127.0.0.1:8500 ADVERTISE_ADDR="$(host_addr "$i")" ADVERTISE_IFACE=eth0 \
+      LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" \
+      state.source="$(host_data "$i")/tsoverlay-state" run.source="$(host_dir "$i")/tsoverlay-run"
+  done
+}
