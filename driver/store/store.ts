@@ -1,0 +1,63 @@
+/**
+ * The cluster state store. Two implementations: Consul (cluster-wide) and an
+ * embedded file-backed store (single host, used when no Consul is configured).
+ * Every read-modify-write goes through `cas` so concurrent hosts never lose an
+ * update. Keys are '/'-separated paths without a leading slash.
+ */
+export interface KV {
+  key: string;
+  value: string;
+  /** Monotonic version of this key; pass it to `cas`/`delete` to act only if unchanged. */
+  modifyIndex: number;
+}
+
+export interface Watch {
+  stop(): void;
+}
+
+export interface Store {
+  get(key: string): Promise<KV | undefined>;
+  /** Unconditional write. */
+  put(key: string, value: string): Promise<void>;
+  /**
+   * Compare-and-set: writes only if the key's modifyIndex still equals `index`.
+   * index 0 means "only if the key does not exist". Returns false when it lost.
+   */
+  cas(key: string, value: string, index: number): Promise<boolean>;
+  /** Deletes the key; with `index`, only if unchanged. Returns false when it lost. */
+  delete(key: string, index?: number): Promise<boolean>;
+  /** Deletes every key under the prefix. */
+  deleteTree(prefix: string): Promise<void>;
+  /** All keys under the prefix, sorted by key. */
+  list(prefix: string): Promise<KV[]>;
+  /**
+   * Calls `onChange` with the full current list under `prefix` now and after
+   * every change (Consul: blocking queries). Errors are retried with backoff
+   * and reported through `onError`; the watch never throws.
+   */
+  watch(prefix: string, onChange: (kvs: KV[]) => void, onError?: (err: Error) => void): Watch;
+  /**
+   * Writes a key that lives only as long as this process keeps renewing it
+   * (Consul: a session with a TTL and behavior=delete). Returns a handle that
+   * removes it on release.
+   */
+  putEphemeral(key: string, value: string, ttlSeconds: number): Promise<EphemeralKey>;
+  close(): Promise<void>;
+}
+
+export interface EphemeralKey {
+  readonly key: string;
+  release(): Promise<void>;
+}
+
+/** Errors from a store carry the operation and key they concern. */
+export class StoreError extends Error {
+  constructor(
+    readonly op: string,
+    readonly key: string,
+    cause: unknown,
+  ) {
+    super(`store ${op} ${key}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = "StoreError";
+  }
+}

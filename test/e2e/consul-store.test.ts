@@ -1,0 +1,384 @@
+/**
+ * The Consul store adapter against a real Consul agent that this file starts
+ * (dev mode, loopback only, free ports) and kills in afterAll. The binary comes
+ * from $TSOVERLAY_CONSUL_BIN; a missing binary fails the suite, it is not skipped.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createServer as createHttpServer, type IncomingHttpHeaders, type Server as HttpServer } from "node:http";
+import { createServer as createTcpServer, type Server, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../../driver/log.js";
+import { consulBaseUrl, openConsulStore, type ConsulStore } from "../../driver/store/consul-store.js";
+import { StoreError, type KV, type Store } from "../../driver/store/store.js";
+
+const CONSUL_BIN = process.env.TSOVERLAY_CONSUL_BIN ?? "/var/cache/tsoverlay/consul-v1.20.6/consul";
+const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+const keysOf = (kvs: KV[]): string[] => kvs.map((kv) => kv.key);
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function freePort(): Promise<number> {
+  const server = createTcpServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === "string") throw new Error("no port from listen(0)");
+  return address.port;
+}
+
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+async function incrementWithRetry(store: Store, key: string): Promise<void> {
+  for (;;) {
+    const current = await store.get(key);
+    const next = String(Number(current?.value ?? "0") + 1);
+    if (await store.cas(key, next, current?.modifyIndex ?? 0)) return;
+  }
+}
+
+interface Agent {
+  addr: string;
+  process: ChildProcess;
+  output: () => string;
+}
+
+async function startConsulAgent(): Promise<Agent> {
+  if (!existsSync(CONSUL_BIN)) {
+    throw new Error(`Consul binary not found at ${CONSUL_BIN}; set TSOVERLAY_CONSUL_BIN to a consul executable`);
+  }
+  const [http, serfLan, serfWan, server] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const args = [
+    "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+    "-http-port", String(http), "-dns-port", "-1", "-grpc-port", "-1",
+    "-serf-lan-port", String(serfLan), "-serf-wan-port", String(serfWan), "-server-port", String(server),
+    // Lets the TTL-expiry test use a 2 s session instead of the 10 s minimum.
+    "-hcl", 'session_ttl_min = "1s"',
+    "-log-level", "warn",
+  ];
+  const child = spawn(CONSUL_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  let exited: string | undefined;
+  child.once("exit", (code, signal) => (exited = `consul exited (code ${code}, signal ${signal})`));
+  child.once("error", (err) => (exited = `consul failed to start: ${err.message}`));
+
+  const addr = `127.0.0.1:${http}`;
+  try {
+    await waitFor("the consul agent to elect itself leader", 30_000, async () => {
+      if (exited) throw new Error(exited);
+      const res = await fetch(`http://${addr}/v1/status/leader`);
+      const leader = (await res.json()) as string;
+      return leader ? leader : undefined;
+    });
+  } catch (err) {
+    if (child.pid !== undefined && !exited) process.kill(child.pid, "SIGKILL");
+    throw new Error(`${exited ?? (err as Error).message}\n${output}`);
+  }
+  return { addr, process: child, output: () => output };
+}
+
+async function stopConsulAgent(agent: Agent | undefined): Promise<void> {
+  const pid = agent?.process.pid;
+  if (!agent || pid === undefined || agent.process.exitCode !== null || agent.process.signalCode !== null) return;
+  const exited = new Promise((resolve) => agent.process.once("exit", resolve));
+  process.kill(pid, "SIGTERM");
+  const killTimer = setTimeout(() => process.kill(pid, "SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(killTimer);
+}
+
+describe("ConsulStore against a real agent", () => {
+  let agent: Agent | undefined;
+  let store: ConsulStore;
+  let other: ConsulStore;
+  let testNumber = 0;
+  // Every test works under its own prefix so no test sees another's keys.
+  let ns = "";
+
+  beforeAll(async () => {
+    agent = await startConsulAgent();
+    store = await openConsulStore({ addr: agent.addr, log });
+    other = await openConsulStore({ addr: `http://${agent.addr}`, log });
+  }, 60_000);
+
+  afterAll(async () => {
+    await store?.close();
+    await other?.close();
+    await stopConsulAgent(agent);
+  }, 30_000);
+
+  const fresh = (): string => (ns = `t${++testNumber}/`);
+
+  it("puts and gets values, including empty ones, with increasing modify indexes", async () => {
+    fresh();
+    expect(await store.get(`${ns}missing`)).toBeUndefined();
+    await store.put(`${ns}k`, "v1");
+    const first = (await store.get(`${ns}k`))!;
+    await other.put(`${ns}k`, "");
+    const second = (await store.get(`${ns}k`))!;
+    expect(first.value).toBe("v1");
+    expect(second).toEqual({ key: `${ns}k`, value: "", modifyIndex: second.modifyIndex });
+    expect(second.modifyIndex).toBeGreaterThan(first.modifyIndex);
+  });
+
+  it("cas: 0 creates only if absent, a stale index loses, the current index wins", async () => {
+    fresh();
+    const key = `${ns}k`;
+    expect(await store.cas(key, "first", 0)).toBe(true);
+    expect(await other.cas(key, "again", 0)).toBe(false);
+    const seen = (await store.get(key))!;
+    await other.put(key, "second");
+    expect(await store.cas(key, "stale", seen.modifyIndex)).toBe(false);
+    const current = (await store.get(key))!;
+    expect(await store.cas(key, "third", current.modifyIndex)).toBe(true);
+    expect((await other.get(key))?.value).toBe("third");
+  });
+
+  it("delete with an index acts only if unchanged; deleting an absent key succeeds", async () => {
+    fresh();
+    const key = `${ns}k`;
+    await store.put(key, "v1");
+    const seen = (await store.get(key))!;
+    await store.put(key, "v2");
+    expect(await store.delete(key, seen.modifyIndex)).toBe(false);
+    expect(await store.get(key)).toBeDefined();
+    expect(await store.delete(key, (await store.get(key))!.modifyIndex)).toBe(true);
+    expect(await store.get(key)).toBeUndefined();
+    expect(await store.delete(key)).toBe(true);
+    expect(await store.delete(key, 42)).toBe(true);
+  });
+
+  it("lists sorted with directory prefix semantics; deleteTree respects them", async () => {
+    fresh();
+    for (const key of ["a/b/y/z", "a/bc/x", "a/b", "a/b/x", "a/c"]) await store.put(`${ns}${key}`, key);
+    expect(keysOf(await store.list(`${ns}a/b`))).toEqual([`${ns}a/b`, `${ns}a/b/x`, `${ns}a/b/y/z`]);
+    expect(keysOf(await store.list(`${ns}a/b/`))).toEqual([`${ns}a/b/x`, `${ns}a/b/y/z`]);
+    expect(await store.list(`${ns}nothing`)).toEqual([]);
+    await store.deleteTree(`${ns}a/b`);
+    expect(keysOf(await store.list(ns))).toEqual([`${ns}a/bc/x`, `${ns}a/c`]);
+    await store.deleteTree(ns);
+    expect(await store.list(ns)).toEqual([]);
+  });
+
+  it("50 concurrent CAS-retry increments from two clients all land", async () => {
+    fresh();
+    const key = `${ns}counter`;
+    await Promise.all(Array.from({ length: 50 }, (_, i) => incrementWithRetry(i % 2 ? store : other, key)));
+    expect((await store.get(key))?.value).toBe("50");
+  }, 30_000);
+
+  it("watch delivers the full list at once and sees a second client's change within 1 s", async () => {
+    fresh();
+    await store.put(`${ns}net/1`, "one");
+    const calls: { at: number; keys: string[] }[] = [];
+    const errors: Error[] = [];
+    const watch = store.watch(`${ns}net`, (kvs) => calls.push({ at: Date.now(), keys: keysOf(kvs) }), (err) => errors.push(err));
+    try {
+      await waitFor("the initial watch call", 5_000, async () => (calls.length > 0 ? true : undefined));
+      expect(calls[0]!.keys).toEqual([`${ns}net/1`]);
+      await sleep(300); // the watch is now parked in a blocking query
+
+      const writtenAt = Date.now();
+      await other.put(`${ns}net/2`, "two");
+      await waitFor("the watch to see net/2", 5_000, async () => (calls.length > 1 ? true : undefined));
+      expect(calls[1]!.keys).toEqual([`${ns}net/1`, `${ns}net/2`]);
+      expect(calls[1]!.at - writtenAt).toBeLessThan(1_000);
+
+      await other.put(`${ns}netx`, "a sibling, not under the prefix");
+      await other.delete(`${ns}net/1`);
+      await waitFor("the watch to see the delete", 5_000, async () => (calls.length > 2 ? true : undefined));
+      expect(calls.map((call) => call.keys)).toEqual([[`${ns}net/1`], [`${ns}net/1`, `${ns}net/2`], [`${ns}net/2`]]);
+    } finally {
+      watch.stop();
+    }
+    await other.put(`${ns}net/3`, "after stop");
+    await sleep(500);
+    expect(calls).toHaveLength(3);
+    expect(errors).toEqual([]);
+  }, 20_000);
+
+  it("an ephemeral key is visible to other clients and disappears on release", async () => {
+    fresh();
+    const handle = await store.putEphemeral(`${ns}hosts/a`, "alive", 10);
+    expect((await other.get(`${ns}hosts/a`))?.value).toBe("alive");
+    await handle.release();
+    await handle.release();
+    expect(await other.get(`${ns}hosts/a`)).toBeUndefined();
+  });
+
+  it("an ephemeral key survives while renewed and expires after its TTL once renewal stops", async () => {
+    fresh();
+    const key = `${ns}hosts/a`;
+    const ttlSeconds = 2;
+    const handle = await store.putEphemeral(key, "alive", ttlSeconds);
+    // Consul invalidates a session up to 2×TTL after the last renewal; 3×TTL proves renewal works.
+    await sleep(ttlSeconds * 3 * 1000);
+    expect((await other.get(key))?.value).toBe("alive");
+
+    handle.abandon();
+    const abandonedAt = Date.now();
+    await waitFor("the abandoned ephemeral key to expire", ttlSeconds * 2 * 1000 + 5_000, async () =>
+      (await other.get(key)) === undefined ? true : undefined,
+    );
+    expect(Date.now() - abandonedAt).toBeGreaterThanOrEqual(ttlSeconds * 1000 - 500);
+  }, 30_000);
+
+  it("an ephemeral key comes back when its session is destroyed behind its back", async () => {
+    fresh();
+    const key = `${ns}hosts/a`;
+    const handle = await store.putEphemeral(key, "alive", 3);
+    const firstSession = handle.session!;
+    const res = await fetch(`http://${agent!.addr}/v1/session/destroy/${firstSession}`, { method: "PUT" });
+    expect(res.ok).toBe(true);
+    expect(await other.get(key)).toBeUndefined();
+    await waitFor("the ephemeral key to be re-created", 10_000, async () => ((await other.get(key)) ? true : undefined));
+    expect(handle.session).not.toBe(firstSession);
+    await handle.release();
+    expect(await other.get(key)).toBeUndefined();
+  }, 20_000);
+
+  it("a key held by another session cannot be taken as ephemeral", async () => {
+    fresh();
+    const key = `${ns}hosts/a`;
+    const held = await store.putEphemeral(key, "mine", 10);
+    await expect(other.putEphemeral(key, "theirs", 10)).rejects.toThrow(/held by another session/);
+    expect((await other.get(key))?.value).toBe("mine");
+    await held.release();
+  });
+
+  it("close releases the client's ephemeral keys and stops its watches", async () => {
+    fresh();
+    const third = await openConsulStore({ addr: agent!.addr, log });
+    await third.putEphemeral(`${ns}hosts/a`, "alive", 10);
+    const calls: KV[][] = [];
+    third.watch(`${ns}hosts`, (kvs) => calls.push(kvs));
+    await waitFor("the initial watch call", 5_000, async () => (calls.length > 0 ? true : undefined));
+    await third.close();
+    expect(await store.get(`${ns}hosts/a`)).toBeUndefined();
+    await sleep(300);
+    expect(calls).toHaveLength(1);
+    await expect(third.get(`${ns}hosts/a`)).rejects.toThrow(/store is closed/);
+  });
+});
+
+describe("ConsulStore failure modes (no agent)", () => {
+  it("an address with nothing listening gives a StoreError within a few seconds", async () => {
+    const started = Date.now();
+    const error = await openConsulStore({ addr: "127.0.0.1:1", log }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(StoreError);
+    expect((error as StoreError).message).toMatch(/127\.0\.0\.1:1.*refused/);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it("an agent that accepts but never answers times out with a StoreError", async () => {
+    const sockets = new Set<Socket>();
+    const silent: Server = createTcpServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const started = Date.now();
+      const error = await openConsulStore({ addr: `127.0.0.1:${port}`, log, requestTimeoutMs: 1_000 }).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(StoreError);
+      expect((error as StoreError).message).toMatch(/did not answer in time/);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  describe("against a fake agent", () => {
+    let fake: HttpServer;
+    let fakeAddr: string;
+    const seenHeaders: IncomingHttpHeaders[] = [];
+
+    beforeAll(async () => {
+      // Answers the open-time leader check; fails every KV request.
+      fake = createHttpServer((req, res) => {
+        seenHeaders.push(req.headers);
+        if (req.url?.startsWith("/v1/status/leader")) {
+          res.setHeader("content-type", "application/json");
+          res.end(JSON.stringify("127.0.0.1:8300"));
+          return;
+        }
+        res.statusCode = 500;
+        res.setHeader("content-type", "text/plain");
+        res.end("rpc error: no cluster leader");
+      });
+      await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+      fakeAddr = `127.0.0.1:${(fake.address() as { port: number }).port}`;
+    });
+    afterAll(async () => {
+      await new Promise((resolve) => fake.close(resolve));
+    });
+
+    it("sends the token, falling back to CONSUL_HTTP_TOKEN", async () => {
+      const explicit = await openConsulStore({ addr: fakeAddr, token: "explicit-token", log });
+      await explicit.close();
+      expect(seenHeaders.at(-1)?.["x-consul-token"]).toBe("explicit-token");
+
+      process.env.CONSUL_HTTP_TOKEN = "env-token";
+      try {
+        const fromEnv = await openConsulStore({ addr: fakeAddr, log });
+        await fromEnv.close();
+      } finally {
+        delete process.env.CONSUL_HTTP_TOKEN;
+      }
+      expect(seenHeaders.at(-1)?.["x-consul-token"]).toBe("env-token");
+    });
+
+    it("HTTP errors carry the operation, key and status", async () => {
+      const store = await openConsulStore({ addr: fakeAddr, log });
+      try {
+        await expect(store.put("a/b", "v")).rejects.toThrow(/^store put a\/b: consul at http:\/\/127\.0\.0\.1:\d+ answered HTTP 500: rpc error: no cluster leader/);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it("a failing watch reports errors through onError, retries with backoff, and is silent after stop", async () => {
+      const store = await openConsulStore({ addr: fakeAddr, log });
+      const errors: Error[] = [];
+      let changes = 0;
+      const watch = store.watch("net", () => changes++, (err) => errors.push(err));
+      await sleep(1_000);
+      watch.stop();
+      const reported = errors.length;
+      // Backoff 250, 500 ms, ... → a handful of attempts in a second, not a hot loop.
+      expect(reported).toBeGreaterThanOrEqual(2);
+      expect(reported).toBeLessThanOrEqual(4);
+      expect(errors[0]).toBeInstanceOf(StoreError);
+      expect(errors[0]!.message).toMatch(/^store watch net: .*HTTP 500/);
+      await sleep(1_000);
+      expect(errors).toHaveLength(reported);
+      expect(changes).toBe(0);
+      await store.close();
+    });
+  });
+});
+
+describe("consulBaseUrl", () => {
+  it.each([
+    ["127.0.0.1:8500", {}, "http://127.0.0.1:8500/v1"],
+    ["consul.internal", {}, "http://consul.internal:8500/v1"],
+    ["http://10.0.0.5:18500", {}, "http://10.0.0.5:18500/v1"],
+    ["https://consul.example", {}, "https://consul.example:8500/v1"],
+    ["consul.example:8501", { CONSUL_HTTP_SSL: "true" }, "https://consul.example:8501/v1"],
+    ["[::1]:8500", {}, "http://[::1]:8500/v1"],
+  ])("%s %j → %s", (addr, env, expected) => {
+    expect(consulBaseUrl(addr, env)).toBe(expected);
+  });
+
+  it.each(["", "unix:///var/run/consul.sock", "http://host:8500/sub/path"])("rejects %j", (addr) => {
+    expect(() => consulBaseUrl(addr, {})).toThrow();
+  });
+});
