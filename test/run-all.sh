@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "npm test drives namespaces, dockerd and Consul: run it as root (sudo npm test)" >&2; exit 1; }
-[ -d node_modules ] || npm ci --no-audit --no-fund
+[ -d node_modules ] || npm install --no-audit --no-fund
 npm run --silent build
 status=0
 report=$(mktemp /tmp/tso-vitest.XXXXXX.json)
