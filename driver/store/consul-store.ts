@@ -371,6 +371,7 @@ export class ConsulEphemeralKey implements EphemeralKey {
   }
 
   async acquire(): Promise<void> {
+    if (await this.adoptPredecessor()) return;
     const { client } = this.deps;
     let id: string;
     try {
@@ -403,6 +404,34 @@ export class ConsulEphemeralKey implements EphemeralKey {
     this.scheduleRenewal();
   }
 
+  /**
+   * An ephemeral key names its owner (e.g. a host), so a session still holding
+   * it belongs to this owner's previous process. Taking that session over keeps
+   * the key alive across a restart; waiting for it to expire would make peers
+   * see the owner vanish and come back.
+   */
+  private async adoptPredecessor(): Promise<boolean> {
+    const { client } = this.deps;
+    let held: { Session?: string } | undefined;
+    try {
+      held = (await client.kv.get({ key: this.key })) as { Session?: string } | undefined;
+    } catch (err) {
+      throw this.deps.toError("putEphemeral", err);
+    }
+    const previous = held?.Session;
+    if (previous === undefined || previous === "") return false;
+    try {
+      await client.session.renew({ id: previous });
+      if (!(await client.kv.set({ key: this.key, value: this.value, acquire: previous }))) return false;
+    } catch {
+      return false;
+    }
+    this.sessionId = previous;
+    this.deps.log.info({ session: previous }, "ephemeral key taken over from the previous process");
+    this.scheduleRenewal();
+    return true;
+  }
+
   /** Destroys the session; Consul deletes the key (behavior=delete). Idempotent. */
   async release(): Promise<void> {
     if (this.released) return;
@@ -423,6 +452,10 @@ export class ConsulEphemeralKey implements EphemeralKey {
    * Stops renewing without destroying the session, as if this process had died:
    * Consul deletes the key once the TTL runs out. For tests and crash simulation.
    */
+  detach(): void {
+    this.abandon();
+  }
+
   abandon(): void {
     this.abandoned = true;
     clearTimeout(this.renewTimer);

@@ -121,6 +121,10 @@ export class EmbeddedStore implements Store {
         this.liveEphemeralKeys.delete(handle);
         if (!this.closed) await this.delete(key);
       },
+      detach: () => {
+        released = true;
+        this.liveEphemeralKeys.delete(handle);
+      },
     };
     this.liveEphemeralKeys.add(handle);
     return handle;

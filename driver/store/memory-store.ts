@@ -232,6 +232,9 @@ export class MemoryStore implements Store {
         released = true;
         await this.delete(key);
       },
+      detach: () => {
+        released = true;
+      },
     };
   }
 

@@ -47,7 +47,14 @@ export interface Store {
 
 export interface EphemeralKey {
   readonly key: string;
+  /** Deletes the key now. */
   release(): Promise<void>;
+  /**
+   * Stops keeping the key alive without deleting it: it lapses after its TTL
+   * unless a successor process takes it over. Used on a plugin stop, which must
+   * not look like the host leaving.
+   */
+  detach(): void;
 }
 
 /** Errors from a store carry the operation and key they concern. */
