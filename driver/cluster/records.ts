@@ -1,0 +1,34 @@
+import { z } from "zod";
+
+/** Cluster records, as stored under the keys of keys.ts (JSON values). */
+export const NetworkRecord = z.object({
+  subnet: z.string(),
+  gatewayCidr: z.string(),
+  vni: z.number().int(),
+  /** The MTU asked for with -o; absent = each host derives it from its underlay. */
+  mtu: z.number().int().optional(),
+  createdAt: z.string(),
+});
+export type NetworkRecord = z.infer<typeof NetworkRecord>;
+
+export const NetworkHostRecord = z.object({ hostId: z.string(), networkId: z.string() });
+export type NetworkHostRecord = z.infer<typeof NetworkHostRecord>;
+
+export const EndpointRecord = z.object({
+  endpointId: z.string(),
+  networkId: z.string(),
+  hostId: z.string(),
+  vtep: z.string(),
+  ip: z.string(),
+  mac: z.string(),
+});
+export type EndpointRecord = z.infer<typeof EndpointRecord>;
+
+export function parseRecord<T>(schema: z.ZodType<T>, value: string): T | undefined {
+  try {
+    const r = schema.safeParse(JSON.parse(value));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}

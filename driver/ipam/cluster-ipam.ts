@@ -1,0 +1,52 @@
+import type { Logger } from "../log.js";
+import type { Result } from "../result.js";
+import type { Store } from "../store/store.js";
+import { AddressAllocator, type AddressResponse, type ReleaseAddressArgs, type RequestAddressArgs } from "./addresses.js";
+import type { IpamConfig } from "./ipam-config.js";
+import { PoolAllocator, type PoolResponse, type ReleasePoolArgs, type RequestPoolArgs } from "./pools.js";
+import { claimVni, releaseVni } from "./vnis.js";
+
+/**
+ * The cluster-wide IPAM the IpamDriver endpoints call: pools, addresses and
+ * VNIs, all kept in the cluster store. Domain refusals come back as failures
+ * whose text is meant for `docker network create`; store errors throw.
+ */
+export class ClusterIpam {
+  private readonly pools: PoolAllocator;
+  private readonly addresses: AddressAllocator;
+
+  constructor(
+    private readonly store: Store,
+    readonly cfg: IpamConfig,
+    log: Logger,
+    now: () => number = Date.now,
+  ) {
+    this.pools = new PoolAllocator(store, cfg, log, now);
+    this.addresses = new AddressAllocator(store, log, now);
+  }
+
+  requestPool(req: RequestPoolArgs): Promise<Result<PoolResponse>> {
+    return this.pools.requestPool(req);
+  }
+
+  releasePool(req: ReleasePoolArgs): Promise<Result<void>> {
+    return this.pools.releasePool(req);
+  }
+
+  requestAddress(req: RequestAddressArgs): Promise<Result<AddressResponse>> {
+    return this.addresses.requestAddress(req);
+  }
+
+  releaseAddress(req: ReleaseAddressArgs): Promise<Result<void>> {
+    return this.addresses.releaseAddress(req);
+  }
+
+  /** A VNI for the network with this subnet: `requested` (`-o vni=…`) or the lowest free in the configured range. */
+  claimVni(subnet: string, requested?: number): Promise<Result<number>> {
+    return claimVni(this.store, { subnet, requested, range: this.cfg.vniRange });
+  }
+
+  releaseVni(vni: number, subnet: string): Promise<boolean> {
+    return releaseVni(this.store, vni, subnet);
+  }
+}

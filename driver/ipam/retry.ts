@@ -1,0 +1,23 @@
+import { setTimeout as sleep } from "node:timers/promises";
+
+/**
+ * How many rounds of read → decide → CAS a cluster operation gets before it
+ * gives up with an error. A round re-reads the store; losing a create-only CAS
+ * on one candidate (address, block, VNI) and moving to the next is not a round.
+ */
+export const MAX_ATTEMPTS = 20;
+
+/**
+ * A record left half-way (claiming/releasing) by a host that died is taken
+ * over after this long. Far above any real operation, and above clock skew.
+ */
+export const STALE_AFTER_MS = 30_000;
+
+/** Random, growing pause between rounds so contending hosts stop retrying in lockstep. */
+export async function backoff(attempt: number): Promise<void> {
+  await sleep(Math.random() * Math.min(2 ** attempt, 50));
+}
+
+export function giveUp(what: string): string {
+  return `${what}: the cluster store stayed contended for ${MAX_ATTEMPTS} attempts, try again`;
+}
