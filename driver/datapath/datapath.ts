@@ -1,0 +1,65 @@
+/**
+ * The per-host datapath of overlay networks, as the domain sees it. The kernel
+ * implementation programs namespaces, bridges, VXLAN devices, veths and the
+ * neighbor/FDB tables; unit tests use an in-memory fake.
+ *
+ * Every method is idempotent ("ensure"): restart and reconcile reuse them.
+ */
+export interface NetworkSpec {
+  /** Cluster identity: the IPv4 subnet, e.g. "10.10.0.0/24". */
+  subnet: string;
+  /** Gateway in CIDR form with the subnet's prefix, e.g. "10.10.0.1/24": held by br0. */
+  gatewayCidr: string;
+  vni: number;
+  /** MTU for the VXLAN device and every veth end. */
+  mtu: number;
+}
+
+export interface EndpointSpec {
+  endpointId: string;
+  /** The container's address in CIDR form. */
+  addressCidr: string;
+  mac: string;
+}
+
+export interface EndpointLinks {
+  /** Name of the veth end left in the host namespace, handed to Docker in Join (SrcName). */
+  hostIfName: string;
+  /** Name of the end enslaved to br0 inside the network namespace. */
+  bridgeIfName: string;
+}
+
+/** One remote endpoint as a neighbor entry (ip → mac) plus an FDB entry (mac → vtep). */
+export interface PeerEntry {
+  ip: string;
+  mac: string;
+  vtep: string;
+}
+
+export interface PeerSyncReport {
+  added: number;
+  removed: number;
+}
+
+export interface Datapath {
+  /** Creates (or re-adopts after a restart) the network's namespace, br0 and VXLAN device. */
+  ensureNetwork(spec: NetworkSpec): Promise<void>;
+  /** Removes the namespace and everything in it. Absent is fine. */
+  removeNetwork(subnet: string): Promise<void>;
+  hasNetwork(subnet: string): boolean;
+  /** Creates the veth pair for an endpoint: one end on br0, one in the host namespace. */
+  ensureEndpoint(subnet: string, ep: EndpointSpec, mtu: number): Promise<EndpointLinks>;
+  removeEndpoint(subnet: string, endpointId: string): Promise<void>;
+  /**
+   * Makes the network's neighbor and FDB tables equal to `desired` (remote
+   * endpoints only): adds what is missing, removes what is not desired.
+   */
+  syncPeers(subnet: string, desired: PeerEntry[]): Promise<PeerSyncReport>;
+  close(): Promise<void>;
+}
+
+/** Names derived from ids, short enough for IFNAMSIZ (15). */
+export function endpointIfNames(endpointId: string): EndpointLinks {
+  const short = endpointId.slice(0, 9);
+  return { hostIfName: `tso${short}`, bridgeIfName: `ve${short}` };
+}
