@@ -15,6 +15,9 @@ const EnvSchema = z.object({
   ADVERTISE_IFACE: z.string().default(""),
   TSOVERLAY_STATE_DIR: z.string().min(1).default("/var/lib/tsoverlay"),
   TSOVERLAY_RUN_DIR: z.string().min(1).default("/run/tsoverlay"),
+  TSOVERLAY_PROC: z.string().min(1).default("/proc"),
+  TSOVERLAY_VXLAN_PORT: z.coerce.number().int().min(1).max(65535).default(4789),
+  TSOVERLAY_RECONCILE_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
 });
 
 export interface PluginConfig {
@@ -26,12 +29,17 @@ export interface PluginConfig {
   advertiseIface: string;
   stateDir: string;
   runDir: string;
+  procRoot: string;
+  vxlanPort: number;
+  reconcileMs: number;
 }
 
 export type ConfigResult = { ok: true; config: PluginConfig } | { ok: false; error: string };
 
 export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
-  const parsed = EnvSchema.safeParse(env);
+  // An empty setting (`docker plugin set X=`) means "use the default".
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = EnvSchema.safeParse(present);
   if (!parsed.success) {
     const why = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
     return { ok: false, error: `invalid environment: ${why}` };
@@ -53,6 +61,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       advertiseIface: e.ADVERTISE_IFACE,
       stateDir: e.TSOVERLAY_STATE_DIR,
       runDir: e.TSOVERLAY_RUN_DIR,
+      procRoot: e.TSOVERLAY_PROC,
+      vxlanPort: e.TSOVERLAY_VXLAN_PORT,
+      reconcileMs: e.TSOVERLAY_RECONCILE_MS,
     },
   };
 }

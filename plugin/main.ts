@@ -1,14 +1,17 @@
 import { createLogger } from "../driver/log.js";
-import { NetworkCatalog } from "../driver/network/network-catalog.js";
 import { loadConfig } from "./config.js";
+import { startDomain, type Domain } from "./domain.js";
 import { createApp } from "./http/app.js";
 import { listenUnix, type Listener } from "./http/listen.js";
-import { buildRoutes } from "./routes.js";
+import { ReadinessGate } from "./readiness.js";
+import { buildRoutes } from "./routes/index.js";
 
 /**
  * Process entry: the same program runs as a managed plugin (config.json) and
- * as a host service. Sockets are opened first: a managed plugin has ~10 s
- * after start before the daemon gives up on it.
+ * as a host service. Sockets are opened first — a managed plugin has ~10 s
+ * after start before the daemon gives up on it — then the domain is started,
+ * retrying while the cluster store is unreachable; until then driver calls
+ * are answered with the reason.
  */
 async function main(): Promise<void> {
   const cfg = loadConfig(process.env);
@@ -18,8 +21,9 @@ async function main(): Promise<void> {
   }
   const config = cfg.config;
   const log = createLogger(config.logLevel);
+  const gate = new ReadinessGate();
 
-  const app = createApp(buildRoutes({ networks: new NetworkCatalog() }), log);
+  const app = createApp(buildRoutes(gate), log);
   const listeners: Listener[] = [];
   for (const path of config.sockets) {
     try {
@@ -31,16 +35,30 @@ async function main(): Promise<void> {
     }
   }
 
+  let domain: Domain | undefined;
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "stopping");
     await Promise.all(listeners.map((l) => l.close()));
+    await domain?.stop().catch((e: unknown) => log.error({ err: (e as Error).message }, "stopping the domain failed"));
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+
+  for (let delay = 500; !stopping; delay = Math.min(delay * 2, 10_000)) {
+    const started = await startDomain(config, process.env, log);
+    if (started.ok) {
+      domain = started.value;
+      gate.ready(domain.driver, domain.ipam);
+      return;
+    }
+    gate.notReady(started.error);
+    log.error({ err: started.error, retryMs: delay }, "cannot start the driver; retrying");
+    await new Promise((r) => setTimeout(r, delay));
+  }
 }
 
 void main();

@@ -9,7 +9,7 @@ import { createServer as createHttpServer, type IncomingHttpHeaders, type Server
 import { createServer as createTcpServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../driver/log.js";
-import { consulBaseUrl, openConsulStore, type ConsulStore } from "../../driver/store/consul-store.js";
+import { consulBaseUrl, openConsulStore, type ConsulEphemeralKey, type ConsulStore } from "../../driver/store/consul-store.js";
 import { StoreError, type KV, type Store } from "../../driver/store/store.js";
 
 const CONSUL_BIN = process.env.TSOVERLAY_CONSUL_BIN ?? "/var/cache/tsoverlay/consul-v1.20.6/consul";
@@ -246,13 +246,21 @@ describe("ConsulStore against a real agent", () => {
     expect(await other.get(key)).toBeUndefined();
   }, 20_000);
 
-  it("a key held by another session cannot be taken as ephemeral", async () => {
+  it("a restarted owner takes over the session still holding its key: the key never disappears", async () => {
     fresh();
     const key = `${ns}hosts/a`;
-    const held = await store.putEphemeral(key, "mine", 10);
-    await expect(other.putEphemeral(key, "theirs", 10)).rejects.toThrow(/held by another session/);
-    expect((await other.get(key))?.value).toBe("mine");
-    await held.release();
+    const previous = (await store.putEphemeral(key, "before restart", 2)) as ConsulEphemeralKey;
+    previous.detach(); // the process "dies": nobody renews the session any more
+    const seen: (string | undefined)[] = [];
+    const w = other.watch(`${ns}hosts`, (kvs) => seen.push(kvs.find((kv) => kv.key === key)?.value));
+    const successor = (await other.putEphemeral(key, "after restart", 2)) as ConsulEphemeralKey;
+    expect(successor.session).toBe(previous.session);
+    await sleep(5_000); // well past the 2 s TTL: the successor keeps renewing it
+    w.stop();
+    expect((await store.get(key))?.value).toBe("after restart");
+    expect(seen).not.toContain(undefined);
+    await successor.release();
+    expect(await store.get(key)).toBeUndefined();
   });
 
   it("close releases the client's ephemeral keys and stops its watches", async () => {

@@ -25,7 +25,7 @@ describe("lab foundation", () => {
 
     it("creates and removes a network with `docker network create -d tsoverlay`", async () => {
       const name = `found-${host.name}`;
-      const c = await docker(host, ["network", "create", "-d", "tsoverlay", name]);
+      const c = await docker(host, ["network", "create", "-d", "tsoverlay", "--ipam-driver", "tsoverlay", name]);
       expect(c.code, c.stderr).toBe(0);
       const driver = await docker(host, ["network", "inspect", "-f", "{{.Driver}}", name]);
       expect(driver.stdout.trim()).toBe("tsoverlay");

@@ -14,7 +14,7 @@ describe("plugin as a host service", () => {
     const dir = mkdtempSync(join(tmpdir(), "tso-svc-"));
     const sock = join(dir, "plugins", "tsoverlay.sock");
     const child = spawn(process.execPath, [MAIN], {
-      env: { PATH: process.env.PATH, TSOVERLAY_SOCKETS: sock, TSOVERLAY_STATE_DIR: join(dir, "state"), LOG_LEVEL: "info" },
+      env: { PATH: process.env.PATH, TSOVERLAY_SOCKETS: sock, TSOVERLAY_STATE_DIR: join(dir, "state"), TSOVERLAY_RUN_DIR: join(dir, "run"), LOG_LEVEL: "info" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";

@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../driver/log.js";
-import { NetworkCatalog } from "../../driver/network/network-catalog.js";
 import { createApp, type Handler } from "../../plugin/http/app.js";
 import { ok } from "../../plugin/http/answer.js";
 import { listenUnix, type Listener } from "../../plugin/http/listen.js";
-import { buildRoutes } from "../../plugin/routes.js";
+import { ReadinessGate } from "../../plugin/readiness.js";
+import { buildRoutes } from "../../plugin/routes/index.js";
 import { postPlugin } from "../support/plugin-client.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tso-http-"));
@@ -17,7 +17,7 @@ const seen: unknown[] = [];
 let listener: Listener;
 
 beforeAll(async () => {
-  const routes = new Map(buildRoutes({ networks: new NetworkCatalog() }));
+  const routes = new Map(buildRoutes(new ReadinessGate()));
   routes.set("/Test.Echo", ((body: unknown) => {
     seen.push(body);
     return ok({ got: body });
@@ -119,7 +119,7 @@ describe("plugin HTTP edge", () => {
     child.kill("SIGKILL");
     await new Promise((resolve) => child.once("exit", resolve));
     expect(existsSync(stale)).toBe(true);
-    const l = await listenUnix(createApp(buildRoutes({ networks: new NetworkCatalog() }), createLogger("silent")), stale);
+    const l = await listenUnix(createApp(buildRoutes(new ReadinessGate()), createLogger("silent")), stale);
     expect((await postPlugin(stale, "/Plugin.Activate")).status).toBe(200);
     await l.close();
     expect(existsSync(stale)).toBe(false);

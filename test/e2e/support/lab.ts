@@ -14,7 +14,6 @@ export interface LabHost {
   addr: string;
   dockerSock: string;
   pluginsDir: string;
-  runDir: string;
   dataDir: string;
   dockerdPid: number;
   consulPid: number;
@@ -58,6 +57,7 @@ export async function run(cmd: string, args: string[], opts: { timeoutMs?: numbe
       clearTimeout(timer);
       resolve({ code: code ?? -1, stdout, stderr });
     });
+    child.stdin.on("error", () => undefined); // a command that exits without reading its input
     child.stdin.end(opts.input ?? "");
   });
 }
@@ -82,4 +82,49 @@ export async function consulHttp(host: LabHost, method: string, path: string, bo
   const args = ["curl", "-sS", "--fail-with-body", "-X", method, `http://127.0.0.1:8500${path}`];
   if (body !== undefined) args.push("--data-binary", "@-");
   return run("nsenter", [`--net=/run/netns/${host.netns}`, ...args], { input: body });
+}
+
+/** Runs `docker` and fails the test with its stderr when it exits non-zero. */
+export async function dockerOk(host: LabHost, args: string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+  const r = await docker(host, args, opts);
+  if (r.code !== 0) throw new Error(`docker ${args.join(" ")} on ${host.name} failed (${r.code}): ${r.stderr.trim()}`);
+  return r.stdout.trim();
+}
+
+/**
+ * The plugin's run directory as its daemon sees it: config.json makes it the
+ * plugin's propagatedMount, so the per-network namespaces mounted there live
+ * on in the daemon's mount namespace when the plugin process dies.
+ */
+export async function pluginRunDir(host: LabHost): Promise<string> {
+  const id = (await docker(host, ["plugin", "inspect", "-f", "{{.Id}}", readLab().pluginName])).stdout.trim();
+  return `${host.dataDir}/docker/plugins/${id}/propagated-mount`;
+}
+
+/** A command inside one of a host's overlay network namespaces (they live in its dockerd's mount namespace). */
+export async function inOverlayNs(host: LabHost, vni: number, args: string[]): Promise<Run> {
+  const dir = await pluginRunDir(host);
+  return run("nsenter", ["-t", String(host.dockerdPid), "-m", "nsenter", `--net=${dir}/netns/vni-${vni}`, ...args]);
+}
+
+export async function consulGetJson<T>(host: LabHost, key: string): Promise<T | undefined> {
+  const r = await consulHttp(host, "GET", `/v1/kv/${key}?raw`);
+  if (r.code !== 0) return undefined;
+  return JSON.parse(r.stdout) as T;
+}
+
+export async function consulKeys(host: LabHost, prefix: string): Promise<string[]> {
+  const r = await consulHttp(host, "GET", `/v1/kv/${prefix}?keys`);
+  if (r.code !== 0) return [];
+  return JSON.parse(r.stdout) as string[];
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }

@@ -10,15 +10,11 @@ dockerd_up() {
   for i in $(seq 1 "$hosts"); do
     local run; run=$(host_dir "$i")
     local data; data=$(host_data "$i")
-    mkdir -p "$run/plugins" "$run/exec" "$run/tsoverlay-run" "$data/docker" "$data/tsoverlay-state"
+    mkdir -p "$run/plugins" "$run/exec" "$data/docker" "$data/tsoverlay-state"
     echo '{}' >"$run/daemon.json"
-    # The plugin's run dir is mounted rshared into the plugin, which needs a
-    # shared mount underneath; the root filesystem here is private.
     setsid unshare --mount --propagation slave -- sh -c '
         set -e
         mount --bind "$1/plugins" /run/docker/plugins
-        mount --bind "$1/tsoverlay-run" "$1/tsoverlay-run"
-        mount --make-shared "$1/tsoverlay-run"
         ns=$2; shift 2
         exec nsenter --net="/run/netns/$ns" "$@"' sh "$run" "$(host_ns "$i")" \
       dockerd --data-root "$data/docker" --exec-root "$run/exec" --pidfile "$run/docker.pid" \

@@ -8,7 +8,7 @@ plugin_up() {
   for i in $(seq 1 "$hosts"); do
     DOCKER_HOST="unix://$(host_sock "$i")" PLUGIN_NAME="$PLUGIN_NAME" "$repo/scripts/plugin-install.sh" "$dir" \
       CONSUL_HTTP_ADDR=127.0.0.1:8500 ADVERTISE_ADDR="$(host_addr "$i")" ADVERTISE_IFACE=eth0 \
-      LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" \
-      state.source="$(host_data "$i")/tsoverlay-state" run.source="$(host_dir "$i")/tsoverlay-run"
+      LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" TSOVERLAY_RECONCILE_MS=2000 \
+      state.source="$(host_data "$i")/tsoverlay-state"
   done
 }

@@ -10,9 +10,9 @@ write_lab_json() {
     done
     printf '],"hosts":['; sep=""
     for i in $(seq 1 "$hosts"); do
-      printf '%s{"name":"h%s","netns":"%s","addr":"%s","dockerSock":"%s","pluginsDir":"%s","runDir":"%s","dataDir":"%s","dockerdPid":%s,"consulPid":%s}' \
+      printf '%s{"name":"h%s","netns":"%s","addr":"%s","dockerSock":"%s","pluginsDir":"%s","dataDir":"%s","dockerdPid":%s,"consulPid":%s}' \
         "$sep" "$i" "$(host_ns "$i")" "$(host_addr "$i")" "$(host_sock "$i")" "$(host_dir "$i")/plugins" \
-        "$(host_dir "$i")/tsoverlay-run" "$(host_data "$i")" "$(cat "$LAB_RUN/pids/dockerd-h$i.pid")" "$(cat "$LAB_RUN/pids/consul-h$i.pid")"
+        "$(host_data "$i")" "$(cat "$LAB_RUN/pids/dockerd-h$i.pid")" "$(cat "$LAB_RUN/pids/consul-h$i.pid")"
       sep=","
     done
     printf ']}\n'

@@ -1,0 +1,61 @@
+import { z } from "zod";
+import type { Store } from "../store/store.js";
+
+/**
+ * What this host must remember across plugin restarts (Docker replays neither
+ * CreateNetwork nor CreateEndpoint): its Docker network IDs and endpoints.
+ * Kept in a host-private store (never in the cluster store: network IDs are
+ * per daemon).
+ */
+export const LocalNetwork = z.object({ networkId: z.string(), subnet: z.string() });
+export type LocalNetwork = z.infer<typeof LocalNetwork>;
+
+export const LocalEndpoint = z.object({
+  endpointId: z.string(),
+  networkId: z.string(),
+  subnet: z.string(),
+  addressCidr: z.string(),
+  mac: z.string(),
+});
+export type LocalEndpoint = z.infer<typeof LocalEndpoint>;
+
+const NET = "local/networks/";
+const EP = "local/endpoints/";
+
+export class LocalState {
+  constructor(private readonly store: Store) {}
+
+  async putNetwork(n: LocalNetwork): Promise<void> {
+    await this.store.put(NET + n.networkId, JSON.stringify(n));
+  }
+
+  async getNetwork(networkId: string): Promise<LocalNetwork | undefined> {
+    const kv = await this.store.get(NET + networkId);
+    return kv === undefined ? undefined : LocalNetwork.parse(JSON.parse(kv.value));
+  }
+
+  async deleteNetwork(networkId: string): Promise<void> {
+    await this.store.delete(NET + networkId);
+  }
+
+  async networks(): Promise<LocalNetwork[]> {
+    return (await this.store.list(NET)).map((kv) => LocalNetwork.parse(JSON.parse(kv.value)));
+  }
+
+  async putEndpoint(e: LocalEndpoint): Promise<void> {
+    await this.store.put(EP + e.endpointId, JSON.stringify(e));
+  }
+
+  async getEndpoint(endpointId: string): Promise<LocalEndpoint | undefined> {
+    const kv = await this.store.get(EP + endpointId);
+    return kv === undefined ? undefined : LocalEndpoint.parse(JSON.parse(kv.value));
+  }
+
+  async deleteEndpoint(endpointId: string): Promise<void> {
+    await this.store.delete(EP + endpointId);
+  }
+
+  async endpoints(): Promise<LocalEndpoint[]> {
+    return (await this.store.list(EP)).map((kv) => LocalEndpoint.parse(JSON.parse(kv.value)));
+  }
+}

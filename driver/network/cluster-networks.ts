@@ -1,0 +1,91 @@
+import { keys } from "../cluster/keys.js";
+import { NetworkHostRecord, NetworkRecord, parseRecord } from "../cluster/records.js";
+import type { Logger } from "../log.js";
+import { failure, success, type Result } from "../result.js";
+import type { Store } from "../store/store.js";
+import type { NetworkOptions } from "./network-options.js";
+
+/** Claims a VNI for a subnet (explicit or from the range); frees one. */
+export interface VniAllocator {
+  claim(subnet: string, requested: number | undefined): Promise<Result<number>>;
+  release(vni: number, subnet: string): Promise<void>;
+}
+
+const MAX_ATTEMPTS = 20;
+
+function describe(o: { vni?: number; mtu?: number; gatewayCidr: string }): string {
+  return [`gateway=${o.gatewayCidr}`, `vni=${o.vni ?? "auto"}`, `mtu=${o.mtu ?? "auto"}`].join(" ");
+}
+
+/**
+ * The cluster side of a network: one record per subnet (its identity) shared
+ * by every host that created it, plus a membership key per host. The first
+ * host to create a subnet fixes its VNI and options; a later host asking the
+ * same subnet with different options is refused.
+ */
+export class ClusterNetworks {
+  constructor(
+    private readonly store: Store,
+    private readonly vnis: VniAllocator,
+    private readonly hostId: string,
+    private readonly log: Logger,
+  ) {}
+
+  async get(subnet: string): Promise<NetworkRecord | undefined> {
+    const kv = await this.store.get(keys.network(subnet));
+    return kv === undefined ? undefined : parseRecord(NetworkRecord, kv.value);
+  }
+
+  /** Creates the cluster record or joins the existing one; records this host's membership. */
+  async join(subnet: string, gatewayCidr: string, opts: NetworkOptions, networkId: string): Promise<Result<NetworkRecord>> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const existing = await this.get(subnet);
+      if (existing !== undefined) {
+        const askedVni = opts.vni !== undefined && opts.vni !== existing.vni;
+        const askedMtu = (opts.mtu ?? undefined) !== (existing.mtu ?? undefined);
+        if (existing.gatewayCidr !== gatewayCidr || askedVni || askedMtu) {
+          return failure(
+            `network ${subnet} already exists in the cluster with ${describe({ ...existing })}; this host asked for ${describe({ gatewayCidr, ...opts })}`,
+          );
+        }
+        await this.putMembership(subnet, networkId);
+        return success(existing);
+      }
+      const vni = await this.vnis.claim(subnet, opts.vni);
+      if (!vni.ok) return failure(`network ${subnet}: ${vni.error}`);
+      const rec: NetworkRecord = { subnet, gatewayCidr, vni: vni.value, createdAt: new Date().toISOString() };
+      if (opts.mtu !== undefined) rec.mtu = opts.mtu;
+      if (await this.store.cas(keys.network(subnet), JSON.stringify(rec), 0)) {
+        await this.putMembership(subnet, networkId);
+        this.log.info({ subnet, vni: rec.vni }, "network created in the cluster");
+        return success(rec);
+      }
+      // Another host created it first: give back our VNI and compare with theirs.
+      await this.vnis.release(vni.value, subnet);
+    }
+    return failure(`network ${subnet}: too much contention creating the cluster record`);
+  }
+
+  /**
+   * Drops this host's membership. The last host out deletes the record, its
+   * VNI and any endpoint keys left behind.
+   */
+  async leave(subnet: string): Promise<void> {
+    await this.store.delete(keys.networkHost(subnet, this.hostId));
+    const remaining = await this.store.list(keys.networkHosts(subnet));
+    if (remaining.length > 0) return;
+    const kv = await this.store.get(keys.network(subnet));
+    if (kv === undefined) return;
+    const rec = parseRecord(NetworkRecord, kv.value);
+    if (!(await this.store.delete(keys.network(subnet), kv.modifyIndex))) return;
+    if (rec !== undefined) await this.vnis.release(rec.vni, subnet);
+    await this.store.deleteTree(keys.endpoints(subnet));
+    await this.store.deleteTree(keys.networkHosts(subnet));
+    this.log.info({ subnet, vni: rec?.vni }, "last host left: network removed from the cluster");
+  }
+
+  private async putMembership(subnet: string, networkId: string): Promise<void> {
+    const rec: NetworkHostRecord = { hostId: this.hostId, networkId };
+    await this.store.put(keys.networkHost(subnet, this.hostId), JSON.stringify(rec));
+  }
+}

@@ -1,0 +1,43 @@
+import { failure, success, type Result } from "../result.js";
+
+/** The `-o` options a tsoverlay network understands. */
+export interface NetworkOptions {
+  /** Explicit VNI; otherwise one is allocated from the cluster range. */
+  vni?: number;
+  /** MTU for the overlay; otherwise the underlay MTU − 50 (VXLAN overhead). */
+  mtu?: number;
+}
+
+export const VXLAN_OVERHEAD = 50;
+const KNOWN = ["vni", "mtu", "com.docker.network.driver.mtu"] as const;
+
+function parseIntOption(name: string, raw: string, min: number, max: number): Result<number> {
+  if (!/^\d+$/.test(raw.trim())) return failure(`invalid option ${name}=${raw}: must be a number`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) return failure(`invalid option ${name}=${raw}: must be between ${min} and ${max}`);
+  return success(n);
+}
+
+/**
+ * Parses `com.docker.network.generic`. Unknown keys are refused (a typo must
+ * not silently give a different network), except Docker's own
+ * `com.docker.network.*` keys, which may be added by newer daemons.
+ */
+export function parseNetworkOptions(generic: Record<string, string>, vniRange: { min: number; max: number }): Result<NetworkOptions> {
+  const out: NetworkOptions = {};
+  for (const [k, v] of Object.entries(generic)) {
+    if (k === "vni") {
+      const r = parseIntOption(k, v, vniRange.min, vniRange.max);
+      if (!r.ok) return r;
+      out.vni = r.value;
+    } else if (k === "mtu" || k === "com.docker.network.driver.mtu") {
+      const r = parseIntOption(k, v, 576, 65535 - VXLAN_OVERHEAD);
+      if (!r.ok) return r;
+      if (out.mtu !== undefined && out.mtu !== r.value) return failure(`conflicting MTU options: ${out.mtu} and ${r.value}`);
+      out.mtu = r.value;
+    } else if (!k.startsWith("com.docker.network.")) {
+      return failure(`unknown option ${k} (tsoverlay understands: ${KNOWN.join(", ")})`);
+    }
+  }
+  return success(out);
+}

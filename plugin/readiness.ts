@@ -1,0 +1,27 @@
+import type { OverlayDriver } from "../driver/overlay-driver.js";
+import type { ClusterIpamPort } from "./routes/ipam-routes.js";
+
+/**
+ * The plugin opens its sockets before it has reached the cluster store (a
+ * managed plugin has ~10 s to answer). Until the domain is up, driver calls
+ * are answered with the reason it is not.
+ */
+export type Readiness =
+  | { ready: false; reason: string }
+  | { ready: true; driver: OverlayDriver; ipam: ClusterIpamPort };
+
+export class ReadinessGate {
+  private state: Readiness = { ready: false, reason: "starting" };
+
+  get current(): Readiness {
+    return this.state;
+  }
+
+  notReady(reason: string): void {
+    this.state = { ready: false, reason };
+  }
+
+  ready(driver: OverlayDriver, ipam: ClusterIpamPort): void {
+    this.state = { ready: true, driver, ipam };
+  }
+}
