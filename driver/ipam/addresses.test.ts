@@ -3,36 +3,12 @@ import { keys } from "../cluster/keys.js";
 import { createLogger } from "../log.js";
 import type { Result } from "../result.js";
 import { MemoryStore } from "../store/memory-store.js";
-import type { Store } from "../store/store.js";
 import { AddressAllocator, type AddressRecord } from "./addresses.js";
+import { jittery, value, error } from "../../test/support/store-helpers.js";
 import { PoolAllocator } from "./pools.js";
 
 const log = createLogger("silent");
 const GATEWAY = { RequestAddressType: "com.docker.network.gateway" };
-
-/** Delays every store call by a random number of ticks, so concurrent callers interleave differently each run. */
-function jittery(store: MemoryStore): Store {
-  return new Proxy(store, {
-    get(target, prop, receiver) {
-      const member: unknown = Reflect.get(target, prop, receiver);
-      if (typeof member !== "function") return member;
-      return async (...args: unknown[]) => {
-        for (let ticks = Math.floor(Math.random() * 4); ticks > 0; ticks--) await new Promise(setImmediate);
-        return (member as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-}
-
-function value<T>(result: Result<T>): T {
-  if (!result.ok) throw new Error(`expected success, got: ${result.error}`);
-  return result.value;
-}
-
-function error<T>(result: Result<T>): string {
-  if (result.ok) throw new Error(`expected failure, got: ${JSON.stringify(result.value)}`);
-  return result.error;
-}
 
 /** A store with `pool` created (and held by h1, h2, h3), plus an allocator on it. */
 async function setup(pool: string, subPool?: string, { jitter = false } = {}) {

@@ -5,7 +5,7 @@ describe("IPAM config", () => {
   it("has defaults", () => {
     expect(ipamConfigFromEnv("192.168.50.11", {})).toEqual({
       ok: true,
-      value: { hostId: "192.168.50.11", poolRange: "10.213.0.0/16", poolSize: 24, vniRange: { min: 4096, max: 16777215 } },
+      value: { hostId: "192.168.50.11", poolRange: "10.213.0.0/16", poolSize: 24, vniRange: { min: 1048576, max: 16777215 } },
     });
   });
 

@@ -3,9 +3,9 @@ import { keys } from "../cluster/keys.js";
 import { createLogger } from "../log.js";
 import type { Result } from "../result.js";
 import { MemoryStore } from "../store/memory-store.js";
-import type { Store } from "../store/store.js";
 import { AddressAllocator } from "./addresses.js";
 import { Subnet } from "./ipv4.js";
+import { jittery, value, error } from "../../test/support/store-helpers.js";
 import { formatPoolId, parsePoolId, PoolAllocator, type PoolRecord, type RequestPoolArgs } from "./pools.js";
 
 const log = createLogger("silent");
@@ -15,36 +15,12 @@ function setup(cfg = { poolRange: "10.213.0.0/16", poolSize: 24 }, now: () => nu
   return { store, pools: new PoolAllocator(store, cfg, log, now), addresses: new AddressAllocator(store, log) };
 }
 
-/** Delays every store call by a random number of ticks, so concurrent callers interleave differently each run. */
-function jittery(store: MemoryStore): Store {
-  return new Proxy(store, {
-    get(target, prop, receiver) {
-      const member: unknown = Reflect.get(target, prop, receiver);
-      if (typeof member !== "function") return member;
-      return async (...args: unknown[]) => {
-        for (let ticks = Math.floor(Math.random() * 4); ticks > 0; ticks--) await new Promise(setImmediate);
-        return (member as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-}
-
 function racingSetup() {
   const store = new MemoryStore();
   return { store, pools: new PoolAllocator(jittery(store), { poolRange: "10.213.0.0/16", poolSize: 24 }, log) };
 }
 
 const req = (hostId: string, more: Partial<RequestPoolArgs> = {}): RequestPoolArgs => ({ hostId, options: {}, v6: false, ...more });
-
-function value<T>(result: Result<T>): T {
-  if (!result.ok) throw new Error(`expected success, got: ${result.error}`);
-  return result.value;
-}
-
-function error<T>(result: Result<T>): string {
-  if (result.ok) throw new Error(`expected failure, got: ${JSON.stringify(result.value)}`);
-  return result.error;
-}
 
 async function refs(store: MemoryStore, subnet: string): Promise<Record<string, string>> {
   const prefix = keys.poolRefs(subnet);

@@ -1,35 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { keys } from "../cluster/keys.js";
-import type { Result } from "../result.js";
 import { MemoryStore } from "../store/memory-store.js";
-import type { Store } from "../store/store.js";
-import { claimVni, DEFAULT_VNI_RANGE, releaseVni, validateVniRange } from "./vnis.js";
+import { jittery, value, error } from "../../test/support/store-helpers.js";
+import { claimVni, releaseVni, validateVniRange } from "./vnis.js";
 
-const range = DEFAULT_VNI_RANGE;
-
-/** Delays every store call by a random number of ticks, so concurrent callers interleave differently each run. */
-function jittery(store: MemoryStore): Store {
-  return new Proxy(store, {
-    get(target, prop, receiver) {
-      const member: unknown = Reflect.get(target, prop, receiver);
-      if (typeof member !== "function") return member;
-      return async (...args: unknown[]) => {
-        for (let ticks = Math.floor(Math.random() * 4); ticks > 0; ticks--) await new Promise(setImmediate);
-        return (member as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-}
-
-function value<T>(result: Result<T>): T {
-  if (!result.ok) throw new Error(`expected success, got: ${result.error}`);
-  return result.value;
-}
-
-function error<T>(result: Result<T>): string {
-  if (result.ok) throw new Error(`expected failure, got: ${JSON.stringify(result.value)}`);
-  return result.error;
-}
+const range = { min: 4096, max: 16777215 };
 
 describe("claimVni", () => {
   it("claims the lowest free VNI of the range, one per subnet, idempotently", async () => {

@@ -14,8 +14,12 @@ export interface VniRange {
 
 /** The VNI field is 24 bits; 0 is left out as "no VNI". */
 export const VNI_LIMITS: VniRange = { min: 1, max: 16_777_215 };
-/** Below 4096 stays free for VNIs chosen by hand (`-o vni=…`) and other overlays. */
-export const DEFAULT_VNI_RANGE: VniRange = { min: 4096, max: VNI_LIMITS.max };
+/**
+ * Starts at 2^20: Docker's own overlay hands out VNIs upwards from 4096, and
+ * two VXLAN devices with one VNI on one UDP port cannot coexist on a host, so
+ * the default keeps well clear of it; lower VNIs stay free for `-o vni=…`.
+ */
+export const DEFAULT_VNI_RANGE: VniRange = { min: 1_048_576, max: VNI_LIMITS.max };
 
 export function isValidVni(vni: number): boolean {
   return Number.isInteger(vni) && vni >= VNI_LIMITS.min && vni <= VNI_LIMITS.max;
