@@ -1,0 +1,181 @@
+/**
+ * `npm run bench -- overlay`: one run on the lab, at underlay MTU 1500 and
+ * again at 9000. Measures container↔container TCP throughput across hosts
+ * over tsoverlay, between the raw underlay namespaces, and over Docker's own
+ * overlay (swarm mode) on the same hosts; Join/CreateEndpoint latency inside
+ * the plugin (its own request timings); and convergence: container started on
+ * host A → first ping reply seen from host B, over 20 trials.
+ * Writes bench/results/overlay.json.
+ */
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, release } from "node:os";
+import { docker, dockerOk, inNetns, LAB_SCRIPT, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
+import { percentile, round } from "./stats.js";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const TRIALS = Number(process.env.BENCH_TRIALS ?? 20);
+const NET = "bench";
+const SUBNET = "10.98.0.0/24";
+
+async function lab(args: string[]): Promise<void> {
+  const r = await run("bash", [LAB_SCRIPT, ...args], { timeoutMs: 40 * 60_000 });
+  if (r.code !== 0) throw new Error(`lab ${args.join(" ")} failed: ${r.stderr.slice(-2000)}`);
+}
+
+function gbits(iperfJson: string): number {
+  const j = JSON.parse(iperfJson) as { end: { sum_received: { bits_per_second: number } } };
+  return round(j.end.sum_received.bits_per_second / 1e9, 2);
+}
+
+async function iperfUnderlay(a: LabHost, b: LabHost): Promise<number> {
+  const server = spawn("nsenter", [`--net=/run/netns/${b.netns}`, "iperf3", "-s", "-1", "-p", "5201"], { stdio: "ignore" });
+  await new Promise((r) => setTimeout(r, 500));
+  const r = await inNetns(a.netns, ["iperf3", "-c", b.addr, "-p", "5201", "-t", String(SECONDS), "-J"], { timeoutMs: 120_000 });
+  server.kill();
+  if (r.code !== 0) throw new Error(`underlay iperf3: ${r.stdout.slice(-500)} ${r.stderr}`);
+  return gbits(r.stdout);
+}
+
+/** iperf3 between two containers on `network` (server on b, client on a). */
+async function iperfContainers(l: Lab, a: LabHost, b: LabHost, network: string, tag: string): Promise<{ gbits: number; mtu: number }> {
+  const srv = `${tag}-srv`;
+  await dockerOk(b, ["run", "-d", "--name", srv, "--network", network, l.testImage, "iperf3", "-s"]);
+  try {
+    const ip = await dockerOk(b, ["inspect", "-f", `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, srv]);
+    await new Promise((r) => setTimeout(r, 500));
+    const r = await docker(a, ["run", "--rm", "--network", network, l.testImage, "sh", "-c", `cat /sys/class/net/eth0/mtu >&2; iperf3 -c ${ip} -t ${SECONDS} -J`], { timeoutMs: 120_000 });
+    if (r.code !== 0) throw new Error(`${tag} iperf3: ${r.stdout.slice(-500)} ${r.stderr}`);
+    return { gbits: gbits(r.stdout), mtu: Number(r.stderr.trim().split("\n")[0]) };
+  } finally {
+    await docker(b, ["rm", "-f", srv]);
+  }
+}
+
+/**
+ * One convergence trial: B pings the address the new container will get
+ * (fixed with --ip) every 10 ms; we start the container on A and time the
+ * first reply, from `docker run` being issued and from it returning.
+ */
+async function convergenceTrial(l: Lab, a: LabHost, b: LabHost, ip: string, i: number): Promise<{ fromRun: number; fromStarted: number }> {
+  const pinger = spawn("/usr/bin/docker", ["-H", `unix://${b.dockerSock}`, "exec", "bench-pinger", "ping", "-i", "0.01", "-w", "30", ip]);
+  let out = "";
+  const replied = new Promise<number>((resolve, reject) => {
+    pinger.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (/bytes from/.test(out)) resolve(Date.now());
+    });
+    pinger.on("exit", () => reject(new Error(`no reply from ${ip}: ${out.slice(-300)}`)));
+  });
+  await new Promise<void>((resolve) => {
+    const check = (): void => (/PING/.test(out) ? resolve() : void setTimeout(check, 5));
+    check();
+  });
+  const t0 = Date.now();
+  await dockerOk(a, ["run", "-d", "--name", `bench-conv-${i}`, "--network", NET, "--ip", ip, l.testImage, "sleep", "600"]);
+  const t1 = Date.now();
+  const t2 = await replied;
+  pinger.kill();
+  await docker(a, ["rm", "-f", `bench-conv-${i}`]);
+  return { fromRun: t2 - t0, fromStarted: t2 - t1 };
+}
+
+/** The plugin's own request timings (debug log lines in the daemon's log), for one path. */
+function pluginTimings(host: LabHost, path: string, since: number): number[] {
+  const log = readFileSync(`${host.dataDir}/dockerd.log`, "utf8");
+  const re = new RegExp(`\\\\"time\\\\":\\\\"([^\\\\"]+)\\\\"[^\\n]*\\\\"path\\\\":\\\\"${path.replace(".", "\\.")}\\\\",\\\\"ms\\\\":([0-9.]+)`, "g");
+  const out: number[] = [];
+  for (const m of log.matchAll(re)) if (Date.parse(m[1]!) >= since) out.push(Number(m[2]));
+  return out;
+}
+
+async function swarmOverlay(l: Lab, a: LabHost, b: LabHost): Promise<{ gbits: number; mtu: number }> {
+  await dockerOk(a, ["swarm", "init", "--advertise-addr", a.addr]);
+  try {
+    const token = await dockerOk(a, ["swarm", "join-token", "-q", "worker"]);
+    await dockerOk(b, ["swarm", "join", "--token", token, `${a.addr}:2377`]);
+    await dockerOk(a, ["network", "create", "-d", "overlay", "--attachable", "swnet"]);
+    // Server on the manager, client on the worker.
+    return await iperfContainers(l, b, a, "swnet", "swarm");
+  } finally {
+    await docker(b, ["swarm", "leave", "--force"]);
+    await docker(a, ["network", "rm", "swnet"]);
+    await docker(a, ["swarm", "leave", "--force"]);
+  }
+}
+
+async function measure(mtu: number): Promise<Record<string, unknown>> {
+  await lab(["up", "--hosts", "2", "--mtu", String(mtu)]);
+  try {
+    const l = readLab();
+    const [a, b] = [l.hosts[0]!, l.hosts[1]!];
+    const underlay = await iperfUnderlay(a, b);
+    for (const h of [a, b]) await dockerOk(h, ["network", "create", "-d", "tsoverlay", "--ipam-driver", "tsoverlay", "--subnet", SUBNET, NET]);
+    const tso = await iperfContainers(l, a, b, NET, "tso");
+
+    await dockerOk(b, ["run", "-d", "--name", "bench-pinger", "--network", NET, l.testImage, "sleep", "3600"]);
+    const since = Date.now();
+    const trials = [];
+    for (let i = 0; i < TRIALS; i++) trials.push(await convergenceTrial(l, a, b, `10.98.0.${100 + i}`, i));
+    const join = pluginTimings(a, "/NetworkDriver.Join", since);
+    const createEp = pluginTimings(a, "/NetworkDriver.CreateEndpoint", since);
+    await docker(b, ["rm", "-f", "bench-pinger"]);
+    for (const h of [a, b]) await docker(h, ["network", "rm", NET]);
+
+    const swarm = await swarmOverlay(l, a, b);
+    const fromRun = trials.map((t) => t.fromRun);
+    const fromStarted = trials.map((t) => t.fromStarted);
+    return {
+      underlayMtu: mtu,
+      throughputGbits: { underlay, tsoverlay: tso.gbits, dockerOverlay: swarm.gbits },
+      containerMtu: { tsoverlay: tso.mtu, dockerOverlay: swarm.mtu },
+      ratios: {
+        tsoverlayToUnderlay: round(tso.gbits / underlay, 3),
+        dockerOverlayToUnderlay: round(swarm.gbits / underlay, 3),
+        tsoverlayToDockerOverlay: round(tso.gbits / swarm.gbits, 3),
+      },
+      pluginLatencyMs: {
+        join: { n: join.length, p50: round(percentile(join, 50), 3), p95: round(percentile(join, 95), 3) },
+        createEndpoint: { n: createEp.length, p50: round(percentile(createEp, 50), 3), p95: round(percentile(createEp, 95), 3) },
+      },
+      convergenceMs: {
+        trials: trials.length,
+        fromDockerRun: { p50: percentile(fromRun, 50), p95: percentile(fromRun, 95) },
+        fromContainerStarted: { p50: percentile(fromStarted, 50), p95: percentile(fromStarted, 95) },
+      },
+    };
+  } finally {
+    await lab(["down"]);
+  }
+}
+
+async function main(): Promise<void> {
+  await run("bash", [LAB_SCRIPT, "down"]);
+  const runs = [];
+  for (const mtu of [1500, 9000]) {
+    process.stderr.write(`[bench] underlay MTU ${mtu}\n`);
+    runs.push(await measure(mtu));
+  }
+  const result = {
+    benchmark: "overlay",
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, kernel: release() },
+    settings: { iperfSeconds: SECONDS, convergenceTrials: TRIALS },
+    runs,
+  };
+  mkdirSync("bench/results", { recursive: true });
+  writeFileSync("bench/results/overlay.json", JSON.stringify(result, null, 2) + "\n");
+  for (const r of runs as { underlayMtu: number; throughputGbits: object; ratios: object; pluginLatencyMs: object; convergenceMs: object }[]) {
+    console.log(`underlay MTU ${r.underlayMtu}`);
+    console.log(`  throughput Gbit/s ${JSON.stringify(r.throughputGbits)}`);
+    console.log(`  ratios            ${JSON.stringify(r.ratios)}`);
+    console.log(`  plugin ms         ${JSON.stringify(r.pluginLatencyMs)}`);
+    console.log(`  convergence ms    ${JSON.stringify(r.convergenceMs)}`);
+  }
+  console.log("wrote bench/results/overlay.json");
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
