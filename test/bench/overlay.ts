@@ -55,29 +55,35 @@ async function iperfContainers(l: Lab, a: LabHost, b: LabHost, network: string, 
 /**
  * One convergence trial: B pings the address the new container will get
  * (fixed with --ip) every 10 ms; we start the container on A and time the
- * first reply, from `docker run` being issued and from it returning.
+ * first reply, from `docker run` being issued and from it returning. The
+ * exec gets a TTY: busybox ping block-buffers its output into a pipe, so
+ * without one nothing arrives until it exits.
  */
-async function convergenceTrial(l: Lab, a: LabHost, b: LabHost, ip: string, i: number): Promise<{ fromRun: number; fromStarted: number }> {
-  const pinger = spawn("/usr/bin/docker", ["-H", `unix://${b.dockerSock}`, "exec", "bench-pinger", "ping", "-i", "0.01", "-w", "30", ip]);
+async function convergenceTrial(l: Lab, a: LabHost, b: LabHost, ip: string, i: number): Promise<{ fromRun: number; fromStarted: number } | { failed: string }> {
+  const pinger = spawn("/usr/bin/docker", ["-H", `unix://${b.dockerSock}`, "exec", "-t", "bench-pinger", "ping", "-i", "0.01", "-w", "15", ip]);
   let out = "";
-  const replied = new Promise<number>((resolve, reject) => {
+  const replied = new Promise<number | undefined>((resolve) => {
     pinger.stdout.on("data", (d: Buffer) => {
       out += d.toString();
       if (/bytes from/.test(out)) resolve(Date.now());
     });
-    pinger.on("exit", () => reject(new Error(`no reply from ${ip}: ${out.slice(-300)}`)));
+    pinger.on("exit", () => resolve(undefined));
   });
   await new Promise<void>((resolve) => {
     const check = (): void => (/PING/.test(out) ? resolve() : void setTimeout(check, 5));
     check();
   });
   const t0 = Date.now();
-  await dockerOk(a, ["run", "-d", "--name", `bench-conv-${i}`, "--network", NET, "--ip", ip, l.testImage, "sleep", "600"]);
-  const t1 = Date.now();
-  const t2 = await replied;
-  pinger.kill();
-  await docker(a, ["rm", "-f", `bench-conv-${i}`]);
-  return { fromRun: t2 - t0, fromStarted: t2 - t1 };
+  try {
+    await dockerOk(a, ["run", "-d", "--name", `bench-conv-${i}`, "--network", NET, "--ip", ip, l.testImage, "sleep", "600"]);
+    const t1 = Date.now();
+    const t2 = await replied;
+    if (t2 === undefined) return { failed: `no reply from ${ip} within 15 s: ${out.split("\n").slice(-3).join(" ")}` };
+    return { fromRun: t2 - t0, fromStarted: t2 - t1 };
+  } finally {
+    pinger.kill();
+    await docker(a, ["rm", "-f", `bench-conv-${i}`]);
+  }
 }
 
 /** The plugin's own request timings (debug log lines in the daemon's log), for one path. */
@@ -115,8 +121,10 @@ async function measure(mtu: number): Promise<Record<string, unknown>> {
 
     await dockerOk(b, ["run", "-d", "--name", "bench-pinger", "--network", NET, l.testImage, "sleep", "3600"]);
     const since = Date.now();
-    const trials = [];
-    for (let i = 0; i < TRIALS; i++) trials.push(await convergenceTrial(l, a, b, `10.98.0.${100 + i}`, i));
+    const outcomes = [];
+    for (let i = 0; i < TRIALS; i++) outcomes.push(await convergenceTrial(l, a, b, `10.98.0.${100 + i}`, i));
+    const trials = outcomes.flatMap((o) => ("failed" in o ? [] : [o]));
+    const failures = outcomes.flatMap((o) => ("failed" in o ? [o.failed] : []));
     const join = pluginTimings(a, "/NetworkDriver.Join", since);
     const createEp = pluginTimings(a, "/NetworkDriver.CreateEndpoint", since);
     await docker(b, ["rm", "-f", "bench-pinger"]);
@@ -139,7 +147,9 @@ async function measure(mtu: number): Promise<Record<string, unknown>> {
         createEndpoint: { n: createEp.length, p50: round(percentile(createEp, 50), 3), p95: round(percentile(createEp, 95), 3) },
       },
       convergenceMs: {
-        trials: trials.length,
+        trials: outcomes.length,
+        failed: failures.length,
+        failures,
         fromDockerRun: { p50: percentile(fromRun, 50), p95: percentile(fromRun, 95) },
         fromContainerStarted: { p50: percentile(fromStarted, 50), p95: percentile(fromStarted, 95) },
       },
@@ -151,6 +161,7 @@ async function measure(mtu: number): Promise<Record<string, unknown>> {
 
 async function main(): Promise<void> {
   await run("bash", [LAB_SCRIPT, "down"]);
+  process.on("SIGINT", () => void lab(["down"]).finally(() => process.exit(130)));
   const runs = [];
   for (const mtu of [1500, 9000]) {
     process.stderr.write(`[bench] underlay MTU ${mtu}\n`);
