@@ -19,7 +19,6 @@ export interface DriverSettings {
   hostId: string;
   vtep: string;
   underlayMtu: number;
-  vniRange: { min: number; max: number };
 }
 
 export interface DriverDeps {
@@ -74,7 +73,7 @@ export class OverlayDriver {
       );
     }
     if (req.gatewayCidr === undefined) return failure(`${what}: no gateway was allocated for pool ${req.pool}`);
-    const opts = parseNetworkOptions(req.options, this.d.settings.vniRange);
+    const opts = parseNetworkOptions(req.options);
     if (!opts.ok) return failure(`${what}: ${opts.error}`);
     const gatewayCidr = req.gatewayCidr;
     return this.mutex.run(req.pool, async () => {

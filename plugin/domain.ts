@@ -69,7 +69,7 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       hosts,
       peers,
       networks,
-      settings: { hostId, vtep, underlayMtu: mtu, vniRange: ipamCfg.value.vniRange },
+      settings: { hostId, vtep, underlayMtu: mtu },
       log,
     });
     await driver.restore();

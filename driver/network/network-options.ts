@@ -9,6 +9,8 @@ export interface NetworkOptions {
 }
 
 export const VXLAN_OVERHEAD = 50;
+const VNI_MIN = 1;
+const VNI_MAX = 16_777_215;
 const KNOWN = ["vni", "mtu", "com.docker.network.driver.mtu"] as const;
 
 function parseIntOption(name: string, raw: string, min: number, max: number): Result<number> {
@@ -23,11 +25,12 @@ function parseIntOption(name: string, raw: string, min: number, max: number): Re
  * not silently give a different network), except Docker's own
  * `com.docker.network.*` keys, which may be added by newer daemons.
  */
-export function parseNetworkOptions(generic: Record<string, string>, vniRange: { min: number; max: number }): Result<NetworkOptions> {
+export function parseNetworkOptions(generic: Record<string, string>): Result<NetworkOptions> {
   const out: NetworkOptions = {};
   for (const [k, v] of Object.entries(generic)) {
     if (k === "vni") {
-      const r = parseIntOption(k, v, vniRange.min, vniRange.max);
+      // Any valid VNI: the automatic range deliberately leaves the low ones for this.
+      const r = parseIntOption(k, v, VNI_MIN, VNI_MAX);
       if (!r.ok) return r;
       out.vni = r.value;
     } else if (k === "mtu" || k === "com.docker.network.driver.mtu") {
