@@ -1,6 +1,6 @@
 import { keys } from "./cluster/keys.js";
 import type { EndpointRecord, NetworkRecord } from "./cluster/records.js";
-import { endpointIfNames, type Datapath, type NetworkSpec } from "./datapath/datapath.js";
+import { endpointIfNames, type Datapath, type EgressPort, type NetworkSpec } from "./datapath/datapath.js";
 import type { HostRegistry } from "./host/host-registry.js";
 import type { LocalEndpoint, LocalState } from "./local/local-state.js";
 import type { Logger } from "./log.js";
@@ -25,6 +25,7 @@ export interface DriverDeps {
   store: Store;
   local: LocalState;
   datapath: Datapath;
+  egress: EgressPort;
   hosts: HostRegistry;
   peers: PeerSync;
   networks: ClusterNetworks;
@@ -192,6 +193,7 @@ export class OverlayDriver {
   private async ensureDatapath(rec: NetworkRecord): Promise<void> {
     const spec: NetworkSpec = { subnet: rec.subnet, gatewayCidr: rec.gatewayCidr, vni: rec.vni, mtu: this.mtuOf(rec) };
     await this.d.datapath.ensureNetwork(spec);
+    await this.d.egress.ensure(rec.subnet, rec.vni, await this.d.local.egressSlot(rec.subnet));
     await this.d.peers.start(rec.subnet);
   }
 
@@ -218,6 +220,11 @@ export class OverlayDriver {
 
   private async teardownDatapath(subnet: string): Promise<void> {
     this.d.peers.stop(subnet);
+    const slot = await this.d.local.existingEgressSlot(subnet);
+    if (slot !== undefined) {
+      await this.d.egress.remove(subnet, slot);
+      await this.d.local.releaseEgressSlot(subnet);
+    }
     await this.d.datapath.removeNetwork(subnet);
   }
 }

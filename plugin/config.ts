@@ -18,6 +18,8 @@ const EnvSchema = z.object({
   TSOVERLAY_PROC: z.string().min(1).default("/proc"),
   TSOVERLAY_VXLAN_PORT: z.coerce.number().int().min(1).max(65535).default(4789),
   TSOVERLAY_RECONCILE_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
+  TSOVERLAY_GATEWAY_BRIDGE: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of at most 15 characters").default("tsogw0"),
+  TSOVERLAY_GATEWAY_SUBNET: z.string().default("100.72.0.0/24"),
 });
 
 export interface PluginConfig {
@@ -32,6 +34,8 @@ export interface PluginConfig {
   procRoot: string;
   vxlanPort: number;
   reconcileMs: number;
+  gatewayBridge: string;
+  gatewaySubnet: string;
 }
 
 export type ConfigResult = { ok: true; config: PluginConfig } | { ok: false; error: string };
@@ -64,6 +68,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       procRoot: e.TSOVERLAY_PROC,
       vxlanPort: e.TSOVERLAY_VXLAN_PORT,
       reconcileMs: e.TSOVERLAY_RECONCILE_MS,
+      gatewayBridge: e.TSOVERLAY_GATEWAY_BRIDGE,
+      gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
     },
   };
 }

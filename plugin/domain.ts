@@ -1,5 +1,7 @@
 import path from "node:path";
-import { KernelDatapath } from "../driver/datapath/kernel-datapath.js";
+import type { EgressPort } from "../driver/datapath/datapath.js";
+import { EgressGateway } from "../driver/datapath/egress.js";
+import { KernelDatapath, networkNetnsPath } from "../driver/datapath/kernel-datapath.js";
 import { HostRegistry } from "../driver/host/host-registry.js";
 import { resolveUnderlay } from "../driver/host/underlay.js";
 import { ClusterIpam } from "../driver/ipam/cluster-ipam.js";
@@ -58,6 +60,11 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       },
     };
     const datapath = new KernelDatapath({ runDir: config.runDir, vtepAddr: vtep, vxlanPort: config.vxlanPort, underlayIfindex: ifindex, log });
+    const gateway = new EgressGateway({ bridgeName: config.gatewayBridge, subnet: config.gatewaySubnet, procRoot: config.procRoot, log });
+    const egress: EgressPort = {
+      ensure: (subnet, vni, slot) => gateway.ensureNetwork({ subnet, nsPath: networkNetnsPath(config.runDir, vni), slot }),
+      remove: (subnet, slot) => gateway.removeNetwork({ subnet, slot }),
+    };
     const hosts = new HostRegistry(store, { hostId, vtep }, log);
     await hosts.start();
     const peers = new PeerSync(store, datapath, hosts, log, config.reconcileMs);
@@ -66,6 +73,7 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       store,
       local: new LocalState(local),
       datapath,
+      egress,
       hosts,
       peers,
       networks,
@@ -82,6 +90,7 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
         peers.stopAll();
         hosts.stop();
         await datapath.close();
+        await gateway.close();
         await s.close();
         await l.close();
       },

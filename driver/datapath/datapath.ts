@@ -63,3 +63,13 @@ export function endpointIfNames(endpointId: string): EndpointLinks {
   const short = endpointId.slice(0, 9);
   return { hostIfName: `tso${short}`, bridgeIfName: `ve${short}` };
 }
+
+/**
+ * Egress for one network on this host: an uplink from its namespace to the
+ * host's gateway bridge, routed and NATed to the host's address. `slot`
+ * numbers the network's uplink on this host (stable across restarts).
+ */
+export interface EgressPort {
+  ensure(subnet: string, vni: number, slot: number): Promise<void>;
+  remove(subnet: string, slot: number): Promise<void>;
+}

@@ -21,6 +21,8 @@ export type LocalEndpoint = z.infer<typeof LocalEndpoint>;
 
 const NET = "local/networks/";
 const EP = "local/endpoints/";
+const SLOT = "local/egress-slots/";
+const KEYSAFE = (subnet: string): string => subnet.replace("/", "_");
 
 export class LocalState {
   constructor(private readonly store: Store) {}
@@ -57,5 +59,27 @@ export class LocalState {
 
   async endpoints(): Promise<LocalEndpoint[]> {
     return (await this.store.list(EP)).map((kv) => LocalEndpoint.parse(JSON.parse(kv.value)));
+  }
+
+  /** This host's uplink slot for a network: the one it has, or the lowest free (from 1). */
+  async egressSlot(subnet: string): Promise<number> {
+    for (;;) {
+      const taken = await this.store.list(SLOT);
+      const mine = taken.find((kv) => kv.key === SLOT + KEYSAFE(subnet));
+      if (mine !== undefined) return Number(mine.value);
+      const used = new Set(taken.map((kv) => Number(kv.value)));
+      let slot = 1;
+      while (used.has(slot)) slot++;
+      if (await this.store.cas(SLOT + KEYSAFE(subnet), String(slot), 0)) return slot;
+    }
+  }
+
+  async existingEgressSlot(subnet: string): Promise<number | undefined> {
+    const kv = await this.store.get(SLOT + KEYSAFE(subnet));
+    return kv === undefined ? undefined : Number(kv.value);
+  }
+
+  async releaseEgressSlot(subnet: string): Promise<void> {
+    await this.store.delete(SLOT + KEYSAFE(subnet));
   }
 }

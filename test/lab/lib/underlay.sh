@@ -52,7 +52,10 @@ outside_up() {
   echo "hello from outside" >"$www/index.html"
   cat >"$www/cgi-bin/whoami" <<'CGI'
 #!/bin/sh
-printf 'Content-Type: text/plain\r\n\r\n%s\n' "$REMOTE_ADDR"
+# busybox httpd listens dual-stack: IPv4 clients arrive as [::ffff:a.b.c.d].
+addr=${REMOTE_ADDR#\[::ffff:}
+addr=${addr%\]}
+printf 'Content-Type: text/plain\r\n\r\n%s\n' "$addr"
 CGI
   chmod +x "$www/cgi-bin/whoami"
   spawn_in_ns "$NS_OUTSIDE" "$LAB_DATA/outside/httpd.log" outside-httpd \

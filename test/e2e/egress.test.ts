@@ -1,0 +1,63 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { docker, inNetns, readLab } from "./support/lab.js";
+import { createNetworkOn, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
+
+const lab = readLab();
+const hosts = lab.hosts.slice(0, 2);
+const [h1, h2] = [hosts[0]!, hosts[1]!];
+
+describe("egress through the gateway bridge", () => {
+  const ips: Record<string, string> = {};
+
+  beforeAll(async () => {
+    await createNetworkOn(hosts, "egress-1", "10.42.1.0/24");
+    await createNetworkOn(hosts, "egress-2", "10.42.2.0/24");
+    ips.a1 = await startContainer(lab, h1, "eg-a1", "egress-1");
+    ips.b1 = await startContainer(lab, h2, "eg-b1", "egress-1");
+    ips.a2 = await startContainer(lab, h1, "eg-a2", "egress-2");
+    ips.b2 = await startContainer(lab, h2, "eg-b2", "egress-2");
+  });
+
+  afterAll(async () => {
+    await removeContainers(h1, ["eg-a1", "eg-a2"]);
+    await removeContainers(h2, ["eg-b1", "eg-b2"]);
+    await removeNetworkOn(hosts, "egress-1");
+    await removeNetworkOn(hosts, "egress-2");
+  });
+
+  it.each([
+    ["h1", "eg-a1"],
+    ["h2", "eg-b1"],
+    ["h1", "eg-a2"],
+  ])("a container on %s (%s) fetches from the outside server, which sees the host's underlay address", async (hostName, name) => {
+    const host = lab.hosts.find((h) => h.name === hostName)!;
+    const r = await docker(host, ["exec", name, "timeout", "10", "wget", "-qO-", `http://${lab.outside.addr}/cgi-bin/whoami`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(host.addr);
+  });
+
+  it("does not let a container reach a container of another tsoverlay network through the gateway", async () => {
+    expect(await ping(h1, "eg-a1", ips.a2!, 1)).toBe(false);
+    expect(await ping(h1, "eg-a2", ips.a1!, 1)).toBe(false);
+    expect(await ping(h1, "eg-a1", ips.b2!, 1)).toBe(false);
+    expect(await ping(h2, "eg-b2", ips.a1!, 1)).toBe(false);
+    // …while each still reaches its own network across hosts.
+    expect(await ping(h1, "eg-a1", ips.b1!, 1)).toBe(true);
+    expect(await ping(h1, "eg-a2", ips.b2!, 1)).toBe(true);
+  });
+
+  it("keeps its rules in its own chains and removes them, and the bridge, with the last network", async () => {
+    const rules = async (table: string) => (await inNetns(h1.netns, ["iptables", "-t", table, "-S"])).stdout;
+    expect(await rules("filter")).toMatch(/-A FORWARD -j TSOVERLAY-FWD/);
+    expect(await rules("nat")).toMatch(/-A TSOVERLAY-POSTROUTING -s 10\.42\.1\.0\/24 .*MASQUERADE/);
+    await removeContainers(h1, ["eg-a1", "eg-a2"]);
+    await removeContainers(h2, ["eg-b1", "eg-b2"]);
+    await removeNetworkOn(hosts, "egress-1");
+    await removeNetworkOn(hosts, "egress-2");
+    for (const h of hosts) {
+      expect((await inNetns(h.netns, ["iptables", "-S"])).stdout).not.toMatch(/TSOVERLAY/);
+      expect((await inNetns(h.netns, ["iptables", "-t", "nat", "-S"])).stdout).not.toMatch(/TSOVERLAY/);
+      expect((await inNetns(h.netns, ["ip", "link", "show", "tsogw0"])).code).not.toBe(0);
+    }
+  });
+});
