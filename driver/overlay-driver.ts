@@ -8,6 +8,7 @@ import type { ClusterNetworks } from "./network/cluster-networks.js";
 import { macFromIpv4, normalizeMac } from "./network/mac.js";
 import { parseNetworkOptions, VXLAN_OVERHEAD } from "./network/network-options.js";
 import type { PeerSync } from "./peers/peer-sync.js";
+import type { PortPublisher, PortRequest, PublishedPort } from "./publish/port-publisher.js";
 import { failure, success, type Result } from "./result.js";
 import type { Store } from "./store/store.js";
 import { KeyedMutex } from "./util/keyed-mutex.js";
@@ -29,6 +30,7 @@ export interface DriverDeps {
   hosts: HostRegistry;
   peers: PeerSync;
   networks: ClusterNetworks;
+  publisher: PortPublisher;
   settings: DriverSettings;
   log: Logger;
 }
@@ -50,6 +52,11 @@ export interface CreateEndpointInput {
 
 function ipOf(cidr: string): string {
   return cidr.split("/")[0] ?? cidr;
+}
+
+/** A published port as an explicit request for the same host port. */
+function boundRequest(p: PublishedPort): PortRequest {
+  return { proto: p.proto === "tcp" ? 6 : 17, hostIp: p.hostIp, hostPort: p.hostPort, hostPortEnd: p.hostPort, containerPort: p.containerPort };
 }
 
 function errorText(e: unknown): string {
@@ -166,6 +173,29 @@ export class OverlayDriver {
   }
 
   /**
+   * Docker sends the port map here because Join made this endpoint the
+   * sandbox's gateway. The bound host ports are remembered so that a plugin
+   * restart serves the same ones.
+   */
+  async programExternalConnectivity(networkId: string, endpointId: string, ports: PortRequest[]): Promise<Result<PublishedPort[]>> {
+    const ep = await this.d.local.getEndpoint(endpointId);
+    if (ep === undefined || ep.networkId !== networkId) return failure(`endpoint ${endpointId} of network ${networkId} not found`);
+    if (ports.length === 0) return success([]);
+    const r = await this.d.publisher.publish(endpointId, ipOf(ep.addressCidr), ports);
+    if (!r.ok) return failure(`endpoint ${endpointId}: ${r.error}`);
+    await this.d.local.putPorts(endpointId, r.value.map(boundRequest));
+    return r;
+  }
+
+  async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<Result<void>> {
+    const ep = await this.d.local.getEndpoint(endpointId);
+    if (ep === undefined || ep.networkId !== networkId) return failure(`endpoint ${endpointId} of network ${networkId} not found`);
+    await this.d.publisher.revoke(endpointId);
+    await this.d.local.deletePorts(endpointId);
+    return success(undefined);
+  }
+
+  /**
    * After a plugin restart: re-adopt the datapath of every network that still
    * has endpoints here, follow its peers again, and re-publish the endpoints.
    */
@@ -180,7 +210,13 @@ export class OverlayDriver {
           return;
         }
         await this.ensureDatapath(rec);
-        for (const ep of endpoints.filter((e) => e.subnet === subnet)) await this.publish(ep);
+        for (const ep of endpoints.filter((e) => e.subnet === subnet)) {
+          await this.publish(ep);
+          const ports = await this.d.local.getPorts(ep.endpointId);
+          if (ports === undefined) continue;
+          const r = await this.d.publisher.publish(ep.endpointId, ipOf(ep.addressCidr), ports);
+          if (!r.ok) this.d.log.error({ endpointId: ep.endpointId, err: r.error }, "restore: republishing ports failed");
+        }
       });
     }
     this.d.log.info({ networks: subnets.length, endpoints: endpoints.length }, "state restored");
@@ -211,6 +247,8 @@ export class OverlayDriver {
 
   /** Withdraws an endpoint (peers first, so remote hosts stop sending to it), then its links and records. */
   private async rollbackEndpoint(ep: LocalEndpoint): Promise<void> {
+    await this.d.publisher.revoke(ep.endpointId);
+    await this.d.local.deletePorts(ep.endpointId);
     await this.d.store.delete(keys.endpoint(ep.subnet, ep.endpointId));
     await this.d.datapath.removeEndpoint(ep.subnet, ep.endpointId);
     await this.d.local.deleteEndpoint(ep.endpointId);

@@ -15,12 +15,16 @@ import { failure, success, type Result } from "../driver/result.js";
 import { openEmbeddedStore } from "../driver/store/embedded-store.js";
 import { openStore } from "../driver/store/open-store.js";
 import type { Store } from "../driver/store/store.js";
+import { PortPublisher, type PublishedPort } from "../driver/publish/port-publisher.js";
+import { ProxyManager } from "../proxy/index.js";
 import type { PluginConfig } from "./config.js";
 import type { ClusterIpamPort } from "./routes/ipam-routes.js";
 
 export interface Domain {
   driver: OverlayDriver;
   ipam: ClusterIpamPort;
+  /** Published ports with their counters (docker ps cannot show a remote driver's ports). */
+  ports(): PublishedPort[];
   stop(): Promise<void>;
 }
 
@@ -65,6 +69,7 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       ensure: (subnet, vni, slot) => gateway.ensureNetwork({ subnet, nsPath: networkNetnsPath(config.runDir, vni), slot }),
       remove: (subnet, slot) => gateway.removeNetwork({ subnet, slot }),
     };
+    const publisher = new PortPublisher(new ProxyManager({ log: log.child({ component: "proxy" }) }), log);
     const hosts = new HostRegistry(store, { hostId, vtep }, log);
     await hosts.start();
     const peers = new PeerSync(store, datapath, hosts, log, config.reconcileMs);
@@ -77,6 +82,7 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       hosts,
       peers,
       networks,
+      publisher,
       settings: { hostId, vtep, underlayMtu: mtu },
       log,
     });
@@ -86,7 +92,9 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
     return success({
       driver,
       ipam: ipamPort(ipam, hostId),
+      ports: () => publisher.list(),
       stop: async () => {
+        await publisher.closeAll();
         peers.stopAll();
         hosts.stop();
         await datapath.close();

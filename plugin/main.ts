@@ -4,7 +4,7 @@ import { startDomain, type Domain } from "./domain.js";
 import { createApp } from "./http/app.js";
 import { listenUnix, type Listener } from "./http/listen.js";
 import { ReadinessGate } from "./readiness.js";
-import { buildRoutes } from "./routes/index.js";
+import { buildRoutes, statusOf } from "./routes/index.js";
 
 /**
  * Process entry: the same program runs as a managed plugin (config.json) and
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   const gate = new ReadinessGate();
 
-  const app = createApp(buildRoutes(gate), log);
+  const app = createApp(buildRoutes(gate), log, () => statusOf(gate));
   const listeners: Listener[] = [];
   for (const path of config.sockets) {
     try {
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     const started = await startDomain(config, process.env, log);
     if (started.ok) {
       domain = started.value;
-      gate.ready(domain.driver, domain.ipam);
+      gate.ready(domain.driver, domain.ipam, domain.ports);
       return;
     }
     gate.notReady(started.error);

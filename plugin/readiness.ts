@@ -1,4 +1,5 @@
 import type { OverlayDriver } from "../driver/overlay-driver.js";
+import type { PublishedPort } from "../driver/publish/port-publisher.js";
 import type { ClusterIpamPort } from "./routes/ipam-routes.js";
 
 /**
@@ -8,7 +9,7 @@ import type { ClusterIpamPort } from "./routes/ipam-routes.js";
  */
 export type Readiness =
   | { ready: false; reason: string }
-  | { ready: true; driver: OverlayDriver; ipam: ClusterIpamPort };
+  | { ready: true; driver: OverlayDriver; ipam: ClusterIpamPort; ports: () => PublishedPort[] };
 
 export class ReadinessGate {
   private state: Readiness = { ready: false, reason: "starting" };
@@ -21,7 +22,7 @@ export class ReadinessGate {
     this.state = { ready: false, reason };
   }
 
-  ready(driver: OverlayDriver, ipam: ClusterIpamPort): void {
-    this.state = { ready: true, driver, ipam };
+  ready(driver: OverlayDriver, ipam: ClusterIpamPort, ports: () => PublishedPort[]): void {
+    this.state = { ready: true, driver, ipam, ports };
   }
 }

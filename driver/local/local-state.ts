@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { PortRequest } from "../publish/port-publisher.js";
 import type { Store } from "../store/store.js";
 
 /**
@@ -22,6 +23,7 @@ export type LocalEndpoint = z.infer<typeof LocalEndpoint>;
 const NET = "local/networks/";
 const EP = "local/endpoints/";
 const SLOT = "local/egress-slots/";
+const PORTS = "local/ports/";
 const KEYSAFE = (subnet: string): string => subnet.replace("/", "_");
 
 export class LocalState {
@@ -81,5 +83,19 @@ export class LocalState {
 
   async releaseEgressSlot(subnet: string): Promise<void> {
     await this.store.delete(SLOT + KEYSAFE(subnet));
+  }
+
+  /** The ports an endpoint publishes, with the host ports actually bound (so a restart rebinds the same ones). */
+  async putPorts(endpointId: string, ports: PortRequest[]): Promise<void> {
+    await this.store.put(PORTS + endpointId, JSON.stringify(ports));
+  }
+
+  async getPorts(endpointId: string): Promise<PortRequest[] | undefined> {
+    const kv = await this.store.get(PORTS + endpointId);
+    return kv === undefined ? undefined : (JSON.parse(kv.value) as PortRequest[]);
+  }
+
+  async deletePorts(endpointId: string): Promise<void> {
+    await this.store.delete(PORTS + endpointId);
   }
 }

@@ -12,3 +12,9 @@ export function buildRoutes(gate: ReadinessGate): RouteTable {
   for (const [path, h] of ipamRoutes(gate)) routes.set(path, h);
   return routes;
 }
+
+/** GET /tsoverlay/status on the plugin's sockets: readiness and published ports. */
+export function statusOf(gate: ReadinessGate): Record<string, unknown> {
+  const s = gate.current;
+  return s.ready ? { ready: true, ports: s.ports() } : { ready: false, reason: s.reason };
+}

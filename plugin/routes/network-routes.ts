@@ -153,15 +153,26 @@ export function networkRoutes(gate: ReadinessGate): Map<string, Handler> {
   routes.set("/NetworkDriver.ProgramExternalConnectivity", (body) => {
     const v = validate(ProgramExternalConnectivityRequest, body, "ProgramExternalConnectivity");
     if (!v.ok) return fail(v.error, 400);
-    const ports = v.value.Options?.["com.docker.network.portmap"] ?? [];
-    if (ports.length > 0) {
-      return fail(`ProgramExternalConnectivity ${v.value.EndpointID}: publishing ports on tsoverlay networks is not supported yet`, 501);
-    }
-    return ok();
+    const req = v.value;
+    const ports = (req.Options?.["com.docker.network.portmap"] ?? []).map((p) => ({
+      proto: p.Proto,
+      hostIp: p.HostIP ?? "",
+      hostPort: p.HostPort,
+      hostPortEnd: p.HostPortEnd,
+      containerPort: p.Port,
+    }));
+    return withDriver(`ProgramExternalConnectivity ${req.EndpointID}`, async (driver) => {
+      const r = await driver.programExternalConnectivity(req.NetworkID, req.EndpointID, ports);
+      return r.ok ? ok() : fail(r.error, 400);
+    });
   });
   routes.set("/NetworkDriver.RevokeExternalConnectivity", (body) => {
     const v = validate(EndpointIdRequest, body, "RevokeExternalConnectivity");
-    return v.ok ? ok() : fail(v.error, 400);
+    if (!v.ok) return fail(v.error, 400);
+    return withDriver("RevokeExternalConnectivity", async (driver) => {
+      const r = await driver.revokeExternalConnectivity(v.value.NetworkID, v.value.EndpointID);
+      return r.ok ? ok() : fail(r.error, 404);
+    });
   });
 
   return routes;

@@ -9,7 +9,9 @@ import { createLogger } from "../../driver/log.js";
 import { ClusterNetworks } from "../../driver/network/cluster-networks.js";
 import { ADDRESS_SPACE, OverlayDriver } from "../../driver/overlay-driver.js";
 import { PeerSync } from "../../driver/peers/peer-sync.js";
+import { PortPublisher } from "../../driver/publish/port-publisher.js";
 import { MemoryStore } from "../../driver/store/memory-store.js";
+import { ProxyManager } from "../../proxy/index.js";
 import { value } from "../support/store-helpers.js";
 
 const log = createLogger("silent");
@@ -40,6 +42,7 @@ async function host(cluster: MemoryStore, hostId: string) {
     hosts,
     peers,
     networks,
+    publisher: new PortPublisher(new ProxyManager(), log),
     settings: { hostId, vtep: hostId, underlayMtu: 1500 },
     log,
   });

@@ -1,5 +1,6 @@
 # The test image: busybox-static (ip, ping, nc, wget, httpd, …) plus iperf3
-# with its shared libraries, imported into every host (no registry here).
+# and socat (busybox's nc has no UDP) with their shared libraries, imported
+# into every host (no registry here).
 
 build_test_image_rootfs() {
   local root=$1 a lib
@@ -8,9 +9,12 @@ build_test_image_rootfs() {
   for a in $(/bin/busybox --list-full); do
     [ -e "$root/$a" ] || ln -s /bin/busybox "$root/$a"
   done
-  cp "$(command -v iperf3)" "$root/usr/bin/iperf3"
-  for lib in $(ldd "$(command -v iperf3)" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
-    mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"
+  local bin
+  for bin in iperf3 socat; do
+    cp "$(command -v "$bin")" "$root/usr/bin/$bin"
+    for lib in $(ldd "$(command -v "$bin")" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
+      mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"
+    done
   done
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"

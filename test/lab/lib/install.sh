@@ -9,6 +9,7 @@ ensure_packages() {
   command -v iptables >/dev/null || missing+=(iptables)
   [ -x /bin/busybox ] && /bin/busybox --list | grep -qx httpd || missing+=(busybox-static)
   command -v iperf3 >/dev/null || missing+=(iperf3)
+  command -v socat >/dev/null || missing+=(socat)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v nsenter >/dev/null && command -v unshare >/dev/null || missing+=(util-linux)
   command -v curl >/dev/null || missing+=(curl)
