@@ -181,7 +181,8 @@ export class OverlayDriver {
     const ep = await this.d.local.getEndpoint(endpointId);
     if (ep === undefined || ep.networkId !== networkId) return failure(`endpoint ${endpointId} of network ${networkId} not found`);
     if (ports.length === 0) return success([]);
-    const r = await this.d.publisher.publish(endpointId, ipOf(ep.addressCidr), ports);
+    const rec = await this.d.networks.get(ep.subnet);
+    const r = await this.d.publisher.publish(endpointId, ipOf(ep.addressCidr), ports, rec?.proxyProtocol);
     if (!r.ok) return failure(`endpoint ${endpointId}: ${r.error}`);
     await this.d.local.putPorts(endpointId, r.value.map(boundRequest));
     return r;
@@ -214,7 +215,7 @@ export class OverlayDriver {
           await this.publish(ep);
           const ports = await this.d.local.getPorts(ep.endpointId);
           if (ports === undefined) continue;
-          const r = await this.d.publisher.publish(ep.endpointId, ipOf(ep.addressCidr), ports);
+          const r = await this.d.publisher.publish(ep.endpointId, ipOf(ep.addressCidr), ports, rec.proxyProtocol);
           if (!r.ok) this.d.log.error({ endpointId: ep.endpointId, err: r.error }, "restore: republishing ports failed");
         }
       });

@@ -7,6 +7,8 @@ export const NetworkRecord = z.object({
   vni: z.number().int(),
   /** The MTU asked for with -o; absent = each host derives it from its underlay. */
   mtu: z.number().int().optional(),
+  /** `-o proxy-protocol=v1|v2`: published ports send a PROXY header to the container. */
+  proxyProtocol: z.enum(["v1", "v2"]).optional(),
   createdAt: z.string(),
 });
 export type NetworkRecord = z.infer<typeof NetworkRecord>;

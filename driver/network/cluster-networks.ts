@@ -13,8 +13,8 @@ export interface VniAllocator {
 
 const MAX_ATTEMPTS = 20;
 
-function describe(o: { vni?: number; mtu?: number; gatewayCidr: string }): string {
-  return [`gateway=${o.gatewayCidr}`, `vni=${o.vni ?? "auto"}`, `mtu=${o.mtu ?? "auto"}`].join(" ");
+function describe(o: { vni?: number; mtu?: number; proxyProtocol?: string; gatewayCidr: string }): string {
+  return [`gateway=${o.gatewayCidr}`, `vni=${o.vni ?? "auto"}`, `mtu=${o.mtu ?? "auto"}`, `proxy-protocol=${o.proxyProtocol ?? "off"}`].join(" ");
 }
 
 /**
@@ -43,7 +43,8 @@ export class ClusterNetworks {
       if (existing !== undefined) {
         const askedVni = opts.vni !== undefined && opts.vni !== existing.vni;
         const askedMtu = (opts.mtu ?? undefined) !== (existing.mtu ?? undefined);
-        if (existing.gatewayCidr !== gatewayCidr || askedVni || askedMtu) {
+        const askedProxy = (opts.proxyProtocol ?? undefined) !== (existing.proxyProtocol ?? undefined);
+        if (existing.gatewayCidr !== gatewayCidr || askedVni || askedMtu || askedProxy) {
           return failure(
             `network ${subnet} already exists in the cluster with ${describe({ ...existing })}; this host asked for ${describe({ gatewayCidr, ...opts })}`,
           );
@@ -55,6 +56,7 @@ export class ClusterNetworks {
       if (!vni.ok) return failure(`network ${subnet}: ${vni.error}`);
       const rec: NetworkRecord = { subnet, gatewayCidr, vni: vni.value, createdAt: new Date().toISOString() };
       if (opts.mtu !== undefined) rec.mtu = opts.mtu;
+      if (opts.proxyProtocol !== undefined) rec.proxyProtocol = opts.proxyProtocol;
       if (await this.store.cas(keys.network(subnet), JSON.stringify(rec), 0)) {
         await this.putMembership(subnet, networkId);
         this.log.info({ subnet, vni: rec.vni }, "network created in the cluster");

@@ -6,12 +6,17 @@ export interface NetworkOptions {
   vni?: number;
   /** MTU for the overlay; otherwise the underlay MTU − 50 (VXLAN overhead). */
   mtu?: number;
+  /**
+   * Send a PROXY protocol header to published ports' backends so they learn the
+   * client's address (the userland proxy otherwise hides it).
+   */
+  proxyProtocol?: "v1" | "v2";
 }
 
 export const VXLAN_OVERHEAD = 50;
 const VNI_MIN = 1;
 const VNI_MAX = 16_777_215;
-const KNOWN = ["vni", "mtu", "com.docker.network.driver.mtu"] as const;
+const KNOWN = ["vni", "mtu", "com.docker.network.driver.mtu", "proxy-protocol"] as const;
 
 function parseIntOption(name: string, raw: string, min: number, max: number): Result<number> {
   if (!/^\d+$/.test(raw.trim())) return failure(`invalid option ${name}=${raw}: must be a number`);
@@ -38,6 +43,9 @@ export function parseNetworkOptions(generic: Record<string, string>): Result<Net
       if (!r.ok) return r;
       if (out.mtu !== undefined && out.mtu !== r.value) return failure(`conflicting MTU options: ${out.mtu} and ${r.value}`);
       out.mtu = r.value;
+    } else if (k === "proxy-protocol") {
+      if (v !== "v1" && v !== "v2") return failure(`invalid option proxy-protocol=${v}: must be v1 or v2`);
+      out.proxyProtocol = v;
     } else if (!k.startsWith("com.docker.network.")) {
       return failure(`unknown option ${k} (tsoverlay understands: ${KNOWN.join(", ")})`);
     }

@@ -45,7 +45,7 @@ export class PortPublisher {
     private readonly log: Logger,
   ) {}
 
-  async publish(endpointId: string, containerIp: string, requests: PortRequest[]): Promise<Result<PublishedPort[]>> {
+  async publish(endpointId: string, containerIp: string, requests: PortRequest[], proxyProtocol?: "v1" | "v2"): Promise<Result<PublishedPort[]>> {
     await this.revoke(endpointId);
     const done: ActiveBinding[] = [];
     const undo = async (): Promise<void> => {
@@ -64,6 +64,8 @@ export class PortPublisher {
         hostPortEnd: req.hostPortEnd === 0 ? undefined : req.hostPortEnd,
         backendIp: containerIp,
         backendPort: req.containerPort,
+        // The header only makes sense on a byte stream.
+        ...(proxyProtocol !== undefined && proto === "tcp" ? { proxyProtocol } : {}),
       });
       if (!plan.ok) {
         await undo();

@@ -24,3 +24,10 @@ describe("-o options of a tsoverlay network", () => {
     expect(parseNetworkOptions({ "com.docker.network.bridge.name": "x" })).toEqual({ ok: true, value: {} });
   });
 });
+
+describe("-o proxy-protocol", () => {
+  it("accepts v1 and v2 and refuses anything else", () => {
+    expect(parseNetworkOptions({ "proxy-protocol": "v2" })).toEqual({ ok: true, value: { proxyProtocol: "v2" } });
+    expect(parseNetworkOptions({ "proxy-protocol": "v3" })).toMatchObject({ ok: false, error: expect.stringMatching(/proxy-protocol=v3: must be v1 or v2/) });
+  });
+});

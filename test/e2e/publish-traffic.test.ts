@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dockerOk, inNetns, readLab, run, type LabHost } from "./support/lab.js";
+import { createNetworkOn, removeContainers, removeNetworkOn } from "./support/overlay.js";
+
+const lab = readLab();
+const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+const NET = "pubt";
+const out = (cmd: string) => inNetns(lab.outside.netns, ["sh", "-c", cmd], { timeoutMs: 120_000 });
+
+async function status(host: LabHost): Promise<{ endpointId: string; hostPort: number; containerPort: number }[]> {
+  const r = await run("curl", ["-sS", "--unix-socket", `${host.pluginsDir}/tsoverlay.sock`, "http://plugin/tsoverlay/status"]);
+  return (JSON.parse(r.stdout) as { ports: { endpointId: string; hostPort: number; containerPort: number }[] }).ports;
+}
+
+async function endpointId(host: LabHost, name: string, net: string): Promise<string> {
+  return dockerOk(host, ["inspect", "-f", `{{(index .NetworkSettings.Networks "${net}").EndpointID}}`, name]);
+}
+
+describe("traffic through published ports", () => {
+  const names = ["pt-web", "pt-wc", "pt-echo", "pt-exp", "pt-auto", "pt-pp"];
+
+  beforeAll(async () => {
+    await createNetworkOn([h1, h2], NET, "10.44.0.0/24");
+    await createNetworkOn([h1, h2], "pubpp", "10.44.1.0/24", ["-o", "proxy-protocol=v1"]);
+  });
+
+  afterAll(async () => {
+    await removeContainers(h1, names);
+    await removeNetworkOn([h1, h2], NET);
+    await removeNetworkOn([h1, h2], "pubpp");
+  });
+
+  it("moves 100 MB to a remote client intact, and completes 200 concurrent connections", async () => {
+    await dockerOk(h1, ["run", "-d", "--name", "pt-web", "--network", NET, "-p", "18090:80", lab.testImage, "sh", "-c",
+      "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && dd if=/dev/urandom of=/tmp/www/data bs=1M count=100 2>/dev/null && sha256sum /tmp/www/data > /tmp/sum && exec httpd -f -p 80 -h /tmp/www"]);
+    const want = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const r = await dockerOk(h1, ["exec", "pt-web", "sh", "-c", "cat /tmp/sum 2>/dev/null || true"]);
+        if (r !== "") return r.split(/\s+/)[0];
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      throw new Error("pt-web never wrote its checksum");
+    })();
+    const got = await out(`curl -sS --max-time 60 http://${h1.addr}:18090/data | sha256sum`);
+    expect(got.stdout.split(/\s+/)[0]).toBe(want);
+    const many = await out(`seq 200 | xargs -P 200 -I{} curl -sS -o /dev/null --max-time 30 -w '%{http_code}\\n' http://${h1.addr}:18090/ | sort | uniq -c`);
+    expect(many.stdout.trim()).toMatch(/^200 200$/);
+  });
+
+  it("passes a half-close through: the client ends its side and still gets the whole reply", async () => {
+    await dockerOk(h1, ["run", "-d", "--name", "pt-wc", "--network", NET, "-p", "18091:7000", lab.testImage, "socat", "TCP-LISTEN:7000,reuseaddr,fork", "SYSTEM:'wc -c'"]);
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await out(`head -c 300000 /dev/zero | socat -t 10 - TCP:${h1.addr}:18091`);
+    expect(r.stdout.trim()).toBe("300000");
+  });
+
+  it("keeps two UDP clients of one published port apart", async () => {
+    await dockerOk(h1, ["run", "-d", "--name", "pt-echo", "--network", NET, "-p", "18092:5353/udp", lab.testImage, "socat", "UDP-LISTEN:5353,fork", "EXEC:cat"]);
+    await new Promise((r) => setTimeout(r, 300));
+    const [a, b] = await Promise.all([
+      out(`(echo from-a; sleep 1) | socat -t 2 - UDP:${h1.addr}:18092`),
+      out(`(echo from-b; sleep 1) | socat -t 2 - UDP:${h1.addr}:18092`),
+    ]);
+    expect(a.stdout.trim()).toBe("from-a");
+    expect(b.stdout.trim()).toBe("from-b");
+  });
+
+  it("publishes exposed ports with -P, and --expose alone publishes nothing", async () => {
+    await dockerOk(h1, ["run", "-d", "--name", "pt-exp", "--network", NET, "--expose", "80", lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    const exposedOnly = await endpointId(h1, "pt-exp", NET);
+    expect((await status(h1)).filter((p) => p.endpointId === exposedOnly)).toEqual([]);
+    await dockerOk(h1, ["run", "-d", "--name", "pt-auto", "--network", NET, "--expose", "80", "-P", lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    const id = await endpointId(h1, "pt-auto", NET);
+    const port = (await status(h1)).find((p) => p.endpointId === id && p.containerPort === 80);
+    expect(port).toBeDefined();
+    expect((await out(`curl -sS --max-time 5 http://${h1.addr}:${port!.hostPort}/`)).stdout).toContain("tsoverlay test image");
+  });
+
+  it("sends a PROXY protocol header with the client's address when the network asks for it", async () => {
+    await dockerOk(h1, ["run", "-d", "--name", "pt-pp", "--network", "pubpp", "-p", "18093:7000", lab.testImage, "socat", "-u", "TCP-LISTEN:7000,reuseaddr,fork", "OPEN:/tmp/got,creat,append"]);
+    await new Promise((r) => setTimeout(r, 300));
+    await out(`echo payload | socat -t 2 - TCP:${h1.addr}:18093`);
+    await new Promise((r) => setTimeout(r, 300));
+    const got = await dockerOk(h1, ["exec", "pt-pp", "cat", "/tmp/got"]);
+    expect(got).toMatch(new RegExp(`^PROXY TCP4 ${lab.outside.addr.replace(/\./g, "\\.")} ${h1.addr.replace(/\./g, "\\.")} \\d+ 18093\\r\\npayload`));
+  });
+});
