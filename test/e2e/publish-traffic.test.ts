@@ -54,8 +54,10 @@ describe("traffic through published ports", () => {
     expect(r.stdout.trim()).toBe("300000");
   });
 
+  // The echo server answers each datagram to its sender (UDP-RECVFROM): socat's UDP-LISTEN,fork
+  // can hand a second peer's first datagram to the first peer's child, which would blame the proxy.
   it("keeps two UDP clients of one published port apart", async () => {
-    await dockerOk(h1, ["run", "-d", "--name", "pt-echo", "--network", NET, "-p", "18092:5353/udp", lab.testImage, "socat", "UDP-LISTEN:5353,fork", "EXEC:cat"]);
+    await dockerOk(h1, ["run", "-d", "--name", "pt-echo", "--network", NET, "-p", "18092:5353/udp", lab.testImage, "socat", "-T1", "UDP-RECVFROM:5353,fork", "EXEC:cat"]);
     await new Promise((r) => setTimeout(r, 300));
     const [a, b] = await Promise.all([
       out(`(echo from-a; sleep 1) | socat -t 2 - UDP:${h1.addr}:18092`),
