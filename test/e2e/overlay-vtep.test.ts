@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { decodeVxlanDatagram } from "../../driver/vxlan/codec.js";
-import { consulHttp, dockerOk, readLab } from "./support/lab.js";
+import { consulHttp, dockerOk, readLab, waitFor } from "./support/lab.js";
 import { createNetworkOn, networkVni, removeContainers, removeNetworkOn, startContainer, subnetKey } from "./support/overlay.js";
 
 const lab = readLab();
@@ -19,7 +19,8 @@ describe("what the datapath puts on the wire", () => {
     const epKey = `tsoverlay/v1/endpoints/${subnetKey(SUBNET)}/fake-endpoint`;
     await createNetworkOn([h1], "vtep-net", SUBNET);
     try {
-      await new Promise<void>((resolve) => vtep.stdout.once("data", () => resolve()));
+      // Poll what was read so far: "listening" may already have arrived.
+      await waitFor("the stand-in VTEP to listen", async () => (out.includes("listening") ? true : undefined), 10_000);
       const ipA = await startContainer(lab, h1, "vtep-a", "vtep-net");
       const macA = (await dockerOk(h1, ["exec", "vtep-a", "cat", "/sys/class/net/eth0/address"])).toLowerCase();
       const vni = await networkVni(h1, SUBNET);
