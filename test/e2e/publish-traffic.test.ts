@@ -12,6 +12,16 @@ async function status(host: LabHost): Promise<{ endpointId: string; hostPort: nu
   return (JSON.parse(r.stdout) as { ports: { endpointId: string; hostPort: number; containerPort: number }[] }).ports;
 }
 
+/** Runs `attempt` until `ok` accepts its result (the container's server may still be starting). */
+async function retry<T>(attempt: () => Promise<T>, ok: (t: T) => boolean, tries = 20): Promise<T> {
+  let last = await attempt();
+  for (let i = 1; i < tries && !ok(last); i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    last = await attempt();
+  }
+  return last;
+}
+
 async function endpointId(host: LabHost, name: string, net: string): Promise<string> {
   return dockerOk(host, ["inspect", "-f", `{{(index .NetworkSettings.Networks "${net}").EndpointID}}`, name]);
 }
@@ -49,8 +59,7 @@ describe("traffic through published ports", () => {
 
   it("passes a half-close through: the client ends its side and still gets the whole reply", async () => {
     await dockerOk(h1, ["run", "-d", "--name", "pt-wc", "--network", NET, "-p", "18091:7000", lab.testImage, "socat", "TCP-LISTEN:7000,reuseaddr,fork", "SYSTEM:'wc -c'"]);
-    await new Promise((r) => setTimeout(r, 300));
-    const r = await out(`head -c 300000 /dev/zero | socat -t 10 - TCP:${h1.addr}:18091`);
+    const r = await retry(() => out(`head -c 300000 /dev/zero | socat -t 10 - TCP:${h1.addr}:18091`), (x) => x.stdout.trim() !== "");
     expect(r.stdout.trim()).toBe("300000");
   });
 
@@ -58,7 +67,7 @@ describe("traffic through published ports", () => {
   // can hand a second peer's first datagram to the first peer's child, which would blame the proxy.
   it("keeps two UDP clients of one published port apart", async () => {
     await dockerOk(h1, ["run", "-d", "--name", "pt-echo", "--network", NET, "-p", "18092:5353/udp", lab.testImage, "socat", "-T1", "UDP-RECVFROM:5353,fork", "EXEC:cat"]);
-    await new Promise((r) => setTimeout(r, 300));
+    await retry(() => out(`echo warm-up | socat -t 1 - UDP:${h1.addr}:18092`), (x) => x.stdout.includes("warm-up"));
     const [a, b] = await Promise.all([
       out(`(echo from-a; sleep 1) | socat -t 2 - UDP:${h1.addr}:18092`),
       out(`(echo from-b; sleep 1) | socat -t 2 - UDP:${h1.addr}:18092`),
@@ -80,10 +89,14 @@ describe("traffic through published ports", () => {
 
   it("sends a PROXY protocol header with the client's address when the network asks for it", async () => {
     await dockerOk(h1, ["run", "-d", "--name", "pt-pp", "--network", "pubpp", "-p", "18093:7000", lab.testImage, "socat", "-u", "TCP-LISTEN:7000,reuseaddr,fork", "OPEN:/tmp/got,creat,append"]);
-    await new Promise((r) => setTimeout(r, 300));
-    await out(`echo payload | socat -t 2 - TCP:${h1.addr}:18093`);
-    await new Promise((r) => setTimeout(r, 300));
-    const got = await dockerOk(h1, ["exec", "pt-pp", "cat", "/tmp/got"]);
+    const got = await retry(
+      async () => {
+        await out(`echo payload | socat -t 2 - TCP:${h1.addr}:18093`);
+        await new Promise((r) => setTimeout(r, 200));
+        return dockerOk(h1, ["exec", "pt-pp", "sh", "-c", "cat /tmp/got 2>/dev/null || true"]);
+      },
+      (g) => g.includes("payload"),
+    );
     expect(got).toMatch(new RegExp(`^PROXY TCP4 ${lab.outside.addr.replace(/\./g, "\\.")} ${h1.addr.replace(/\./g, "\\.")} \\d+ 18093\\r\\npayload`));
   });
 });
