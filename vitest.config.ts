@@ -21,7 +21,9 @@ export default defineConfig({
           include: ["test/kernel/**/*.test.ts"],
           environment: "node",
           testTimeout: 60_000,
-          fileParallelism: false,
+          // One lab / one set of kernel objects: files must not run side by side.
+          pool: "forks",
+          poolOptions: { forks: { singleFork: true } },
         },
       },
       {
@@ -32,7 +34,8 @@ export default defineConfig({
           globalSetup: ["test/e2e/global-setup.ts"],
           testTimeout: 180_000,
           hookTimeout: 600_000,
-          fileParallelism: false,
+          pool: "forks",
+          poolOptions: { forks: { singleFork: true } },
           sequence: { concurrent: false },
         },
       },

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "npm test drives namespaces, dockerd and Consul: run it as root (sudo npm test)" >&2; exit 1; }
 [ -d node_modules ] || npm install --no-audit --no-fund
 npm run --silent build
+npm run --silent typecheck   # the tests and every module, stricter than the build (unused locals)
 status=0
 report=$(mktemp /tmp/tso-vitest.XXXXXX.json)
 npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?

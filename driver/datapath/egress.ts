@@ -46,7 +46,6 @@
  */
 import { execFile } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { createRtNetlink, FlagsNew, ifla, type RtNetlinkSocket } from "netlink";
 import {
@@ -67,6 +66,7 @@ import {
   type LinkInfo,
 } from "../kernel/links.js";
 import { isNetnsMount, openNetnsFd, openRtnetlinkIn, readSysctlIn, writeSysctlIn } from "../kernel/netns.js";
+import { formatIpv4, parseIpv4, Subnet } from "../ipam/ipv4.js";
 import type { Logger } from "../log.js";
 
 export const DEFAULT_EGRESS_BRIDGE = "tsogw0";
@@ -141,42 +141,15 @@ export function hostLegName(slot: number): string {
 
 // ------------------------------------------------------------- IPv4 helpers
 
-interface Cidr4 {
-  /** Network address as an unsigned 32-bit number. */
-  base: number;
-  prefixlen: number;
-  /** Normalised "a.b.c.d/len" (network address). */
-  text: string;
-}
-
-function ipToU32(ip: string): number {
-  return ip.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
-}
-
-function u32ToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
-}
-
-function maskOf(prefixlen: number): number {
-  return prefixlen === 0 ? 0 : (0xffffffff << (32 - prefixlen)) >>> 0;
-}
-
 /** Parses an IPv4 CIDR; host bits are cleared ("10.10.0.7/24" → 10.10.0.0/24). */
-function parseCidr4(cidr: unknown, what: string, minLen: number, maxLen: number): Cidr4 {
-  const s = typeof cidr === "string" ? cidr : "";
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(s);
-  const prefixlen = m ? Number(m[2]) : NaN;
-  if (!m || net.isIPv4(m[1]!) !== true || !(prefixlen >= minLen && prefixlen <= maxLen)) {
+function parseCidr4(cidr: unknown, what: string, minLen: number, maxLen: number): Subnet {
+  const m = /^([^/]+)\/(\d{1,2})$/.exec(typeof cidr === "string" ? cidr : "");
+  const ip = m === null ? undefined : parseIpv4(m[1]!);
+  const prefixlen = m === null ? NaN : Number(m[2]);
+  if (ip === undefined || !ip.ok || !(prefixlen >= minLen && prefixlen <= maxLen)) {
     throw new EgressError(`egress: invalid ${what} ${JSON.stringify(cidr)} (want an IPv4 CIDR /${minLen}–/${maxLen})`);
   }
-  const base = (ipToU32(m[1]!) & maskOf(prefixlen)) >>> 0;
-  return { base, prefixlen, text: `${u32ToIp(base)}/${prefixlen}` };
-}
-
-function overlaps(a: Cidr4, b: Cidr4): boolean {
-  const len = Math.min(a.prefixlen, b.prefixlen);
-  const m = maskOf(len);
-  return ((a.base & m) >>> 0) === ((b.base & m) >>> 0);
+  return Subnet.containing(ip.value, prefixlen);
 }
 
 function errMsg(err: unknown): string {
@@ -197,7 +170,7 @@ const cmdline = (table: Table, args: readonly string[]): string => `iptables -t 
 // ------------------------------------------------------------------- class
 
 interface NetworkState {
-  subnet: Cidr4;
+  subnet: Subnet;
   slot: number;
   nsPath: string;
 }
@@ -209,7 +182,7 @@ export class EgressGateway {
   readonly bridgeIp: string;
   /** The bridge's fixed MAC (see `ensureShared`). */
   readonly bridgeMac: string;
-  private readonly gw: Cidr4;
+  private readonly gw: Subnet;
   private readonly maxSlot: number;
   private readonly hostNetnsPath: string | undefined;
   private readonly procRoot: string;
@@ -229,12 +202,12 @@ export class EgressGateway {
     }
     this.bridgeName = bridgeName;
     this.gw = parseCidr4(opts.subnet ?? DEFAULT_EGRESS_SUBNET, "gateway subnet", 8, 30);
-    this.subnet = this.gw.text;
-    this.bridgeIp = u32ToIp(this.gw.base + 1);
+    this.subnet = this.gw.toString();
+    this.bridgeIp = formatIpv4(this.gw.network + 1);
     // Locally administered unicast: 02:74 followed by the bridge's IPv4 address.
     this.bridgeMac = ["02", "74", ...this.bridgeIp.split(".").map((o) => Number(o).toString(16).padStart(2, "0"))].join(":");
     // Addresses: network, bridge (.1), legs (.2 … ), broadcast.
-    this.maxSlot = 2 ** (32 - this.gw.prefixlen) - 3;
+    this.maxSlot = 2 ** (32 - this.gw.prefix) - 3;
     this.hostNetnsPath = opts.hostNetnsPath;
     this.procRoot = opts.procRoot ?? "/proc";
     const bin = opts.iptables ?? "iptables";
@@ -248,7 +221,7 @@ export class EgressGateway {
     if (!Number.isInteger(slot) || slot < 1 || slot > this.maxSlot) {
       throw new EgressError(`egress: slot ${slot} does not fit gateway subnet ${this.subnet} (1–${this.maxSlot})`);
     }
-    return u32ToIp(this.gw.base + 1 + slot);
+    return formatIpv4(this.gw.network + 1 + slot);
   }
 
   // -------------------------------------------------------------- interface
@@ -310,16 +283,16 @@ export class EgressGateway {
     }
   }
 
-  private validateNetwork(subnet: unknown, slot: number): { cidr: Cidr4; legIp: string } {
+  private validateNetwork(subnet: unknown, slot: number): { cidr: Subnet; legIp: string } {
     const cidr = parseCidr4(subnet, "network subnet", 1, 32);
-    if (overlaps(cidr, this.gw)) {
-      throw new EgressError(`egress ${cidr.text}: overlaps the gateway subnet ${this.subnet}`, cidr.text);
+    if (cidr.overlaps(this.gw)) {
+      throw new EgressError(`egress ${cidr.toString()}: overlaps the gateway subnet ${this.subnet}`, cidr.toString());
     }
     let legIp: string;
     try {
       legIp = this.legIp(slot);
     } catch (err) {
-      throw new EgressError(`egress ${cidr.text}: ${errMsg(err).replace(/^egress: /, "")}`, cidr.text);
+      throw new EgressError(`egress ${cidr.toString()}: ${errMsg(err).replace(/^egress: /, "")}`, cidr.toString());
     }
     return { cidr, legIp };
   }
@@ -328,7 +301,7 @@ export class EgressGateway {
 
   private async doEnsure(spec: EgressNetworkSpec): Promise<void> {
     const { cidr, legIp } = this.validateNetwork(spec.subnet, spec.slot);
-    const network = cidr.text;
+    const network = cidr.toString();
     const slot = spec.slot;
     if (typeof spec.nsPath !== "string" || !isNetnsMount(spec.nsPath)) {
       throw new EgressError(`egress ${network}: ${JSON.stringify(spec.nsPath)} is not a network namespace`, network);
@@ -337,7 +310,7 @@ export class EgressGateway {
       if (other !== network && st.slot === slot) {
         throw new EgressError(`egress ${network}: slot ${slot} is already used by network ${other}`, network);
       }
-      if (other !== network && overlaps(st.subnet, cidr)) {
+      if (other !== network && st.subnet.overlaps(cidr)) {
         throw new EgressError(`egress ${network}: overlaps network ${other}`, network);
       }
     }
@@ -389,8 +362,8 @@ export class EgressGateway {
         if (!hostEnd.up) await setUp(host, hostEnd.index);
       });
 
-      await this.step(network, `configuring ${NS_LEG_NAME} ${legIp}/${this.gw.prefixlen} in ${spec.nsPath}`, async () => {
-        await ensureAddress(nsl, nsEnd.index, `${legIp}/${this.gw.prefixlen}`);
+      await this.step(network, `configuring ${NS_LEG_NAME} ${legIp}/${this.gw.prefix} in ${spec.nsPath}`, async () => {
+        await ensureAddress(nsl, nsEnd.index, `${legIp}/${this.gw.prefix}`);
         if (!nsEnd.up) await setUp(nsl, nsEnd.index);
       });
 
@@ -413,7 +386,7 @@ export class EgressGateway {
     }
 
     await this.step(network, `host route ${network} via ${legIp} dev ${this.bridgeName}`, async () => {
-      const have = (await mainRoutes(host, cidr.prefixlen)).filter((r) => r.dst === u32ToIp(cidr.base));
+      const have = (await mainRoutes(host, cidr.prefix)).filter((r) => r.dst === formatIpv4(cidr.network));
       if (have.some((r) => r.gateway === legIp && r.oif === br.index)) return;
       const foreign = have.find((r) => r.oif !== br.index);
       if (foreign) {
@@ -423,20 +396,20 @@ export class EgressGateway {
       }
       // Ours with another leg (slot changed behind our back): replaced in place.
       await nlCall("add route", `link ${this.bridgeName}`, () =>
-        host.newRoute(routeData(cidr.prefixlen), routeAttrs(u32ToIp(cidr.base), cidr.prefixlen, legIp, br.index), have.length ? CREATE_REPLACE : CREATE_EXCL),
+        host.newRoute(routeData(cidr.prefix), routeAttrs(formatIpv4(cidr.network), cidr.prefix, legIp, br.index), have.length ? CREATE_REPLACE : CREATE_EXCL),
       );
     });
 
     await this.ensureRule(network, "nat", NAT_CHAIN, this.masqueradeRule(cidr));
 
     this.networks.set(network, { subnet: cidr, slot, nsPath: spec.nsPath });
-    log.info({ leg: `${legIp}/${this.gw.prefixlen}`, bridge: this.bridgeName }, "egress ready");
+    log.info({ leg: `${legIp}/${this.gw.prefix}`, bridge: this.bridgeName }, "egress ready");
   }
 
   /** The bridge, host forwarding, both chains, their rules and jumps. */
   private async ensureShared(network: string): Promise<LinkInfo> {
     const host = this.host();
-    const bridgeCidr = `${this.bridgeIp}/${this.gw.prefixlen}`;
+    const bridgeCidr = `${this.bridgeIp}/${this.gw.prefix}`;
     const br = await this.step(network, `ensuring bridge ${this.bridgeName} ${bridgeCidr}`, async () => {
       const b = await ensureBridge(host, this.bridgeName);
       // A bridge without an explicitly set MAC takes its lowest port's, so
@@ -476,8 +449,8 @@ export class EgressGateway {
     ];
   }
 
-  private masqueradeRule(cidr: Cidr4): string[] {
-    return ["-s", cidr.text, "!", "-o", this.bridgeName, "-j", "MASQUERADE"];
+  private masqueradeRule(cidr: Subnet): string[] {
+    return ["-s", cidr.toString(), "!", "-o", this.bridgeName, "-j", "MASQUERADE"];
   }
 
   private enableHostForwarding(): void {
@@ -500,20 +473,20 @@ export class EgressGateway {
 
   private async doRemove(ref: EgressNetworkRef): Promise<void> {
     const { cidr, legIp } = this.validateNetwork(ref.subnet, ref.slot);
-    const network = cidr.text;
+    const network = cidr.toString();
     const host = this.host();
 
     const br = await getLinkByName(host, this.bridgeName);
     if (br?.kind === "bridge") {
       await this.step(network, `deleting host route ${network} via ${legIp}`, async () => {
-        const have = (await mainRoutes(host, cidr.prefixlen)).filter(
-          (r) => r.dst === u32ToIp(cidr.base) && r.gateway === legIp && r.oif === br.index,
+        const have = (await mainRoutes(host, cidr.prefix)).filter(
+          (r) => r.dst === formatIpv4(cidr.network) && r.gateway === legIp && r.oif === br.index,
         );
         if (have.length === 0) return;
         await nlCall(
           "delete route",
           `link ${this.bridgeName}`,
-          () => host.delRoute(routeData(cidr.prefixlen), routeAttrs(u32ToIp(cidr.base), cidr.prefixlen, legIp, br.index), PLAIN),
+          () => host.delRoute(routeData(cidr.prefix), routeAttrs(formatIpv4(cidr.network), cidr.prefix, legIp, br.index), PLAIN),
           ["ESRCH", "ENOENT"],
         );
       });

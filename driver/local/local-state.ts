@@ -1,12 +1,13 @@
 import { z } from "zod";
+import { subnetKey } from "../cluster/keys.js";
 import type { PortRequest } from "../publish/port-publisher.js";
 import type { Store } from "../store/store.js";
 
 /**
  * What this host must remember across plugin restarts (Docker replays neither
- * CreateNetwork nor CreateEndpoint): its Docker network IDs and endpoints.
- * Kept in a host-private store (never in the cluster store: network IDs are
- * per daemon).
+ * CreateNetwork nor CreateEndpoint): its Docker network IDs, endpoints, uplink
+ * slots and published ports. Kept in a host-private store (never in the
+ * cluster store: network IDs are per daemon).
  */
 export const LocalNetwork = z.object({ networkId: z.string(), subnet: z.string() });
 export type LocalNetwork = z.infer<typeof LocalNetwork>;
@@ -20,82 +21,110 @@ export const LocalEndpoint = z.object({
 });
 export type LocalEndpoint = z.infer<typeof LocalEndpoint>;
 
-const NET = "local/networks/";
-const EP = "local/endpoints/";
-const SLOT = "local/egress-slots/";
-const PORTS = "local/ports/";
-const KEYSAFE = (subnet: string): string => subnet.replace("/", "_");
+const PortRequests = z.array(
+  z.object({ proto: z.number(), hostIp: z.string(), hostPort: z.number(), hostPortEnd: z.number(), containerPort: z.number() }),
+);
+
+/** JSON records of one kind under one key prefix. */
+class Records<T> {
+  constructor(
+    private readonly store: Store,
+    private readonly prefix: string,
+    private readonly schema: z.ZodType<T>,
+  ) {}
+
+  async put(id: string, value: T): Promise<void> {
+    await this.store.put(this.prefix + id, JSON.stringify(value));
+  }
+
+  async get(id: string): Promise<T | undefined> {
+    const kv = await this.store.get(this.prefix + id);
+    return kv === undefined ? undefined : this.schema.parse(JSON.parse(kv.value));
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.store.delete(this.prefix + id);
+  }
+
+  async all(): Promise<T[]> {
+    return (await this.store.list(this.prefix)).map((kv) => this.schema.parse(JSON.parse(kv.value)));
+  }
+}
+
+const SLOTS = "local/egress-slots/";
 
 export class LocalState {
-  constructor(private readonly store: Store) {}
+  private readonly nets: Records<LocalNetwork>;
+  private readonly eps: Records<LocalEndpoint>;
+  private readonly ports: Records<PortRequest[]>;
 
-  async putNetwork(n: LocalNetwork): Promise<void> {
-    await this.store.put(NET + n.networkId, JSON.stringify(n));
+  constructor(private readonly store: Store) {
+    this.nets = new Records(store, "local/networks/", LocalNetwork);
+    this.eps = new Records(store, "local/endpoints/", LocalEndpoint);
+    this.ports = new Records(store, "local/ports/", PortRequests);
   }
 
-  async getNetwork(networkId: string): Promise<LocalNetwork | undefined> {
-    const kv = await this.store.get(NET + networkId);
-    return kv === undefined ? undefined : LocalNetwork.parse(JSON.parse(kv.value));
+  putNetwork(n: LocalNetwork): Promise<void> {
+    return this.nets.put(n.networkId, n);
   }
 
-  async deleteNetwork(networkId: string): Promise<void> {
-    await this.store.delete(NET + networkId);
+  getNetwork(networkId: string): Promise<LocalNetwork | undefined> {
+    return this.nets.get(networkId);
   }
 
-  async networks(): Promise<LocalNetwork[]> {
-    return (await this.store.list(NET)).map((kv) => LocalNetwork.parse(JSON.parse(kv.value)));
+  deleteNetwork(networkId: string): Promise<void> {
+    return this.nets.delete(networkId);
   }
 
-  async putEndpoint(e: LocalEndpoint): Promise<void> {
-    await this.store.put(EP + e.endpointId, JSON.stringify(e));
+  putEndpoint(e: LocalEndpoint): Promise<void> {
+    return this.eps.put(e.endpointId, e);
   }
 
-  async getEndpoint(endpointId: string): Promise<LocalEndpoint | undefined> {
-    const kv = await this.store.get(EP + endpointId);
-    return kv === undefined ? undefined : LocalEndpoint.parse(JSON.parse(kv.value));
+  getEndpoint(endpointId: string): Promise<LocalEndpoint | undefined> {
+    return this.eps.get(endpointId);
   }
 
-  async deleteEndpoint(endpointId: string): Promise<void> {
-    await this.store.delete(EP + endpointId);
+  deleteEndpoint(endpointId: string): Promise<void> {
+    return this.eps.delete(endpointId);
   }
 
-  async endpoints(): Promise<LocalEndpoint[]> {
-    return (await this.store.list(EP)).map((kv) => LocalEndpoint.parse(JSON.parse(kv.value)));
+  endpoints(): Promise<LocalEndpoint[]> {
+    return this.eps.all();
   }
 
   /** This host's uplink slot for a network: the one it has, or the lowest free (from 1). */
   async egressSlot(subnet: string): Promise<number> {
+    const key = SLOTS + subnetKey(subnet);
     for (;;) {
-      const taken = await this.store.list(SLOT);
-      const mine = taken.find((kv) => kv.key === SLOT + KEYSAFE(subnet));
+      const taken = await this.store.list(SLOTS);
+      const mine = taken.find((kv) => kv.key === key);
       if (mine !== undefined) return Number(mine.value);
       const used = new Set(taken.map((kv) => Number(kv.value)));
       let slot = 1;
       while (used.has(slot)) slot++;
-      if (await this.store.cas(SLOT + KEYSAFE(subnet), String(slot), 0)) return slot;
+      if (await this.store.cas(key, String(slot), 0)) return slot;
     }
   }
 
   async existingEgressSlot(subnet: string): Promise<number | undefined> {
-    const kv = await this.store.get(SLOT + KEYSAFE(subnet));
+    const kv = await this.store.get(SLOTS + subnetKey(subnet));
     return kv === undefined ? undefined : Number(kv.value);
   }
 
   async releaseEgressSlot(subnet: string): Promise<void> {
-    await this.store.delete(SLOT + KEYSAFE(subnet));
+    await this.store.delete(SLOTS + subnetKey(subnet));
   }
 
   /** The ports an endpoint publishes, with the host ports actually bound (so a restart rebinds the same ones). */
-  async putPorts(endpointId: string, ports: PortRequest[]): Promise<void> {
-    await this.store.put(PORTS + endpointId, JSON.stringify(ports));
+  putPorts(endpointId: string, ports: PortRequest[]): Promise<void> {
+    return this.ports.put(endpointId, ports);
   }
 
-  async getPorts(endpointId: string): Promise<PortRequest[] | undefined> {
-    const kv = await this.store.get(PORTS + endpointId);
-    return kv === undefined ? undefined : (JSON.parse(kv.value) as PortRequest[]);
+  getPorts(endpointId: string): Promise<PortRequest[] | undefined> {
+    return this.ports.get(endpointId);
   }
 
-  async deletePorts(endpointId: string): Promise<void> {
-    await this.store.delete(PORTS + endpointId);
+  deletePorts(endpointId: string): Promise<void> {
+    return this.ports.delete(endpointId);
   }
 }

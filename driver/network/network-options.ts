@@ -1,3 +1,4 @@
+import { VNI_LIMITS } from "../ipam/vnis.js";
 import { failure, success, type Result } from "../result.js";
 
 /** The `-o` options a tsoverlay network understands. */
@@ -14,8 +15,6 @@ export interface NetworkOptions {
 }
 
 export const VXLAN_OVERHEAD = 50;
-const VNI_MIN = 1;
-const VNI_MAX = 16_777_215;
 const KNOWN = ["vni", "mtu", "com.docker.network.driver.mtu", "proxy-protocol"] as const;
 
 function parseIntOption(name: string, raw: string, min: number, max: number): Result<number> {
@@ -35,7 +34,7 @@ export function parseNetworkOptions(generic: Record<string, string>): Result<Net
   for (const [k, v] of Object.entries(generic)) {
     if (k === "vni") {
       // Any valid VNI: the automatic range deliberately leaves the low ones for this.
-      const r = parseIntOption(k, v, VNI_MIN, VNI_MAX);
+      const r = parseIntOption(k, v, VNI_LIMITS.min, VNI_LIMITS.max);
       if (!r.ok) return r;
       out.vni = r.value;
     } else if (k === "mtu" || k === "com.docker.network.driver.mtu") {

@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
 import Consul from "consul";
 import type { Logger } from "../log.js";
-import { assertValidKey, compareKeys, isUnderPrefix, Keyspace } from "./memory-store.js";
+import { assertValidKey, compareKeys, isUnderPrefix, Keyspace } from "./keyspace.js";
 import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "./store.js";
 
 const DEFAULT_PORT = 8500;

@@ -2,7 +2,7 @@ import { mkdir, open, readFile, readdir, rename, unlink } from "node:fs/promises
 import path from "node:path";
 import { z } from "zod";
 import type { Logger } from "../log.js";
-import { assertValidKey, Keyspace, type Change, type Entry } from "./memory-store.js";
+import { assertValidKey, Keyspace, type Change, type Entry } from "./keyspace.js";
 import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "./store.js";
 
 const STORE_FILE = "kv.json";

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
-import { isUnderPrefix, MemoryStore } from "./memory-store.js";
+import { isUnderPrefix } from "./keyspace.js";
+import { MemoryStore } from "./memory-store.js";
 import { StoreError, type KV, type Store } from "./store.js";
 
 async function incrementWithRetry(store: Store, key: string): Promise<void> {

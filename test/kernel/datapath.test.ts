@@ -6,49 +6,28 @@
  * dir. `ip`/`bridge`/`ping` via nsenter verify, and play Docker's part (moving
  * the host-side veth end into the container and configuring it).
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import type { RtNetlinkSocket } from "netlink";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { endpointIfNames, type EndpointSpec, type NetworkSpec, type PeerEntry } from "../../driver/datapath/datapath.js";
 import { KernelDatapath, networkNetnsPath, tempVxlanName } from "../../driver/datapath/kernel-datapath.js";
 import { createVethPair, ensureAddress, getLinkByName, setUp } from "../../driver/kernel/links.js";
-import { createNamedNetns, deleteNamedNetns, isNetnsMount, openNetnsFd, openRtnetlinkIn } from "../../driver/kernel/netns.js";
+import { deleteNamedNetns, isNetnsMount, openNetnsFd, openRtnetlinkIn } from "../../driver/kernel/netns.js";
 import { createLogger } from "../../driver/log.js";
+import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno, type IpLink } from "./support/scratch.js";
 
-const selfNetnsIno = (): number => fs.statSync("/proc/thread-self/ns/net").ino;
+/** Replies here can take a VXLAN round trip and an ARP resolution. */
+const pingOk = (ns: string, ip: string, attempts = 3): boolean => pingOkIn(ns, ip, attempts, 2);
+
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
 
 let tmp: string;
 let homeIno: number;
-const created: string[] = [];
-const sockets: RtNetlinkSocket[] = [];
+const scratch = new Scratch("tsk-datapath-");
+const { created, sockets } = scratch;
+const newNs = (name: string): string => scratch.newNs(name);
 const datapaths: KernelDatapath[] = [];
-
-function newNs(name: string): string {
-  const p = path.join(tmp, `tsk-${name}`);
-  createNamedNetns(p);
-  created.push(p);
-  return p;
-}
-
-function inNs(ns: string, cmd: string, ...args: string[]): string {
-  return execFileSync("nsenter", [`--net=${ns}`, cmd, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-}
-
-interface IpLink {
-  ifname: string;
-  ifindex: number;
-  mtu: number;
-  master?: string;
-  address?: string;
-  flags: string[];
-  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
-}
-const ipLinks = (ns: string): IpLink[] => JSON.parse(inNs(ns, "ip", "-d", "-j", "link", "show")) as IpLink[];
-const ipLink = (ns: string, name: string): IpLink | undefined => ipLinks(ns).find((l) => l.ifname === name);
 
 interface Fdb {
   mac: string;
@@ -72,18 +51,6 @@ const neighs = (ns: string): string[] =>
   (JSON.parse(inNs(ns, "ip", "-j", "neigh", "show", "dev", "vxlan0")) as Neigh[])
     .map((n) => `${n.dst} ${n.lladdr ?? "-"} ${n.state.join(",")}`)
     .sort();
-
-function pingOk(ns: string, ip: string, attempts = 3): boolean {
-  for (let i = 0; i < attempts; i++) {
-    try {
-      inNs(ns, "ping", "-c1", "-W2", ip);
-      return true;
-    } catch {
-      /* retry */
-    }
-  }
-  return false;
-}
 
 const SUBNET = "10.77.0.0/24";
 const NET: NetworkSpec = { subnet: SUBNET, gatewayCidr: "10.77.0.1/24", vni: 7007, mtu: 1450 };
@@ -112,7 +79,7 @@ const ipOf = (x: Host): string => x.ep.addressCidr.split("/")[0]!;
 
 beforeAll(async () => {
   expect(process.getuid?.()).toBe(0);
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tsk-datapath-"));
+  tmp = scratch.init();
   homeIno = selfNetnsIno();
 
   const h1 = newNs("h1");

@@ -12,16 +12,17 @@
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import type { RtNetlinkSocket } from "netlink";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { EgressError, EgressGateway, FWD_CHAIN, NAT_CHAIN, hostLegName } from "../../driver/datapath/egress.js";
 import { createVethPair, ensureAddress, ensureBridge, setMaster, setUp } from "../../driver/kernel/links.js";
-import { createNamedNetns, deleteNamedNetns, openNetnsFd, openRtnetlinkIn, readSysctlIn } from "../../driver/kernel/netns.js";
+import { deleteNamedNetns, openNetnsFd, readSysctlIn } from "../../driver/kernel/netns.js";
 import { createLogger } from "../../driver/log.js";
+import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno } from "./support/scratch.js";
 
-const selfNetnsIno = (): number => fs.statSync("/proc/thread-self/ns/net").ino;
+const pingOk = (from: string, ip: string, attempts = 2): boolean => pingOkIn(from, ip, attempts, 1);
+
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
 
 const HOST_IP = "203.0.113.1";
@@ -37,29 +38,14 @@ const BRIDGE_MAC = "02:74:64:48:00:01";
 let tmp: string;
 let homeIno: number;
 let rootRulesBefore: string;
-const created: string[] = [];
-const sockets: RtNetlinkSocket[] = [];
+const scratch = new Scratch("tsk-egress-");
+const { created, sockets } = scratch;
+const newNs = (name: string): string => scratch.newNs(name);
+const socketIn = (p: string): RtNetlinkSocket => scratch.socketIn(p);
 const gateways: EgressGateway[] = [];
 let server: ChildProcess | undefined;
 let ns: { host: string; outside: string; net1: string; net2: string; c1: string; c2: string };
 let gw: EgressGateway;
-
-function newNs(name: string): string {
-  const p = path.join(tmp, `tsk-${name}`);
-  createNamedNetns(p);
-  created.push(p);
-  return p;
-}
-
-function socketIn(p: string): RtNetlinkSocket {
-  const s = openRtnetlinkIn(p);
-  sockets.push(s);
-  return s;
-}
-
-function inNs(p: string, cmd: string, ...args: string[]): string {
-  return execFileSync("nsenter", [`--net=${p}`, cmd, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-}
 
 function newGateway(extra: { iptables?: string } = {}): EgressGateway {
   const g = new EgressGateway({ hostNetnsPath: ns.host, log, ...extra });
@@ -73,17 +59,6 @@ const rootRules = (): string =>
 
 const ipt = (table: string, ...args: string[]): string[] =>
   inNs(ns.host, "iptables", "-w", "5", "-t", table, "-S", ...args).trim().split("\n");
-
-interface IpLink {
-  ifname: string;
-  ifindex: number;
-  address?: string;
-  master?: string;
-  flags: string[];
-  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_slave_data?: { isolated?: boolean } };
-}
-const ipLinks = (p: string): IpLink[] => JSON.parse(inNs(p, "ip", "-d", "-j", "link", "show")) as IpLink[];
-const ipLink = (p: string, name: string): IpLink | undefined => ipLinks(p).find((l) => l.ifname === name);
 const addrs = (p: string, dev: string): string[] =>
   (JSON.parse(inNs(p, "ip", "-j", "-4", "addr", "show", "dev", dev)) as { addr_info: { local: string; prefixlen: number }[] }[])
     .flatMap((l) => l.addr_info)
@@ -93,18 +68,6 @@ const routes = (p: string): string[] =>
     .trim()
     .split("\n")
     .map((l) => l.replace(/\s+proto \S+/, "").replace(/\s+linkdown/, "").trim());
-
-function pingOk(from: string, ip: string, attempts = 2): boolean {
-  for (let i = 0; i < attempts; i++) {
-    try {
-      inNs(from, "ping", "-c1", "-W1", ip);
-      return true;
-    } catch {
-      /* retry */
-    }
-  }
-  return false;
-}
 
 /** GET from the outside server; it answers with the client address it sees. */
 function fetchFrom(p: string): string {
@@ -156,7 +119,7 @@ const masq = (subnet: string): string => `-A ${NAT_CHAIN} -s ${subnet} ! -o tsog
 beforeAll(async () => {
   expect(process.getuid?.()).toBe(0);
   rootRulesBefore = rootRules();
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tsk-egress-"));
+  tmp = scratch.init();
   homeIno = selfNetnsIno();
   ns = {
     host: newNs("host"),

@@ -3,12 +3,11 @@
  * Namespaces are created with our own createNamedNetns under a temp dir and
  * removed afterwards; `ip`/`bridge`/`ping` run through nsenter only to verify.
  */
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import type { RtNetlinkSocket } from "netlink";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Scratch, inNs, ipLink, pingOk, selfNetnsIno } from "./support/scratch.js";
 import {
   NetlinkError,
   createVethPair,
@@ -40,66 +39,23 @@ import {
   deleteNamedNetns,
   isNetnsMount,
   openNetnsFd,
-  openRtnetlinkIn,
   readSysctlIn,
   runInNetns,
   writeSysctlIn,
 } from "../../driver/kernel/netns.js";
 
-const selfNetnsIno = (): number => fs.statSync("/proc/thread-self/ns/net").ino;
 
 let tmp: string;
 let homeIno: number;
-const sockets: RtNetlinkSocket[] = [];
-const created: string[] = [];
+const scratch = new Scratch("tsk-kernel-");
+const { created } = scratch;
+const newNs = (name: string): string => scratch.newNs(name);
+const socketIn = (ns: string): RtNetlinkSocket => scratch.socketIn(ns);
 
-/** A fresh named namespace `tsk-<name>` under the temp dir, removed after the file. */
-function newNs(name: string): string {
-  const p = path.join(tmp, `tsk-${name}`);
-  createNamedNetns(p);
-  created.push(p);
-  return p;
-}
-
-function socketIn(ns: string): RtNetlinkSocket {
-  const s = openRtnetlinkIn(ns);
-  sockets.push(s);
-  return s;
-}
-
-function inNs(ns: string, cmd: string, ...args: string[]): string {
-  return execFileSync("nsenter", [`--net=${ns}`, cmd, ...args], { encoding: "utf8" });
-}
-
-// iproute2's JSON output; only the fields the assertions read are typed.
-interface IpLink {
-  ifname: string;
-  ifindex: number;
-  mtu: number;
-  master?: string;
-  address?: string;
-  operstate?: string;
-  flags: string[];
-  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
-}
-const ipLinks = (ns: string): IpLink[] => JSON.parse(inNs(ns, "ip", "-d", "-j", "link", "show")) as IpLink[];
-const ipLink = (ns: string, name: string): IpLink | undefined => ipLinks(ns).find((l) => l.ifname === name);
-
-function pingOk(ns: string, ip: string, attempts = 3): boolean {
-  for (let i = 0; i < attempts; i++) {
-    try {
-      inNs(ns, "ping", "-c1", "-W1", ip);
-      return true;
-    } catch {
-      /* retry */
-    }
-  }
-  return false;
-}
 
 beforeAll(() => {
   expect(process.getuid?.()).toBe(0);
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tsk-kernel-"));
+  tmp = scratch.init();
   homeIno = selfNetnsIno();
 });
 
@@ -109,9 +65,9 @@ afterEach(() => {
 });
 
 afterAll(() => {
-  for (const s of sockets.splice(0)) s.socket.close();
-  for (const p of created.splice(0)) deleteNamedNetns(p);
-  fs.rmSync(tmp, { recursive: true, force: true });
+  scratch.closeSockets();
+  scratch.deleteNamespaces();
+  scratch.removeDir();
 });
 
 describe("named network namespaces", () => {

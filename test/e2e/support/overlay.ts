@@ -1,3 +1,4 @@
+import { keys } from "../../../driver/cluster/keys.js";
 import { consulGetJson, docker, dockerOk, type Lab, type LabHost } from "./lab.js";
 
 export const IPAM = ["--ipam-driver", "tsoverlay"];
@@ -32,12 +33,10 @@ export async function ping(host: LabHost, container: string, ip: string, count =
   return r.code === 0;
 }
 
-export function subnetKey(subnet: string): string {
-  return subnet.replace("/", "_");
-}
+export { subnetKey } from "../../../driver/cluster/keys.js";
 
 export async function networkVni(host: LabHost, subnet: string): Promise<number> {
-  const rec = await consulGetJson<{ vni: number }>(host, `tsoverlay/v1/networks/${subnetKey(subnet)}`);
+  const rec = await consulGetJson<{ vni: number }>(host, keys.network(subnet));
   if (rec === undefined) throw new Error(`no cluster record for network ${subnet}`);
   return rec.vni;
 }
