@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { PROXY_MODES, type ProxyMode } from "../driver/publish/port-publisher.js";
 
 /**
  * Process configuration, read once from the environment. The managed plugin
@@ -20,6 +21,7 @@ const EnvSchema = z.object({
   TSOVERLAY_RECONCILE_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
   TSOVERLAY_GATEWAY_BRIDGE: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of at most 15 characters").default("tsogw0"),
   TSOVERLAY_GATEWAY_SUBNET: z.string().default("100.72.0.0/24"),
+  TSOVERLAY_PROXY_MODE: z.enum(PROXY_MODES).default("hybrid"),
 });
 
 export interface PluginConfig {
@@ -36,6 +38,7 @@ export interface PluginConfig {
   reconcileMs: number;
   gatewayBridge: string;
   gatewaySubnet: string;
+  proxyMode: ProxyMode;
 }
 
 export type ConfigResult = { ok: true; config: PluginConfig } | { ok: false; error: string };
@@ -70,6 +73,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       reconcileMs: e.TSOVERLAY_RECONCILE_MS,
       gatewayBridge: e.TSOVERLAY_GATEWAY_BRIDGE,
       gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
+      proxyMode: e.TSOVERLAY_PROXY_MODE,
     },
   };
 }

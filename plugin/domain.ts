@@ -1,6 +1,8 @@
 import path from "node:path";
 import type { EgressPort } from "../driver/datapath/datapath.js";
 import { EgressGateway } from "../driver/datapath/egress.js";
+import { PortDnat } from "../driver/datapath/port-dnat.js";
+import { Iptables } from "../driver/kernel/iptables.js";
 import { KernelDatapath, networkNetnsPath } from "../driver/datapath/kernel-datapath.js";
 import { HostRegistry } from "../driver/host/host-registry.js";
 import { resolveUnderlay } from "../driver/host/underlay.js";
@@ -69,7 +71,8 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       ensure: (subnet, vni, slot) => gateway.ensureNetwork({ subnet, nsPath: networkNetnsPath(config.runDir, vni), slot }),
       remove: (subnet, slot) => gateway.removeNetwork({ subnet, slot }),
     };
-    const publisher = new PortPublisher(new ProxyManager({ log: log.child({ component: "proxy" }) }), log);
+    const dnat = new PortDnat({ gatewayBridge: config.gatewayBridge, iptables: new Iptables(), log });
+    const publisher = new PortPublisher(new ProxyManager({ log: log.child({ component: "proxy" }) }), log, { mode: config.proxyMode, dnat });
     const hosts = new HostRegistry(store, { hostId, vtep }, log);
     await hosts.start();
     const peers = new PeerSync(store, datapath, hosts, log, config.reconcileMs);
@@ -87,7 +90,9 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       log,
     });
     await driver.restore();
-    log.info({ hostId, vtep, underlayMtu: mtu, consul: config.consulAddr || "embedded" }, "tsoverlay ready");
+    // After re-publishing: DNAT rules of endpoints gone while we were down, or all of them after a switch to userland.
+    await publisher.pruneFastPath(dnat);
+    log.info({ hostId, vtep, underlayMtu: mtu, consul: config.consulAddr || "embedded", proxyMode: config.proxyMode }, "tsoverlay ready");
     const [s, l] = [store, local];
     return success({
       driver,

@@ -27,8 +27,9 @@
  *    never reaches the IP layer (one leg ARPing another leg directly) is
  *    stopped by marking every leg an *isolated* bridge port: legs can talk to
  *    the bridge (the host) only, never to each other. New connections from
- *    outside towards the overlay subnets are dropped too (only replies are
- *    let back in), whatever the host's FORWARD policy is.
+ *    outside towards the overlay subnets are dropped too (only replies and
+ *    connections to published ports, which arrive DNATed, are let in),
+ *    whatever the host's FORWARD policy is.
  *  - Own chains. All rules live in TSOVERLAY-FWD (filter) and
  *    TSOVERLAY-POSTROUTING (nat), reached by one jump each from FORWARD and
  *    POSTROUTING. We never edit rules we did not create, Docker/firewalld/ufw
@@ -44,7 +45,6 @@
  * host in a namespace). The host's net.ipv4.ip_forward is switched on but
  * never switched back off: other software (Docker) relies on it too.
  */
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { createRtNetlink, FlagsNew, ifla, type RtNetlinkSocket } from "netlink";
@@ -65,6 +65,7 @@ import {
   setUp,
   type LinkInfo,
 } from "../kernel/links.js";
+import { Iptables, IptablesError, type Table } from "../kernel/iptables.js";
 import { isNetnsMount, openNetnsFd, openRtnetlinkIn, readSysctlIn, writeSysctlIn } from "../kernel/netns.js";
 import { formatIpv4, parseIpv4, Subnet } from "../ipam/ipv4.js";
 import type { Logger } from "../log.js";
@@ -82,16 +83,11 @@ const HOST_LEG_PREFIX = "tsog";
 const HOST_LEG_RE = /^tsog([1-9][0-9]{0,9})$/;
 /** Linux interface names: ≤ 15 bytes; we allow a safe subset that cannot look like an option. */
 const IFNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
-/** Defence in depth: every iptables argument must look like this. */
-const ARG_RE = /^[A-Za-z0-9_.,/:!-]+$/;
 
 const MAIN_TABLE = 254;
-const IPTABLES_TIMEOUT_MS = 30_000;
 const PLAIN = { timeout: REQUEST_TIMEOUT_MS };
 const CREATE_EXCL = { flags: FlagsNew.CREATE | FlagsNew.EXCL, timeout: REQUEST_TIMEOUT_MS };
 const CREATE_REPLACE = { flags: FlagsNew.CREATE | FlagsNew.REPLACE, timeout: REQUEST_TIMEOUT_MS };
-/** Upper bound on `-D` loops (a rule duplicated by hand many times). */
-const MAX_DELETE_LOOPS = 64;
 
 export interface EgressGatewayOptions {
   /** Host bridge name (default "tsogw0"). */
@@ -156,17 +152,6 @@ function errMsg(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-// ---------------------------------------------------------------- iptables
-
-type Table = "filter" | "nat";
-
-interface IptResult {
-  code: number;
-  stderr: string;
-}
-
-const cmdline = (table: Table, args: readonly string[]): string => `iptables -t ${table} ${args.join(" ")}`;
-
 // ------------------------------------------------------------------- class
 
 interface NetworkState {
@@ -186,7 +171,7 @@ export class EgressGateway {
   private readonly maxSlot: number;
   private readonly hostNetnsPath: string | undefined;
   private readonly procRoot: string;
-  private readonly iptablesBin: string;
+  private readonly iptables: Iptables;
   private readonly log: Logger;
 
   private hostSocket: RtNetlinkSocket | undefined;
@@ -212,7 +197,7 @@ export class EgressGateway {
     this.procRoot = opts.procRoot ?? "/proc";
     const bin = opts.iptables ?? "iptables";
     if (bin === "" || bin.startsWith("-")) throw new EgressError(`egress: invalid iptables binary ${JSON.stringify(bin)}`);
-    this.iptablesBin = bin;
+    this.iptables = new Iptables({ bin, netnsPath: opts.hostNetnsPath });
     this.log = opts.log.child({ component: "egress" });
   }
 
@@ -445,6 +430,8 @@ export class EgressGateway {
       ["-i", b, "-o", b, "-j", "DROP"],
       ["-i", b, "-j", "ACCEPT"],
       ["-o", b, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+      // Published ports on the kernel fast path (publish/kernel-dnat.ts) reach containers as DNATed connections.
+      ["-o", b, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"],
       ["-o", b, "-j", "DROP"],
     ];
   }
@@ -491,9 +478,7 @@ export class EgressGateway {
         );
       });
     }
-    if (await this.chainExists(network, "nat", NAT_CHAIN)) {
-      await this.deleteRule(network, "nat", NAT_CHAIN, this.masqueradeRule(cidr));
-    }
+    await this.ipt(network, (t) => t.deleteRule("nat", NAT_CHAIN, this.masqueradeRule(cidr)));
     await this.removeLeg(network, ref.slot);
     this.networks.delete(network);
     this.log.info({ subnet: network, slot: ref.slot }, "egress removed");
@@ -519,10 +504,7 @@ export class EgressGateway {
       ["filter", "FORWARD", FWD_CHAIN],
       ["nat", "POSTROUTING", NAT_CHAIN],
     ] as const) {
-      if (!(await this.chainExists(what, table, chain))) continue;
-      await this.deleteRule(what, table, parent, ["-j", chain]);
-      await this.iptOk(what, table, ["-F", chain]);
-      await this.iptOk(what, table, ["-X", chain]);
+      await this.ipt(what, (t) => t.removeChain(table, chain, [{ parent, rule: ["-j", chain] }]));
     }
     const host = this.host();
     await this.step(what, `deleting bridge ${this.bridgeName}`, async () => {
@@ -534,73 +516,24 @@ export class EgressGateway {
 
   // --------------------------------------------------------------- iptables
 
-  private runIptables(table: Table, args: readonly string[]): Promise<IptResult> {
-    const full = ["-w", "5", "-t", table, ...args];
-    for (const a of full) {
-      // Unreachable with validated inputs; refuses rather than pass anything odd on.
-      if (!ARG_RE.test(a)) return Promise.reject(new Error(`refusing iptables argument ${JSON.stringify(a)}`));
-    }
-    const [file, argv] =
-      this.hostNetnsPath === undefined
-        ? [this.iptablesBin, full]
-        : ["nsenter", [`--net=${this.hostNetnsPath}`, this.iptablesBin, ...full]];
-    return new Promise((resolve, reject) => {
-      execFile(file, argv, { timeout: IPTABLES_TIMEOUT_MS, encoding: "utf8" }, (err, _stdout, stderr) => {
-        if (!err) return resolve({ code: 0, stderr });
-        const code = (err as { code?: unknown }).code;
-        if (typeof code === "number") return resolve({ code, stderr });
-        // Not started (ENOENT), killed by the timeout, …
-        reject(err);
-      });
-    });
-  }
-
-  /** Runs iptables; exit codes in `ok` are results, anything else an error naming the rule. */
-  private async ipt(network: string, table: Table, args: readonly string[], ok: readonly number[] = [0]): Promise<number> {
-    const rule = cmdline(table, args);
-    let res: IptResult;
+  /** Runs an iptables step; its failure becomes an EgressError naming the network and the rule. */
+  private async ipt<T>(network: string, fn: (ipt: Iptables) => Promise<T>): Promise<T> {
     try {
-      res = await this.runIptables(table, args);
+      return await fn(this.iptables);
     } catch (err) {
-      throw new EgressError(`egress ${network}: ${rule} failed: ${errMsg(err)}`, network, rule, { cause: err });
+      if (!(err instanceof IptablesError)) throw err;
+      throw new EgressError(`egress ${network}: ${err.message}`, network, err.rule, { cause: err });
     }
-    if (!ok.includes(res.code)) {
-      const detail = res.stderr.trim().split("\n")[0] ?? "";
-      throw new EgressError(`egress ${network}: ${rule} failed (exit ${res.code})${detail ? `: ${detail}` : ""}`, network, rule);
-    }
-    return res.code;
-  }
-
-  private async iptOk(network: string, table: Table, args: readonly string[]): Promise<void> {
-    await this.ipt(network, table, args);
-  }
-
-  private async chainExists(network: string, table: Table, chain: string): Promise<boolean> {
-    // `-S <chain>` exits 1 when there is no such chain.
-    return (await this.ipt(network, table, ["-S", chain], [0, 1])) === 0;
   }
 
   private async ensureChain(network: string, table: Table, chain: string): Promise<void> {
-    if (await this.chainExists(network, table, chain)) return;
-    await this.ipt(network, table, ["-N", chain]);
-    this.log.info({ table, chain }, "iptables chain created");
+    if (await this.ipt(network, (t) => t.ensureChain(table, chain))) this.log.info({ table, chain }, "iptables chain created");
   }
 
-  /** `-C`, then `-I <position>` (or `-A`) only if the rule is missing. */
   private async ensureRule(network: string, table: Table, chain: string, rule: string[], position?: number): Promise<void> {
-    if ((await this.ipt(network, table, ["-C", chain, ...rule], [0, 1])) === 0) return;
-    const add = position === undefined ? ["-A", chain, ...rule] : ["-I", chain, String(position), ...rule];
-    await this.ipt(network, table, add);
-    this.log.info({ rule: cmdline(table, add) }, "iptables rule added");
-  }
-
-  /** Deletes every copy of a rule; an absent rule is fine. */
-  private async deleteRule(network: string, table: Table, chain: string, rule: string[]): Promise<void> {
-    for (let i = 0; i < MAX_DELETE_LOOPS; i++) {
-      if ((await this.ipt(network, table, ["-C", chain, ...rule], [0, 1])) !== 0) return;
-      await this.ipt(network, table, ["-D", chain, ...rule]);
+    if (await this.ipt(network, (t) => t.ensureRule(table, chain, rule, position))) {
+      this.log.info({ table, chain, rule: rule.join(" "), position }, "iptables rule added");
     }
-    throw new EgressError(`egress ${network}: ${cmdline(table, ["-D", chain, ...rule])} still matches after ${MAX_DELETE_LOOPS} deletions`, network);
   }
 }
 

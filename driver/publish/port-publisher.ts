@@ -1,4 +1,6 @@
+import net from "node:net";
 import { expandPortRange, ProxyManager, type ActiveBinding, type Binding } from "../../proxy/index.js";
+import type { DnatRule } from "../datapath/port-dnat.js";
 import type { Logger } from "../log.js";
 import { failure, success, type Result } from "../result.js";
 
@@ -22,34 +24,83 @@ export interface PublishedPort {
   hostPort: number;
   containerIp: string;
   containerPort: number;
+  /** Non-loopback IPv4 traffic is DNATed by the kernel (hybrid mode); the rest goes through the proxy. */
+  kernelDnat: boolean;
+}
+
+/**
+ * "userland": every connection goes through the proxy (the container sees the
+ * host as its client). "hybrid": the kernel DNATs non-loopback IPv4 traffic
+ * (the container sees the real client); the proxy keeps loopback, IPv6 and
+ * hairpin traffic, and holds the port so that a clash fails at publish time.
+ */
+export type ProxyMode = "userland" | "hybrid";
+export const PROXY_MODES: readonly ProxyMode[] = ["userland", "hybrid"];
+
+/** The kernel fast path (datapath/port-dnat.ts). */
+export interface DnatPort {
+  add(rule: DnatRule): Promise<void>;
+  remove(rule: DnatRule): Promise<void>;
+  prune(keep: readonly DnatRule[]): Promise<void>;
+}
+
+export interface PortPublisherOptions {
+  mode: ProxyMode;
+  /** Required in hybrid mode. */
+  dnat?: DnatPort;
+}
+
+interface Published {
+  active: ActiveBinding;
+  dnat?: DnatRule;
 }
 
 const PROTOS: Record<number, "tcp" | "udp"> = { 6: "tcp", 17: "udp" };
 
-function view(endpointId: string, a: ActiveBinding): PublishedPort {
-  const b = a.binding;
-  return { endpointId, proto: b.proto, hostIp: b.hostIp, hostPort: b.hostPort, containerIp: b.backendIp, containerPort: b.backendPort };
+function view(endpointId: string, p: Published): PublishedPort {
+  const b = p.active.binding;
+  return { endpointId, proto: b.proto, hostIp: b.hostIp, hostPort: b.hostPort, containerIp: b.backendIp, containerPort: b.backendPort, kernelDnat: p.dnat !== undefined };
+}
+
+/**
+ * The DNAT rule a binding gets in hybrid mode, if any: IPv4 non-loopback host
+ * addresses only, and never with a PROXY header (the backend expects one on
+ * every connection, which only the proxy can write).
+ */
+function dnatRuleOf(b: Binding): DnatRule | undefined {
+  if (b.proxyProtocol !== undefined) return undefined;
+  const any = b.hostIp === "" || b.hostIp === "0.0.0.0";
+  if (!any && (!net.isIPv4(b.hostIp) || b.hostIp.startsWith("127."))) return undefined;
+  return { proto: b.proto, hostIp: any ? "" : b.hostIp, hostPort: b.hostPort, containerIp: b.backendIp, containerPort: b.backendPort };
 }
 
 /**
  * docker-proxy's job for the endpoints whose Join made this driver the
- * gateway: every published port is served by the in-process proxy, which
- * reaches the container on its overlay address through the egress uplink.
+ * gateway: every published port is held and served by the in-process proxy,
+ * which reaches the container on its overlay address through the egress
+ * uplink; in hybrid mode the kernel also DNATs what it can (see ProxyMode).
  * An endpoint's ports are all published or none are.
  */
 export class PortPublisher {
-  private readonly byEndpoint = new Map<string, ActiveBinding[]>();
+  private readonly byEndpoint = new Map<string, Published[]>();
+  readonly mode: ProxyMode;
+  private readonly dnat: DnatPort | undefined;
 
   constructor(
     private readonly proxy: ProxyManager,
     private readonly log: Logger,
-  ) {}
+    opts: PortPublisherOptions = { mode: "userland" },
+  ) {
+    if (opts.mode === "hybrid" && opts.dnat === undefined) throw new Error("port publisher: hybrid mode needs the kernel DNAT fast path");
+    this.mode = opts.mode;
+    this.dnat = opts.mode === "hybrid" ? opts.dnat : undefined;
+  }
 
   async publish(endpointId: string, containerIp: string, requests: PortRequest[], proxyProtocol?: "v1" | "v2"): Promise<Result<PublishedPort[]>> {
     await this.revoke(endpointId);
-    const done: ActiveBinding[] = [];
+    const done: Published[] = [];
     const undo = async (): Promise<void> => {
-      for (const a of done) await this.proxy.remove(a);
+      await this.unpublish(endpointId, done, false);
     };
     for (const req of requests) {
       const proto = PROTOS[req.proto];
@@ -78,37 +129,68 @@ export class PortPublisher {
           await undo();
           return failure(r.error);
         }
-        done.push(r.value);
+        const p: Published = { active: r.value };
+        done.push(p);
+        const rule = this.dnat && dnatRuleOf(r.value.binding);
+        if (this.dnat && rule) {
+          try {
+            await this.dnat.add(rule);
+          } catch (err) {
+            await undo();
+            return failure(`publishing ${r.value.id} on the kernel fast path: ${(err as Error).message}`);
+          }
+          p.dnat = rule;
+        }
       }
     }
     this.byEndpoint.set(endpointId, done);
-    const ports = done.map((a) => view(endpointId, a));
+    const ports = done.map((p) => view(endpointId, p));
     for (const p of ports) this.log.info({ ...p }, "port published");
     return success(ports);
   }
 
-  /** Closes the endpoint's listeners and their connections; the ports are free at once. */
+  /** Closes the endpoint's listeners and their connections, and drops its DNAT rules; the ports are free at once. */
   async revoke(endpointId: string): Promise<void> {
-    const active = this.byEndpoint.get(endpointId);
-    if (active === undefined) return;
+    const published = this.byEndpoint.get(endpointId);
+    if (published === undefined) return;
     this.byEndpoint.delete(endpointId);
-    for (const a of active) {
-      await this.proxy.remove(a);
-      this.log.info({ endpointId, id: a.id }, "port unpublished");
-    }
+    await this.unpublish(endpointId, published, true);
+  }
+
+  /**
+   * Makes the kernel's DNAT rules match what is published (after a restart
+   * and the re-publishing of restored endpoints; in userland mode: none).
+   */
+  async pruneFastPath(dnat: DnatPort | undefined = this.dnat): Promise<void> {
+    const keep = [...this.byEndpoint.values()].flat().flatMap((p) => (p.dnat ? [p.dnat] : []));
+    await dnat?.prune(keep);
   }
 
   list(): (PublishedPort & { counters: ActiveBinding["counters"] })[] {
     const out = [];
-    for (const [endpointId, active] of this.byEndpoint) {
-      const live = new Map(this.proxy.list().map((a) => [a.id, a]));
-      for (const a of active) out.push({ ...view(endpointId, a), counters: (live.get(a.id) ?? a).counters });
+    const live = new Map(this.proxy.list().map((a) => [a.id, a]));
+    for (const [endpointId, published] of this.byEndpoint) {
+      for (const p of published) out.push({ ...view(endpointId, p), counters: (live.get(p.active.id) ?? p.active).counters });
     }
     return out;
   }
 
+  /** Stops serving (process exit): listeners close; DNAT rules stay, so the fast path outlives a restart. */
   async closeAll(): Promise<void> {
     this.byEndpoint.clear();
     await this.proxy.closeAll();
+  }
+
+  /** DNAT first (no new connections are steered to the container), then the proxy. */
+  private async unpublish(endpointId: string, published: Published[], logIt: boolean): Promise<void> {
+    for (const p of published) {
+      if (p.dnat) {
+        await this.dnat?.remove(p.dnat).catch((err: unknown) => {
+          this.log.error({ endpointId, id: p.active.id, err: (err as Error).message }, "removing a port's DNAT rule failed");
+        });
+      }
+      await this.proxy.remove(p.active);
+      if (logIt) this.log.info({ endpointId, id: p.active.id }, "port unpublished");
+    }
   }
 }

@@ -1,25 +1,11 @@
-import { readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { postPlugin } from "../support/plugin-client.js";
-import { docker, lines, readLab, waitFor, type LabHost } from "./support/lab.js";
+import { docker, pluginPid, readLab, waitFor } from "./support/lab.js";
 import { createNetworkOn, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
 
 const lab = readLab();
 const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
-
-/** The plugin process serving a host: the one whose network namespace is that host's. */
-async function pluginPid(host: LabHost): Promise<number | undefined> {
-  const netnsIno = statSync(`/run/netns/${host.netns}`).ino;
-  for (const pid of await lines("pgrep", ["-f", "dist/plugin/main.js"])) {
-    try {
-      if (readlinkSync(`/proc/${pid}/ns/net`) === `net:[${netnsIno}]`) return Number(pid);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return undefined;
-}
 
 describe("plugin restart", () => {
   it("keeps existing containers talking while the plugin is killed and restarted, then serves new ones", async () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker, dockerOk, inNetns, readLab, run, type LabHost } from "./support/lab.js";
+import { docker, dockerOk, inNetns, readLab, type LabHost } from "./support/lab.js";
 import { createNetworkOn, removeContainers, removeNetworkOn } from "./support/overlay.js";
+import { endpointId, publishedPorts } from "./support/publish.js";
 
 const lab = readLab();
 const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
@@ -8,17 +9,6 @@ const NET = "pub";
 const PAGE = "tsoverlay test image";
 
 const curl = (host: { netns: string }, url: string) => inNetns(host.netns, ["curl", "-sS", "--max-time", "5", url]);
-
-interface Status {
-  ready: boolean;
-  ports: { endpointId: string; proto: string; hostIp: string; hostPort: number; containerPort: number }[];
-}
-
-/** The plugin's status endpoint on a host's legacy socket: how users see published ports. */
-async function status(host: LabHost): Promise<Status> {
-  const r = await run("curl", ["-sS", "--unix-socket", `${host.pluginsDir}/tsoverlay.sock`, "http://plugin/tsoverlay/status"]);
-  return JSON.parse(r.stdout) as Status;
-}
 
 function web(host: LabHost, name: string, publish: string[]): Promise<string> {
   return dockerOk(host, ["run", "-d", "--name", name, "--network", NET, ...publish.flatMap((p) => ["-p", p]), lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
@@ -54,8 +44,8 @@ describe("published ports through the embedded proxy", () => {
 
   it("finds a port for -p 80 and reports it on the plugin's status endpoint", async () => {
     await web(h1, "pub-eph", ["80"]);
-    const id = await dockerOk(h1, ["inspect", "-f", `{{(index .NetworkSettings.Networks "${NET}").EndpointID}}`, "pub-eph"]);
-    const port = (await status(h1)).ports.find((p) => p.endpointId === id && p.containerPort === 80);
+    const id = await endpointId(h1, "pub-eph", NET);
+    const port = (await publishedPorts(h1)).find((p) => p.endpointId === id && p.containerPort === 80);
     expect(port?.hostPort).toBeGreaterThan(1024);
     expect((await curl(lab.outside, `http://${h1.addr}:${port!.hostPort}/`)).stdout).toContain(PAGE);
   });
@@ -76,8 +66,8 @@ describe("published ports through the embedded proxy", () => {
 
   it("publishes a UDP port out of a host range", async () => {
     await dockerOk(h1, ["run", "-d", "--name", "pub-udp", "--network", NET, "-p", "19000-19002:5353/udp", lab.testImage, "socat", "-u", "UDP-RECV:5353", "OPEN:/tmp/got,creat,append"]);
-    const id = await dockerOk(h1, ["inspect", "-f", `{{(index .NetworkSettings.Networks "${NET}").EndpointID}}`, "pub-udp"]);
-    const port = (await status(h1)).ports.find((p) => p.endpointId === id);
+    const id = await endpointId(h1, "pub-udp", NET);
+    const port = (await publishedPorts(h1)).find((p) => p.endpointId === id);
     expect(port).toMatchObject({ proto: "udp", containerPort: 5353 });
     expect(port!.hostPort).toBeGreaterThanOrEqual(19000);
     expect(port!.hostPort).toBeLessThanOrEqual(19002);

@@ -112,6 +112,7 @@ const FWD_RULES = [
   `-A ${FWD_CHAIN} -i tsogw0 -o tsogw0 -j DROP`,
   `-A ${FWD_CHAIN} -i tsogw0 -j ACCEPT`,
   `-A ${FWD_CHAIN} -o tsogw0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+  `-A ${FWD_CHAIN} -o tsogw0 -m conntrack --ctstate DNAT -j ACCEPT`,
   `-A ${FWD_CHAIN} -o tsogw0 -j DROP`,
 ];
 const masq = (subnet: string): string => `-A ${NAT_CHAIN} -s ${subnet} ! -o tsogw0 -j MASQUERADE`;

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readlinkSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 
 const execFileP = promisify(execFile);
@@ -105,6 +105,19 @@ export async function pluginRunDir(host: LabHost): Promise<string> {
 export async function inOverlayNs(host: LabHost, vni: number, args: string[]): Promise<Run> {
   const dir = await pluginRunDir(host);
   return run("nsenter", ["-t", String(host.dockerdPid), "-m", "nsenter", `--net=${dir}/netns/vni-${vni}`, ...args]);
+}
+
+/** The plugin process serving a host: the one whose network namespace is that host's. */
+export async function pluginPid(host: LabHost): Promise<number | undefined> {
+  const netnsIno = statSync(`/run/netns/${host.netns}`).ino;
+  for (const pid of await lines("pgrep", ["-f", "dist/plugin/main.js"])) {
+    try {
+      if (readlinkSync(`/proc/${pid}/ns/net`) === `net:[${netnsIno}]`) return Number(pid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return undefined;
 }
 
 export async function consulGetJson<T>(host: LabHost, key: string): Promise<T | undefined> {

@@ -1,0 +1,122 @@
+/**
+ * The kernel fast path for published ports (proxy-mode "hybrid"): DNAT in
+ * the plugin's own nat chain, the way Docker's DOCKER chain works next to
+ * docker-proxy.
+ *
+ *   PREROUTING  -m addrtype --dst-type LOCAL                 -j TSOVERLAY-DNAT
+ *   OUTPUT      ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j TSOVERLAY-DNAT
+ *   TSOVERLAY-DNAT [-d <hostIp>/32] ! -i <gateway bridge> -p tcp -m tcp --dport 8080
+ *                  -j DNAT --to-destination 10.10.0.5:80
+ *
+ * What stays on the userland proxy, and why:
+ *  - loopback (127.0.0.0/8 is excluded in OUTPUT): DNAT of a loopback
+ *    destination to another host needs route_localnet, which opens
+ *    127.0.0.1 to the network; the proxy listening on 127.0.0.1 does it safely.
+ *  - hairpin (`! -i <bridge>`): a container reaching a published port on its
+ *    own host arrives from the gateway bridge; DNATed, it would be routed
+ *    back out of the same bridge (which the egress FORWARD rules drop) and
+ *    answered directly by its neighbour on br0, bypassing the reverse NAT.
+ *  - IPv6: the overlays are IPv4; the proxy's [::] socket bridges the families.
+ * The DNATed connections are let through FORWARD by the egress chain's
+ * `--ctstate DNAT` rule. The chain and its jumps go with the last rule.
+ */
+import type { Logger } from "../log.js";
+import { Iptables, type Table } from "../kernel/iptables.js";
+
+export const DNAT_CHAIN = "TSOVERLAY-DNAT";
+const NAT: Table = "nat";
+
+export interface DnatRule {
+  proto: "tcp" | "udp";
+  /** "" = every local IPv4 address; otherwise one IPv4 address of this host. */
+  hostIp: string;
+  hostPort: number;
+  containerIp: string;
+  containerPort: number;
+}
+
+export interface PortDnatOptions {
+  /** The egress gateway bridge: traffic arriving from it is hairpin traffic and stays on the proxy. */
+  gatewayBridge: string;
+  iptables: Iptables;
+  log: Logger;
+}
+
+const JUMPS = [
+  { parent: "PREROUTING", rule: ["-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN] },
+  { parent: "OUTPUT", rule: ["!", "-d", "127.0.0.0/8", "-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN] },
+] as const;
+
+export class PortDnat {
+  private readonly log: Logger;
+  /** Whole operations run one at a time (the last rule out removes the chain). */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: PortDnatOptions) {
+    this.log = opts.log.child({ component: "port-dnat" });
+  }
+
+  /**
+   * The rule as `iptables -S` prints it, so that rules read back from the
+   * kernel compare equal to the ones we want (see `prune`).
+   */
+  ruleArgs(r: DnatRule): string[] {
+    return [
+      ...(r.hostIp === "" ? [] : ["-d", `${r.hostIp}/32`]),
+      "!", "-i", this.opts.gatewayBridge,
+      "-p", r.proto, "-m", r.proto, "--dport", String(r.hostPort),
+      "-j", "DNAT", "--to-destination", `${r.containerIp}:${r.containerPort}`,
+    ];
+  }
+
+  add(r: DnatRule): Promise<void> {
+    return this.serial(async () => {
+      const ipt = this.opts.iptables;
+      await ipt.ensureChain(NAT, DNAT_CHAIN);
+      for (const j of JUMPS) await ipt.ensureRule(NAT, j.parent, j.rule, 1);
+      if (await ipt.ensureRule(NAT, DNAT_CHAIN, this.ruleArgs(r))) this.log.info({ ...r }, "port DNAT added");
+    });
+  }
+
+  remove(r: DnatRule): Promise<void> {
+    return this.serial(async () => {
+      await this.opts.iptables.deleteRule(NAT, DNAT_CHAIN, this.ruleArgs(r));
+      this.log.info({ ...r }, "port DNAT removed");
+      await this.removeChainIfEmpty();
+    });
+  }
+
+  /**
+   * Makes the chain hold exactly `keep` (after a restart: endpoints that went
+   * away meanwhile, or a switch to userland mode, which keeps nothing). Rules
+   * still wanted are never taken out, so the fast path stays up throughout.
+   */
+  prune(keep: readonly DnatRule[]): Promise<void> {
+    return this.serial(async () => {
+      const ipt = this.opts.iptables;
+      const wanted = new Set(keep.map((r) => `-A ${DNAT_CHAIN} ${this.ruleArgs(r).join(" ")}`));
+      const lines = (await ipt.listRules(NAT, DNAT_CHAIN)) ?? [];
+      // By number, last first (numbers below stay valid): a rule added by hand may not
+      // round-trip through our argument filter (quoted comments).
+      for (let n = lines.length; n >= 1; n--) {
+        if (wanted.has(lines[n - 1]!)) continue;
+        await ipt.exec(NAT, ["-D", DNAT_CHAIN, String(n)]);
+        this.log.info({ rule: lines[n - 1] }, "stale port DNAT removed");
+      }
+      await this.removeChainIfEmpty();
+    });
+  }
+
+  private async removeChainIfEmpty(): Promise<void> {
+    const rules = await this.opts.iptables.listRules(NAT, DNAT_CHAIN);
+    if (rules === undefined || rules.length > 0) return;
+    await this.opts.iptables.removeChain(NAT, DNAT_CHAIN, JUMPS);
+    this.log.info({ chain: DNAT_CHAIN }, "port DNAT chain removed (no published port left on the fast path)");
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
