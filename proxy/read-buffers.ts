@@ -1,15 +1,15 @@
 /**
- * Read buffers for the backend → client direction of a TCP connection.
+ * Read buffers for both directions of a TCP connection.
  *
- * Why large buffers: Node reads a socket 64 KiB at a time; reading the outgoing (backend)
- * socket into ≥ 1 MiB user buffers (`onread`) means fewer syscalls and JS calls, and measured
- * ~1.2× docker-proxy backend → client where plain `pipe()` reached ~0.7×. Node 20 cannot give
- * an accepted socket an `onread` buffer, so client → backend keeps the ordinary 64 KiB reads.
+ * Why large buffers: Node reads a socket 64 KiB at a time into a fresh buffer; reading into
+ * ≥ 1 MiB user buffers (`onread`) means fewer syscalls and JS calls, and measured ~1.2×
+ * docker-proxy backend → client where plain `pipe()` reached ~0.7×. Node 20 cannot give an
+ * accepted socket an `onread` buffer, so the client side is re-wrapped first (rewrap.ts).
  *
  * Node calls the `onread.buffer` generator when the handle opens and again after every read; the
  * buffer it returns is where the *next* read lands, so:
- * - a buffer whose bytes sit in a pending client write must not be read into again — the TCP
- *   proxy pauses the backend and the generator hands out another buffer (this is also the
+ * - a buffer whose bytes sit in a pending write must not be read into again — the TCP
+ *   proxy pauses that side and the generator hands out another buffer (this is also the
  *   backpressure: at most one read's worth is held in user space per connection);
  * - every connection always owns one buffer, so a fixed 1 MiB would cost up to 1 MiB per
  *   connection once touched. Sizes therefore adapt per connection: start at `minSize`, double

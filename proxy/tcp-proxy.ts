@@ -4,6 +4,7 @@ import { describeBinding, type Binding } from "./binding.js";
 import { newCounters, type ProxyCounters } from "./counters.js";
 import { encodeProxyHeader, endpointsOf } from "./proxy-header.js";
 import { ReadBufferPool } from "./read-buffers.js";
+import { withReadBuffers } from "./rewrap.js";
 
 export interface TcpProxyOptions {
   /**
@@ -30,15 +31,76 @@ interface Conn {
 }
 
 /**
+ * One direction of a connection, read into pooled `onread` buffers (read-buffers.ts): each read
+ * is written to the sink; a buffer whose bytes sit in a pending write is not read into again, the
+ * source stops reading until that write has flushed (backpressure, at most one read's worth held).
+ */
+class Pump {
+  readonly onread: net.OnReadOpts;
+  private size: number;
+  private current: Buffer | undefined; // where the next read lands
+  private pending: Buffer | undefined; // held by a write that has not flushed yet
+  private pendingSeq = 0;
+  private writeSeq = 0;
+
+  constructor(
+    private readonly pool: ReadBufferPool,
+    private readonly source: () => net.Socket,
+    private readonly sink: () => net.Socket,
+    private readonly counted: (n: number) => void,
+    private readonly finished: () => boolean,
+  ) {
+    this.size = pool.minSize;
+    this.onread = { buffer: () => this.nextBuffer(), callback: (n, buf) => this.onData(n, buf as Buffer) };
+  }
+
+  /** The source has closed: its buffer goes back (unless a write still holds it). */
+  release(): void {
+    if (this.current !== undefined && this.current !== this.pending) this.pool.give(this.current);
+    this.current = undefined;
+  }
+
+  private nextBuffer(): Buffer {
+    const { pool } = this;
+    if (this.current === undefined || this.current === this.pending || this.current.length !== this.size) {
+      if (this.current !== undefined && this.current !== this.pending) pool.give(this.current);
+      this.current = pool.take(this.size);
+      this.size = this.current.length; // the budget may have said no
+    }
+    return this.current;
+  }
+
+  private onData(nread: number, b: Buffer): boolean {
+    this.counted(nread);
+    const sink = this.sink();
+    const seq = ++this.writeSeq;
+    sink.write(b.subarray(0, nread), (err) => {
+      if (seq !== this.pendingSeq) return;
+      this.pendingSeq = 0;
+      this.pending = undefined;
+      if (err) return this.pool.forget(b); // torn down mid-write: libuv may still hold it, leave it to the GC
+      this.pool.give(b);
+      if (!this.finished()) this.source().resume();
+    });
+    this.size = this.pool.nextSize(b.length, nread);
+    if (sink.writableLength === 0) return true; // flushed synchronously: reuse the buffer
+    this.pending = b;
+    this.pendingSeq = seq;
+    return false; // stop reading until the sink has taken these bytes
+  }
+}
+
+/**
  * The TCP data path of one binding: for every accepted client (delivered paused, see
  * listener.ts) open a backend connection, optionally send a PROXY header, then copy both ways.
  *
+ * - Both directions read into adaptive user buffers (read-buffers.ts); the accepted socket is
+ *   re-wrapped for that once the backend is up (rewrap.ts), or read the ordinary way if it cannot be.
  * - Half-close: both sockets are allowHalfOpen; a FIN from one side becomes `end()` (SHUT_WR)
  *   on the other while the opposite direction keeps flowing (moby #27539). The pair is torn down
  *   when both sockets have closed.
- * - Backpressure: client → backend pauses the client while the backend's write buffer is over its
- *   high-water mark; backend → client stops reading the backend while a write to the client is
- *   pending (read-buffers.ts). User-space buffering is bounded per connection.
+ * - Backpressure: a direction stops reading while its last read is still being written.
+ *   User-space buffering is bounded per connection.
  * - Failure: an error on either side destroys both; a backend failure resets the client by default.
  * - TCP_NODELAY on both sockets, as Go (docker-proxy) sets by default.
  *
@@ -82,57 +144,20 @@ export class TcpProxy {
   }
 
   /** Takes over an accepted client socket; it must be paused (`pauseOnConnect`). */
-  handle(client: net.Socket): void {
+  handle(accepted: net.Socket): void {
     const counters = this.counters;
     const { backendIp, backendPort } = this.binding;
     counters.connectionsTotal++;
     counters.connectionsActive++;
 
-    const pool = this.buffers;
-    let size = pool.minSize;
-    let current: Buffer | undefined; // where the next backend read lands
-    let pending: Buffer | undefined; // held by a client write that has not flushed yet
-    let pendingSeq = 0;
-    let writeSeq = 0;
+    let client = accepted;
     let closedSockets = 0;
     let done = false;
     let timer: NodeJS.Timeout | undefined;
 
-    const nextBuffer = (): Buffer => {
-      if (current === undefined || current === pending || current.length !== size) {
-        if (current !== undefined && current !== pending) pool.give(current);
-        current = pool.take(size);
-        size = current.length; // the budget may have said no
-      }
-      return current;
-    };
-
-    const onBackendData = (nread: number, buf: Uint8Array): boolean => {
-      counters.bytesOut += nread;
-      const b = buf as Buffer;
-      const seq = ++writeSeq;
-      client.write(b.subarray(0, nread), (err) => {
-        if (seq !== pendingSeq) return;
-        pendingSeq = 0;
-        pending = undefined;
-        if (err) return pool.forget(b); // torn down mid-write: libuv may still hold it, leave it to the GC
-        pool.give(b);
-        if (!done) backend.resume();
-      });
-      size = pool.nextSize(b.length, nread);
-      if (client.writableLength === 0) return true; // flushed synchronously: reuse the buffer
-      pending = b;
-      pendingSeq = seq;
-      return false; // stop reading until the client has taken these bytes
-    };
-
-    const backend = this.dial({
-      host: backendIp,
-      port: backendPort,
-      allowHalfOpen: true,
-      noDelay: true,
-      onread: { buffer: nextBuffer, callback: onBackendData },
-    });
+    const toClient = new Pump(this.buffers, () => backend, () => client, (n) => (counters.bytesOut += n), () => done);
+    const toBackend = new Pump(this.buffers, () => client, () => backend, (n) => (counters.bytesIn += n), () => done);
+    const backend = this.dial({ host: backendIp, port: backendPort, allowHalfOpen: true, noDelay: true, onread: toClient.onread });
 
     const conn: Conn = {
       client,
@@ -159,15 +184,22 @@ export class TcpProxy {
       this.connectTimeoutMs,
     );
     backend.on("error", backendFailed);
-    client.on("error", (err) => conn.close(true, err));
 
     const onClose = (): void => {
       if (++closedSockets === 2) conn.close(false);
     };
-    client.on("close", onClose);
+    const onClientError = (err: Error): void => conn.close(true, err);
+    const onClientClose = (): void => {
+      toBackend.release();
+      onClose();
+    };
+    const watch = (s: net.Socket): void => {
+      s.on("error", onClientError);
+      s.on("close", onClientClose);
+    };
+    watch(accepted);
     backend.on("close", () => {
-      if (current !== undefined && current !== pending) pool.give(current);
-      current = undefined;
+      toClient.release();
       if (!done && !backend.readableEnded) conn.close(this.resetOnBackendFailure); // closed without EOF
       onClose();
     });
@@ -175,14 +207,22 @@ export class TcpProxy {
     backend.once("connect", () => {
       clearTimeout(timer);
       if (done) return;
-      client.setNoDelay(true);
-      if (this.binding.proxyProtocol) backend.write(encodeProxyHeader(this.binding.proxyProtocol, endpointsOf(client)));
+      if (this.binding.proxyProtocol) backend.write(encodeProxyHeader(this.binding.proxyProtocol, endpointsOf(accepted)));
 
-      client.on("data", (chunk: Buffer) => {
-        counters.bytesIn += chunk.length;
-        if (!backend.write(chunk)) client.pause();
-      });
-      backend.on("drain", () => client.resume());
+      accepted.off("error", onClientError);
+      accepted.off("close", onClientClose);
+      const wrapped = withReadBuffers(accepted, toBackend.onread);
+      client = wrapped ?? accepted;
+      conn.client = client;
+      watch(client);
+      client.setNoDelay(true);
+      if (wrapped === undefined) {
+        client.on("data", (chunk: Buffer) => {
+          counters.bytesIn += chunk.length;
+          if (!backend.write(chunk)) client.pause();
+        });
+        backend.on("drain", () => client.resume());
+      }
       client.on("end", () => backend.end()); // client SHUT_WR → backend SHUT_WR
       backend.on("end", () => client.end()); // and the reverse, after queued writes
       client.resume();
