@@ -1,7 +1,7 @@
 # The managed plugin's rootfs. No registry is reachable where tsoverlay is
 # built and tested, so the base is made locally (scripts/base-image.sh:
 # debootstrap'd Debian + this machine's Node runtime, `docker import`ed).
-ARG BASE_IMAGE=tsoverlay/base:bookworm-node20
+ARG BASE_IMAGE=tsoverlay/base:bookworm-node20-conntrack
 FROM ${BASE_IMAGE}
 WORKDIR /opt/tsoverlay
 COPY package.json package-lock.json ./

@@ -7,7 +7,9 @@ set -euo pipefail
 
 node_bin=$(command -v node) || fail "node not found"
 node_ver=$("$node_bin" --version)
-tarball="$TSO_CACHE/base-bookworm-node-$node_ver.tar"
+# The package list is part of the name: changing it must not reuse an old tarball.
+packages=iptables,iproute2,conntrack
+tarball="$TSO_CACHE/base-bookworm-node-$node_ver-${packages//,/-}.tar"
 
 if dkr image inspect "$BASE_IMAGE" >/dev/null 2>&1; then exit 0; fi
 
@@ -17,7 +19,7 @@ if [ ! -s "$tarball" ]; then
   work=$(mktemp -d /tmp/tso-base.XXXXXX)
   trap 'rm -rf "$work"' EXIT
   mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-  debootstrap --variant=minbase --include=iptables,iproute2 bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
+  debootstrap --variant=minbase --include="$packages" bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log" >&2; fail "debootstrap failed"; }
   install -m 0755 "$node_bin" "$work/rootfs/usr/local/bin/node"
   rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/usr/share/doc" "$work/rootfs/usr/share/man"

@@ -1,6 +1,6 @@
 # Helpers shared by the packaging scripts. Sourced, not run.
 TSO_CACHE=${TSO_CACHE:-/var/cache/tsoverlay}
-BASE_IMAGE=tsoverlay/base:bookworm-node20
+BASE_IMAGE=tsoverlay/base:bookworm-node20-conntrack
 DOCKER_CLI=${DOCKER_CLI:-/usr/bin/docker}
 [ -x "$DOCKER_CLI" ] || DOCKER_CLI=docker
 say() { printf '[tsoverlay] %s\n' "$*" >&2; }

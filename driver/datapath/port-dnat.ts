@@ -19,7 +19,15 @@
  *  - IPv6: the overlays are IPv4; the proxy's [::] socket bridges the families.
  * The DNATed connections are let through FORWARD by the egress chain's
  * `--ctstate DNAT` rule. The chain and its jumps go with the last rule.
+ *
+ * UDP and conntrack: NAT is decided on a flow's first packet only, and a UDP
+ * client that keeps sending keeps its conntrack entry alive forever. Without
+ * a flush, a client of a republished port would stay mapped to the old
+ * container (or to the proxy, if it started before the rule): Docker's
+ * moby#8795. So UDP flows to the host port are deleted whenever its rule is
+ * added or removed (`conntrack -D`, the conntrack-tools CLI in the image).
  */
+import { execFile } from "node:child_process";
 import type { Logger } from "../log.js";
 import { Iptables, type Table } from "../kernel/iptables.js";
 
@@ -39,6 +47,9 @@ export interface PortDnatOptions {
   /** The egress gateway bridge: traffic arriving from it is hairpin traffic and stays on the proxy. */
   gatewayBridge: string;
   iptables: Iptables;
+  /** conntrack-tools binary (default "conntrack"); runs where `netnsPath` says, like iptables. */
+  conntrack?: string;
+  netnsPath?: string;
   log: Logger;
 }
 
@@ -75,6 +86,7 @@ export class PortDnat {
       await ipt.ensureChain(NAT, DNAT_CHAIN);
       for (const j of JUMPS) await ipt.ensureRule(NAT, j.parent, j.rule, 1);
       if (await ipt.ensureRule(NAT, DNAT_CHAIN, this.ruleArgs(r))) this.log.info({ ...r }, "port DNAT added");
+      await this.flushUdpFlows(r);
     });
   }
 
@@ -82,6 +94,7 @@ export class PortDnat {
     return this.serial(async () => {
       await this.opts.iptables.deleteRule(NAT, DNAT_CHAIN, this.ruleArgs(r));
       this.log.info({ ...r }, "port DNAT removed");
+      await this.flushUdpFlows(r);
       await this.removeChainIfEmpty();
     });
   }
@@ -112,6 +125,22 @@ export class PortDnat {
     if (rules === undefined || rules.length > 0) return;
     await this.opts.iptables.removeChain(NAT, DNAT_CHAIN, JUMPS);
     this.log.info({ chain: DNAT_CHAIN }, "port DNAT chain removed (no published port left on the fast path)");
+  }
+
+  /** Best effort: a failure is logged (the port works, a long-lived UDP client may stay on its old mapping). */
+  private async flushUdpFlows(r: DnatRule): Promise<void> {
+    if (r.proto !== "udp") return;
+    const args = ["-D", "-p", "udp", "--orig-port-dst", String(r.hostPort), ...(r.hostIp === "" ? [] : ["--orig-dst", r.hostIp])];
+    const bin = this.opts.conntrack ?? "conntrack";
+    const [file, argv] = this.opts.netnsPath === undefined ? [bin, args] : ["nsenter", [`--net=${this.opts.netnsPath}`, bin, ...args]];
+    const outcome = await new Promise<string | undefined>((resolve) => {
+      execFile(file, argv, { timeout: 10_000, encoding: "utf8" }, (err, _out, stderr) => {
+        // Exit 1 = no entry matched.
+        if (!err || (err as { code?: unknown }).code === 1) return resolve(undefined);
+        resolve(`${err.message.split("\n")[0]}${stderr ? `: ${stderr.trim().split("\n")[0]}` : ""}`);
+      });
+    });
+    if (outcome !== undefined) this.log.warn({ ...r, err: outcome }, "flushing the port's UDP conntrack entries failed");
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

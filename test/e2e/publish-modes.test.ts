@@ -140,4 +140,26 @@ describe("proxy modes", () => {
     ep = await endpointId(h, "pm-peer", NET);
     expect(await seenBy(fromOutside, h.addr, PORT)).toBe(lab.outside.addr);
   });
+
+  it("a UDP client that keeps sending follows a republished port to the new container (its conntrack entry is flushed)", async () => {
+    const udpSink = (name: string, ip: string) =>
+      dockerOk(h, ["run", "-d", "--name", name, "--network", NET, "--ip", ip, "-p", "18102:5353/udp", lab.testImage, "socat", "-u", "UDP-RECV:5353", "OPEN:/tmp/got,creat,append"]);
+    const received = async (name: string): Promise<number> => {
+      const r = await docker(h, ["exec", name, "sh", "-c", "cat /tmp/got 2>/dev/null | wc -l"]);
+      return Number(r.stdout.trim() || 0);
+    };
+    await udpSink("pm-udp1", "10.45.0.201");
+    // One source port throughout, unconnected (ICMP errors while no container listens must not stop it).
+    const sender = inNetns(lab.outside.netns, ["timeout", "20", "sh", "-c",
+      `while :; do echo tick; sleep 0.1; done | socat -u - UDP-SENDTO:${h.addr}:18102,sourceport=40102`], { timeoutMs: 30_000 });
+    try {
+      await waitFor("ticks at the first container", async () => ((await received("pm-udp1")) > 3 ? true : undefined), 10_000, 200);
+      await dockerOk(h, ["rm", "-f", "pm-udp1"]);
+      await udpSink("pm-udp2", "10.45.0.202");
+      await waitFor("ticks at the second container", async () => ((await received("pm-udp2")) > 3 ? true : undefined), 8_000, 200);
+    } finally {
+      await sender;
+      await removeContainers(h, ["pm-udp1", "pm-udp2"]);
+    }
+  });
 });
