@@ -159,11 +159,19 @@ function openTcp(leg: Leg, port: number, opts: TcpListenOptions): Promise<Result
   });
 }
 
+/**
+ * Replies go to client addresses, always IP literals: answering the lookup synchronously spares
+ * every datagram dns.lookup's deferred callback (a tick per reply on the hot path).
+ */
+const literalLookup = (address: string, family: unknown, callback: (err: Error | null, address: string, family: number) => void): void => {
+  callback(null, address, net.isIPv6(address) ? 6 : 4);
+};
+
 function openUdp(leg: Leg, port: number, opts: UdpListenOptions): Promise<Result<Opened, BindError>> {
   return new Promise((resolve) => {
     let sock: dgram.Socket;
     try {
-      sock = dgram.createSocket({ type: leg.family === 6 ? "udp6" : "udp4", ipv6Only: leg.ipv6Only });
+      sock = dgram.createSocket({ type: leg.family === 6 ? "udp6" : "udp4", ipv6Only: leg.ipv6Only, lookup: literalLookup });
     } catch (err) {
       resolve(failure(err as BindError));
       return;

@@ -24,6 +24,9 @@ export interface TcpProxyOptions {
   dial?: (opts: net.TcpNetConnectOpts) => net.Socket;
 }
 
+/** Node's read size for sockets without `onread`: a read this large means more was waiting. */
+const BULK_READ = 64 * 1024;
+
 interface Conn {
   client: net.Socket;
   backend: net.Socket | undefined;
@@ -94,8 +97,9 @@ class Pump {
  * The TCP data path of one binding: for every accepted client (delivered paused, see
  * listener.ts) open a backend connection, optionally send a PROXY header, then copy both ways.
  *
- * - Both directions read into adaptive user buffers (read-buffers.ts); the accepted socket is
- *   re-wrapped for that once the backend is up (rewrap.ts), or read the ordinary way if it cannot be.
+ * - Backend → client reads into adaptive user buffers (read-buffers.ts); client → backend does
+ *   too once a full 64 KiB read shows a bulk transfer (the accepted socket is re-wrapped for
+ *   it, rewrap.ts), and uses Node's ordinary reads until then or if it cannot be re-wrapped.
  * - Half-close: both sockets are allowHalfOpen; a FIN from one side becomes `end()` (SHUT_WR)
  *   on the other while the opposite direction keeps flowing (moby #27539). The pair is torn down
  *   when both sockets have closed.
@@ -204,26 +208,44 @@ export class TcpProxy {
       onClose();
     });
 
+    const onClientEnd = (): void => void backend.end(); // client SHUT_WR → backend SHUT_WR
+    const resumeClient = (): void => void client.resume();
+    const onClientData = (chunk: Buffer): void => {
+      counters.bytesIn += chunk.length;
+      if (!backend.write(chunk)) client.pause();
+      if (chunk.length >= BULK_READ) toReadBuffers();
+    };
+    // A full 64 KiB read: this is a bulk transfer, worth its own read buffers (rewrap.ts). Short
+    // exchanges never pay for the re-wrap (a dup, a second socket object, a close).
+    const toReadBuffers = (): void => {
+      if (client !== accepted || done) return;
+      accepted.pause();
+      if (accepted.readableLength > 0) return void accepted.resume(); // bytes already taken off the socket: stay as is
+      for (const [event, fn] of [["error", onClientError], ["close", onClientClose], ["data", onClientData], ["end", onClientEnd]] as const) {
+        accepted.off(event, fn);
+      }
+      const wrapped = withReadBuffers(accepted, toBackend.onread);
+      if (wrapped === undefined) {
+        watch(accepted);
+        accepted.on("data", onClientData).on("end", onClientEnd).resume();
+        return;
+      }
+      // The Pump has its own backpressure; a drain from an earlier write must not resume it.
+      backend.off("drain", resumeClient);
+      client = wrapped;
+      conn.client = wrapped;
+      watch(wrapped);
+      wrapped.setNoDelay(true);
+      wrapped.on("end", onClientEnd).resume();
+    };
+
     backend.once("connect", () => {
       clearTimeout(timer);
       if (done) return;
-      if (this.binding.proxyProtocol) backend.write(encodeProxyHeader(this.binding.proxyProtocol, endpointsOf(accepted)));
-
-      accepted.off("error", onClientError);
-      accepted.off("close", onClientClose);
-      const wrapped = withReadBuffers(accepted, toBackend.onread);
-      client = wrapped ?? accepted;
-      conn.client = client;
-      watch(client);
       client.setNoDelay(true);
-      if (wrapped === undefined) {
-        client.on("data", (chunk: Buffer) => {
-          counters.bytesIn += chunk.length;
-          if (!backend.write(chunk)) client.pause();
-        });
-        backend.on("drain", () => client.resume());
-      }
-      client.on("end", () => backend.end()); // client SHUT_WR → backend SHUT_WR
+      if (this.binding.proxyProtocol) backend.write(encodeProxyHeader(this.binding.proxyProtocol, endpointsOf(client)));
+      client.on("data", onClientData).on("end", onClientEnd);
+      backend.on("drain", resumeClient);
       backend.on("end", () => client.end()); // and the reverse, after queued writes
       client.resume();
     });

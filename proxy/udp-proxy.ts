@@ -155,16 +155,19 @@ export class UdpProxy {
     flow.timer.refresh();
     this.counters.datagramsOut++;
     this.counters.bytesOut += reply.length;
-    const failed = (): void => {
-      this.counters.errors++;
-      this.counters.dropped++;
-    };
     try {
-      flow.listener.send(reply, flow.clientPort, flow.clientIp, (err) => err && failed());
+      flow.listener.send(reply, flow.clientPort, flow.clientIp, this.onReplySent);
     } catch {
-      failed(); // the listening socket is closing (binding being removed)
+      this.onReplySent(new Error("listener closed")); // the listening socket is closing (binding being removed)
     }
   }
+
+  /** One callback for every reply (no closure per datagram). */
+  private readonly onReplySent = (err: Error | null): void => {
+    if (!err) return;
+    this.counters.errors++;
+    this.counters.dropped++;
+  };
 
   private closeFlow(flow: Flow): void {
     if (flow.closed) return;

@@ -170,6 +170,29 @@ describe("tcp proxy", () => {
     expect(counters(m)).toMatchObject({ bytesIn: total, bytesOut: total, errors: 0 });
   }, 30_000);
 
+  it("reads a bulk upload into pooled buffers (re-wrapped client socket), a short exchange the ordinary way", async () => {
+    const small = await publish({ backendPort: await echo() });
+    const c1 = await connect(small.a.binding.hostPort);
+    const reply = readAll(c1);
+    c1.end(BUFFALO);
+    expect((await reply).equals(BUFFALO)).toBe(true);
+    await until(() => counters(small.m).connectionsActive === 0);
+    // Only the backend side's first (minimum-size) buffer went through the pool.
+    expect(small.m.bufferUsage().pooled).toBe(16 * 1024);
+
+    const sink = await serve("127.0.0.1", (s) => s.resume().on("end", () => s.end()));
+    const bulk = await publish({ backendPort: sink });
+    const c2 = await connect(bulk.a.binding.hostPort);
+    const closed = outcome(c2);
+    for (let i = 0; i < 16; i++) if (!c2.write(Buffer.alloc(1 << 20, i))) await new Promise((r) => c2.once("drain", r));
+    c2.end();
+    expect(await closed).toBe("end");
+    await until(() => counters(bulk.m).connectionsActive === 0);
+    expect(counters(bulk.m).bytesIn).toBe(16 << 20);
+    // The client side grew past the minimum: its buffers came from the pool too.
+    expect(bulk.m.bufferUsage().pooled).toBeGreaterThan(16 * 1024);
+  });
+
   it("completes 200 concurrent connections", async () => {
     const { m, a } = await publish({ backendPort: await echo() });
     const results = await Promise.all(
