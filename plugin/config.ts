@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { PROXY_MODES, type ProxyMode } from "../driver/publish/port-publisher.js";
 
@@ -22,6 +23,7 @@ const EnvSchema = z.object({
   TSOVERLAY_GATEWAY_BRIDGE: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of at most 15 characters").default("tsogw0"),
   TSOVERLAY_GATEWAY_SUBNET: z.string().default("100.72.0.0/24"),
   TSOVERLAY_PROXY_MODE: z.enum(PROXY_MODES).default("hybrid"),
+  TSOVERLAY_PROXY_WORKERS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(64)]).default("auto"),
 });
 
 export interface PluginConfig {
@@ -39,6 +41,11 @@ export interface PluginConfig {
   gatewayBridge: string;
   gatewaySubnet: string;
   proxyMode: ProxyMode;
+  /**
+   * Accept worker processes for the TCP proxy; "auto" = one per two cores beyond the first two,
+   * at most 3 (on 2 vCPUs a worker measured slower: the cores are busy with the traffic itself).
+   */
+  proxyWorkers: number;
 }
 
 export type ConfigResult = { ok: true; config: PluginConfig } | { ok: false; error: string };
@@ -74,6 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       gatewayBridge: e.TSOVERLAY_GATEWAY_BRIDGE,
       gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
       proxyMode: e.TSOVERLAY_PROXY_MODE,
+      proxyWorkers: e.TSOVERLAY_PROXY_WORKERS === "auto" ? Math.min(3, Math.max(0, Math.floor((availableParallelism() - 2) / 2))) : e.TSOVERLAY_PROXY_WORKERS,
     },
   };
 }

@@ -18,7 +18,7 @@ import { openEmbeddedStore } from "../driver/store/embedded-store.js";
 import { openStore } from "../driver/store/open-store.js";
 import type { Store } from "../driver/store/store.js";
 import { PortPublisher, type PublishedPort } from "../driver/publish/port-publisher.js";
-import { ProxyManager } from "../proxy/index.js";
+import { AcceptWorkers, ProxyManager } from "../proxy/index.js";
 import type { PluginConfig } from "./config.js";
 import type { ClusterIpamPort } from "./routes/ipam-routes.js";
 
@@ -55,6 +55,7 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
 
   let store: Store | undefined;
   let local: Store | undefined;
+  let workers: AcceptWorkers | undefined;
   try {
     store = await openStore({ consulAddr: config.consulAddr, consulToken: config.consulToken, stateDir: config.stateDir }, log);
     local = await openEmbeddedStore(path.join(config.stateDir, "local"), log);
@@ -72,7 +73,10 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       remove: (subnet, slot) => gateway.removeNetwork({ subnet, slot }),
     };
     const dnat = new PortDnat({ gatewayBridge: config.gatewayBridge, iptables: new Iptables(), log });
-    const publisher = new PortPublisher(new ProxyManager({ log: log.child({ component: "proxy" }) }), log, { mode: config.proxyMode, dnat });
+    const proxyLog = log.child({ component: "proxy" });
+    workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog });
+    await workers.start();
+    const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat });
     const hosts = new HostRegistry(store, { hostId, vtep }, log);
     await hosts.start();
     const peers = new PeerSync(store, datapath, hosts, log, config.reconcileMs);
@@ -93,13 +97,14 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
     // After re-publishing: DNAT rules of endpoints gone while we were down, or all of them after a switch to userland.
     await publisher.pruneFastPath(dnat);
     log.info({ hostId, vtep, underlayMtu: mtu, consul: config.consulAddr || "embedded", proxyMode: config.proxyMode }, "tsoverlay ready");
-    const [s, l] = [store, local];
+    const [s, l, w] = [store, local, workers];
     return success({
       driver,
       ipam: ipamPort(ipam, hostId),
       ports: () => publisher.list(),
       stop: async () => {
         await publisher.closeAll();
+        await w.close();
         peers.stopAll();
         hosts.stop();
         await datapath.close();
@@ -109,6 +114,7 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       },
     });
   } catch (e) {
+    await workers?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await local?.close().catch(() => undefined);
     return failure((e as Error).message);

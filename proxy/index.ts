@@ -7,3 +7,4 @@ export { encodeProxyHeader, encodeV1, encodeV2, endpointsOf, PROXY_V2_SIGNATURE,
 export { ReadBufferPool } from "./read-buffers.js";
 export { TcpProxy, type TcpProxyOptions } from "./tcp-proxy.js";
 export { MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6, UdpProxy, type UdpProxyOptions } from "./udp-proxy.js";
+export { AcceptWorkers, type AcceptWorkersOptions } from "./accept-workers.js";

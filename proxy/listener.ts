@@ -19,8 +19,8 @@ import { formatAddress, type Binding, type Proto } from "./binding.js";
  *
  * TCP listeners deliver sockets paused (`pauseOnConnect`) and half-open capable; Node sets
  * SO_REUSEADDR on TCP listeners, so a port whose old connections sit in TIME_WAIT can be
- * listened on again at once. UDP sockets are bound `exclusive` (a future cluster worker must
- * own its UDP socket: a shared one would split a client's flow across processes).
+ * listened on again at once. UDP sockets are bound `exclusive` and never shared with accept
+ * workers: a shared one would split a client's flow across processes.
  */
 
 export interface ListenAddress {
@@ -33,6 +33,8 @@ export interface BoundListener {
   /** The port actually bound (the kernel's pick when hostPort was 0). */
   port: number;
   addresses: ListenAddress[];
+  /** TCP: the listening servers, so that accept workers can share them (accept-workers.ts). */
+  servers: net.Server[];
   /** Stops accepting / receiving and releases the port. */
   close(): Promise<void>;
 }
@@ -59,6 +61,7 @@ interface Leg {
 
 interface Opened {
   port: number;
+  server?: net.Server;
   close(): Promise<void>;
 }
 
@@ -109,7 +112,8 @@ async function openLegs(
       }
     }
     if (failed === undefined) {
-      return success({ port, addresses, close: () => Promise.all(opened.map((o) => o.close())).then(() => undefined) });
+      const servers = opened.flatMap((o) => (o.server ? [o.server] : []));
+      return success({ port, addresses, servers, close: () => Promise.all(opened.map((o) => o.close())).then(() => undefined) });
     }
     await Promise.all(opened.map((o) => o.close()));
     const retry = binding.hostPort === 0 && opened.length > 0 && failed.err.code === "EADDRINUSE";
@@ -154,7 +158,7 @@ function openTcp(leg: Leg, port: number, opts: TcpListenOptions): Promise<Result
       // After listen, 'error' means a failed accept (EMFILE…); the server keeps listening.
       server.on("error", (err) => opts.onError?.(err));
       const bound = (server.address() as net.AddressInfo).port;
-      resolve(success({ port: bound, close: () => new Promise<void>((r) => server.close(() => r())) }));
+      resolve(success({ port: bound, server, close: () => new Promise<void>((r) => server.close(() => r())) }));
     });
   });
 }

@@ -5,6 +5,7 @@ import { failure, success, type Result } from "../driver/result.js";
 import { describeBinding, formatAddress, validateBinding, type Binding, type Proto } from "./binding.js";
 import type { ProxyCounters } from "./counters.js";
 import { listenTcp, listenUdp, type BoundListener, type ListenAddress } from "./listener.js";
+import type { AcceptWorkers } from "./accept-workers.js";
 import { ReadBufferPool } from "./read-buffers.js";
 import { TcpProxy, type TcpProxyOptions } from "./tcp-proxy.js";
 import { UdpProxy, type UdpProxyOptions } from "./udp-proxy.js";
@@ -20,6 +21,8 @@ export interface ProxyManagerOptions {
   readBuffer?: { min?: number; max?: number; budget?: number };
   /** TCP listen backlog (default 511, capped by net.core.somaxconn). */
   backlog?: number;
+  /** Processes that accept on the TCP listeners too (accept-workers.ts); started by the caller. */
+  workers?: AcceptWorkers;
 }
 
 /** A published port that is live: listening and forwarding. */
@@ -53,8 +56,8 @@ export function bindingId(proto: Proto, hostIp: string, hostPort: number): strin
  * port is an error at publish time, with Docker's userland-proxy wording; `remove` closes the
  * listener and every connection/flow, after which the port can be bound again at once.
  *
- * Instance state only (no module globals): a future cluster worker can run its own manager
- * (Node 20 `cluster` shares TCP listeners through the primary; `reusePort` needs Node ≥ 22.12).
+ * With `workers`, every TCP listener is also handed to accept worker processes (a second core
+ * for the data path, accept-workers.ts); this manager still binds, owns and closes it.
  * Port ranges are expanded by the caller (port-range.ts).
  */
 export class ProxyManager {
@@ -111,8 +114,9 @@ export class ProxyManager {
     const id = bindingId(b.proto, b.hostIp, listener.port);
     const entry: Entry = { id, binding, requestedHostPort: requested.hostPort, listener, proxy };
     this.entries.set(id, entry);
+    if (b.proto === "tcp") await this.opts.workers?.share(id, binding, listener.servers);
     this.log?.info({ binding: describeBinding(binding), addresses: listener.addresses }, "port published");
-    return success(view(entry));
+    return success(this.view(entry));
   }
 
   /**
@@ -139,20 +143,21 @@ export class ProxyManager {
     if (entry === undefined) return failure(`no published port ${id}`);
     this.entries.delete(id);
     const closed = entry.listener.close(); // stop accepting first
+    const unshared = this.opts.workers?.unshare(id); // the port is free once the workers let go too
     entry.proxy.closeAll();
-    await closed;
+    await Promise.all([closed, unshared]);
     this.log?.info({ binding: describeBinding(entry.binding) }, "port unpublished");
     return success(undefined);
   }
 
   get(id: string): ActiveBinding | undefined {
     const e = this.entries.get(id);
-    return e && view(e);
+    return e && this.view(e);
   }
 
-  /** Every live binding with a snapshot of its counters (for a status endpoint). */
+  /** Every live binding with a snapshot of its counters, the workers' included (for a status endpoint). */
   list(): ActiveBinding[] {
-    return [...this.entries.values()].map(view);
+    return [...this.entries.values()].map((e) => this.view(e));
   }
 
   /** Read-buffer memory: bytes beyond the minimum held by connections, and parked for reuse. */
@@ -163,16 +168,19 @@ export class ProxyManager {
   async closeAll(): Promise<void> {
     await Promise.all([...this.entries.keys()].map((id) => this.remove(id)));
   }
-}
 
-function view(e: Entry): ActiveBinding {
-  return {
-    id: e.id,
-    binding: { ...e.binding },
-    requestedHostPort: e.requestedHostPort,
-    addresses: e.listener.addresses.map((a) => ({ ...a })),
-    counters: e.proxy.snapshot(),
-  };
+  private view(e: Entry): ActiveBinding {
+    const counters = e.proxy.snapshot();
+    const workers = e.binding.proto === "tcp" ? this.opts.workers?.countersOf(e.id) : undefined;
+    if (workers) for (const k of Object.keys(counters) as (keyof ProxyCounters)[]) counters[k] += workers[k];
+    return {
+      id: e.id,
+      binding: { ...e.binding },
+      requestedHostPort: e.requestedHostPort,
+      addresses: e.listener.addresses.map((a) => ({ ...a })),
+      counters,
+    };
+  }
 }
 
 /** Whether two host IPs of the same proto and port would claim a common address. */

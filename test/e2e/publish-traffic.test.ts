@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dockerOk, inNetns, readLab } from "./support/lab.js";
+import { dockerOk, inNetns, lines, pluginPid, readLab } from "./support/lab.js";
 import { createNetworkOn, removeContainers, removeNetworkOn } from "./support/overlay.js";
 import { endpointId, publishedPorts, retry } from "./support/publish.js";
 
@@ -50,6 +50,21 @@ describe("traffic through published ports", () => {
     expect(got.stdout.split(/\s+/)[0]).toBe(want);
     const many = await sh(`seq 200 | xargs -P 200 -I{} curl -sS -o /dev/null --max-time 30 -w '%{http_code}\\n' http://${addr}:18090/ | sort | uniq -c`);
     expect(many.stdout.trim()).toMatch(/^200 200$/);
+  });
+
+  it("h1's accept worker (TSOVERLAY_PROXY_WORKERS=1) serves the proxied path while the plugin process is stopped", async () => {
+    await startWeb();
+    const plugin = await pluginPid(h1);
+    expect(plugin).toBeDefined();
+    const workers = await lines("pgrep", ["-P", String(plugin), "-f", "accept-worker.js"]);
+    expect(workers).toHaveLength(1);
+    process.kill(plugin!, "SIGSTOP");
+    try {
+      const r = await onHost(`for i in 1 2 3 4 5; do curl -sS --max-time 5 http://127.0.0.1:18090/; done`);
+      expect(r.stdout.match(/^ok$/gm)).toHaveLength(5);
+    } finally {
+      process.kill(plugin!, "SIGCONT");
+    }
   });
 
   it.each(PATHS)("passes a half-close through: the client ends its side and still gets the whole reply ($path)", async ({ sh, addr }) => {

@@ -1,5 +1,6 @@
 # Builds the plugin once (on h1's daemon) and installs it as a managed plugin
 # on every host, pointed at that host's Consul agent and underlay address.
+# h1 runs one proxy accept worker (auto gives none on 2 vCPUs) so the tests exercise it.
 
 plugin_up() {
   local hosts=$1 i repo dir="$LAB_DATA/plugin"
@@ -9,6 +10,7 @@ plugin_up() {
     DOCKER_HOST="unix://$(host_sock "$i")" PLUGIN_NAME="$PLUGIN_NAME" "$repo/scripts/plugin-install.sh" "$dir" \
       CONSUL_HTTP_ADDR=127.0.0.1:8500 ADVERTISE_ADDR="$(host_addr "$i")" ADVERTISE_IFACE=eth0 \
       LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" TSOVERLAY_RECONCILE_MS=2000 \
+      TSOVERLAY_PROXY_WORKERS="$([ "$i" = 1 ] && echo 1 || echo auto)" \
       state.source="$(host_data "$i")/tsoverlay-state"
   done
 }
