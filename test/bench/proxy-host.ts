@@ -4,15 +4,22 @@
  * JSON line answered on stdout per command:
  *   {"add":[Binding, …]}  → {"added":n}, or {"error":"…"} at the first binding that fails
  *   {"rss":true}          → {"rss":bytes,"heapUsed":bytes} after a full gc (node --expose-gc) and a pause to settle
- * Prints {"ready":true} once it takes commands.
+ * Prints {"ready":true} once it takes commands. argv[2] = accept workers (default 0), run from
+ * the TypeScript source through vite-node like this script.
  */
+import { fork } from "node:child_process";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ProxyManager, type Binding } from "../../proxy/index.js";
+import { AcceptWorkers, ProxyManager, type Binding } from "../../proxy/index.js";
 
 type Command = { add: Binding[] } | { rss: true };
 
-const proxies = new ProxyManager();
+const VITE_NODE = new URL("../../node_modules/vite-node/vite-node.mjs", import.meta.url).pathname;
+const WORKER = new URL("../../proxy/accept-worker.ts", import.meta.url).pathname;
+const count = Number(process.argv[2] ?? 0);
+const workers = count > 0 ? new AcceptWorkers({ count, spawn: () => fork(VITE_NODE, [WORKER], { stdio: ["ignore", "ignore", "inherit", "ipc"] }) }) : undefined;
+await workers?.start();
+const proxies = new ProxyManager({ workers });
 
 async function add(bindings: Binding[]): Promise<object> {
   for (const b of bindings) {
@@ -39,3 +46,4 @@ for await (const line of createInterface({ input: process.stdin })) {
   console.log(JSON.stringify(reply));
 }
 await proxies.closeAll();
+await workers?.close();

@@ -17,8 +17,9 @@ export class OurProxy {
     private readonly lines: Lines,
   ) {}
 
-  static async start(ns: BenchNetns): Promise<OurProxy> {
-    const child = ns.spawnScript("proxy-host.ts", [], { stdio: ["pipe", "pipe", "inherit"], nodeFlags: ["--expose-gc"] });
+  /** `workers`: accept worker processes besides the host (proxy/accept-workers.ts). */
+  static async start(ns: BenchNetns, workers = 0): Promise<OurProxy> {
+    const child = ns.spawnScript("proxy-host.ts", [String(workers)], { stdio: ["pipe", "pipe", "inherit"], nodeFlags: ["--expose-gc"] });
     const lines = new Lines(child.stdout!);
     await lines.until(/"ready"/, 60_000, "proxy host");
     return new OurProxy(child, lines);
