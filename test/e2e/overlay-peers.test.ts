@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dockerOk, inOverlayNs, readLab, waitFor, type LabHost } from "./support/lab.js";
+import { dockerOk, inOverlayNs, pluginPid, readLab, waitFor, type LabHost } from "./support/lab.js";
 import { createNetworkOn, networkVni, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
 
 const lab = readLab();
@@ -96,5 +96,28 @@ describe("peer programming (ARP/FDB)", () => {
     const bogus = "02:42:0a:21:00:fe";
     expect((await inOverlayNs(h1, vni, ["bridge", "fdb", "add", bogus, "dev", "vxlan0", "dst", h3.addr, "self", "permanent"])).code).toBe(0);
     await waitFor("the reconcile loop to drop the stale entry", async () => ((await fdb(h1, vni)).some((e) => e.mac === bogus) ? undefined : true), 15_000, 200);
+  });
+
+  // A host that dies says nothing: its plugin stops renewing its Consul session and the host key
+  // lapses (TTL 15 s; Consul invalidates between 1× and 2× TTL). SIGSTOP plays the dead host, the
+  // dataplane and the other hosts keep running; SIGCONT brings it back with a new session.
+  it("drops the endpoints of a host whose plugin falls silent, and programs them again when it is back", async () => {
+    const ip = ips["peer-2"]!;
+    const mac = macs["peer-2"]!;
+    const programmed = async (): Promise<boolean> =>
+      (await neighbors(h1, vni)).some((e) => e.dst === ip && e.lladdr === mac) && (await fdb(h1, vni)).some((e) => e.mac === mac && e.dst === h2.addr);
+    expect(await programmed()).toBe(true);
+    const pid = await pluginPid(h2);
+    expect(pid).toBeDefined();
+    const silent = Date.now();
+    process.kill(pid!, "SIGSTOP");
+    try {
+      await waitFor("h1 to drop the silent host's endpoint", async () => ((await programmed()) ? undefined : true), 60_000, 500);
+      expect(Date.now() - silent).toBeGreaterThanOrEqual(14_000); // not before the TTL: silence alone is not death
+    } finally {
+      process.kill(pid!, "SIGCONT");
+    }
+    await waitFor("h1 to program the returning host's endpoint", async () => ((await programmed()) ? true : undefined), 30_000, 500);
+    expect(await ping(h1, "peer-1", ip)).toBe(true);
   });
 });
