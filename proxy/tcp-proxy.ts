@@ -28,8 +28,9 @@ export interface TcpProxyOptions {
 const BULK_READ = 64 * 1024;
 
 interface Conn {
-  client: net.Socket;
-  backend: net.Socket | undefined;
+  /** The accepted socket, or its re-wrapped successor (rewrap.ts). */
+  readonly client: net.Socket;
+  readonly backend: net.Socket;
   close(reset: boolean, err?: Error): void;
 }
 
@@ -136,8 +137,7 @@ export class TcpProxy {
   snapshot(): ProxyCounters {
     let buffered = 0;
     for (const { client, backend } of this.conns) {
-      buffered += client.writableLength + client.readableLength;
-      if (backend) buffered += backend.writableLength + backend.readableLength;
+      buffered += client.writableLength + client.readableLength + backend.writableLength + backend.readableLength;
     }
     return { ...this.counters, bufferedBytes: buffered };
   }
@@ -164,7 +164,9 @@ export class TcpProxy {
     const backend = this.dial({ host: backendIp, port: backendPort, allowHalfOpen: true, noDelay: true, onread: toClient.onread });
 
     const conn: Conn = {
-      client,
+      get client() {
+        return client;
+      },
       backend,
       close: (reset, err) => {
         if (done) return;
@@ -233,7 +235,6 @@ export class TcpProxy {
       // The Pump has its own backpressure; a drain from an earlier write must not resume it.
       backend.off("drain", resumeClient);
       client = wrapped;
-      conn.client = wrapped;
       watch(wrapped);
       wrapped.setNoDelay(true);
       wrapped.on("end", onClientEnd).resume();

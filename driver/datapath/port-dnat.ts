@@ -27,9 +27,10 @@
  * moby#8795. So UDP flows to the host port are deleted whenever its rule is
  * added or removed (`conntrack -D`, the conntrack-tools CLI in the image).
  */
-import { execFile } from "node:child_process";
-import type { Logger } from "../log.js";
+import { runHostCommand } from "../kernel/host-command.js";
 import { Iptables, type Table } from "../kernel/iptables.js";
+import type { Logger } from "../log.js";
+import { KeyedMutex } from "../util/keyed-mutex.js";
 
 export const DNAT_CHAIN = "TSOVERLAY-DNAT";
 const NAT: Table = "nat";
@@ -61,7 +62,7 @@ const JUMPS = [
 export class PortDnat {
   private readonly log: Logger;
   /** Whole operations run one at a time (the last rule out removes the chain). */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly mutex = new KeyedMutex();
 
   constructor(private readonly opts: PortDnatOptions) {
     this.log = opts.log.child({ component: "port-dnat" });
@@ -131,21 +132,15 @@ export class PortDnat {
   private async flushUdpFlows(r: DnatRule): Promise<void> {
     if (r.proto !== "udp") return;
     const args = ["-D", "-p", "udp", "--orig-port-dst", String(r.hostPort), ...(r.hostIp === "" ? [] : ["--orig-dst", r.hostIp])];
-    const bin = this.opts.conntrack ?? "conntrack";
-    const [file, argv] = this.opts.netnsPath === undefined ? [bin, args] : ["nsenter", [`--net=${this.opts.netnsPath}`, bin, ...args]];
-    const outcome = await new Promise<string | undefined>((resolve) => {
-      execFile(file, argv, { timeout: 10_000, encoding: "utf8" }, (err, _out, stderr) => {
-        // Exit 1 = no entry matched.
-        if (!err || (err as { code?: unknown }).code === 1) return resolve(undefined);
-        resolve(`${err.message.split("\n")[0]}${stderr ? `: ${stderr.trim().split("\n")[0]}` : ""}`);
-      });
-    });
+    const outcome = await runHostCommand(this.opts.conntrack ?? "conntrack", args, { netnsPath: this.opts.netnsPath, timeoutMs: 10_000 }).then(
+      // Exit 1 = no entry matched.
+      (res) => (res.code === 0 || res.code === 1 ? undefined : `exit ${res.code}: ${res.stderr.trim().split("\n")[0] ?? ""}`),
+      (err: Error) => err.message.split("\n")[0],
+    );
     if (outcome !== undefined) this.log.warn({ ...r, err: outcome }, "flushing the port's UDP conntrack entries failed");
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.mutex.run("port-dnat", fn);
   }
 }

@@ -1,13 +1,13 @@
 /**
  * iptables, driven idempotently: `-C` before `-A`/`-I`, `-D` until `-C` no
- * longer matches, chains created and removed with their jumps. Runs through
- * execFile (never a shell) in the host namespace, or through
- * `nsenter --net=<netnsPath>` when tests play the host in a namespace. Every
+ * longer matches, chains created and removed with their jumps. Runs in the
+ * host namespace (host-command.ts). Every
  * argument must match a conservative pattern: callers build rules from
  * validated values only, and anything odd is refused rather than passed on.
  * Calls on one instance run one at a time (`-C` then `-A` must not interleave).
  */
-import { execFile } from "node:child_process";
+import { KeyedMutex } from "../util/keyed-mutex.js";
+import { runHostCommand, type CommandResult } from "./host-command.js";
 
 export type Table = "filter" | "nat";
 
@@ -40,7 +40,7 @@ export const commandLine = (table: Table, args: readonly string[]): string => `i
 export class Iptables {
   private readonly bin: string;
   private readonly netnsPath: string | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly mutex = new KeyedMutex();
 
   constructor(opts: IptablesOptions = {}) {
     const bin = opts.bin ?? "iptables";
@@ -116,9 +116,7 @@ export class Iptables {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.mutex.run("iptables", fn);
   }
 
   private async chainExistsNow(table: Table, chain: string): Promise<boolean> {
@@ -132,21 +130,16 @@ export class Iptables {
     return r.code;
   }
 
-  private spawn(table: Table, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  private async spawn(table: Table, args: readonly string[]): Promise<CommandResult> {
     const rule = commandLine(table, args);
     const full = ["-w", "5", "-t", table, ...args];
     const odd = full.find((a) => !ARG_RE.test(a));
-    if (odd !== undefined) return Promise.reject(new IptablesError(`${rule} failed: refusing iptables argument ${JSON.stringify(odd)}`, rule));
-    const [file, argv] = this.netnsPath === undefined ? [this.bin, full] : ["nsenter", [`--net=${this.netnsPath}`, this.bin, ...full]];
-    return new Promise((resolve, reject) => {
-      execFile(file, argv, { timeout: TIMEOUT_MS, encoding: "utf8" }, (err, stdout, stderr) => {
-        if (!err) return resolve({ code: 0, stdout, stderr });
-        const code = (err as { code?: unknown }).code;
-        if (typeof code === "number") return resolve({ code, stdout, stderr });
-        // Not started (ENOENT), killed by the timeout, …
-        reject(new IptablesError(`${rule} failed: ${err.message}`, rule, { cause: err }));
-      });
-    });
+    if (odd !== undefined) throw new IptablesError(`${rule} failed: refusing iptables argument ${JSON.stringify(odd)}`, rule);
+    try {
+      return await runHostCommand(this.bin, full, { netnsPath: this.netnsPath, timeoutMs: TIMEOUT_MS });
+    } catch (err) {
+      throw new IptablesError(`${rule} failed: ${(err as Error).message}`, rule, { cause: err });
+    }
   }
 }
 

@@ -11,7 +11,7 @@ import { closeSync, constants, existsSync, openSync, unlinkSync } from "node:fs"
 import net from "node:net";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
-import { run, type Run } from "../e2e/support/lab.js";
+import { collect, run, type Run } from "../e2e/support/lab.js";
 
 export const DOCKER_PROXY = "/usr/sbin/docker-proxy";
 /** vite-node runs the TypeScript helpers without a build; started as `node vite-node.mjs` so its PID is the script's. */
@@ -79,24 +79,6 @@ function stop(pid: number): void {
   } catch {
     // already gone
   }
-}
-
-function collect(child: ChildProcess, timeoutMs: number): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    let stdout = "";
-    let stderr = "";
-    child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
 }
 
 /** Line-at-a-time reader of a child's stdout, for the JSON-line protocols of the helpers. */

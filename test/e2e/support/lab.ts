@@ -1,4 +1,4 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readlinkSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 
@@ -41,14 +41,22 @@ export interface Run {
 }
 
 /** Runs a command, never throwing on a non-zero exit: tests assert on the Run. */
-export async function run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<Run> {
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<Run> {
+  const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+  const done = collect(child, opts.timeoutMs ?? 120_000);
+  child.stdin.on("error", () => undefined); // a command that exits without reading its input
+  child.stdin.end(opts.input ?? "");
+  return done;
+}
+
+/** Gathers a started child's output until it closes; killed after timeoutMs. */
+export function collect(child: ChildProcess, timeoutMs: number): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+    child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.on("error", (e) => {
       clearTimeout(timer);
       reject(e);
@@ -57,8 +65,6 @@ export async function run(cmd: string, args: string[], opts: { timeoutMs?: numbe
       clearTimeout(timer);
       resolve({ code: code ?? -1, stdout, stderr });
     });
-    child.stdin.on("error", () => undefined); // a command that exits without reading its input
-    child.stdin.end(opts.input ?? "");
   });
 }
 

@@ -1,0 +1,25 @@
+/**
+ * Runs a command-line tool (iptables, conntrack) in the host's network
+ * namespace: directly, or through `nsenter --net=<netnsPath>` when tests play
+ * the host in a namespace. execFile, never a shell.
+ */
+import { execFile } from "node:child_process";
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Resolves with the exit code and output; rejects only when the command could not run or timed out. */
+export function runHostCommand(bin: string, args: readonly string[], opts: { netnsPath?: string; timeoutMs: number }): Promise<CommandResult> {
+  const [file, argv] = opts.netnsPath === undefined ? [bin, [...args]] : ["nsenter", [`--net=${opts.netnsPath}`, bin, ...args]];
+  return new Promise((resolve, reject) => {
+    execFile(file, argv, { timeout: opts.timeoutMs, encoding: "utf8" }, (err, stdout, stderr) => {
+      if (!err) return resolve({ code: 0, stdout, stderr });
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === "number") return resolve({ code, stdout, stderr });
+      reject(err); // not started (ENOENT), killed by the timeout, …
+    });
+  });
+}
