@@ -12,8 +12,19 @@
  * bound there, where the underlay is) under a temporary name and then moved
  * into the overlay namespace as `vxlan0`. It learns nothing and floods nothing
  * (no all-zeros FDB entry): every remote endpoint is programmed explicitly by
- * `syncPeers` as a permanent neighbor entry (ip → mac, answered locally by the
- * device's ARP proxy) plus an FDB entry (mac → remote VTEP).
+ * `syncPeers` as three static entries, one per table a frame meets:
+ *   - a permanent neighbor entry on vxlan0 (ip → mac), answered locally by the
+ *     device's ARP proxy;
+ *   - an FDB entry of the device (mac → remote VTEP);
+ *   - a static entry in br0's own table (mac → the vxlan0 port).
+ * The last one matters because br0 would otherwise *learn* which port a MAC is
+ * behind: an address (and its MAC, derived from it) that moves from another
+ * host to a local container would stay behind the vxlan0 port until the entry
+ * aged out (300 s) or the container spoke first, and frames for it arriving
+ * over VXLAN would be dropped as "already on their way back". So learning is
+ * off on the vxlan0 port, remote MACs are static there, a local endpoint that
+ * takes a MAC removes every entry for it first, and each sync deletes any
+ * br0 entry on vxlan0 that is not a current remote peer.
  *
  * The namespaces outlive the process on purpose: `close()` only releases
  * sockets, and a later process adopts what it finds (`ensureNetwork` keeps
@@ -43,6 +54,7 @@ import {
   macToBuffer,
   moveLinkToNetns,
   nlCall,
+  setBridgePortLearning,
   setMaster,
   setMtu,
   setUp,
@@ -55,6 +67,9 @@ import {
   listNeighbors,
   replaceFdbEntry,
   replaceNeighbor,
+  deleteBridgeFdb,
+  listBridgeFdb,
+  replaceBridgeFdbStatic,
 } from "../kernel/neighbors.js";
 import {
   createNamedNetns,
@@ -341,6 +356,8 @@ export class KernelDatapath implements Datapath {
 
     const vx = await this.ensureVxlanIn(st, log);
     if (vx.master !== br.index) await setMaster(nl, vx.index, br.index);
+    // Remote MACs are programmed statically on this port; learning them would go stale when they move.
+    if ((await mustLink(nl, VXLAN_NAME)).bridgePortLearning !== false) await setBridgePortLearning(nl, vx.index, false);
     if (!vx.up) await setUp(nl, vx.index);
     if (!br.up) await setUp(nl, br.index);
     const lo = await getLinkByName(nl, "lo");
@@ -573,6 +590,8 @@ export class KernelDatapath implements Datapath {
       this.log.info({ subnet: st.spec.subnet, endpointId: ep.endpointId, hostIfName, bridgeIfName, mac }, "endpoint created");
     }
 
+    await this.forgetRemote(nl, ep);
+
     // The bridge end: right MTU, on br0, up.
     const br = await mustLink(nl, BRIDGE_NAME);
     if (brEnd.mtu !== mtu) await setMtu(nl, brEnd.index, mtu);
@@ -591,6 +610,23 @@ export class KernelDatapath implements Datapath {
       }
     }
     return names;
+  }
+
+  /**
+   * The endpoint's address and MAC are local now: whatever the tables still
+   * say about them behind vxlan0 (a container that had them on another host)
+   * goes, so frames for the new container are not sent back out or dropped.
+   */
+  private async forgetRemote(nl: RtNetlinkSocket, ep: EndpointSpec): Promise<void> {
+    const vx = await getLinkByName(nl, VXLAN_NAME);
+    if (!vx) return;
+    const ip = parseCidr(ep.addressCidr).ip;
+    const mac = normMac(ep.mac);
+    await deleteBridgeFdb(nl, vx.index, mac);
+    for (const e of await listFdbEntries(nl, vx.index)) {
+      if (e.mac === mac) await deleteFdbEntry(nl, e);
+    }
+    await deleteNeighbor(nl, { ifindex: vx.index, ip });
   }
 
   // ----------------------------------------------------------------- peers
@@ -642,6 +678,19 @@ export class KernelDatapath implements Datapath {
     for (const n of haveNeigh) {
       if (wantNeigh.has(n.ip)) continue;
       await deleteNeighbor(nl, { ifindex, ip: n.ip });
+      removed++;
+    }
+
+    // br0's table on the vxlan0 port: exactly the remote MACs, static (nothing learned survives).
+    const haveBridge = await listBridgeFdb(nl, ifindex);
+    for (const mac of wantFdb.keys()) {
+      if (haveBridge.some((e) => e.mac === mac && e.kind === "static")) continue;
+      await replaceBridgeFdbStatic(nl, ifindex, mac);
+      added++;
+    }
+    for (const e of haveBridge) {
+      if (e.kind === "local" || (e.kind === "static" && wantFdb.has(e.mac))) continue;
+      await deleteBridgeFdb(nl, ifindex, e.mac);
       removed++;
     }
 

@@ -120,6 +120,8 @@ export interface LinkInfo {
   /** IFLA_LINK: for a veth, the peer's ifindex (possibly in another namespace). */
   peerIndex?: number;
   vxlan?: VxlanInfo;
+  /** For a bridge port: whether the bridge learns source MACs arriving on it. */
+  bridgePortLearning?: boolean;
 }
 
 /** A link by name or ifindex. */
@@ -144,6 +146,10 @@ function toLinkInfo(msg: rt.LinkMessage): LinkInfo {
     const li = ifla.parseInfo(attrs.linkinfo);
     if (li.kind) info.kind = li.kind;
     if (li.kind === "vxlan" && li.data) info.vxlan = toVxlanInfo(ifla.parseVxlan(li.data));
+    if (li.slaveKind === "bridge" && li.slaveData) {
+      const port = ifla.parseBridgePort(li.slaveData);
+      if (port.learning !== undefined) info.bridgePortLearning = port.learning === 1;
+    }
   }
   return info;
 }
@@ -226,6 +232,20 @@ export async function setMaster(nl: RtNetlinkSocket, link: LinkRef, master: Link
   const masterIndex = await indexOf(nl, master, op);
   if (info.master === masterIndex) return;
   await nlCall(op, describe(link), () => nl.setLink({ index: info.index }, { master: masterIndex }, PLAIN));
+}
+
+/**
+ * Turns MAC learning on or off for a bridge port (`bridge link set dev X
+ * learning off`), through the port's slave data on RTM_NEWLINK: the other
+ * route, IFLA_PROTINFO on an AF_BRIDGE RTM_SETLINK, must be flagged nested, or
+ * the kernel reads its first byte as an STP port state.
+ */
+export async function setBridgePortLearning(nl: RtNetlinkSocket, link: LinkRef, learning: boolean): Promise<void> {
+  const op = `set bridge port learning ${learning ? "on" : "off"}`;
+  const index = await indexOf(nl, link, op);
+  const slaveData = encodeAttrs(ifla.formatBridgePort({ learning: learning ? 1 : 0 }));
+  const linkinfo = encodeAttrs(ifla.formatInfo({ slaveKind: "bridge", slaveData }));
+  await nlCall(op, describe(link), () => nl.newLink({ index }, { linkinfo }, PLAIN));
 }
 
 /**

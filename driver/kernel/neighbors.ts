@@ -106,6 +106,52 @@ export async function listFdbEntries(nl: RtNetlinkSocket, ifindex: number): Prom
   return out;
 }
 
+// ------------------------------------------------------- bridge FDB (master)
+
+/**
+ * The bridge's own forwarding table, per port: `bridge fdb … master`. Static
+ * entries (NUD_NOARP) never age and are never replaced by learning; a
+ * "permanent" master entry is different: it marks an address local to the
+ * bridge (frames to it are not forwarded), so it is never what we add.
+ */
+export interface BridgeFdbEntry {
+  /** ifindex of the bridge port. */
+  port: number;
+  mac: string;
+  /** "static": set by a program; "local": the port's own address; "learned": from traffic. */
+  kind: "static" | "local" | "learned";
+}
+
+function bridgeFdbMessage(port: number, mac: string): [rt.Neighbor, rt.NeighborAttrs] {
+  return [{ family: AF_BRIDGE, ifindex: port, state: { noarp: true }, flags: { master: true } }, { lladdr: macToBuffer(mac) }];
+}
+
+/** Makes `mac` a static entry on the bridge port (`bridge fdb replace … master static`). Idempotent. */
+export async function replaceBridgeFdbStatic(nl: RtNetlinkSocket, port: number, mac: string): Promise<void> {
+  const [data, attrs] = bridgeFdbMessage(port, mac);
+  await nlCall("replace", `bridge fdb ${mac} on port #${port}`, () => nl.newNeighbor(data, attrs, REPLACE));
+}
+
+/** Removes the bridge's entry for `mac` on the port, static or learned; absent is fine. */
+export async function deleteBridgeFdb(nl: RtNetlinkSocket, port: number, mac: string): Promise<void> {
+  const [data, attrs] = bridgeFdbMessage(port, mac);
+  await nlCall("delete", `bridge fdb ${mac} on port #${port}`, () => nl.delNeighbor(data, attrs, PLAIN), GONE);
+}
+
+/** The bridge's entries on one port (not the port device's own `self` entries). */
+export async function listBridgeFdb(nl: RtNetlinkSocket, port: number): Promise<BridgeFdbEntry[]> {
+  const msgs = await nlCall("list", `bridge fdb on port #${port}`, () => nl.getNeighbors({ family: AF_BRIDGE }, undefined, PLAIN));
+  const out: BridgeFdbEntry[] = [];
+  for (const m of msgs ?? []) {
+    const { data, attrs } = m;
+    if (data.family !== AF_BRIDGE || data.ifindex !== port || data.flags?.self === true) continue;
+    if (attrs.master === undefined || !attrs.lladdr || attrs.lladdr.length !== 6) continue;
+    const kind = data.state?.permanent === true ? "local" : data.state?.noarp === true ? "static" : "learned";
+    out.push({ port, mac: bufferToMac(attrs.lladdr), kind });
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- neighbors
 
 export interface NeighborEntry {

@@ -47,6 +47,12 @@ interface Neigh {
   lladdr?: string;
   state: string[];
 }
+/** br0's own entries on the vxlan0 port (not local ones), as "mac static|learned". */
+const bridgeOnVxlan = (ns: string): string[] =>
+  (JSON.parse(inNs(ns, "bridge", "-j", "fdb", "show", "br", "br0")) as (Fdb & { ifname?: string; master?: string })[])
+    .filter((e) => e.ifname === "vxlan0" && e.master === "br0" && e.state !== "permanent")
+    .map((e) => `${e.mac} ${e.state === "static" ? "static" : "learned"}`)
+    .sort();
 const neighs = (ns: string): string[] =>
   (JSON.parse(inNs(ns, "ip", "-j", "neigh", "show", "dev", "vxlan0")) as Neigh[])
     .map((n) => `${n.dst} ${n.lladdr ?? "-"} ${n.state.join(",")}`)
@@ -216,8 +222,9 @@ describe("KernelDatapath on two simulated hosts", () => {
       expect(ipLink(x.c, "eth0")).toMatchObject({ mtu: 1450, address: x.ep.mac.toLowerCase() });
     }
     const [a, b] = hosts;
-    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 2, removed: 0 });
-    expect(await b.dp.syncPeers(SUBNET, [peerOf(a)])).toEqual({ added: 2, removed: 0 });
+    // Per peer: a neighbor entry, the device's FDB entry and a static entry in br0's table.
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 3, removed: 0 });
+    expect(await b.dp.syncPeers(SUBNET, [peerOf(a)])).toEqual({ added: 3, removed: 0 });
 
     expect(pingOk(a.c, ipOf(b))).toBe(true);
     expect(pingOk(b.c, ipOf(a))).toBe(true);
@@ -230,6 +237,7 @@ describe("KernelDatapath on two simulated hosts", () => {
       expect(fdb(me.ovl).find((e) => e.dst !== undefined)).toMatchObject({ state: "permanent", flags: ["self"] });
       expect(fdb(me.ovl).map((e) => e.mac)).not.toContain("00:00:00:00:00:00");
       expect(neighs(me.ovl)).toEqual([`${ipOf(peer)} ${peer.ep.mac.toLowerCase()} PERMANENT`]);
+      expect(bridgeOnVxlan(me.ovl)).toEqual([`${peer.ep.mac.toLowerCase()} static`]);
     }
     // It went through the VXLAN devices.
     const stats = JSON.parse(inNs(a.ovl, "ip", "-j", "-s", "link", "show", "vxlan0")) as { stats64: { tx: { packets: number } } }[];
@@ -241,13 +249,14 @@ describe("KernelDatapath on two simulated hosts", () => {
 
   it("syncPeers removes what is not desired: a dropped peer (ping stops) and entries added by hand", async () => {
     const [a, b] = hosts;
-    expect(await a.dp.syncPeers(SUBNET, [])).toEqual({ added: 0, removed: 2 });
+    expect(await a.dp.syncPeers(SUBNET, [])).toEqual({ added: 0, removed: 3 });
     expect(remoteFdb(a.ovl)).toEqual([]);
+    expect(bridgeOnVxlan(a.ovl)).toEqual([]);
     expect(neighs(a.ovl)).toEqual([]);
     inNs(a.c, "ip", "neigh", "flush", "dev", "eth0");
     expect(pingOk(a.c, ipOf(b), 1)).toBe(false);
 
-    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 2, removed: 0 });
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 3, removed: 0 });
     expect(pingOk(a.c, ipOf(b))).toBe(true);
 
     // Foreign entries: an extra peer, a flood list of two VTEPs, an extra neighbor.
@@ -287,10 +296,10 @@ describe("KernelDatapath on two simulated hosts", () => {
     ]);
     // Had they interleaved, the counts would not add up this neatly.
     expect(results).toEqual([
-      { added: 40, removed: 0 },
-      { added: 0, removed: 40 },
-      { added: 40, removed: 0 },
-      { added: 0, removed: 40 },
+      { added: 60, removed: 0 },
+      { added: 0, removed: 60 },
+      { added: 60, removed: 0 },
+      { added: 0, removed: 60 },
     ]);
     expect(remoteFdb(a.ovl)).toEqual([`${b.ep.mac.toLowerCase()} ${b.vtep}`]);
     expect(neighs(a.ovl)).toHaveLength(1);
@@ -422,6 +431,50 @@ describe("KernelDatapath on two simulated hosts", () => {
     await fresh.close();
     expect(isNetnsMount(b.ovl)).toBe(true); // the other network is untouched
     expect(pingOk(b.c, ipOf(hosts[0]))).toBe(true);
+  });
+
+  it("an address and MAC that move from a remote host to a local container are reached on the first frame, before it sends anything", async () => {
+    const [a, b] = hosts;
+    // The bridge never learns behind vxlan0.
+    const port = JSON.parse(inNs(a.ovl, "bridge", "-d", "-j", "link", "show", "dev", "vxlan0")) as { learning?: boolean }[];
+    expect(port[0]?.learning).toBe(false);
+
+    const moving: EndpointSpec = { endpointId: "777777777abcdef0123456789", addressCidr: "10.77.0.20/24", mac: "02:42:0a:4d:00:14" };
+    const place = async (x: Host, ep: EndpointSpec, c: string): Promise<void> => {
+      await x.dp.ensureEndpoint(SUBNET, ep, 1450);
+      const { hostIfName } = endpointIfNames(ep.endpointId);
+      inNs(x.h, "ip", "link", "set", hostIfName, "netns", c);
+      inNs(c, "ip", "link", "set", hostIfName, "name", "eth0");
+      inNs(c, "ip", "addr", "add", ep.addressCidr, "dev", "eth0");
+      inNs(c, "ip", "link", "set", "eth0", "up");
+    };
+    // First on host 2, known to host 1 as a peer; host 1's bridge also holds a
+    // learned-like entry for it, as a bridge with learning on would have.
+    await place(b, moving, newNs("cb-mv"));
+    const onB: PeerEntry = { ip: "10.77.0.20", mac: moving.mac, vtep: b.vtep };
+    await a.dp.syncPeers(SUBNET, [peerOf(b), onB]);
+    expect(pingOk(a.c, "10.77.0.20")).toBe(true);
+    inNs(a.ovl, "bridge", "fdb", "add", "02:42:0a:4d:00:99", "dev", "vxlan0", "master", "dynamic");
+    expect(bridgeOnVxlan(a.ovl)).toContain("02:42:0a:4d:00:99 learned");
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b), onB])).toEqual({ added: 0, removed: 1 });
+
+    // Then it moves to host 1 with a new endpoint; the container never sends.
+    await b.dp.removeEndpoint(SUBNET, moving.endpointId);
+    const moved = { ...moving, endpointId: "888888888abcdef0123456789" };
+    await place(a, moved, newNs("ca-mv"));
+    // Taking the MAC removed every entry host 1 had for it behind vxlan0, before any sync.
+    expect(bridgeOnVxlan(a.ovl)).toEqual([`${b.ep.mac.toLowerCase()} static`]);
+    expect(remoteFdb(a.ovl)).toEqual([`${b.ep.mac.toLowerCase()} ${b.vtep}`]);
+    expect(neighs(a.ovl)).toEqual([`${ipOf(b)} ${b.ep.mac.toLowerCase()} PERMANENT`]);
+    // Host 2 learns of the move; its container's first frames reach the silent one.
+    await b.dp.syncPeers(SUBNET, [peerOf(a), { ...onB, vtep: a.vtep }]);
+    inNs(b.c, "ip", "neigh", "flush", "dev", "eth0");
+    expect(pingOk(b.c, "10.77.0.20", 1)).toBe(true);
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 0, removed: 0 });
+
+    await a.dp.removeEndpoint(SUBNET, moved.endpointId);
+    expect(await b.dp.syncPeers(SUBNET, [peerOf(a)])).toEqual({ added: 0, removed: 3 });
+    expect(pingOk(a.c, ipOf(b))).toBe(true);
   });
 
   it("removeEndpoint deletes the pair wherever the other end is; removeNetwork cleans up", async () => {
