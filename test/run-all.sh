@@ -25,7 +25,8 @@ fi
 rm -f "$report"
 leftover=$(ip netns list | grep -c '^tso-' || true)
 if [ "$leftover" != 0 ]; then
-  echo "test run left $leftover lab namespaces behind" >&2
+  echo "test run left $leftover lab namespaces behind; taking the lab down" >&2
+  bash test/lab/lab.sh down || true
   status=1
 fi
 exit $status

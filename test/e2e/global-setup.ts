@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { LAB_JSON, LAB_SCRIPT, lines, readLab, run } from "./support/lab.js";
+import { LAB_ENV, LAB_JSON, LAB_SCRIPT, lines, readLab, run } from "./support/lab.js";
 
 /**
  * Brings the lab up once for the whole e2e run and always takes it down
@@ -21,7 +21,8 @@ export async function setup(): Promise<void> {
     reused = true;
     return;
   }
-  if (existsSync(LAB_JSON)) await labCmd(["down"]);
+  // A lab left up, or half made by a failed run, goes first.
+  if (existsSync(LAB_JSON) || existsSync(LAB_ENV)) await labCmd(["down"]);
   await labCmd(["up", "--hosts", process.env.TSOVERLAY_LAB_HOSTS ?? "3"]);
 }
 

@@ -3,8 +3,11 @@
 # a shared underlay, a 3-server Consul cluster, an `outside` server, and the
 # plugin installed on every host.
 #   lab.sh up [--hosts N] [--mtu M]   lab.sh down   lab.sh status [--json]
-set -euo pipefail
+#   lab.sh plugin   (rebuild and reinstall the plugin on a running lab)
+#   lab.sh consul stop|start N|all   lab.sh host stop|start|kill|revive N   (outage and restart tests)
+set -Eeuo pipefail
 LAB_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR/lib
 for f in common install underlay consul dockerd images plugin status; do . "$LAB_DIR/lib/$f.sh"; done
 
 [ "$(id -u)" = 0 ] || die "the lab needs root (namespaces, dockerd): run it with sudo"
@@ -30,25 +33,38 @@ cmd_up() {
   ensure_consul
   mkdir -p "$LAB_RUN/pids" "$LAB_DATA"
   printf 'HOSTS=%s\nMTU=%s\n' "$hosts" "$mtu" >"$LAB_STATE"
-  # From here on a failure takes down whatever was made.
-  trap 'log "up failed; taking down what was made"; cmd_down' ERR
+  # From here on any failure — a failing command in any function, or die —
+  # ends the shell, and the EXIT trap takes down whatever was made.
+  LAB_UP_DONE=0
+  trap 'if [ "$LAB_UP_DONE" != 1 ]; then log "up failed; taking down what was made"; cmd_down; fi' EXIT
+  [ -z "${TSOVERLAY_LAB_FAIL_AT:-}" ] || log "TSOVERLAY_LAB_FAIL_AT=$TSOVERLAY_LAB_FAIL_AT: this up will fail on purpose"
   log "underlay: $hosts hosts, MTU $mtu"
   underlay_up "$hosts" "$mtu"
+  fail_at underlay
   outside_up
   consul_up "$hosts"
+  fail_at consul
   log "starting $hosts dockerd"
   dockerd_up "$hosts"
+  fail_at dockerd
   images_up "$hosts"
   log "building and installing the plugin"
   plugin_up "$hosts"
-  trap - ERR
+  fail_at plugin
   write_lab_json "$hosts" "$mtu"
+  LAB_UP_DONE=1
+  trap - EXIT
   log "lab up in $((SECONDS - t0)) s"
   cmd_status
 }
 
+# For the test of a failed `up`: TSOVERLAY_LAB_FAIL_AT=<step> makes up fail after that step.
+fail_at() {
+  if [ "${TSOVERLAY_LAB_FAIL_AT:-}" = "$1" ]; then die "failing after $1 on purpose (TSOVERLAY_LAB_FAIL_AT)"; fi
+}
+
 cmd_down() {
-  trap - ERR
+  trap - EXIT
   set +e
   dockerd_down
   local pidf pid
@@ -69,14 +85,58 @@ cmd_down() {
   sleep 0.2
   underlay_down
   rm -rf "$LAB_RUN" "$LAB_DATA"
-  rmdir /run/docker/plugins /run/docker 2>/dev/null
   set -e
   log "lab down"
 }
 
+# Rebuilds the plugin from the working tree and reinstalls it on every host of
+# a running lab (for development; networks and containers should be gone first).
+cmd_plugin() {
+  [ -e "$LAB_STATE" ] || die "the lab is down (npm run lab -- up first)"
+  . "$LAB_STATE"
+  plugin_up "$HOSTS"
+}
+
+# Stops or starts one host's dockerd (and with it the plugin and containers), for restart tests.
+cmd_host() {
+  [ -e "$LAB_STATE" ] || die "the lab is down"
+  # shellcheck disable=SC1090
+  . "$LAB_STATE"
+  local verb=${1:-} i=${2:-}
+  [[ $i =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] && [ "$i" -le "$HOSTS" ] || die "usage: lab.sh host stop|start|kill|revive 1..$HOSTS"
+  case $verb in
+    stop) dockerd_stop "$i" ;;
+    start) dockerd_start "$i"; dockerd_wait "$i" ;;
+    kill) host_kill "$i" ;;
+    revive) host_revive "$i" ;;
+    *) die "usage: lab.sh host stop|start|kill|revive 1..$HOSTS" ;;
+  esac
+  write_lab_json_pids
+}
+
+# Stops or starts Consul servers (1..3 or "all"), for outage tests.
+cmd_consul() {
+  [ -e "$LAB_STATE" ] || die "the lab is down"
+  local verb=${1:-} which=${2:-} i list
+  if [ "$which" = all ]; then list=$(seq 1 $CONSUL_SERVERS); else list=$which; fi
+  [[ $list =~ ^[0-9\ $'\n']+$ ]] || die "usage: lab.sh consul stop|start 1..$CONSUL_SERVERS|all"
+  for i in $list; do
+    [ "$i" -ge 1 ] && [ "$i" -le $CONSUL_SERVERS ] || die "no Consul server $i"
+    case $verb in
+      stop) consul_server_stop "$i" ;;
+      start) consul_server_start "$i" ;;
+      *) die "usage: lab.sh consul stop|start 1..$CONSUL_SERVERS|all" ;;
+    esac
+  done
+  write_lab_json_pids
+}
+
 case ${1:-} in
   up) shift; cmd_up "$@" ;;
+  plugin) cmd_plugin ;;
+  consul) shift; cmd_consul "$@" ;;
+  host) shift; cmd_host "$@" ;;
   down) cmd_down ;;
   status) shift; cmd_status "$@" ;;
-  *) echo "usage: lab.sh up [--hosts N] [--mtu M] | down | status [--json]" >&2; exit 2 ;;
+  *) echo "usage: lab.sh up [--hosts N] [--mtu M] | down | status [--json] | plugin | consul stop|start N|all | host stop|start|kill|revive N" >&2; exit 2 ;;
 esac

@@ -5,6 +5,8 @@ import { promisify } from "node:util";
 const execFileP = promisify(execFile);
 
 export const LAB_JSON = "/run/tso-lab/lab.json";
+/** Written first by `lab up`: a lab (perhaps half made) is there. */
+export const LAB_ENV = "/run/tso-lab/lab.env";
 export const LAB_SCRIPT = new URL("../../lab/lab.sh", import.meta.url).pathname;
 export const DOCKER_CLI = "/usr/bin/docker";
 
@@ -15,6 +17,9 @@ export interface LabHost {
   dockerSock: string;
   pluginsDir: string;
   dataDir: string;
+  /** The daemon's persistent mount namespace (a private /run; the plugin's propagated mount lives in it). */
+  mntns: string;
+  dockerVersion: string;
   dockerdPid: number;
   consulPid: number;
 }
@@ -110,7 +115,7 @@ export async function pluginRunDir(host: LabHost): Promise<string> {
 /** A command inside one of a host's overlay network namespaces (they live in its dockerd's mount namespace). */
 export async function inOverlayNs(host: LabHost, vni: number, args: string[]): Promise<Run> {
   const dir = await pluginRunDir(host);
-  return run("nsenter", ["-t", String(host.dockerdPid), "-m", "nsenter", `--net=${dir}/netns/vni-${vni}`, ...args]);
+  return run("nsenter", [`--mount=${host.mntns}`, "nsenter", `--net=${dir}/netns/vni-${vni}`, ...args]);
 }
 
 /** The plugin process serving a host: the one whose network namespace is that host's. */

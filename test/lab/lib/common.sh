@@ -30,9 +30,12 @@ host_ns() { echo "tso-h$1"; }
 host_addr() { echo "$UL_PREFIX.$((10 + $1))"; }
 consul_ns() { echo "tso-c$1"; }
 consul_addr() { echo "$UL_PREFIX.$((1 + $1))"; }
-host_dir() { echo "$LAB_RUN/h$1"; }
 host_data() { echo "$LAB_DATA/h$1"; }
-host_sock() { echo "$LAB_RUN/h$1/docker.sock"; }
+# The daemon's socket and its plugin folder live on disk, outside /run: each
+# dockerd has a private /run (see dockerd.sh), and the host must reach both.
+host_sock() { echo "$LAB_DATA/h$1/docker.sock"; }
+host_plugins() { echo "$LAB_DATA/h$1/plugins"; }
+host_mntns() { echo "$LAB_RUN/mnt/h$1"; }
 all_lab_namespaces() {
   echo "$NS_UNDERLAY $NS_OUTSIDE"
   local i; for i in $(seq 1 $CONSUL_SERVERS); do consul_ns "$i"; done
@@ -52,6 +55,12 @@ spawn_in_ns() {
   mkdir -p "$LAB_RUN/pids" "$(dirname "$logf")"
   setsid nsenter --net="/run/netns/$ns" "$@" >"$logf" 2>&1 </dev/null &
   echo $! >"$LAB_RUN/pids/$name.pid"
+}
+
+# True when the PID in file $1 is a running process.
+pidfile_running() {
+  local p; p=$(cat "$1" 2>/dev/null) || return 1
+  [[ $p =~ ^[0-9]+$ ]] && [ "$p" -gt 0 ] && kill -0 "$p" 2>/dev/null
 }
 
 # Waits up to $1 seconds for command "$@" to succeed.

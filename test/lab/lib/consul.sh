@@ -10,26 +10,46 @@ consul_join_args() {
   local i; for i in $(seq 1 $CONSUL_SERVERS); do echo "-retry-join=$(consul_addr "$i")"; done
 }
 
+# Starts Consul server $1 (again: its data dir keeps its place in the cluster). Running already is fine.
+consul_server_start() {
+  local i=$1 conf="$LAB_DATA/consul/common.hcl" d="$LAB_DATA/consul/c$1"
+  pidfile_running "$LAB_RUN/pids/consul-c$i.pid" && return 0
+  mkdir -p "$d"
+  # shellcheck disable=SC2046
+  spawn_in_ns "$(consul_ns "$i")" "$d/consul.log" "consul-c$i" "$CONSUL_BIN" agent -server \
+    -bootstrap-expect=$CONSUL_SERVERS -node="c$i" -data-dir="$d/data" -config-file="$conf" \
+    -bind="$(consul_addr "$i")" -client="127.0.0.1 $(consul_addr "$i")" \
+    $(consul_common_args) $(consul_join_args)
+}
+
+# Stops Consul server $1 (by its PID, as a crash or a shutdown would).
+consul_server_stop() {
+  local pidf="$LAB_RUN/pids/consul-c$1.pid" pid
+  [ -f "$pidf" ] || die "no Consul server c$1"
+  pid=$(cat "$pidf")
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_for 30 not_running "$pid" || kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Starts host $1's Consul client agent (on 127.0.0.1:8500 in the host's namespace).
+consul_agent_start() {
+  local i=$1 conf="$LAB_DATA/consul/common.hcl" d="$LAB_DATA/consul/h$1"
+  mkdir -p "$d"
+  # shellcheck disable=SC2046
+  spawn_in_ns "$(host_ns "$i")" "$d/consul.log" "consul-h$i" "$CONSUL_BIN" agent \
+    -node="h$i" -data-dir="$d/data" -config-file="$conf" \
+    -bind="$(host_addr "$i")" -client=127.0.0.1 \
+    $(consul_common_args) $(consul_join_args)
+}
+
 consul_up() {
   local hosts=$1 i conf="$LAB_DATA/consul/common.hcl"
   mkdir -p "$LAB_DATA/consul"
-  printf 'disable_update_check = true\nenable_script_checks = false\n' >"$conf"
-  for i in $(seq 1 $CONSUL_SERVERS); do
-    local d="$LAB_DATA/consul/c$i"; mkdir -p "$d"
-    # shellcheck disable=SC2046
-    spawn_in_ns "$(consul_ns "$i")" "$d/consul.log" "consul-c$i" "$CONSUL_BIN" agent -server \
-      -bootstrap-expect=$CONSUL_SERVERS -node="c$i" -data-dir="$d/data" -config-file="$conf" \
-      -bind="$(consul_addr "$i")" -client="127.0.0.1 $(consul_addr "$i")" \
-      $(consul_common_args) $(consul_join_args)
-  done
-  for i in $(seq 1 "$hosts"); do
-    local d="$LAB_DATA/consul/h$i"; mkdir -p "$d"
-    # shellcheck disable=SC2046
-    spawn_in_ns "$(host_ns "$i")" "$d/consul.log" "consul-h$i" "$CONSUL_BIN" agent \
-      -node="h$i" -data-dir="$d/data" -config-file="$conf" \
-      -bind="$(host_addr "$i")" -client=127.0.0.1 \
-      $(consul_common_args) $(consul_join_args)
-  done
+  # raft_multiplier 1 is Consul's production setting (the default 5 is for
+  # small dev machines): a lost leader is replaced in a second or two, not ten.
+  printf 'disable_update_check = true\nenable_script_checks = false\nperformance { raft_multiplier = 1 }\n' >"$conf"
+  for i in $(seq 1 $CONSUL_SERVERS); do consul_server_start "$i"; done
+  for i in $(seq 1 "$hosts"); do consul_agent_start "$i"; done
   log "waiting for the Consul cluster to elect a leader"
   wait_for 90 consul_has_leader "$(host_ns 1)" || die "Consul elected no leader (logs: $LAB_DATA/consul/*/consul.log)"
   for i in $(seq 1 "$hosts"); do

@@ -1,30 +1,49 @@
+# shellcheck shell=bash
 # lab.json (read by the tests) and the human status report.
 
+pid_of() { cat "$LAB_RUN/pids/$1.pid" 2>/dev/null || echo 0; }
+
 write_lab_json() {
-  local hosts=$1 mtu=$2 i sep=""
-  {
-    printf '{"mtu":%s,"outside":{"netns":"%s","addr":"%s.2"},"underlayRouter":"%s.1",' "$mtu" "$NS_OUTSIDE" "$OUT_PREFIX" "$UL_PREFIX"
-    printf '"pluginName":"%s","testImage":"%s","consulBin":"%s","consul":[' "$PLUGIN_NAME" "$TEST_IMAGE" "$CONSUL_BIN"
-    for i in $(seq 1 $CONSUL_SERVERS); do
-      printf '%s{"name":"c%s","netns":"%s","addr":"%s","pid":%s}' "$sep" "$i" "$(consul_ns "$i")" "$(consul_addr "$i")" "$(cat "$LAB_RUN/pids/consul-c$i.pid")"; sep=","
-    done
-    printf '],"hosts":['; sep=""
-    for i in $(seq 1 "$hosts"); do
-      printf '%s{"name":"h%s","netns":"%s","addr":"%s","dockerSock":"%s","pluginsDir":"%s","dataDir":"%s","dockerdPid":%s,"consulPid":%s}' \
-        "$sep" "$i" "$(host_ns "$i")" "$(host_addr "$i")" "$(host_sock "$i")" "$(host_dir "$i")/plugins" \
-        "$(host_data "$i")" "$(cat "$LAB_RUN/pids/dockerd-h$i.pid")" "$(cat "$LAB_RUN/pids/consul-h$i.pid")"
-      sep=","
-    done
-    printf ']}\n'
-  } >"$LAB_JSON"
+  local hosts=$1 mtu=$2 i consul='[]' hostlist='[]'
+  for i in $(seq 1 $CONSUL_SERVERS); do
+    consul=$(jq -c --arg name "c$i" --arg netns "$(consul_ns "$i")" --arg addr "$(consul_addr "$i")" \
+      --argjson pid "$(pid_of "consul-c$i")" '. + [{name: $name, netns: $netns, addr: $addr, pid: $pid}]' <<<"$consul")
+  done
+  for i in $(seq 1 "$hosts"); do
+    hostlist=$(jq -c --arg name "h$i" --arg netns "$(host_ns "$i")" --arg addr "$(host_addr "$i")" \
+      --arg sock "$(host_sock "$i")" --arg plugins "$(host_plugins "$i")" --arg data "$(host_data "$i")" \
+      --arg mntns "$(host_mntns "$i")" --arg docker "$(lab_docker_version "$i")" \
+      --argjson dpid "$(pid_of "dockerd-h$i")" --argjson cpid "$(pid_of "consul-h$i")" \
+      '. + [{name: $name, netns: $netns, addr: $addr, dockerSock: $sock, pluginsDir: $plugins, dataDir: $data,
+             mntns: $mntns, dockerVersion: $docker, dockerdPid: $dpid, consulPid: $cpid}]' <<<"$hostlist")
+  done
+  jq -n --argjson mtu "$mtu" --arg outNs "$NS_OUTSIDE" --arg outAddr "$OUT_PREFIX.2" --arg router "$UL_PREFIX.1" \
+    --arg plugin "$PLUGIN_NAME" --arg image "$TEST_IMAGE" --arg consulBin "$CONSUL_BIN" \
+    --argjson consul "$consul" --argjson hosts "$hostlist" \
+    '{mtu: $mtu, outside: {netns: $outNs, addr: $outAddr}, underlayRouter: $router, pluginName: $plugin,
+      testImage: $image, consulBin: $consulBin, consul: $consul, hosts: $hosts}' >"$LAB_JSON.tmp"
+  mv "$LAB_JSON.tmp" "$LAB_JSON"
+}
+
+# lab.json again after processes were restarted (their PIDs changed).
+write_lab_json_pids() {
+  # shellcheck disable=SC1090
+  . "$LAB_STATE"
+  write_lab_json "$HOSTS" "$MTU"
+}
+
+# The server version dockerd of host $1 reports ("?" if it does not answer).
+lab_docker_version() {
+  dk "$1" version -f '{{.Server.Version}}' 2>/dev/null || echo "?"
 }
 
 cmd_status() {
   if [ "${1:-}" = --json ]; then
-    [ -f "$LAB_JSON" ] && cat "$LAB_JSON" || echo '{}'
+    if [ -f "$LAB_JSON" ]; then cat "$LAB_JSON"; else echo '{}'; fi
     return
   fi
   if [ ! -f "$LAB_STATE" ]; then echo "lab: down"; return; fi
+  # shellcheck disable=SC1090
   . "$LAB_STATE"
   local i
   echo "lab: up, $HOSTS hosts, underlay $UL_PREFIX.0/24 MTU $MTU, outside $OUT_PREFIX.2"
@@ -34,7 +53,7 @@ cmd_status() {
   echo "hosts:"
   for i in $(seq 1 "$HOSTS"); do
     local st; st=$(dk "$i" plugin inspect -f '{{.Enabled}}' "$PLUGIN_NAME" 2>/dev/null || echo missing)
-    echo "  h$i  $(host_addr "$i")  plugin enabled=$st"
+    echo "  h$i  $(host_addr "$i")  Docker $(lab_docker_version "$i")  plugin enabled=$st"
     echo "      docker -H unix://$(host_sock "$i") ps"
     echo "      nsenter --net=/run/netns/$(host_ns "$i") sh    # a shell in the host"
   done
