@@ -24,6 +24,12 @@ const EnvSchema = z.object({
   TSOVERLAY_GATEWAY_SUBNET: z.string().default("100.72.0.0/24"),
   TSOVERLAY_PROXY_MODE: z.enum(PROXY_MODES).default("hybrid"),
   TSOVERLAY_PROXY_WORKERS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(64)]).default("auto"),
+  // How long a call retries a cluster store that does not answer (leader election, agent restart).
+  TSOVERLAY_STORE_RETRY_S: z.coerce.number().min(0).max(120).default(10),
+  // How long a host must be gone before live hosts collect its records.
+  TSOVERLAY_GC_GRACE_S: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
+  // How often this host checks its own records and looks for gone hosts.
+  TSOVERLAY_GC_INTERVAL_S: z.coerce.number().int().min(1).max(24 * 3600).default(60),
 });
 
 export interface PluginConfig {
@@ -46,6 +52,12 @@ export interface PluginConfig {
    * at most 3 (on 2 vCPUs a worker measured slower: the cores are busy with the traffic itself).
    */
   proxyWorkers: number;
+  /** Retry budget of a cluster-store call made while serving Docker (ms). */
+  storeRetryMs: number;
+  /** A host gone this long has its records collected (ms). */
+  gcGraceMs: number;
+  /** Period of the record collector (ms). */
+  gcIntervalMs: number;
 }
 
 export type ConfigResult = { ok: true; config: PluginConfig } | { ok: false; error: string };
@@ -82,6 +94,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
       proxyMode: e.TSOVERLAY_PROXY_MODE,
       proxyWorkers: e.TSOVERLAY_PROXY_WORKERS === "auto" ? Math.min(3, Math.max(0, Math.floor((availableParallelism() - 2) / 2))) : e.TSOVERLAY_PROXY_WORKERS,
+      storeRetryMs: Math.round(e.TSOVERLAY_STORE_RETRY_S * 1000),
+      gcGraceMs: e.TSOVERLAY_GC_GRACE_S * 1000,
+      gcIntervalMs: e.TSOVERLAY_GC_INTERVAL_S * 1000,
     },
   };
 }

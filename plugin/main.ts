@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     const started = await startDomain(config, process.env, log);
     if (started.ok) {
       domain = started.value;
-      gate.ready(domain.driver, domain.ipam, domain.ports);
+      gate.ready(domain.driver, domain.ipam, domain.ports, domain.cluster);
       return;
     }
     gate.notReady(started.error);

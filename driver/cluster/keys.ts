@@ -6,13 +6,15 @@
  *
  *   tsoverlay/v1/hosts/<hostId>                       host record, ephemeral (session TTL)
  *   tsoverlay/v1/pools/<subnet>                       pool record (subnet, name?)
- *   tsoverlay/v1/pools/<subnet>/refs/<hostId>         how many RequestPool this host holds
+ *   tsoverlay/v1/pools/<subnet>/refs/<hostId>         this host holds the pool (when it took it)
+ *   tsoverlay/v1/pools/<subnet>/cursor                the address last handed out (allocation goes on after it)
  *   tsoverlay/v1/names/<name>                         --ipam-opt name=… → subnet
  *   tsoverlay/v1/addresses/<subnet>/<ip>              one allocated address (create-only CAS)
  *   tsoverlay/v1/vnis/<vni>                           VNI claim → subnet (create-only CAS)
  *   tsoverlay/v1/networks/<subnet>                    network record (vni, gateway, mtu, options)
  *   tsoverlay/v1/networks/<subnet>/hosts/<hostId>     this host has the network (its Docker NetworkID)
  *   tsoverlay/v1/endpoints/<subnet>/<endpointId>      endpoint (ip, mac, host, vtep) — what peers program
+ *   tsoverlay/v1/gone/<hostId>                        a host seen gone (since when; who collects its records)
  */
 export const ROOT = "tsoverlay/v1";
 
@@ -31,6 +33,7 @@ export const keys = {
   pool: (subnet: string) => `${ROOT}/pools/${subnetKey(subnet)}`,
   poolRefs: (subnet: string) => `${ROOT}/pools/${subnetKey(subnet)}/refs/`,
   poolRef: (subnet: string, hostId: string) => `${ROOT}/pools/${subnetKey(subnet)}/refs/${hostId}`,
+  addressCursor: (subnet: string) => `${ROOT}/pools/${subnetKey(subnet)}/cursor`,
   names: () => `${ROOT}/names/`,
   name: (name: string) => `${ROOT}/names/${name}`,
   addresses: (subnet: string) => `${ROOT}/addresses/${subnetKey(subnet)}/`,
@@ -40,6 +43,11 @@ export const keys = {
   network: (subnet: string) => `${ROOT}/networks/${subnetKey(subnet)}`,
   networkHosts: (subnet: string) => `${ROOT}/networks/${subnetKey(subnet)}/hosts/`,
   networkHost: (subnet: string, hostId: string) => `${ROOT}/networks/${subnetKey(subnet)}/hosts/${hostId}`,
+  allAddresses: () => `${ROOT}/addresses/`,
+  allNetworks: () => `${ROOT}/networks/`,
+  allEndpoints: () => `${ROOT}/endpoints/`,
+  gone: () => `${ROOT}/gone/`,
+  goneHost: (hostId: string) => `${ROOT}/gone/${hostId}`,
   endpoints: (subnet: string) => `${ROOT}/endpoints/${subnetKey(subnet)}/`,
   endpoint: (subnet: string, endpointId: string) => `${ROOT}/endpoints/${subnetKey(subnet)}/${endpointId}`,
 };

@@ -9,6 +9,10 @@ export const NetworkRecord = z.object({
   mtu: z.number().int().optional(),
   /** `-o proxy-protocol=v1|v2`: published ports send a PROXY header to the container. */
   proxyProtocol: z.enum(["v1", "v2"]).optional(),
+  /** `--internal`: no way out (no uplink, no NAT, no gateway for containers, no published ports). */
+  internal: z.boolean().optional(),
+  /** `-o com.docker.network.container_iface_prefix=…`: the container's interface name prefix. */
+  ifacePrefix: z.string().optional(),
   createdAt: z.string(),
 });
 export type NetworkRecord = z.infer<typeof NetworkRecord>;

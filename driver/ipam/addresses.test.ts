@@ -25,7 +25,7 @@ async function setup(pool: string, subPool?: string, { jitter = false } = {}) {
 const address = (result: Result<{ address: string }>): string => value(result).address;
 
 describe("requestAddress", () => {
-  it("hands out the lowest free address with the pool's prefix and records who holds it", async () => {
+  it("hands out free addresses in order with the pool's prefix and records who holds it", async () => {
     const { store, addresses, poolId } = await setup("10.10.0.0/24");
     expect(value(await addresses.requestAddress({ hostId: "h1", poolId, options: GATEWAY }))).toEqual({
       address: "10.10.0.1/24",
@@ -151,13 +151,25 @@ describe("gateway", () => {
 });
 
 describe("releaseAddress", () => {
-  it("frees an address for reuse, lowest first", async () => {
-    const { store, addresses, poolId } = await setup("10.10.0.0/24");
-    value(await addresses.requestAddress({ hostId: "h1", poolId }));
-    value(await addresses.requestAddress({ hostId: "h1", poolId }));
+  it("hands a freed address out again only after the rest of the pool (serial, wrapping round, like Docker's IPAM)", async () => {
+    const { store, addresses, poolId } = await setup("10.10.0.0/29");
+    // .1-.6 are the host addresses of a /29.
+    expect(address(await addresses.requestAddress({ hostId: "h1", poolId }))).toBe("10.10.0.1/29");
+    expect(address(await addresses.requestAddress({ hostId: "h1", poolId }))).toBe("10.10.0.2/29");
     value(await addresses.releaseAddress({ hostId: "h1", poolId, address: "10.10.0.1" }));
-    expect(await store.get(keys.address("10.10.0.0/24", "10.10.0.1"))).toBeUndefined();
-    expect(address(await addresses.requestAddress({ hostId: "h2", poolId }))).toBe("10.10.0.1/24");
+    expect(await store.get(keys.address("10.10.0.0/29", "10.10.0.1"))).toBeUndefined();
+    // Not .1 again at once, whichever host asks next.
+    expect(address(await addresses.requestAddress({ hostId: "h2", poolId }))).toBe("10.10.0.3/29");
+    value(await addresses.releaseAddress({ hostId: "h2", poolId, address: "10.10.0.3" }));
+    for (const want of ["10.10.0.4/29", "10.10.0.5/29", "10.10.0.6/29", "10.10.0.1/29", "10.10.0.3/29"]) {
+      expect(address(await addresses.requestAddress({ hostId: "h1", poolId }))).toBe(want);
+    }
+    expect(error(await addresses.requestAddress({ hostId: "h1", poolId }))).toContain("no available IPv4 addresses");
+    // A requested address does not move the cursor.
+    value(await addresses.releaseAddress({ hostId: "h1", poolId, address: "10.10.0.5" }));
+    value(await addresses.releaseAddress({ hostId: "h1", poolId, address: "10.10.0.2" }));
+    expect(address(await addresses.requestAddress({ hostId: "h1", poolId, address: "10.10.0.2" }))).toBe("10.10.0.2/29");
+    expect(address(await addresses.requestAddress({ hostId: "h1", poolId }))).toBe("10.10.0.5/29");
   });
 
   it("is idempotent, leaves the gateway with the pool and other hosts' addresses alone", async () => {

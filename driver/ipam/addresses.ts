@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { keys } from "../cluster/keys.js";
+import { keys, subnetFromKey } from "../cluster/keys.js";
 import type { Logger } from "../log.js";
 import { failure, success, type Result } from "../result.js";
 import type { KV, Store } from "../store/store.js";
@@ -24,6 +24,14 @@ const AddressRecord = z.object({
   at: z.string(),
 });
 export type AddressRecord = z.infer<typeof AddressRecord>;
+
+/** An address record as the collector sees it. */
+export interface HeldAddress {
+  pool: string;
+  ip: string;
+  record: AddressRecord;
+  kv: KV;
+}
 
 export interface RequestAddressArgs {
   hostId: string;
@@ -91,7 +99,7 @@ export class AddressAllocator {
       }
       ip = await this.claimGiven(pool, wanted, record);
     } else {
-      ip = await this.claimLowest(pool, subPool, record);
+      ip = await this.claimNext(pool, subPool, record);
     }
     if (!ip.ok) return ip;
     const allocated = formatIpv4(ip.value);
@@ -135,12 +143,57 @@ export class AddressAllocator {
     return failure(giveUp(`releasing address ${formatIpv4(ip.value)} in pool ${pool.toString()}`));
   }
 
+  /** Every address record of the cluster (gateways included). */
+  async held(): Promise<HeldAddress[]> {
+    const prefix = keys.allAddresses();
+    const out: HeldAddress[] = [];
+    for (const kv of await this.store.list(prefix)) {
+      const m = /^([^/]+)\/([^/]+)$/.exec(kv.key.slice(prefix.length));
+      if (!m || !parseIpv4(m[2]!).ok) continue;
+      let record: AddressRecord;
+      try {
+        record = decodeAddress(kv);
+      } catch (err) {
+        this.log.warn({ key: kv.key, err: (err as Error).message }, "ignoring a corrupt address record");
+        continue;
+      }
+      out.push({ pool: subnetFromKey(m[1]!), ip: m[2]!, record, kv });
+    }
+    return out;
+  }
+
+  /** Deletes a record read by held(), unless it changed since. */
+  drop(a: HeldAddress): Promise<boolean> {
+    return this.store.delete(a.kv.key, a.kv.modifyIndex);
+  }
+
+  /**
+   * Writes this host's record of an address it uses, if it went missing (the
+   * collector re-asserting). Fails if another host holds the address now.
+   */
+  async reclaim(pool: string, ip: string, hostId: string, kind: "endpoint" | "gateway"): Promise<Result<"kept" | "restored">> {
+    const key = keys.address(pool, ip);
+    const record: AddressRecord = { host: hostId, kind, at: new Date(this.now()).toISOString() };
+    if (await this.store.cas(key, JSON.stringify(record), 0)) return success("restored");
+    const kv = await this.store.get(key);
+    if (kv === undefined) return failure(`address ${ip} in pool ${pool} changed hands while being restored`);
+    const holder = decodeAddress(kv);
+    if (kind === "gateway" ? holder.kind === "gateway" : holder.host === hostId) return success("kept");
+    return failure(`address ${ip} in pool ${pool} is held by ${holder.kind === "gateway" ? "the gateway" : `host ${holder.host}`}`);
+  }
+
   private async claimGiven(pool: Subnet, ip: Ipv4, record: AddressRecord): Promise<Result<Ipv4>> {
     if (await this.store.cas(keys.address(pool.toString(), formatIpv4(ip)), JSON.stringify(record), 0)) return success(ip);
     return failure(`address ${formatIpv4(ip)} is already in use in pool ${pool.toString()}`);
   }
 
-  private async claimLowest(pool: Subnet, subPool: Subnet | undefined, record: AddressRecord): Promise<Result<Ipv4>> {
+  /**
+   * The next free address after the one last handed out in the pool, wrapping
+   * around (Docker's serial allocation): a freed address is not handed out
+   * again until the others have been, so containers and clients that still
+   * cache it (ARP, DNS, connection tables) meet nothing rather than a stranger.
+   */
+  private async claimNext(pool: Subnet, subPool: Subnet | undefined, record: AddressRecord): Promise<Result<Ipv4>> {
     const first = Math.max(pool.firstHost, subPool?.network ?? pool.firstHost);
     const last = Math.min(pool.lastHost, subPool?.broadcast ?? pool.lastHost);
     const where = subPool === undefined ? `pool ${pool.toString()}` : `range ${subPool.toString()} of pool ${pool.toString()}`;
@@ -148,18 +201,29 @@ export class AddressAllocator {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
       const taken = new Set((await this.allocated(pool)).map((a) => a.ip));
+      const cursor = await this.cursor(pool);
+      const start = cursor !== undefined && cursor >= first && cursor < last ? cursor + 1 : first;
       let sawFree = false;
-      for (const ip of addressRange(first, last)) {
+      for (const ip of wrapAround(start, first, last)) {
         if (taken.has(ip)) continue;
         sawFree = true;
         // A lost create-only CAS means another host took this one: try the next.
         if (await this.store.cas(keys.address(pool.toString(), formatIpv4(ip)), JSON.stringify(record), 0)) {
+          // A hint only: two hosts moving it at once just both go on from about here.
+          await this.store.put(keys.addressCursor(pool.toString()), formatIpv4(ip));
           return success(ip);
         }
       }
       if (!sawFree) return failure(`no available IPv4 addresses in ${where}`);
     }
     return failure(giveUp(`allocating an address in ${where}`));
+  }
+
+  private async cursor(pool: Subnet): Promise<Ipv4 | undefined> {
+    const kv = await this.store.get(keys.addressCursor(pool.toString()));
+    if (kv === undefined) return undefined;
+    const ip = parseIpv4(kv.value);
+    return ip.ok && pool.contains(ip.value) ? ip.value : undefined;
   }
 
   /**
@@ -212,6 +276,12 @@ export class AddressAllocator {
       .filter((a) => decodeAddress(a.kv).kind === "gateway")
       .sort((a, b) => a.kv.modifyIndex - b.kv.modifyIndex);
   }
+}
+
+/** first..last, starting at `start` and wrapping round to `first`. */
+function* wrapAround(start: Ipv4, first: Ipv4, last: Ipv4): Generator<Ipv4> {
+  yield* addressRange(start, last);
+  yield* addressRange(first, start - 1);
 }
 
 /** "a.b.c.d" (libnetwork's form) or "a.b.c.d/nn", which must be a host address of the pool. */

@@ -1,7 +1,8 @@
 import type { Logger } from "../log.js";
 import type { Result } from "../result.js";
 import type { Store } from "../store/store.js";
-import { AddressAllocator, type AddressResponse, type ReleaseAddressArgs, type RequestAddressArgs } from "./addresses.js";
+import { AddressAllocator, type AddressResponse, type HeldAddress, type ReleaseAddressArgs, type RequestAddressArgs } from "./addresses.js";
+import { Subnet } from "./ipv4.js";
 import type { IpamConfig } from "./ipam-config.js";
 import { PoolAllocator, type PoolResponse, type ReleasePoolArgs, type RequestPoolArgs } from "./pools.js";
 import { claimVni, releaseVni } from "./vnis.js";
@@ -39,6 +40,35 @@ export class ClusterIpam {
 
   releaseAddress(req: ReleaseAddressArgs): Promise<Result<void>> {
     return this.addresses.releaseAddress(req);
+  }
+
+  // What the collector needs: every record, and re-taking or dropping one.
+
+  addressRecords(): Promise<HeldAddress[]> {
+    return this.addresses.held();
+  }
+
+  dropAddressRecord(a: HeldAddress): Promise<boolean> {
+    return this.addresses.drop(a);
+  }
+
+  reclaimAddress(pool: string, ip: string, hostId: string, kind: "endpoint" | "gateway"): Promise<Result<"kept" | "restored">> {
+    return this.addresses.reclaim(pool, ip, hostId, kind);
+  }
+
+  poolReferences(): Promise<{ subnet: string; hostId: string; at: string }[]> {
+    return this.pools.references();
+  }
+
+  reclaimPool(subnet: string, hostId: string): Promise<Result<void>> {
+    const parsed = Subnet.parse(subnet);
+    return parsed.ok ? this.pools.reclaim(parsed.value, hostId) : Promise.resolve(parsed);
+  }
+
+  /** Drops `hostId`'s reference on the pool (idempotent); the last one out deletes the pool. */
+  dropPoolReference(subnet: string, hostId: string): Promise<Result<void>> {
+    const parsed = Subnet.parse(subnet);
+    return parsed.ok ? this.pools.release(parsed.value, hostId) : Promise.resolve(parsed);
   }
 
   /** A VNI for the network with this subnet: `requested` (`-o vni=…`) or the lowest free in the configured range. */

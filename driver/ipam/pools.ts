@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { keys } from "../cluster/keys.js";
+import { keys, subnetFromKey } from "../cluster/keys.js";
 import type { Logger } from "../log.js";
 import { failure, success, type Result } from "../result.js";
 import type { KV, Store } from "../store/store.js";
@@ -107,11 +107,19 @@ export interface PoolAllocatorConfig {
 type Created = { kind: "created" } | { kind: "overlap"; other: Subnet } | { kind: "lost" };
 type HeldCheck = "held" | "gone" | "contended";
 
+/** libnetwork's own words (ipamapi.ErrPoolOverlap, as its default IPAM reports it). */
+export const POOL_OVERLAP = "invalid pool request: Pool overlaps with other one on this address space";
+
+/** `pools/<subnet>/refs/<hostId>`: this host holds the pool (one reference per host). */
+const RefRecord = z.object({ at: z.string() });
+
 /**
  * Cluster-wide pools. A pool is identified by its subnet: the same subnet
- * requested on several hosts is one network, held by a per-host refcount
+ * requested on several hosts is one network, held by one reference per host
  * (`pools/<subnet>/refs/<hostId>`); the last release deletes the pool, its
- * addresses and its name.
+ * addresses and its name. A host asking again for a pool it already holds is
+ * refused the way Docker's own IPAM refuses an overlapping pool: one host has
+ * one network per subnet.
  *
  * Repeated identical requests give the same PoolID, except without --subnet
  * and without a name: libnetwork repeats those when a pool clashes with a host
@@ -174,7 +182,8 @@ export class PoolAllocator {
     const id = parsePoolId(req.poolId);
     if (!id.ok) return id;
     if ((await readPool(this.store, id.value.pool)) === undefined) {
-      return failure(`pool ${id.value.pool.toString()} does not exist in the cluster`);
+      this.log.debug({ pool: id.value.pool.toString(), host: req.hostId }, "released pool was already gone");
+      return success(undefined);
     }
     return this.release(id.value.pool, req.hostId);
   }
@@ -271,13 +280,15 @@ export class PoolAllocator {
         await this.recoverIfStale(pool);
         continue;
       }
-      if (!(await this.incrementRef(subnet, hostId))) break;
+      if (!(await this.store.cas(keys.poolRef(subnet.toString(), hostId), JSON.stringify({ at: this.timestamp() }), 0))) {
+        return failure(`${POOL_OVERLAP} (${subnet.toString()} is already in use by a tsoverlay network on this host)`);
+      }
       const check = await this.confirmHeld(subnet, pool.record.uid);
       if (check === "held") {
         this.log.debug({ pool: subnet.toString(), host: hostId }, "pool reference taken");
         return success(undefined);
       }
-      await this.decrementRef(subnet, hostId);
+      await this.store.delete(keys.poolRef(subnet.toString(), hostId));
       if (check === "contended") break;
     }
     return failure(giveUp(`requesting pool ${subnet.toString()}`));
@@ -340,13 +351,44 @@ export class PoolAllocator {
     return { kind: "created" };
   }
 
-  private async release(subnet: Subnet, hostId: string): Promise<Result<void>> {
-    const left = await this.decrementRef(subnet, hostId);
-    if (left === "absent") return failure(`pool ${subnet.toString()} is not in use on host ${hostId}`);
-    if (left === "contended") return failure(giveUp(`releasing pool ${subnet.toString()}`));
-    this.log.debug({ pool: subnet.toString(), host: hostId, refs: left }, "pool reference dropped");
-    if (left === 0) await this.deleteIfUnused(subnet);
+  /**
+   * Drops `hostId`'s reference; the last one out deletes the pool. Idempotent:
+   * a reference that is already gone is fine (a replayed teardown, or a dead
+   * host's records collected by another host).
+   */
+  async release(subnet: Subnet, hostId: string): Promise<Result<void>> {
+    const dropped = await this.store.delete(keys.poolRef(subnet.toString(), hostId));
+    this.log.debug({ pool: subnet.toString(), host: hostId, dropped }, "pool reference dropped");
+    await this.deleteIfUnused(subnet);
     return success(undefined);
+  }
+
+  /**
+   * Takes `hostId`'s reference again if it went missing (the collector
+   * re-asserting this host's records): unlike requestPool, holding it already
+   * is fine, and the pool is created again if it was deleted meanwhile.
+   */
+  async reclaim(subnet: Subnet, hostId: string): Promise<Result<void>> {
+    if ((await this.heldSince(subnet, hostId)) !== undefined && (await readPool(this.store, subnet)) !== undefined) return success(undefined);
+    await this.store.delete(keys.poolRef(subnet.toString(), hostId));
+    return this.hold(subnet, hostId);
+  }
+
+  /** Every pool reference in the cluster: which host holds which pool, since when. */
+  async references(): Promise<{ subnet: string; hostId: string; at: string }[]> {
+    const prefix = keys.pools();
+    const out: { subnet: string; hostId: string; at: string }[] = [];
+    for (const kv of await this.store.list(prefix)) {
+      const m = /^([^/]+)\/refs\/([^/]+)$/.exec(kv.key.slice(prefix.length));
+      if (m) out.push({ subnet: subnetFromKey(m[1]!), hostId: m[2]!, at: refTime(kv) });
+    }
+    return out;
+  }
+
+  /** When `hostId` took its reference on the pool, if it holds one. */
+  async heldSince(subnet: Subnet, hostId: string): Promise<string | undefined> {
+    const kv = await this.store.get(keys.poolRef(subnet.toString(), hostId));
+    return kv === undefined ? undefined : refTime(kv);
   }
 
   /** When no host holds a ref any more: mark "releasing", check the refs again, delete. */
@@ -380,6 +422,7 @@ export class PoolAllocator {
       if (binding.value === subnet) await this.store.delete(binding.key, binding.modifyIndex);
     }
     await this.store.deleteTree(keys.poolRefs(subnet));
+    await this.store.delete(keys.addressCursor(subnet));
     await this.store.delete(pool.kv.key, pool.kv.modifyIndex);
     this.log.info({ pool: subnet }, "pool released by the last host");
   }
@@ -393,31 +436,6 @@ export class PoolAllocator {
     else await this.finishRelease(pool);
   }
 
-  private async incrementRef(subnet: Subnet, hostId: string): Promise<boolean> {
-    const key = keys.poolRef(subnet.toString(), hostId);
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
-      const kv = await this.store.get(key);
-      if (await this.store.cas(key, String(refCount(kv) + 1), kv?.modifyIndex ?? 0)) return true;
-    }
-    return false;
-  }
-
-  /** Returns the refs this host has left, "absent" if it had none. */
-  private async decrementRef(subnet: Subnet, hostId: string): Promise<number | "absent" | "contended"> {
-    const key = keys.poolRef(subnet.toString(), hostId);
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
-      const kv = await this.store.get(key);
-      if (kv === undefined) return "absent";
-      const left = refCount(kv) - 1;
-      const done =
-        left > 0 ? await this.store.cas(key, String(left), kv.modifyIndex) : await this.store.delete(key, kv.modifyIndex);
-      if (done) return Math.max(left, 0);
-    }
-    return "contended";
-  }
-
   /** Pool records only: `pools/` also holds every `<subnet>/refs/<hostId>`. */
   private async listPools(): Promise<StoredPool[]> {
     const prefix = keys.pools();
@@ -429,7 +447,11 @@ export class PoolAllocator {
   }
 }
 
-function refCount(kv: KV | undefined): number {
-  const n = Number(kv?.value ?? 0);
-  return Number.isInteger(n) && n > 0 ? n : 0;
+/** A reference's time; references written before they carried one count as old. */
+function refTime(kv: KV): string {
+  try {
+    return RefRecord.parse(JSON.parse(kv.value)).at;
+  } catch {
+    return new Date(0).toISOString();
+  }
 }

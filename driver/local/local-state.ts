@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { subnetKey } from "../cluster/keys.js";
+import { NetworkRecord } from "../cluster/records.js";
 import type { PortRequest } from "../publish/port-publisher.js";
 import type { Store } from "../store/store.js";
 
@@ -7,9 +8,11 @@ import type { Store } from "../store/store.js";
  * What this host must remember across plugin restarts (Docker replays neither
  * CreateNetwork nor CreateEndpoint): its Docker network IDs, endpoints, uplink
  * slots and published ports. Kept in a host-private store (never in the
- * cluster store: network IDs are per daemon).
+ * cluster store: network IDs are per daemon). Each network also keeps a copy
+ * of its cluster record (VNI, gateway, MTU, options), so that the datapath can
+ * be restored and endpoints served while the cluster store is away.
  */
-export const LocalNetwork = z.object({ networkId: z.string(), subnet: z.string() });
+export const LocalNetwork = z.object({ networkId: z.string(), subnet: z.string(), record: NetworkRecord.optional() });
 export type LocalNetwork = z.infer<typeof LocalNetwork>;
 
 export const LocalEndpoint = z.object({
@@ -74,6 +77,15 @@ export class LocalState {
 
   deleteNetwork(networkId: string): Promise<void> {
     return this.nets.delete(networkId);
+  }
+
+  networks(): Promise<LocalNetwork[]> {
+    return this.nets.all();
+  }
+
+  /** This host's network on `subnet`, if any (one per subnet). */
+  async networkOn(subnet: string): Promise<LocalNetwork | undefined> {
+    return (await this.nets.all()).find((n) => n.subnet === subnet);
   }
 
   putEndpoint(e: LocalEndpoint): Promise<void> {

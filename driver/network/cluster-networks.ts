@@ -1,4 +1,4 @@
-import { keys } from "../cluster/keys.js";
+import { keys, subnetFromKey } from "../cluster/keys.js";
 import { NetworkHostRecord, NetworkRecord, parseRecord } from "../cluster/records.js";
 import type { Logger } from "../log.js";
 import { failure, success, type Result } from "../result.js";
@@ -13,8 +13,24 @@ export interface VniAllocator {
 
 const MAX_ATTEMPTS = 20;
 
-function describe(o: { vni?: number; mtu?: number; proxyProtocol?: string; gatewayCidr: string }): string {
-  return [`gateway=${o.gatewayCidr}`, `vni=${o.vni ?? "auto"}`, `mtu=${o.mtu ?? "auto"}`, `proxy-protocol=${o.proxyProtocol ?? "off"}`].join(" ");
+interface Described {
+  vni?: number;
+  mtu?: number;
+  proxyProtocol?: string;
+  gatewayCidr: string;
+  internal?: boolean;
+  ifacePrefix?: string;
+}
+
+function describe(o: Described): string {
+  return [
+    `gateway=${o.gatewayCidr}`,
+    `vni=${o.vni ?? "auto"}`,
+    `mtu=${o.mtu ?? "auto"}`,
+    `proxy-protocol=${o.proxyProtocol ?? "off"}`,
+    `internal=${o.internal === true}`,
+    `iface-prefix=${o.ifacePrefix ?? "eth"}`,
+  ].join(" ");
 }
 
 /**
@@ -44,7 +60,9 @@ export class ClusterNetworks {
         const askedVni = opts.vni !== undefined && opts.vni !== existing.vni;
         const askedMtu = (opts.mtu ?? undefined) !== (existing.mtu ?? undefined);
         const askedProxy = (opts.proxyProtocol ?? undefined) !== (existing.proxyProtocol ?? undefined);
-        if (existing.gatewayCidr !== gatewayCidr || askedVni || askedMtu || askedProxy) {
+        const askedInternal = (opts.internal === true) !== (existing.internal === true);
+        const askedPrefix = (opts.ifacePrefix ?? undefined) !== (existing.ifacePrefix ?? undefined);
+        if (existing.gatewayCidr !== gatewayCidr || askedVni || askedMtu || askedProxy || askedInternal || askedPrefix) {
           return failure(
             `network ${subnet} already exists in the cluster with ${describe({ ...existing })}; this host asked for ${describe({ gatewayCidr, ...opts })}`,
           );
@@ -57,6 +75,8 @@ export class ClusterNetworks {
       const rec: NetworkRecord = { subnet, gatewayCidr, vni: vni.value, createdAt: new Date().toISOString() };
       if (opts.mtu !== undefined) rec.mtu = opts.mtu;
       if (opts.proxyProtocol !== undefined) rec.proxyProtocol = opts.proxyProtocol;
+      if (opts.internal === true) rec.internal = true;
+      if (opts.ifacePrefix !== undefined) rec.ifacePrefix = opts.ifacePrefix;
       if (await this.store.cas(keys.network(subnet), JSON.stringify(rec), 0)) {
         await this.putMembership(subnet, networkId);
         this.log.info({ subnet, vni: rec.vni }, "network created in the cluster");
@@ -69,11 +89,12 @@ export class ClusterNetworks {
   }
 
   /**
-   * Drops this host's membership. The last host out deletes the record, its
-   * VNI and any endpoint keys left behind.
+   * Drops this host's membership (or, when collecting a dead host's records,
+   * `hostId`'s). The last host out deletes the record, its VNI and any
+   * endpoint keys left behind. Idempotent.
    */
-  async leave(subnet: string): Promise<void> {
-    await this.store.delete(keys.networkHost(subnet, this.hostId));
+  async leave(subnet: string, hostId = this.hostId): Promise<void> {
+    await this.store.delete(keys.networkHost(subnet, hostId));
     const remaining = await this.store.list(keys.networkHosts(subnet));
     if (remaining.length > 0) return;
     const kv = await this.store.get(keys.network(subnet));
@@ -84,6 +105,34 @@ export class ClusterNetworks {
     await this.store.deleteTree(keys.endpoints(subnet));
     await this.store.deleteTree(keys.networkHosts(subnet));
     this.log.info({ subnet, vni: rec?.vni }, "last host left: network removed from the cluster");
+  }
+
+  /** Every host's membership of every network. */
+  async memberships(): Promise<{ subnet: string; hostId: string }[]> {
+    const prefix = keys.allNetworks();
+    const out: { subnet: string; hostId: string }[] = [];
+    for (const kv of await this.store.list(prefix)) {
+      const m = /^([^/]+)\/hosts\/([^/]+)$/.exec(kv.key.slice(prefix.length));
+      if (m) out.push({ subnet: subnetFromKey(m[1]!), hostId: m[2]! });
+    }
+    return out;
+  }
+
+  /** This host's membership of the subnet, as the cluster has it. */
+  async membership(subnet: string, hostId = this.hostId): Promise<NetworkHostRecord | undefined> {
+    const kv = await this.store.get(keys.networkHost(subnet, hostId));
+    return kv === undefined ? undefined : parseRecord(NetworkHostRecord, kv.value);
+  }
+
+  /** Options of a record, as join() takes them (to re-create a record that went missing). */
+  static optionsOf(rec: NetworkRecord): NetworkOptions {
+    return {
+      vni: rec.vni,
+      ...(rec.mtu === undefined ? {} : { mtu: rec.mtu }),
+      ...(rec.proxyProtocol === undefined ? {} : { proxyProtocol: rec.proxyProtocol }),
+      ...(rec.internal === true ? { internal: true } : {}),
+      ...(rec.ifacePrefix === undefined ? {} : { ifacePrefix: rec.ifacePrefix }),
+    };
   }
 
   private async putMembership(subnet: string, networkId: string): Promise<void> {

@@ -92,7 +92,12 @@ export class ConsulStore implements Store {
     private readonly requestTimeoutMs: number,
   ) {}
 
-  /** Connects and checks that the agent answers (fails fast with a StoreError if not). */
+  /**
+   * Connects and asks the agent for the cluster leader. An agent that cannot
+   * answer (down, no leader) is logged, not fatal: the plugin must start and
+   * serve from its host-private state while Consul is away, and every store
+   * call says what is wrong when it fails. An invalid address is fatal.
+   */
   static async open(opts: ConsulStoreOptions): Promise<ConsulStore> {
     const addr = opts.addr.trim() || process.env.CONSUL_HTTP_ADDR || "";
     const token = opts.token || process.env.CONSUL_HTTP_TOKEN || undefined;
@@ -115,8 +120,12 @@ export class ConsulStore implements Store {
       const leader = await client.status.leader();
       if (!leader) log.warn("consul reachable but has no cluster leader yet; writes will fail until one is elected");
     } catch (err) {
-      client.destroy();
-      throw store.error("open", addr, err);
+      const error = store.error("open", addr, err);
+      if (!error.transient) {
+        client.destroy();
+        throw error;
+      }
+      log.warn({ err: error.message }, "consul is not answering yet; starting anyway");
     }
     log.info({ tokenSet: token !== undefined }, "consul store opened");
     return store;
@@ -221,7 +230,9 @@ export class ConsulStore implements Store {
   }
 
   private error(op: string, key: string, err: unknown): StoreError {
-    return new StoreError(op, key, describeConsulError(this.baseUrl, err));
+    if (err instanceof StoreError) return err;
+    const { error, unavailable } = describeConsulError(this.baseUrl, err);
+    return new StoreError(op, key, error, unavailable === undefined ? {} : { unavailable });
   }
 }
 
@@ -517,17 +528,39 @@ function statusCodeOf(err: unknown): number | undefined {
   return response?.statusCode;
 }
 
-/** Names the agent and says what went wrong in terms an operator can act on. */
-function describeConsulError(baseUrl: string, err: unknown): Error {
-  const endpoint = baseUrl.replace(/\/v1$/, "");
+/** Network-level failures: the agent could not be reached or the connection broke. */
+const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN"]);
+
+/**
+ * Names the agent and says what went wrong in terms an operator can act on.
+ * `unavailable` is set when the failure is Consul not being able to answer
+ * (agent down, no leader, no servers, timeouts, 5xx): worth retrying. A 4xx
+ * is Consul refusing the request (an ACL, a bad request): not worth it.
+ */
+export function describeConsulError(baseUrl: string, err: unknown): { error: Error; unavailable?: string } {
+  const endpoint = baseUrl.replace(/\/v1$/, "").replace(/^https?:\/\//, "");
   const detail = err as { message?: string; code?: string; isTimeout?: boolean; cause?: { code?: string } } | undefined;
   const code = detail?.code ?? detail?.cause?.code;
   const status = statusCodeOf(err);
+  const body = detail?.message ?? "";
+  let unavailable: string | undefined;
   let message: string;
-  if (detail?.isTimeout) message = `consul at ${endpoint} did not answer in time (${detail.message ?? "timeout"})`;
-  else if (code === "ECONNREFUSED") message = `consul at ${endpoint} refused the connection (is the agent running?)`;
-  else if (code === "ENOTFOUND" || code === "EAI_AGAIN") message = `consul host in ${endpoint} does not resolve`;
-  else if (status !== undefined) message = `consul at ${endpoint} answered HTTP ${status}: ${detail?.message ?? ""}`;
-  else message = `consul at ${endpoint}: ${err instanceof Error ? err.message : String(err)}`;
-  return new Error(message, { cause: err });
+  if (detail?.isTimeout) {
+    // A server without a leader holds requests (rpc_hold_timeout, 7 s by default) before it says so.
+    unavailable = `Consul at ${endpoint} did not answer in time`;
+  } else if (code === "ECONNREFUSED") {
+    unavailable = `Consul at ${endpoint} refused the connection (is the agent running?)`;
+  } else if (code === "ENOTFOUND" || code === "EAI_AGAIN") {
+    unavailable = `Consul host in ${endpoint} does not resolve`;
+  } else if (code !== undefined && UNREACHABLE_CODES.has(code)) {
+    unavailable = `Consul at ${endpoint} is unreachable (${code})`;
+  } else if (status !== undefined && status >= 500) {
+    if (/no (cluster )?leader/i.test(body)) unavailable = `Consul at ${endpoint} has no leader`;
+    else if (/no known consul servers|no servers/i.test(body)) unavailable = `Consul at ${endpoint} has no servers to talk to`;
+    else unavailable = `Consul at ${endpoint} answered HTTP ${status}${body ? ` (${body})` : ""}`;
+  }
+  if (unavailable !== undefined) message = unavailable;
+  else if (status !== undefined) message = `Consul at ${endpoint} refused the request: HTTP ${status}${body ? `: ${body}` : ""}`;
+  else message = `Consul at ${endpoint}: ${err instanceof Error ? err.message : String(err)}`;
+  return { error: new Error(message, { cause: err }), ...(unavailable === undefined ? {} : { unavailable }) };
 }

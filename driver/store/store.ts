@@ -57,14 +57,46 @@ export interface EphemeralKey {
   detach(): void;
 }
 
-/** Errors from a store carry the operation and key they concern. */
+/**
+ * Errors from a store carry the operation and key they concern. `unavailable`
+ * is set when the store could not be reached or could not answer (no leader,
+ * agent down, timeout): it names the condition in words, e.g. "Consul at
+ * 127.0.0.1:8500 has no leader", and such an error is worth retrying. Without
+ * it the store answered and refused (a bad key, an ACL denial).
+ */
 export class StoreError extends Error {
+  readonly unavailable: string | undefined;
+
   constructor(
     readonly op: string,
     readonly key: string,
     cause: unknown,
+    opts: { unavailable?: string } = {},
   ) {
     super(`store ${op} ${key}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = "StoreError";
+    this.unavailable = opts.unavailable;
   }
+
+  get transient(): boolean {
+    return this.unavailable !== undefined;
+  }
+}
+
+/**
+ * The cluster store stayed unavailable for the whole retry budget. Its message
+ * is what users see in `docker` errors, the log and the status endpoint.
+ */
+export class StoreUnavailableError extends StoreError {
+  constructor(op: string, key: string, condition: string, retriedMs: number) {
+    super(op, key, condition, { unavailable: condition });
+    this.name = "StoreUnavailableError";
+    const retried = retriedMs > 0 ? ` (retried for ${Math.round(retriedMs / 1000)} s)` : "";
+    this.message = `tsoverlay: cluster store unavailable: ${condition}${retried}`;
+  }
+}
+
+/** True for a store error that says the store could not be reached or answer. */
+export function isStoreUnavailable(err: unknown): err is StoreError {
+  return err instanceof StoreError && err.transient;
 }

@@ -13,8 +13,8 @@ export function buildRoutes(gate: ReadinessGate): RouteTable {
   return routes;
 }
 
-/** GET /tsoverlay/status on the plugin's sockets: readiness and published ports. */
+/** GET /tsoverlay/status on the plugin's sockets: readiness, published ports, and the cluster side (store health, queued teardown, hosts, peers). */
 export function statusOf(gate: ReadinessGate): Record<string, unknown> {
   const s = gate.current;
-  return s.ready ? { ready: true, ports: s.ports() } : { ready: false, reason: s.reason };
+  return s.ready ? { ready: true, ports: s.ports(), ...s.cluster() } : { ready: false, reason: s.reason };
 }

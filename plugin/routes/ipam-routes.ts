@@ -14,7 +14,7 @@ export interface ClusterIpamPort {
   releaseAddress(poolId: string, address: string): Promise<Result<void>>;
 }
 
-/** IpamDriver.* (answers carry `Error` as well as `Err`: see answer.ts). */
+/** IpamDriver.* (answers carry `Error` as well as `Err`: see answer.ts). Docker prefixes errors with the method ("IpamDriver.RequestPool: …"), so they are sent without one. */
 export function ipamRoutes(gate: ReadinessGate): Map<string, Handler> {
   const routes = new Map<string, Handler>();
   const withIpam = async (what: string, call: (ipam: ClusterIpamPort) => Promise<Answer>): Promise<Answer> => {
@@ -34,7 +34,7 @@ export function ipamRoutes(gate: ReadinessGate): Map<string, Handler> {
     const req = v.value;
     return withIpam("RequestPool", async (ipam) => {
       const r = await ipam.requestPool({ pool: req.Pool, subPool: req.SubPool, options: req.Options ?? {}, v6: req.V6 });
-      return r.ok ? ok({ PoolID: r.value.poolId, Pool: r.value.pool, Data: r.value.data }) : fail(`RequestPool: ${r.error}`, 400);
+      return r.ok ? ok({ PoolID: r.value.poolId, Pool: r.value.pool, Data: r.value.data }) : fail(r.error, 400);
     });
   });
 
@@ -43,7 +43,7 @@ export function ipamRoutes(gate: ReadinessGate): Map<string, Handler> {
     if (!v.ok) return fail(v.error, 400);
     return withIpam("ReleasePool", async (ipam) => {
       const r = await ipam.releasePool(v.value.PoolID);
-      return r.ok ? ok() : fail(`ReleasePool: ${r.error}`, 400);
+      return r.ok ? ok() : fail(r.error, 400);
     });
   });
 
@@ -53,7 +53,7 @@ export function ipamRoutes(gate: ReadinessGate): Map<string, Handler> {
     const req = v.value;
     return withIpam("RequestAddress", async (ipam) => {
       const r = await ipam.requestAddress({ poolId: req.PoolID, address: req.Address, options: req.Options ?? {} });
-      return r.ok ? ok({ Address: r.value.address, Data: r.value.data }) : fail(`RequestAddress: ${r.error}`, 400);
+      return r.ok ? ok({ Address: r.value.address, Data: r.value.data }) : fail(r.error, 400);
     });
   });
 
@@ -62,7 +62,7 @@ export function ipamRoutes(gate: ReadinessGate): Map<string, Handler> {
     if (!v.ok) return fail(v.error, 400);
     return withIpam("ReleaseAddress", async (ipam) => {
       const r = await ipam.releaseAddress(v.value.PoolID, v.value.Address);
-      return r.ok ? ok() : fail(`ReleaseAddress: ${r.error}`, 400);
+      return r.ok ? ok() : fail(r.error, 400);
     });
   });
 

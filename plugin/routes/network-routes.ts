@@ -45,8 +45,11 @@ export function networkRoutes(gate: ReadinessGate): Map<string, Handler> {
     if ((req.IPv6Data ?? []).length > 0 || req.Options?.["com.docker.network.enable_ipv6"] === true) {
       return fail(`CreateNetwork ${req.NetworkID}: tsoverlay networks are IPv4-only: drop --ipv6`, 400);
     }
+    if (req.Options?.["com.docker.network.enable_ipv4"] === false) {
+      return fail(`CreateNetwork ${req.NetworkID}: tsoverlay networks are IPv4 networks: drop --ipv4=false`, 400);
+    }
     const v4 = req.IPv4Data ?? [];
-    if (v4.length !== 1) return fail(`CreateNetwork ${req.NetworkID}: exactly one IPv4 subnet is supported (got ${v4.length})`, 400);
+    if (v4.length !== 1) return fail(`CreateNetwork ${req.NetworkID}: exactly one IPv4 subnet is supported (got ${v4.length}): give one --subnet`, 400);
     const pool = v4[0]!;
     const opts = stringOptions(req.Options?.["com.docker.network.generic"], req.NetworkID);
     if (!opts.ok) return fail(opts.error, 400);
@@ -57,6 +60,8 @@ export function networkRoutes(gate: ReadinessGate): Map<string, Handler> {
         pool: pool.Pool,
         gatewayCidr: pool.Gateway,
         options: opts.value,
+        internal: req.Options?.["com.docker.network.internal"] === true,
+        auxAddresses: pool.AuxAddresses ?? {},
       });
       return r.ok ? ok() : fail(r.error, 400);
     });
@@ -128,7 +133,10 @@ export function networkRoutes(gate: ReadinessGate): Map<string, Handler> {
       if (!r.ok) return fail(r.error, 404);
       // Gateway must be a plain address; with it Docker routes through this
       // endpoint and asks this driver for external connectivity.
-      return ok({ InterfaceName: { SrcName: r.value.srcName, DstPrefix: "eth" }, Gateway: r.value.gateway });
+      return ok({
+        InterfaceName: { SrcName: r.value.srcName, DstPrefix: r.value.dstPrefix },
+        ...(r.value.gateway === undefined ? {} : { Gateway: r.value.gateway }),
+      });
     });
   });
 

@@ -1,12 +1,14 @@
 /**
- * The Consul store adapter against a real Consul agent that this file starts
- * (dev mode, loopback only, free ports) and kills in afterAll. The binary comes
- * from $TSOVERLAY_CONSUL_BIN; a missing binary fails the suite, it is not skipped.
+ * The Consul store adapter against real Consul agents that this file starts
+ * (loopback only, free ports) and kills: a dev-mode server, one frozen with
+ * SIGSTOP, one that never gets a leader, one with ACLs. The binary comes from
+ * $TSOVERLAY_CONSUL_BIN; a missing binary fails the suite, it is not skipped.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { createServer as createHttpServer, type IncomingHttpHeaders, type Server as HttpServer } from "node:http";
-import { createServer as createTcpServer, type Server, type Socket } from "node:net";
+import { existsSync, mkdtempSync } from "node:fs";
+import { createServer as createTcpServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../driver/log.js";
 import { consulBaseUrl, openConsulStore, type ConsulEphemeralKey, type ConsulStore } from "../../driver/store/consul-store.js";
@@ -50,17 +52,28 @@ interface Agent {
   output: () => string;
 }
 
-async function startConsulAgent(): Promise<Agent> {
+/**
+ * A real Consul agent on free loopback ports. By default a dev-mode server
+ * (elects itself at once). `leaderless`: a server that expects a second server
+ * which never comes, so it never has a leader and answers every KV request
+ * with a 500. `hcl`: extra configuration (ACLs).
+ */
+async function startConsulAgent(opts: { leaderless?: boolean; hcl?: string } = {}): Promise<Agent> {
   if (!existsSync(CONSUL_BIN)) {
     throw new Error(`Consul binary not found at ${CONSUL_BIN}; set TSOVERLAY_CONSUL_BIN to a consul executable`);
   }
   const [http, serfLan, serfWan, server] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  // Without a leader a server holds each request up to rpc_hold_timeout (7 s by default), then answers 500.
+  const mode = opts.leaderless
+    ? ["-server", "-bootstrap-expect", "2", "-data-dir", mkdtempSync(join(tmpdir(), "tso-consul-")), "-hcl", 'performance { rpc_hold_timeout = "1s" }']
+    : ["-dev"];
   const args = [
-    "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+    "agent", ...mode, "-bind", "127.0.0.1", "-client", "127.0.0.1",
     "-http-port", String(http), "-dns-port", "-1", "-grpc-port", "-1",
     "-serf-lan-port", String(serfLan), "-serf-wan-port", String(serfWan), "-server-port", String(server),
     // Lets the TTL-expiry test use a 2 s session instead of the 10 s minimum.
     "-hcl", 'session_ttl_min = "1s"',
+    ...(opts.hcl === undefined ? [] : ["-hcl", opts.hcl]),
     "-log-level", "warn",
   ];
   const child = spawn(CONSUL_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -73,11 +86,11 @@ async function startConsulAgent(): Promise<Agent> {
 
   const addr = `127.0.0.1:${http}`;
   try {
-    await waitFor("the consul agent to elect itself leader", 30_000, async () => {
+    await waitFor(opts.leaderless ? "the consul agent to answer" : "the consul agent to elect itself leader", 30_000, async () => {
       if (exited) throw new Error(exited);
       const res = await fetch(`http://${addr}/v1/status/leader`);
       const leader = (await res.json()) as string;
-      return leader ? leader : undefined;
+      return leader || opts.leaderless ? "up" : undefined;
     });
   } catch (err) {
     if (child.pid !== undefined && !exited) process.kill(child.pid, "SIGKILL");
@@ -278,98 +291,113 @@ describe("ConsulStore against a real agent", () => {
   });
 });
 
-describe("ConsulStore failure modes (no agent)", () => {
-  it("an address with nothing listening gives a StoreError within a few seconds", async () => {
-    const started = Date.now();
-    const error = await openConsulStore({ addr: "127.0.0.1:1", log }).catch((err: unknown) => err);
-    expect(error).toBeInstanceOf(StoreError);
-    expect((error as StoreError).message).toMatch(/127\.0\.0\.1:1.*refused/);
-    expect(Date.now() - started).toBeLessThan(3_000);
-  });
-
-  it("an agent that accepts but never answers times out with a StoreError", async () => {
-    const sockets = new Set<Socket>();
-    const silent: Server = createTcpServer((socket) => sockets.add(socket));
-    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
-    const port = (silent.address() as { port: number }).port;
+describe("ConsulStore failure modes (real agents that cannot answer)", () => {
+  it("nothing listening: opening still works (the plugin must start without Consul), and a call fails at once saying the agent refused", async () => {
+    const store = await openConsulStore({ addr: "127.0.0.1:1", log });
     try {
       const started = Date.now();
-      const error = await openConsulStore({ addr: `127.0.0.1:${port}`, log, requestTimeoutMs: 1_000 }).catch((err: unknown) => err);
+      const error = await store.get("a/b").catch((err: unknown) => err);
       expect(error).toBeInstanceOf(StoreError);
-      expect((error as StoreError).message).toMatch(/did not answer in time/);
+      expect((error as StoreError).transient).toBe(true);
+      expect((error as StoreError).unavailable).toBe("Consul at 127.0.0.1:1 refused the connection (is the agent running?)");
       expect(Date.now() - started).toBeLessThan(3_000);
     } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => silent.close(resolve));
+      await store.close();
     }
   });
 
-  describe("against a fake agent", () => {
-    let fake: HttpServer;
-    let fakeAddr: string;
-    const seenHeaders: IncomingHttpHeaders[] = [];
+  it("an agent that is frozen (accepts connections, never answers) times out with a StoreError", async () => {
+    const agent = await startConsulAgent();
+    const store = await openConsulStore({ addr: agent.addr, log, requestTimeoutMs: 1_000 });
+    process.kill(agent.process.pid!, "SIGSTOP");
+    try {
+      const started = Date.now();
+      const error = await store.get("a/b").catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(StoreError);
+      expect((error as StoreError).unavailable).toMatch(/^Consul at 127\.0\.0\.1:\d+ did not answer in time$/);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      process.kill(agent.process.pid!, "SIGCONT");
+      await store.close();
+      await stopConsulAgent(agent);
+    }
+  });
 
+  describe("a server without a leader", () => {
+    let agent: Agent | undefined;
     beforeAll(async () => {
-      // Answers the open-time leader check; fails every KV request.
-      fake = createHttpServer((req, res) => {
-        seenHeaders.push(req.headers);
-        if (req.url?.startsWith("/v1/status/leader")) {
-          res.setHeader("content-type", "application/json");
-          res.end(JSON.stringify("127.0.0.1:8300"));
-          return;
-        }
-        res.statusCode = 500;
-        res.setHeader("content-type", "text/plain");
-        res.end("rpc error: no cluster leader");
-      });
-      await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
-      fakeAddr = `127.0.0.1:${(fake.address() as { port: number }).port}`;
+      agent = await startConsulAgent({ leaderless: true });
     });
     afterAll(async () => {
-      await new Promise((resolve) => fake.close(resolve));
+      await stopConsulAgent(agent);
     });
 
-    it("sends the token, falling back to CONSUL_HTTP_TOKEN", async () => {
-      const explicit = await openConsulStore({ addr: fakeAddr, token: "explicit-token", log });
-      await explicit.close();
-      expect(seenHeaders.at(-1)?.["x-consul-token"]).toBe("explicit-token");
-
-      process.env.CONSUL_HTTP_TOKEN = "env-token";
+    it("opens, and every KV call fails with a StoreError that says there is no leader", async () => {
+      const store = await openConsulStore({ addr: agent!.addr, log });
       try {
-        const fromEnv = await openConsulStore({ addr: fakeAddr, log });
-        await fromEnv.close();
-      } finally {
-        delete process.env.CONSUL_HTTP_TOKEN;
-      }
-      expect(seenHeaders.at(-1)?.["x-consul-token"]).toBe("env-token");
-    });
-
-    it("HTTP errors carry the operation, key and status", async () => {
-      const store = await openConsulStore({ addr: fakeAddr, log });
-      try {
-        await expect(store.put("a/b", "v")).rejects.toThrow(/^store put a\/b: consul at http:\/\/127\.0\.0\.1:\d+ answered HTTP 500: rpc error: no cluster leader/);
+        const error = await store.put("a/b", "v").catch((err: unknown) => err);
+        expect(error).toBeInstanceOf(StoreError);
+        expect((error as StoreError).transient).toBe(true);
+        expect((error as StoreError).message).toMatch(/^store put a\/b: Consul at 127\.0\.0\.1:\d+ has no leader$/);
       } finally {
         await store.close();
       }
     });
 
     it("a failing watch reports errors through onError, retries with backoff, and is silent after stop", async () => {
-      const store = await openConsulStore({ addr: fakeAddr, log });
+      const store = await openConsulStore({ addr: agent!.addr, log });
       const errors: Error[] = [];
       let changes = 0;
       const watch = store.watch("net", () => changes++, (err) => errors.push(err));
-      await sleep(1_000);
+      await sleep(4_000);
       watch.stop();
       const reported = errors.length;
-      // Backoff 250, 500 ms, ... → a handful of attempts in a second, not a hot loop.
+      // Each attempt is held 1 s by the server, then backoff 250, 500, 1000 ms: a handful of attempts, not a hot loop.
       expect(reported).toBeGreaterThanOrEqual(2);
       expect(reported).toBeLessThanOrEqual(4);
       expect(errors[0]).toBeInstanceOf(StoreError);
-      expect(errors[0]!.message).toMatch(/^store watch net: .*HTTP 500/);
+      expect(errors[0]!.message).toMatch(/^store watch net: Consul at .* has no leader/);
       await sleep(1_000);
       expect(errors).toHaveLength(reported);
       expect(changes).toBe(0);
       await store.close();
+    });
+  });
+
+  describe("an agent with ACLs (default deny)", () => {
+    let agent: Agent | undefined;
+    const token = "tsoverlay-test-management-token";
+    beforeAll(async () => {
+      agent = await startConsulAgent({ hcl: `acl { enabled = true\n default_policy = "deny"\n tokens { initial_management = "${token}" } }` });
+    });
+    afterAll(async () => {
+      await stopConsulAgent(agent);
+    });
+
+    it("sends the token, falling back to CONSUL_HTTP_TOKEN; without one the refusal is not mistaken for an outage", async () => {
+      const explicit = await openConsulStore({ addr: agent!.addr, token, log });
+      await explicit.put("acl/a", "1");
+      expect((await explicit.get("acl/a"))?.value).toBe("1");
+      await explicit.close();
+
+      process.env.CONSUL_HTTP_TOKEN = token;
+      try {
+        const fromEnv = await openConsulStore({ addr: agent!.addr, log });
+        expect((await fromEnv.get("acl/a"))?.value).toBe("1");
+        await fromEnv.close();
+      } finally {
+        delete process.env.CONSUL_HTTP_TOKEN;
+      }
+
+      const none = await openConsulStore({ addr: agent!.addr, log });
+      try {
+        const error = await none.put("acl/b", "2").catch((err: unknown) => err);
+        expect(error).toBeInstanceOf(StoreError);
+        expect((error as StoreError).transient).toBe(false);
+        expect((error as StoreError).message).toMatch(/^store put acl\/b: Consul at 127\.0\.0\.1:\d+ refused the request: HTTP 403/);
+      } finally {
+        await none.close();
+      }
     });
   });
 });

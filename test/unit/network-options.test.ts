@@ -19,9 +19,28 @@ describe("-o options of a tsoverlay network", () => {
     expect(parseNetworkOptions({ mtu: "1400", "com.docker.network.driver.mtu": "1300" })).toMatchObject({ ok: false });
   });
 
-  it("refuses unknown options but lets Docker's own keys through", () => {
+  it("refuses unknown options, and Docker's keys it does not honour, saying which driver they belong to", () => {
     expect(parseNetworkOptions({ vnii: "1" })).toMatchObject({ ok: false, error: expect.stringMatching(/unknown option vnii/) });
-    expect(parseNetworkOptions({ "com.docker.network.bridge.name": "x" })).toEqual({ ok: true, value: {} });
+    expect(parseNetworkOptions({ "com.docker.network.bridge.name": "x" })).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/^option com\.docker\.network\.bridge\.name belongs to Docker's bridge driver; tsoverlay does not support it/),
+    });
+    for (const k of ["com.docker.network.host_ipv4", "com.docker.network.driver.overlay.bind_interface", "com.docker.network.enable_ipv6"]) {
+      expect(parseNetworkOptions({ [k]: "1" })).toMatchObject({ ok: false, error: expect.stringContaining(`option ${k} is not supported by tsoverlay`) });
+    }
+  });
+
+  it("takes the VNI from Docker's overlay option too, one ID only, agreeing with vni", () => {
+    expect(parseNetworkOptions({ "com.docker.network.driver.overlay.vxlanid_list": "4242" })).toEqual({ ok: true, value: { vni: 4242 } });
+    expect(parseNetworkOptions({ "com.docker.network.driver.overlay.vxlanid_list": "4242", vni: "4242" })).toEqual({ ok: true, value: { vni: 4242 } });
+    expect(parseNetworkOptions({ "com.docker.network.driver.overlay.vxlanid_list": "4242", vni: "4243" })).toMatchObject({ ok: false, error: expect.stringMatching(/conflicting VNI/) });
+    expect(parseNetworkOptions({ "com.docker.network.driver.overlay.vxlanid_list": "4242,4243" })).toMatchObject({ ok: false, error: expect.stringMatching(/exactly one VXLAN ID/) });
+  });
+
+  it("takes the container interface prefix and refuses one that cannot make an interface name", () => {
+    expect(parseNetworkOptions({ "com.docker.network.container_iface_prefix": "ovl" })).toEqual({ ok: true, value: { ifacePrefix: "ovl" } });
+    expect(parseNetworkOptions({ "com.docker.network.container_iface_prefix": "averylongprefix" })).toMatchObject({ ok: false });
+    expect(parseNetworkOptions({ "com.docker.network.container_iface_prefix": "-x" })).toMatchObject({ ok: false });
   });
 });
 

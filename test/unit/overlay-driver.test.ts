@@ -1,126 +1,371 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { assembleDomain, type AssembledDomain } from "../../driver/assemble.js";
 import { keys } from "../../driver/cluster/keys.js";
 import type { EgressPort } from "../../driver/datapath/datapath.js";
-import { FakeDatapath } from "../../driver/datapath/fake-datapath.js";
-import { HostRegistry } from "../../driver/host/host-registry.js";
-import { ClusterIpam } from "../../driver/ipam/cluster-ipam.js";
-import { LocalState } from "../../driver/local/local-state.js";
+import { FakeDatapath, FakeKernel } from "../../driver/datapath/fake-datapath.js";
 import { createLogger } from "../../driver/log.js";
-import { ClusterNetworks } from "../../driver/network/cluster-networks.js";
-import { ADDRESS_SPACE, OverlayDriver } from "../../driver/overlay-driver.js";
-import { PeerSync } from "../../driver/peers/peer-sync.js";
+import { ADDRESS_SPACE } from "../../driver/overlay-driver.js";
 import { PortPublisher } from "../../driver/publish/port-publisher.js";
 import { MemoryStore } from "../../driver/store/memory-store.js";
 import { ProxyManager } from "../../proxy/index.js";
-import { value } from "../support/store-helpers.js";
+import { FlakyStore } from "../support/flaky-store.js";
+import { error, value } from "../support/store-helpers.js";
 
-const log = createLogger("silent");
+const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+const GATEWAY = { RequestAddressType: "com.docker.network.gateway" };
 
-/** One simulated host: the real domain over a shared in-memory cluster store and a fake kernel. */
-async function host(cluster: MemoryStore, hostId: string) {
-  const datapath = new FakeDatapath();
-  const egress: EgressPort & { slots: Map<string, number> } = {
-    slots: new Map(),
-    ensure: async (subnet, _vni, slot) => void egress.slots.set(subnet, slot),
-    remove: async (subnet) => void egress.slots.delete(subnet),
-  };
-  const ipam = new ClusterIpam(cluster, { hostId, poolRange: "10.213.0.0/16", poolSize: 24, vniRange: { min: 5000, max: 5100 } }, log);
-  const hosts = new HostRegistry(cluster, { hostId, vtep: hostId }, log);
-  await hosts.start();
-  const peers = new PeerSync(cluster, datapath, hosts, log, 60_000);
-  const networks = new ClusterNetworks(
-    cluster,
-    { claim: (s, r) => ipam.claimVni(s, r), release: async (v, s) => void (await ipam.releaseVni(v, s)) },
-    hostId,
-    log,
-  );
-  const driver = new OverlayDriver({
-    store: cluster,
-    local: new LocalState(new MemoryStore()),
-    datapath,
-    egress,
-    hosts,
-    peers,
-    networks,
-    publisher: new PortPublisher(new ProxyManager(), log),
-    settings: { hostId, vtep: hostId, underlayMtu: 1500 },
-    log,
-  });
-  return { driver, ipam, datapath, egress, stop: () => (peers.stopAll(), hosts.stop()) };
+interface SimHost {
+  hostId: string;
+  d: AssembledDomain;
+  datapath: FakeDatapath;
+  kernel: FakeKernel;
+  /** The host-private store: survives a simulated plugin restart. */
+  local: MemoryStore;
+  egress: EgressPort & { slots: Map<string, number> };
 }
 
-type Host = Awaited<ReturnType<typeof host>>;
-const running: Host[] = [];
-afterEach(() => running.splice(0).forEach((h) => h.stop()));
+const running: SimHost[] = [];
+afterEach(async () => {
+  for (const h of running.splice(0)) await h.d.stop();
+});
 
-async function createOn(h: Host, hostId: string, networkId: string, subnet: string, options: Record<string, string> = {}) {
-  const pool = value(await h.ipam.requestPool({ hostId, pool: subnet, v6: false }));
-  const gw = value(await h.ipam.requestAddress({ hostId, poolId: pool.poolId, options: { RequestAddressType: "com.docker.network.gateway" } }));
-  const r = await h.driver.createNetwork({ networkId, addressSpace: ADDRESS_SPACE, pool: subnet, gatewayCidr: gw.address, options });
+/**
+ * One simulated host: the real domain, assembled as the plugin assembles it,
+ * over a shared cluster store and a fake kernel. Passing `from` restarts that
+ * host's plugin: same host-private store, same kernel state.
+ */
+async function host(cluster: FlakyStore, hostId: string, from?: SimHost, settings: { storeRetryMs?: number; gcGraceMs?: number } = {}): Promise<SimHost> {
+  const kernel = from?.kernel ?? new FakeKernel();
+  const datapath = new FakeDatapath(kernel);
+  const local = from?.local ?? new MemoryStore();
+  const slots = from?.egress.slots ?? new Map<string, number>();
+  const egress: SimHost["egress"] = {
+    slots,
+    ensure: async (subnet, _vni, slot) => void slots.set(subnet, slot),
+    remove: async (subnet) => void slots.delete(subnet),
+  };
+  const d = await assembleDomain(
+    { cluster, local, datapath, egress, publisher: new PortPublisher(new ProxyManager(), log) },
+    {
+      hostId,
+      vtep: hostId,
+      underlayMtu: 1500,
+      ipam: { hostId, poolRange: "10.213.0.0/16", poolSize: 24, vniRange: { min: 5000, max: 5100 } },
+      storeRetryMs: settings.storeRetryMs ?? 300,
+      reconcileMs: 60_000,
+      gcIntervalMs: 3_600_000,
+      gcGraceMs: settings.gcGraceMs ?? 600_000,
+      teardownWaitMs: 50,
+      ownRecordGraceMs: 0,
+    },
+    log,
+  );
+  await d.start();
+  if (!cluster.isDown) await d.hosts.started();
+  const h = { hostId, d, datapath, kernel, local, egress };
+  running.push(h);
+  return h;
+}
+
+async function createOn(h: SimHost, networkId: string, subnet: string, options: Record<string, string> = {}, internal = false) {
+  const pool = value(await h.d.ipam.requestPool({ pool: subnet, subPool: "", options: {}, v6: false }));
+  const gw = value(await h.d.ipam.requestAddress({ poolId: pool.poolId, address: "", options: GATEWAY }));
+  const r = await h.d.driver.createNetwork({ networkId, addressSpace: ADDRESS_SPACE, pool: subnet, gatewayCidr: gw.address, options, internal, auxAddresses: {} });
   return { pool, r };
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 20));
+async function endpointOn(h: SimHost, networkId: string, poolId: string, endpointId: string, address = "") {
+  const ip = value(await h.d.ipam.requestAddress({ poolId, address, options: {} }));
+  value(await h.d.driver.createEndpoint({ networkId, endpointId, addressCidr: ip.address, mac: "" }));
+  return ip.address.split("/")[0]!;
+}
 
-describe("OverlayDriver over a shared store (two simulated hosts)", () => {
+const settle = (ms = 20) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, probe: () => Promise<boolean> | boolean, ms = 3_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await settle(10);
+  }
+}
+
+describe("OverlayDriver over a shared store (simulated hosts)", () => {
   it("makes one network of the same subnet, programs each host's peers, and releases everything with the last host", async () => {
-    const cluster = new MemoryStore();
+    const cluster = new FlakyStore(new MemoryStore());
     const [a, b] = [await host(cluster, "198.18.0.11"), await host(cluster, "198.18.0.12")];
-    running.push(a, b);
-    const na = await createOn(a, "198.18.0.11", "net-a", "10.30.0.0/24");
-    const nb = await createOn(b, "198.18.0.12", "net-b", "10.30.0.0/24");
+    const na = await createOn(a, "net-a", "10.30.0.0/24");
+    const nb = await createOn(b, "net-b", "10.30.0.0/24");
     expect(na.r.ok && nb.r.ok).toBe(true);
 
-    const ipA = value(await a.ipam.requestAddress({ hostId: "198.18.0.11", poolId: na.pool.poolId }));
-    const ipB = value(await b.ipam.requestAddress({ hostId: "198.18.0.12", poolId: nb.pool.poolId }));
-    expect(ipA.address).not.toBe(ipB.address);
-    const epA = value(await a.driver.createEndpoint({ networkId: "net-a", endpointId: "ep-a", addressCidr: ipA.address, mac: "" }));
-    value(await b.driver.createEndpoint({ networkId: "net-b", endpointId: "ep-b", addressCidr: ipB.address, mac: "" }));
-    expect(epA.mac).toBe("02:42:0a:1e:00:02");
+    const ipA = await endpointOn(a, "net-a", na.pool.poolId, "ep-a");
+    const ipB = await endpointOn(b, "net-b", nb.pool.poolId, "ep-b");
+    expect(ipA).not.toBe(ipB);
     await settle();
-    expect(a.datapath.peers("10.30.0.0/24")).toEqual([{ ip: ipB.address.split("/")[0], mac: "02:42:0a:1e:00:03", vtep: "198.18.0.12" }]);
+    expect(a.datapath.peers("10.30.0.0/24")).toEqual([{ ip: ipB, mac: "02:42:0a:1e:00:03", vtep: "198.18.0.12" }]);
     expect(b.datapath.peers("10.30.0.0/24").map((p) => p.vtep)).toEqual(["198.18.0.11"]);
     expect(a.egress.slots.get("10.30.0.0/24")).toBe(1);
 
-    const join = value(await a.driver.join("net-a", "ep-a"));
-    expect(join.gateway).toBe("10.30.0.1");
+    expect(value(await a.d.driver.join("net-a", "ep-a"))).toEqual({ srcName: "tsoep-a", dstPrefix: "eth", gateway: "10.30.0.1" });
 
-    value(await b.driver.deleteEndpoint("net-b", "ep-b"));
+    value(await b.d.driver.deleteEndpoint("net-b", "ep-b"));
+    value(await b.d.ipam.releaseAddress(nb.pool.poolId, ipB));
     await settle();
     expect(a.datapath.peers("10.30.0.0/24")).toEqual([]);
     expect(b.datapath.hasNetwork("10.30.0.0/24")).toBe(false);
     expect(b.egress.slots.size).toBe(0);
 
-    value(await b.driver.deleteNetwork("net-b"));
+    value(await b.d.ipam.releasePool(nb.pool.poolId));
+    value(await b.d.driver.deleteNetwork("net-b"));
     expect(await cluster.get(keys.network("10.30.0.0/24"))).toBeDefined();
-    value(await a.driver.deleteEndpoint("net-a", "ep-a"));
-    value(await a.driver.deleteNetwork("net-a"));
-    expect(await cluster.get(keys.network("10.30.0.0/24"))).toBeUndefined();
-    expect(await cluster.list(keys.vnis())).toEqual([]);
-    expect(await cluster.list(keys.endpoints("10.30.0.0/24"))).toEqual([]);
+    value(await a.d.driver.deleteEndpoint("net-a", "ep-a"));
+    value(await a.d.ipam.releasePool(na.pool.poolId));
+    value(await a.d.driver.deleteNetwork("net-a"));
+    expect(await cluster.list("tsoverlay/v1/")).toEqual(
+      // Only the hosts' liveness keys are left.
+      [expect.objectContaining({ key: keys.host("198.18.0.11") }), expect.objectContaining({ key: keys.host("198.18.0.12") })],
+    );
   });
 
-  it("refuses the same subnet with a different VNI on another host, and foreign IPAM", async () => {
-    const cluster = new MemoryStore();
+  it("refuses the same subnet with a different VNI on another host, foreign IPAM, --aux-address, and a second network of one subnet on one host", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
     const [a, b] = [await host(cluster, "h1"), await host(cluster, "h2")];
-    running.push(a, b);
-    expect((await createOn(a, "h1", "n1", "10.31.0.0/24", { vni: "7001" })).r.ok).toBe(true);
-    const clash = await createOn(b, "h2", "n2", "10.31.0.0/24", { vni: "7002" });
+    expect((await createOn(a, "n1", "10.31.0.0/24", { vni: "7001" })).r.ok).toBe(true);
+    const clash = await createOn(b, "n2", "10.31.0.0/24", { vni: "7002" });
     expect(clash.r).toMatchObject({ ok: false, error: expect.stringMatching(/vni=7001.*asked for.*vni=7002/) });
-    const foreign = await b.driver.createNetwork({ networkId: "n3", addressSpace: "LocalDefault", pool: "10.32.0.0/24", gatewayCidr: "10.32.0.1/24", options: {} });
+    const base = { addressSpace: ADDRESS_SPACE, options: {}, internal: false, auxAddresses: {} };
+    const foreign = await b.d.driver.createNetwork({ ...base, networkId: "n3", addressSpace: "LocalDefault", pool: "10.32.0.0/24", gatewayCidr: "10.32.0.1/24" });
     expect(foreign).toMatchObject({ ok: false, error: expect.stringMatching(/--ipam-driver tsoverlay/) });
+    const aux = await b.d.driver.createNetwork({ ...base, networkId: "n4", pool: "10.33.0.0/24", gatewayCidr: "10.33.0.1/24", auxAddresses: { r: "10.33.0.5/24" } });
+    expect(aux).toMatchObject({ ok: false, error: expect.stringMatching(/--aux-address is not supported.*--ip-range.*r=10\.33\.0\.5\/24/) });
+    // The second network is refused by the IPAM already, in Docker's words; the driver refuses it too.
+    expect(error(await a.d.ipam.requestPool({ pool: "10.31.0.0/24", subPool: "", options: {}, v6: false }))).toMatch(
+      /^invalid pool request: Pool overlaps with other one on this address space/,
+    );
+    const twin = await a.d.driver.createNetwork({ ...base, networkId: "n5", pool: "10.31.0.0/24", gatewayCidr: "10.31.0.1/24" });
+    expect(twin).toMatchObject({ ok: false, error: expect.stringMatching(/Pool overlaps with other one on this address space/) });
+    // Removing the refused one cannot take the first one's membership: it never existed.
+    expect(await a.d.driver.deleteNetwork("n5")).toMatchObject({ ok: false });
+    expect(await cluster.get(keys.networkHost("10.31.0.0/24", "h1"))).toBeDefined();
   });
 
   it("rolls back an endpoint whose datapath fails, leaving nothing published", async () => {
-    const cluster = new MemoryStore();
+    const cluster = new FlakyStore(new MemoryStore());
     const a = await host(cluster, "h1");
-    running.push(a);
-    const n = await createOn(a, "h1", "n1", "10.33.0.0/24");
-    const ip = value(await a.ipam.requestAddress({ hostId: "h1", poolId: n.pool.poolId }));
+    const n = await createOn(a, "n1", "10.33.0.0/24");
+    const ip = value(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", options: {} }));
     a.datapath.failNext("ensureEndpoint");
-    const r = await a.driver.createEndpoint({ networkId: "n1", endpointId: "ep", addressCidr: ip.address, mac: "" });
+    const r = await a.d.driver.createEndpoint({ networkId: "n1", endpointId: "ep", addressCidr: ip.address, mac: "" });
     expect(r.ok).toBe(false);
+    await until("the rollback to reach the cluster", async () => a.d.outbox.status().pending === 0);
     expect(await cluster.list(keys.endpoints("10.33.0.0/24"))).toEqual([]);
     expect(a.datapath.hasNetwork("10.33.0.0/24")).toBe(false);
+  });
+
+  it("an address that moves to another host is programmed there at once, and a lingering record of its old holder never wins over the local endpoint", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const [a, b, c] = [await host(cluster, "h1"), await host(cluster, "h2"), await host(cluster, "h3")];
+    const nets = [await createOn(a, "n", "10.34.0.0/24"), await createOn(b, "n", "10.34.0.0/24"), await createOn(c, "n", "10.34.0.0/24")];
+    const poolId = nets[0]!.pool.poolId;
+    await endpointOn(c, "n", poolId, "watcher");
+    const x = await endpointOn(a, "n", poolId, "x-on-a", "10.34.0.50");
+    await settle();
+    expect(c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep).toBe("h1");
+
+    // a's withdrawal is stuck (its store is cut off): its record lingers while b takes the address.
+    cluster.down();
+    value(await a.d.driver.deleteEndpoint("n", "x-on-a"));
+    value(await a.d.ipam.releaseAddress(poolId, x));
+    await a.d.outbox.close(); // a's queue stays undelivered for now
+    await cluster.up();
+    await cluster.inner.delete(keys.address("10.34.0.0/24", x)); // as if its release had landed
+    await endpointOn(b, "n", poolId, "x-on-b", "10.34.0.50");
+    await settle();
+    // Both records exist; b programs none of them for x (it is local there), c programs the newer one.
+    expect(await cluster.list(keys.endpoints("10.34.0.0/24"))).toHaveLength(3);
+    expect(b.datapath.peers("10.34.0.0/24").map((p) => p.ip)).not.toContain(x);
+    expect(c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep).toBe("h2");
+  });
+});
+
+describe("when the cluster store is away", () => {
+  it("allocations fail within the budget with words that say so, and work again when it is back", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1", undefined, { storeRetryMs: 200 });
+    const n = await createOn(a, "n1", "10.40.0.0/24");
+    cluster.down("Consul at 127.0.0.1:8500 has no leader");
+    const started = Date.now();
+    expect(error(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", options: {} }))).toBe(
+      "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader (retried for 0 s)",
+    );
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(a.d.status()).toMatchObject({ store: { available: false, error: "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader" } });
+    // Back within the budget: the call rides it out.
+    const late = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", options: {} });
+    await settle(60);
+    await cluster.up();
+    expect(value(await late).address).toMatch(/^10\.40\.0\.\d+\/24$/);
+    expect(a.d.status()).toMatchObject({ store: { available: true } });
+  });
+
+  it("teardown succeeds locally at once, and its cluster part lands in order, once, when the store is back — across a plugin restart", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const [a, b] = [await host(cluster, "h1"), await host(cluster, "h2")];
+    const na = await createOn(a, "na", "10.41.0.0/24");
+    await createOn(b, "nb", "10.41.0.0/24");
+    const ipA = await endpointOn(a, "na", na.pool.poolId, "ep-a");
+    await endpointOn(b, "nb", na.pool.poolId, "ep-b");
+    await settle();
+    expect(b.datapath.peers("10.41.0.0/24").map((p) => p.ip)).toEqual([ipA]);
+
+    cluster.down();
+    const t0 = Date.now();
+    value(await a.d.driver.deleteEndpoint("na", "ep-a"));
+    value(await a.d.ipam.releaseAddress(na.pool.poolId, ipA));
+    value(await a.d.ipam.releasePool(na.pool.poolId));
+    value(await a.d.driver.deleteNetwork("na"));
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    // Gone from this host at once; still in the cluster, and still programmed by the peer.
+    expect(a.datapath.hasNetwork("10.41.0.0/24")).toBe(false);
+    expect(a.d.outbox.status().pending).toBe(4);
+    expect(await cluster.inner.get(keys.endpoint("10.41.0.0/24", "ep-a"))).toBeDefined();
+    expect(b.datapath.peers("10.41.0.0/24").map((p) => p.ip)).toEqual([ipA]);
+
+    // The plugin restarts while the store is still away: the queue survives.
+    await a.d.stop();
+    running.splice(running.indexOf(a), 1);
+    const a2 = await host(cluster, "h1", a);
+    expect(a2.d.outbox.status().pending).toBe(4);
+    await cluster.up();
+    await until("the queued teardown to land", () => a2.d.outbox.status().pending === 0);
+    expect(await cluster.get(keys.endpoint("10.41.0.0/24", "ep-a"))).toBeUndefined();
+    expect(await cluster.get(keys.address("10.41.0.0/24", ipA))).toBeUndefined();
+    expect(await cluster.get(keys.networkHost("10.41.0.0/24", "h1"))).toBeUndefined();
+    expect(await cluster.get(keys.poolRef("10.41.0.0/24", "h1"))).toBeUndefined();
+    // b still has the network; the peer is dropped there.
+    expect(await cluster.get(keys.network("10.41.0.0/24"))).toBeDefined();
+    await until("b to drop the withdrawn peer", () => b.datapath.peers("10.41.0.0/24").length === 0);
+  });
+
+  it("an allocation waits for queued releases to land first, so a late release never undoes it", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1", undefined, { storeRetryMs: 2_000 });
+    const n = await createOn(a, "n", "10.42.0.0/24");
+    const ip = await endpointOn(a, "n", n.pool.poolId, "e1", "10.42.0.9");
+    cluster.down();
+    value(await a.d.driver.deleteEndpoint("n", "e1"));
+    value(await a.d.ipam.releaseAddress(n.pool.poolId, ip));
+    const again = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "10.42.0.9", options: {} });
+    await settle(100);
+    await cluster.up();
+    expect(value(await again).address).toBe("10.42.0.9/24");
+    await settle(50);
+    expect(await cluster.get(keys.address("10.42.0.0/24", "10.42.0.9"))).toBeDefined();
+  });
+
+  it("a plugin restart while the store is away restores the datapath and keeps the peers the kernel holds", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const [a, b] = [await host(cluster, "h1"), await host(cluster, "h2")];
+    const n = await createOn(a, "n", "10.43.0.0/24");
+    await createOn(b, "n", "10.43.0.0/24");
+    await endpointOn(a, "n", n.pool.poolId, "ea");
+    const ipB = await endpointOn(b, "n", n.pool.poolId, "eb");
+    await settle();
+    cluster.down();
+    await a.d.stop();
+    running.splice(running.indexOf(a), 1);
+    const a2 = await host(cluster, "h1", a);
+    expect(a2.datapath.hasNetwork("10.43.0.0/24")).toBe(true);
+    expect(value(await a2.d.driver.join("n", "ea")).gateway).toBe("10.43.0.1");
+    await settle(50);
+    expect(a2.datapath.peers("10.43.0.0/24").map((p) => p.ip)).toEqual([ipB]);
+    await cluster.up();
+    await a2.d.hosts.started();
+    await settle(50);
+    expect(a2.datapath.peers("10.43.0.0/24").map((p) => p.ip)).toEqual([ipB]);
+  });
+});
+
+describe("--internal", () => {
+  it("has no uplink, gives containers no gateway, publishes nothing, and must match on every host", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const [a, b] = [await host(cluster, "h1"), await host(cluster, "h2")];
+    const n = await createOn(a, "n", "10.44.0.0/24", {}, true);
+    expect(n.r.ok).toBe(true);
+    await endpointOn(a, "n", n.pool.poolId, "e");
+    expect(a.egress.slots.size).toBe(0);
+    expect(value(await a.d.driver.join("n", "e"))).toEqual({ srcName: "tsoe", dstPrefix: "eth" });
+    expect(value(await a.d.driver.programExternalConnectivity("n", "e", [{ proto: 6, hostIp: "", hostPort: 0, hostPortEnd: 0, containerPort: 80 }]))).toEqual([]);
+    expect((await createOn(b, "n", "10.44.0.0/24")).r).toMatchObject({ ok: false, error: expect.stringMatching(/internal=true.*asked for.*internal=false/) });
+  });
+
+  it("honours the container interface prefix", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1");
+    const n = await createOn(a, "n", "10.45.0.0/24", { "com.docker.network.container_iface_prefix": "ovl" });
+    await endpointOn(a, "n", n.pool.poolId, "e");
+    expect(value(await a.d.driver.join("n", "e")).dstPrefix).toBe("ovl");
+  });
+});
+
+describe("the record collector", () => {
+  it("removes this host's records that nothing local backs and writes back those that went missing", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1");
+    const n = await createOn(a, "n", "10.46.0.0/24");
+    const ip = await endpointOn(a, "n", n.pool.poolId, "e");
+    // A ghost of this host (a teardown whose cluster part was lost) and a record that went missing.
+    await cluster.put(keys.endpoint("10.46.0.0/24", "ghost"), JSON.stringify({ endpointId: "ghost", networkId: "n", hostId: "h1", vtep: "h1", ip: "10.46.0.77", mac: "02:42:0a:2e:00:4d" }));
+    await cluster.put(keys.address("10.46.0.0/24", "10.46.0.77"), JSON.stringify({ host: "h1", kind: "endpoint", at: new Date(0).toISOString() }));
+    await cluster.delete(keys.endpoint("10.46.0.0/24", "e"));
+    await cluster.delete(keys.address("10.46.0.0/24", ip));
+    await cluster.delete(keys.networkHost("10.46.0.0/24", "h1"));
+    const report = await a.d.collector.pass();
+    expect(report).toMatchObject({ removed: 2, restored: 3, conflicts: [] });
+    expect(await cluster.get(keys.endpoint("10.46.0.0/24", "ghost"))).toBeUndefined();
+    expect(await cluster.get(keys.address("10.46.0.0/24", "10.46.0.77"))).toBeUndefined();
+    expect(await cluster.get(keys.endpoint("10.46.0.0/24", "e"))).toBeDefined();
+    expect(await cluster.get(keys.address("10.46.0.0/24", ip))).toBeDefined();
+    expect(await cluster.get(keys.networkHost("10.46.0.0/24", "h1"))).toBeDefined();
+    expect(await a.d.collector.pass()).toMatchObject({ removed: 0, restored: 0 });
+  });
+
+  it("collects a host gone for longer than the grace, once, by one host, and leaves a host that comes back alone", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const [a, b, c] = [await host(cluster, "h1", undefined, { gcGraceMs: 200 }), await host(cluster, "h2", undefined, { gcGraceMs: 200 }), await host(cluster, "h3")];
+    const n = await createOn(a, "n", "10.47.0.0/24");
+    await createOn(b, "n", "10.47.0.0/24");
+    await createOn(c, "n", "10.47.0.0/24");
+    await endpointOn(a, "n", n.pool.poolId, "ea");
+    await endpointOn(c, "n", n.pool.poolId, "ec");
+    // h3 dies: its process stops renewing and its liveness key lapses.
+    await c.d.stop();
+    running.splice(running.indexOf(c), 1);
+    await cluster.delete(keys.host("h3"));
+    await until("h3 to be seen gone", () => !a.d.hosts.isAlive("h3") && !b.d.hosts.isAlive("h3"));
+    await settle(20);
+    expect(a.datapath.peers("10.47.0.0/24")).toEqual([]);
+
+    // First passes only mark it; after the grace exactly one host collects.
+    const first = await Promise.all([a.d.collector.pass(), b.d.collector.pass()]);
+    expect(first.flatMap((r) => r?.collectedHosts ?? [])).toEqual([]);
+    expect(await cluster.get(keys.goneHost("h3"))).toBeDefined();
+    await settle(250);
+    const second = await Promise.all([a.d.collector.pass(), b.d.collector.pass()]);
+    expect(second.flatMap((r) => r?.collectedHosts ?? [])).toEqual(["h3"]);
+    expect(await cluster.get(keys.endpoint("10.47.0.0/24", "ec"))).toBeUndefined();
+    expect(await cluster.get(keys.networkHost("10.47.0.0/24", "h3"))).toBeUndefined();
+    expect(await cluster.get(keys.poolRef("10.47.0.0/24", "h3"))).toBeUndefined();
+    expect((await a.d.clusterIpam.addressRecords()).filter((x) => x.record.host === "h3" && x.record.kind === "endpoint")).toEqual([]);
+    expect(await cluster.get(keys.goneHost("h3"))).toBeUndefined();
+    expect(await cluster.get(keys.network("10.47.0.0/24"))).toBeDefined();
+
+    // h3 comes back with its state: it writes its records again.
+    const c2 = await host(cluster, "h3", c);
+    const back = await c2.d.collector.pass();
+    expect(back).toMatchObject({ conflicts: [] });
+    expect(await cluster.get(keys.endpoint("10.47.0.0/24", "ec"))).toBeDefined();
+    expect(await cluster.get(keys.networkHost("10.47.0.0/24", "h3"))).toBeDefined();
+    expect(await cluster.get(keys.poolRef("10.47.0.0/24", "h3"))).toBeDefined();
   });
 });
