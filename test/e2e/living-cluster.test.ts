@@ -76,14 +76,15 @@ describe("the cluster store away", () => {
   afterAll(async () => {
     await labCtl(["consul", "start", "all"]).catch(() => undefined);
     await consulWritable(h1);
-    await removeContainers(h1, ["lc-o1", "lc-lead", "lc-down"]);
+    await removeContainers(h1, ["lc-o1", "lc-o3", "lc-lead", "lc-down"]);
     await removeContainers(h2, ["lc-o2"]);
     await removeNetworkOn([h1, h2, h3], NET);
   });
 
   it("docker rm -f with every Consul server stopped succeeds at once and leaves nothing behind once they are back, across a plugin restart", async () => {
     const ip = await startContainer(lab, h1, "lc-o1", NET);
-    await startContainer(lab, h2, "lc-o2", NET);
+    const ip2 = await startContainer(lab, h2, "lc-o2", NET);
+    await startContainer(lab, h1, "lc-o3", NET);
     const mac = await macOf(h1, "lc-o1");
     const ep = await endpointOf(h1, "lc-o1", NET);
     expect(await ping(h2, "lc-o2", ip)).toBe(true);
@@ -109,6 +110,8 @@ describe("the cluster store away", () => {
       return s?.ready === true ? s : undefined;
     }, 60_000, 200);
     expect((await clusterStatus(h1))?.pendingTeardown?.pending).toBeGreaterThanOrEqual(2);
+    // It serves from its own state: the container that stayed still talks across hosts.
+    expect(await ping(h1, "lc-o3", ip2)).toBe(true);
 
     await labCtl(["consul", "start", "all"]);
     await waitFor("the queued teardown to land", async () => ((await clusterStatus(h1))?.pendingTeardown?.pending === 0 ? true : undefined), 90_000, 500);
