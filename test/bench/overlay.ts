@@ -60,7 +60,7 @@ async function iperfContainers(l: Lab, a: LabHost, b: LabHost, network: string, 
  * without one nothing arrives until it exits.
  */
 async function convergenceTrial(l: Lab, a: LabHost, b: LabHost, ip: string, i: number): Promise<{ fromRun: number; fromStarted: number } | { failed: string }> {
-  const pinger = spawn("/usr/bin/docker", ["-H", `unix://${b.dockerSock}`, "exec", "-t", "bench-pinger", "ping", "-i", "0.01", "-w", "15", ip]);
+  const pinger = spawn(l.dockerCli ?? "/usr/bin/docker", ["-H", `unix://${b.dockerSock}`, "exec", "-t", "bench-pinger", "ping", "-i", "0.01", "-w", "15", ip]);
   let out = "";
   const replied = new Promise<number | undefined>((resolve) => {
     pinger.stdout.on("data", (d: Buffer) => {

@@ -2,7 +2,8 @@
 # The tsoverlay lab: N Docker hosts (network namespaces, one dockerd each) on
 # a shared underlay, a 3-server Consul cluster, an `outside` server, and the
 # plugin installed on every host.
-#   lab.sh up [--hosts N] [--mtu M]   lab.sh down   lab.sh status [--json]
+#   lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10]   lab.sh down   lab.sh status [--json]
+#   (--docker defaults to $TSOVERLAY_DOCKER, else 29: the newest)
 #   lab.sh plugin   (rebuild and reinstall the plugin on a running lab)
 #   lab.sh consul stop|start N|all   lab.sh host stop|start|kill|revive N   (outage and restart tests)
 set -Eeuo pipefail
@@ -13,14 +14,16 @@ for f in common install underlay consul dockerd images plugin status; do . "$LAB
 [ "$(id -u)" = 0 ] || die "the lab needs root (namespaces, dockerd): run it with sudo"
 
 cmd_up() {
-  local hosts=2 mtu=1500
+  local hosts=2 mtu=1500 docker=${TSOVERLAY_DOCKER:-29}
   while [ $# -gt 0 ]; do
     case $1 in
       --hosts) hosts=${2:?--hosts needs a number}; shift 2 ;;
       --mtu) mtu=${2:?--mtu needs a number}; shift 2 ;;
-      *) die "unknown option $1 (usage: lab.sh up [--hosts N] [--mtu M])" ;;
+      --docker) docker=${2:?--docker needs a version: 29, 28 or 20.10}; shift 2 ;;
+      *) die "unknown option $1 (usage: lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10])" ;;
     esac
   done
+  case $docker in 29|28|20.10) ;; *) die "--docker must be 29, 28 or 20.10 (got $docker)" ;; esac
   [[ $hosts =~ ^[0-9]+$ ]] && [ "$hosts" -ge 1 ] && [ "$hosts" -le $MAX_HOSTS ] || die "--hosts must be 1..$MAX_HOSTS"
   [[ $mtu =~ ^[0-9]+$ ]] && [ "$mtu" -ge 1280 ] && [ "$mtu" -le 9000 ] || die "--mtu must be 1280..9000"
   [ ! -e "$LAB_STATE" ] || die "the lab is already up (npm run lab -- down first)"
@@ -31,8 +34,10 @@ cmd_up() {
   local t0=$SECONDS
   ensure_packages
   ensure_consul
+  ensure_docker "$docker"
+  LAB_DOCKER=$docker
   mkdir -p "$LAB_RUN/pids" "$LAB_DATA"
-  printf 'HOSTS=%s\nMTU=%s\n' "$hosts" "$mtu" >"$LAB_STATE"
+  printf 'HOSTS=%s\nMTU=%s\nLAB_DOCKER=%s\n' "$hosts" "$mtu" "$docker" >"$LAB_STATE"
   # From here on any failure — a failing command in any function, or die —
   # ends the shell, and the EXIT trap takes down whatever was made.
   LAB_UP_DONE=0
@@ -44,7 +49,7 @@ cmd_up() {
   outside_up
   consul_up "$hosts"
   fail_at consul
-  log "starting $hosts dockerd"
+  log "starting $hosts dockerd (Docker $(docker_full_version "$docker"))"
   dockerd_up "$hosts"
   fail_at dockerd
   images_up "$hosts"
@@ -138,5 +143,5 @@ case ${1:-} in
   host) shift; cmd_host "$@" ;;
   down) cmd_down ;;
   status) shift; cmd_status "$@" ;;
-  *) echo "usage: lab.sh up [--hosts N] [--mtu M] | down | status [--json] | plugin | consul stop|start N|all | host stop|start|kill|revive N" >&2; exit 2 ;;
+  *) echo "usage: lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10] | down | status [--json] | plugin | consul stop|start N|all | host stop|start|kill|revive N" >&2; exit 2 ;;
 esac

@@ -8,7 +8,14 @@ export const LAB_JSON = "/run/tso-lab/lab.json";
 /** Written first by `lab up`: a lab (perhaps half made) is there. */
 export const LAB_ENV = "/run/tso-lab/lab.env";
 export const LAB_SCRIPT = new URL("../../lab/lab.sh", import.meta.url).pathname;
-export const DOCKER_CLI = "/usr/bin/docker";
+/** The CLI the lab uses for every daemon version (lab.json says which; Debian's before the lab existed). */
+export function dockerCli(): string {
+  try {
+    return readLab().dockerCli ?? "/usr/bin/docker";
+  } catch {
+    return "/usr/bin/docker";
+  }
+}
 
 export interface LabHost {
   name: string;
@@ -31,6 +38,10 @@ export interface Lab {
   pluginName: string;
   testImage: string;
   consulBin: string;
+  /** The docker CLI (one version for every daemon). */
+  dockerCli?: string;
+  /** The lab's Docker version: "29", "28" or "20.10". */
+  docker?: string;
   consul: { name: string; netns: string; addr: string; pid: number }[];
   hosts: LabHost[];
 }
@@ -75,7 +86,7 @@ export function collect(child: ChildProcess, timeoutMs: number): Promise<Run> {
 
 /** `docker` against one lab host's daemon. */
 export function docker(host: LabHost, args: string[], opts: { timeoutMs?: number } = {}): Promise<Run> {
-  return run(DOCKER_CLI, ["-H", `unix://${host.dockerSock}`, ...args], opts);
+  return run(dockerCli(), ["-H", `unix://${host.dockerSock}`, ...args], opts);
 }
 
 /** A command in a lab namespace's network (the root mount namespace). */

@@ -20,8 +20,11 @@ CONSUL_SERVERS=3
 PLUGIN_NAME=tsoverlay-plugin
 TEST_IMAGE=tso-test:latest
 
-DOCKER_CLI=/usr/bin/docker
+# One CLI for every daemon version (built by install.sh; Debian's 20.10 CLI until then).
+DOCKER_CLI="$LAB_CACHE/docker-cli-28.5.2/docker"
+[ -x "$DOCKER_CLI" ] || DOCKER_CLI=/usr/bin/docker
 [ -x "$DOCKER_CLI" ] || DOCKER_CLI=docker
+export DOCKER_CLI
 
 log() { printf '[lab] %s\n' "$*" >&2; }
 die() { printf '[lab] error: %s\n' "$*" >&2; exit 1; }

@@ -40,14 +40,16 @@ host_mntns_down() {
   rm -f "$f"
 }
 
-# Starts (or restarts) dockerd of host $1 and waits until it answers.
+# Starts (or restarts) dockerd of host $1, of the lab's Docker version ($LAB_DOCKER).
 dockerd_start() {
-  local i=$1 data; data=$(host_data "$i")
+  local i=$1 data bin; data=$(host_data "$i")
+  bin=$(docker_bin_dir "${LAB_DOCKER:?}")
   mkdir -p "$data/exec" "$data/docker" "$data/tsoverlay-state" "$(host_plugins "$i")"
   [ -f "$data/daemon.json" ] || echo '{}' >"$data/daemon.json"
   host_mntns_up "$i"
+  # dockerd finds containerd, runc and docker-proxy in PATH: that version's own first.
   setsid nsenter --mount="$(host_mntns "$i")" --net="/run/netns/$(host_ns "$i")" \
-    dockerd --data-root "$data/docker" --exec-root "$data/exec" --pidfile "$data/docker.pid" \
+    env PATH="${bin:+$bin:}$PATH" "${bin:-/usr/sbin}/dockerd" --data-root "$data/docker" --exec-root "$data/exec" --pidfile "$data/docker.pid" \
       -H "unix://$(host_sock "$i")" --config-file "$data/daemon.json" --cgroup-parent "/$(host_ns "$i")" \
       >>"$data/dockerd.log" 2>&1 </dev/null &
   echo $! >"$LAB_RUN/pids/dockerd-h$i.pid"

@@ -16,6 +16,10 @@ ensure_packages() {
   command -v jq >/dev/null || missing+=(jq)
   command -v ping >/dev/null || missing+=(iputils-ping)
   command -v pgrep >/dev/null || missing+=(procps)
+  # For the Docker 28/29 builds: runc with seccomp, and nft for Docker 29's nftables firewall backend.
+  [ -e /usr/include/seccomp.h ] || missing+=(libseccomp-dev)
+  command -v nft >/dev/null || missing+=(nftables)
+  command -v findmnt >/dev/null || missing+=(util-linux)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq
@@ -47,4 +51,118 @@ ensure_consul() {
   mv "$CONSUL_BIN.tmp" "$CONSUL_BIN"
   rm -rf "$work"
   "$CONSUL_BIN" version | head -1 >&2
+}
+
+# ---------------------------------------------------------------- Docker
+# The lab runs one of three Docker versions (lab.sh up --docker 29|28|20.10).
+# 20.10 is Debian's docker.io. 28 and 29 are built once from the Go module
+# proxy with the static build tags moby's own hack/make.sh uses, and cached
+# with their docker-proxy (and, for 29, runc 1.5.1: Debian's runc 1.1.5 cannot
+# start containers or managed plugins on 29.5+, "namespace {time} does not
+# exist"). Debian's containerd 1.6.20 serves all three. One CLI, 28.5.2,
+# talks to all three daemons (the 20.10 CLI is too old for 29.0-29.2 and
+# lacks flags such as --ipv4 and --gw-priority).
+DOCKER_CLI_VERSION=28.5.2
+DOCKER_CLI_BIN="$LAB_CACHE/docker-cli-$DOCKER_CLI_VERSION/docker"  # common.sh names the same path
+RUNC_VERSION=1.5.1
+
+# The full version the lab runs for a short one.
+docker_full_version() {
+  case $1 in
+    29) echo 29.8.1 ;;
+    28) echo 28.5.2 ;;
+    20.10) echo 20.10 ;;
+    *) die "unknown Docker version $1 (the lab runs 29, 28 or 20.10)" ;;
+  esac
+}
+
+# Folder whose binaries come first in PATH for that version's dockerd (empty: Debian's).
+docker_bin_dir() {
+  case $1 in
+    20.10) echo "" ;;
+    *) echo "$LAB_CACHE/docker-$(docker_full_version "$1")/bin" ;;
+  esac
+}
+
+go_env() { env GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GOGC=1000 GO111MODULE=on "$@"; }
+
+# Copies Go module $1@$2 into a fresh writable folder and prints its path.
+go_module_copy() {
+  local mod=$1 ver=$2 work dir
+  work=$(mktemp -d /tmp/tso-go-build.XXXXXX)
+  dir=$(cd "$work" && go_env go mod download -json "$mod@$ver" | jq -r .Dir)
+  [ -d "$dir" ] || die "go mod download of $mod@$ver failed"
+  cp -r "$dir" "$work/src"
+  chmod -R u+w "$work/src"
+  echo "$work"
+}
+
+# Builds dockerd and docker-proxy of moby module $2@$3 as version $1 into $4.
+# $5: "vendor" when the module has vendor.mod instead of go.mod (28.x); $6: build tags.
+build_moby() {
+  local version=$1 mod=$2 ver=$3 out=$4 layout=$5 tags=$6 work pkg ldf
+  command -v go >/dev/null || die "Go toolchain not found: needed to build Docker $version"
+  log "building dockerd and docker-proxy $version from $mod@$ver (first run only; about 4 minutes)"
+  work=$(go_module_copy "$mod" "$ver")
+  (
+    cd "$work/src"
+    local modflag=()
+    if [ "$layout" = vendor ]; then
+      cp vendor.mod go.mod && cp vendor.sum go.sum && rm -rf vendor
+      go_env go mod vendor >/dev/null
+      modflag=(-mod=vendor)
+    else
+      go_env go mod download >/dev/null
+    fi
+    pkg="$mod/dockerversion"
+    ldf="-w -X $pkg.Version=$version -X $pkg.GitCommit=tsoverlay-lab -X $pkg.BuildTime=$(date -u +%FT%TZ) -X $pkg.PlatformName=tsoverlay-lab"
+    mkdir -p "$out"
+    go_env CGO_ENABLED=1 go build "${modflag[@]}" -tags "$tags" -ldflags "$ldf -extldflags -static" -o "$out/dockerd.tmp" ./cmd/dockerd
+    go_env CGO_ENABLED=0 go build "${modflag[@]}" -tags "$tags" -ldflags "$ldf" -o "$out/docker-proxy" ./cmd/docker-proxy
+    mv "$out/dockerd.tmp" "$out/dockerd"
+  ) || { rm -rf "$work"; die "building Docker $version failed"; }
+  rm -rf "$work"
+}
+
+build_runc() {
+  local out=$1 work
+  log "building runc $RUNC_VERSION (seconds)"
+  work=$(go_module_copy github.com/opencontainers/runc "v$RUNC_VERSION")
+  (cd "$work/src" && go_env CGO_ENABLED=1 go build -trimpath -tags "seccomp urfave_cli_no_docs" \
+      -ldflags "-X main.version=$RUNC_VERSION -X main.gitCommit=tsoverlay-lab" -o "$out/runc.tmp" . && mv "$out/runc.tmp" "$out/runc") \
+    || { rm -rf "$work"; die "building runc $RUNC_VERSION failed"; }
+  rm -rf "$work"
+}
+
+ensure_docker_cli() {
+  [ -x "$DOCKER_CLI_BIN" ] && return 0
+  command -v go >/dev/null || die "Go toolchain not found: needed to build the Docker CLI $DOCKER_CLI_VERSION"
+  log "building the Docker CLI $DOCKER_CLI_VERSION (first run only)"
+  local work; work=$(go_module_copy github.com/docker/cli "v$DOCKER_CLI_VERSION+incompatible")
+  (
+    cd "$work/src"
+    cp vendor.mod go.mod && cp vendor.sum go.sum && rm -rf vendor
+    go_env go mod vendor >/dev/null
+    mkdir -p "$(dirname "$DOCKER_CLI_BIN")"
+    go_env CGO_ENABLED=0 go build -mod=vendor -tags "osusergo netgo" \
+      -ldflags "-w -X github.com/docker/cli/cli/version.Version=$DOCKER_CLI_VERSION -X github.com/docker/cli/cli/version.GitCommit=tsoverlay-lab" \
+      -o "$DOCKER_CLI_BIN.tmp" ./cmd/docker
+    mv "$DOCKER_CLI_BIN.tmp" "$DOCKER_CLI_BIN"
+  ) || { rm -rf "$work"; die "building the Docker CLI failed"; }
+  rm -rf "$work"
+  DOCKER_CLI=$DOCKER_CLI_BIN
+}
+
+# Makes sure Docker version $1 can run (building it if needed).
+ensure_docker() {
+  local v=$1 dir; dir=$(docker_bin_dir "$v")
+  case $v in
+    20.10) command -v /usr/sbin/dockerd >/dev/null || die "Debian's docker.io (dockerd 20.10) is not installed" ;;
+    28) [ -x "$dir/dockerd" ] || build_moby 28.5.2 github.com/docker/docker v28.5.2+incompatible "$dir" vendor \
+          "netgo osusergo static_build exclude_graphdriver_btrfs" ;;
+    29) [ -x "$dir/dockerd" ] || build_moby 29.8.1 github.com/moby/moby/v2 v2.0.0-beta.24 "$dir" gomod \
+          "netgo osusergo static_build nri_no_wasm exclude_graphdriver_btrfs"
+        [ -x "$dir/runc" ] || build_runc "$dir" ;;
+  esac
+  ensure_docker_cli
 }

@@ -19,9 +19,10 @@ write_lab_json() {
   done
   jq -n --argjson mtu "$mtu" --arg outNs "$NS_OUTSIDE" --arg outAddr "$OUT_PREFIX.2" --arg router "$UL_PREFIX.1" \
     --arg plugin "$PLUGIN_NAME" --arg image "$TEST_IMAGE" --arg consulBin "$CONSUL_BIN" \
+    --arg dockerCli "$DOCKER_CLI" --arg docker "${LAB_DOCKER:-}" \
     --argjson consul "$consul" --argjson hosts "$hostlist" \
     '{mtu: $mtu, outside: {netns: $outNs, addr: $outAddr}, underlayRouter: $router, pluginName: $plugin,
-      testImage: $image, consulBin: $consulBin, consul: $consul, hosts: $hosts}' >"$LAB_JSON.tmp"
+      testImage: $image, consulBin: $consulBin, dockerCli: $dockerCli, docker: $docker, consul: $consul, hosts: $hosts}' >"$LAB_JSON.tmp"
   mv "$LAB_JSON.tmp" "$LAB_JSON"
 }
 
@@ -46,7 +47,7 @@ cmd_status() {
   # shellcheck disable=SC1090
   . "$LAB_STATE"
   local i
-  echo "lab: up, $HOSTS hosts, underlay $UL_PREFIX.0/24 MTU $MTU, outside $OUT_PREFIX.2"
+  echo "lab: up, $HOSTS hosts, Docker ${LAB_DOCKER:-?}, underlay $UL_PREFIX.0/24 MTU $MTU, outside $OUT_PREFIX.2"
   echo "consul members (from h1):"
   in_ns "$(host_ns 1)" "$CONSUL_BIN" members 2>/dev/null | sed 's/^/  /' || echo "  (unreachable)"
   echo "  leader: $(in_ns "$(host_ns 1)" curl -sf http://127.0.0.1:8500/v1/status/leader 2>/dev/null || echo none)"
