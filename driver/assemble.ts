@@ -59,7 +59,7 @@ export interface AssembledDomain {
   collector: RecordCollector;
   /** Restores the datapath from local state, then starts the background work (collector, queued teardown). */
   start(): Promise<void>;
-  status(): Record<string, unknown>;
+  status(): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -96,6 +96,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     peers,
     networks,
     publisher: a.publisher,
+    nameOf: (subnet, ip) => ipam.nameOf(subnet, ip),
     settings: { hostId: s.hostId, vtep: s.vtep, underlayMtu: s.underlayMtu, storeBudgetMs: s.storeRetryMs, teardownWaitMs },
     log,
   });
@@ -135,10 +136,17 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
       collector.start();
       outbox.kick();
     },
-    status: () => {
+    status: async () => {
       const health = store.health();
       return {
         hostId: s.hostId,
+        endpoints: (await local.endpoints()).map((e) => ({
+          endpointId: e.endpointId,
+          name: e.name ?? null,
+          subnet: e.subnet,
+          ip: e.addressCidr.split("/")[0],
+          mac: e.mac,
+        })),
         store: { ...health, ...(health.available ? {} : { error: `tsoverlay: cluster store unavailable: ${health.condition ?? "unknown"}` }) },
         pendingTeardown: outbox.status(),
         hosts: { ready: hosts.ready, alive: hosts.hosts().map((h) => h.hostId).sort() },

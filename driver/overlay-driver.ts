@@ -41,6 +41,8 @@ export interface DriverDeps {
   peers: PeerSync;
   networks: ClusterNetworks;
   publisher: PortPublisher;
+  /** The container name the IPAM recorded with an address (Docker 29+), if any. */
+  nameOf: (subnet: string, ip: string) => Promise<string | undefined>;
   settings: DriverSettings;
   log: Logger;
 }
@@ -174,6 +176,8 @@ export class OverlayDriver {
       const ep: LocalEndpoint = { endpointId: req.endpointId, networkId: req.networkId, subnet: net.subnet, addressCidr: req.addressCidr, mac };
       try {
         await this.d.outbox.flush(this.d.settings.storeBudgetMs);
+        const name = await this.d.nameOf(net.subnet, ipOf(req.addressCidr));
+        if (name !== undefined) ep.name = name;
         await this.ensureDatapath(rec.value, true);
         await this.d.datapath.ensureEndpoint(net.subnet, { endpointId: ep.endpointId, addressCidr: ep.addressCidr, mac }, this.mtuOf(rec.value));
         await this.d.local.putEndpoint(ep);
@@ -186,7 +190,7 @@ export class OverlayDriver {
       }
       // Peers that were waiting for this address to become local drop it now.
       void this.d.peers.resync(net.subnet, "local endpoint added");
-      this.d.log.info({ endpointId: ep.endpointId, subnet: ep.subnet, ip: ipOf(ep.addressCidr), mac }, "endpoint created");
+      this.d.log.info({ endpointId: ep.endpointId, subnet: ep.subnet, ip: ipOf(ep.addressCidr), mac, name: ep.name }, "endpoint created");
       return success(req.mac === "" ? { mac } : {});
     });
   }
@@ -194,7 +198,7 @@ export class OverlayDriver {
   async endpointInfo(networkId: string, endpointId: string): Promise<Result<Record<string, string>>> {
     const ep = await this.d.local.getEndpoint(endpointId);
     if (ep === undefined || ep.networkId !== networkId) return failure(`endpoint ${endpointId} of network ${networkId} not found`);
-    return success({ address: ep.addressCidr, mac: ep.mac, host: this.d.settings.hostId });
+    return success({ address: ep.addressCidr, mac: ep.mac, host: this.d.settings.hostId, ...(ep.name === undefined ? {} : { name: ep.name }) });
   }
 
   async join(networkId: string, endpointId: string): Promise<Result<JoinInfo>> {
@@ -236,8 +240,15 @@ export class OverlayDriver {
    * Docker sends the port map here because Join made this endpoint the
    * sandbox's gateway. The bound host ports are remembered so that a plugin
    * restart serves the same ones. An internal network publishes nothing.
+   * `ipv6Elsewhere`: another network is the container's IPv6 gateway and
+   * publishes IPv6 itself (Docker 28+ says so), so only IPv4 is bound here.
    */
-  async programExternalConnectivity(networkId: string, endpointId: string, ports: PortRequest[]): Promise<Result<PublishedPort[]>> {
+  async programExternalConnectivity(
+    networkId: string,
+    endpointId: string,
+    ports: PortRequest[],
+    opts: { ipv6Elsewhere?: boolean } = {},
+  ): Promise<Result<PublishedPort[]>> {
     const ep = await this.d.local.getEndpoint(endpointId);
     if (ep === undefined || ep.networkId !== networkId) return failure(`endpoint ${endpointId} of network ${networkId} not found`);
     if (ports.length === 0) return success([]);
@@ -248,7 +259,7 @@ export class OverlayDriver {
       return success([]);
     }
     const proxyProtocol = rec?.ok === true ? rec.value.proxyProtocol : undefined;
-    const r = await this.d.publisher.publish(endpointId, ipOf(ep.addressCidr), ports, proxyProtocol);
+    const r = await this.d.publisher.publish(endpointId, ipOf(ep.addressCidr), ports, proxyProtocol, { ipv4Only: opts.ipv6Elsewhere === true });
     if (!r.ok) return failure(`endpoint ${endpointId}: ${r.error}`);
     await this.d.local.putPorts(endpointId, r.value.map(boundRequest));
     return r;
@@ -306,6 +317,7 @@ export class OverlayDriver {
       vtep: this.d.settings.vtep,
       ip: ipOf(ep.addressCidr),
       mac: ep.mac,
+      ...(ep.name === undefined ? {} : { name: ep.name }),
     };
   }
 

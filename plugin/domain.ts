@@ -18,13 +18,16 @@ import { AcceptWorkers, ProxyManager } from "../proxy/index.js";
 import type { PluginConfig } from "./config.js";
 import type { ClusterIpamPort } from "./routes/ipam-routes.js";
 
+/** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
+const IPV6_HALF_DELAY_MS = 2_000;
+
 export interface Domain {
   driver: OverlayDriver;
   ipam: ClusterIpamPort;
   /** Published ports with their counters (docker ps cannot show a remote driver's ports). */
   ports(): PublishedPort[];
   /** What the status endpoint shows about the cluster side. */
-  cluster(): Record<string, unknown>;
+  cluster(): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -61,7 +64,7 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
     const proxyLog = log.child({ component: "proxy" });
     workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog });
     await workers.start();
-    const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat });
+    const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
     const domain = await assembleDomain(
       { cluster: raw, local, datapath, egress, publisher },
       {
@@ -86,8 +89,8 @@ export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, 
       driver: domain.driver,
       ipam: domain.ipam,
       ports: () => publisher.list(),
-      cluster: () => {
-        const st = domain.status();
+      cluster: async () => {
+        const st = await domain.status();
         return { ...st, store: { backend, ...(st.store as object) } };
       },
       stop: async () => {

@@ -9,7 +9,7 @@ import type { ClusterIpamPort } from "./routes/ipam-routes.js";
  */
 export type Readiness =
   | { ready: false; reason: string }
-  | { ready: true; driver: OverlayDriver; ipam: ClusterIpamPort; ports: () => PublishedPort[]; cluster: () => Record<string, unknown> };
+  | { ready: true; driver: OverlayDriver; ipam: ClusterIpamPort; ports: () => PublishedPort[]; cluster: () => Promise<Record<string, unknown>> };
 
 export class ReadinessGate {
   private state: Readiness = { ready: false, reason: "starting" };
@@ -22,7 +22,7 @@ export class ReadinessGate {
     this.state = { ready: false, reason };
   }
 
-  ready(driver: OverlayDriver, ipam: ClusterIpamPort, ports: () => PublishedPort[], cluster: () => Record<string, unknown>): void {
+  ready(driver: OverlayDriver, ipam: ClusterIpamPort, ports: () => PublishedPort[], cluster: () => Promise<Record<string, unknown>>): void {
     this.state = { ready: true, driver, ipam, ports, cluster };
   }
 }

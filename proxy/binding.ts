@@ -19,6 +19,12 @@ export interface Binding {
   backendPort: number;
   /** Send a PROXY protocol header (client address and port) to the backend first. TCP only. */
   proxyProtocol?: ProxyProtocolVersion;
+  /**
+   * For hostIp "": bind the [::] half this long after the IPv4 half, and only if it is free
+   * then; otherwise IPv6 is left to whoever holds it. (A container's other network can be its
+   * IPv6 gateway and publish [::] itself, and Docker may tell this binding's owner too late.)
+   */
+  deferIpv6Ms?: number;
 }
 
 /** "1.2.3.4:80", "[::1]:80"; "" (all addresses) is shown as "*:80". */

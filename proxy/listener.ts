@@ -17,6 +17,10 @@ import { formatAddress, type Binding, type Proto } from "./binding.js";
  *
  * "0.0.0.0" is IPv4 only and "::" IPv6 only, as Docker binds them.
  *
+ * With `deferIpv6Ms` the [::] half of "" is bound that long after the IPv4 half, if the port
+ * is free on IPv6 then (see Binding.deferIpv6Ms); such a late socket is not handed to accept
+ * workers: IPv6 connections are served by this process.
+ *
  * TCP listeners deliver sockets paused (`pauseOnConnect`) and half-open capable; Node sets
  * SO_REUSEADDR on TCP listeners, so a port whose old connections sit in TIME_WAIT can be
  * listened on again at once. UDP sockets are bound `exclusive` and never shared with accept
@@ -43,12 +47,14 @@ export interface TcpListenOptions {
   backlog?: number;
   onConnection(socket: net.Socket): void;
   onError?(err: Error): void;
+  onLateLeg?(outcome: LateLegOutcome): void;
 }
 
 export interface UdpListenOptions {
   /** Called once per bound socket, before it receives anything. */
   onSocket(socket: dgram.Socket): void;
   onError?(err: Error): void;
+  onLateLeg?(outcome: LateLegOutcome): void;
 }
 
 interface Leg {
@@ -58,6 +64,9 @@ interface Leg {
   /** The [::] half of "": skipped when the host has no IPv6. */
   optional: boolean;
 }
+
+/** What happened to a deferred [::] half (see Binding.deferIpv6Ms). */
+export type LateLegOutcome = { ok: true; address: ListenAddress } | { ok: false; error: string };
 
 interface Opened {
   port: number;
@@ -81,18 +90,21 @@ export function legsFor(hostIp: string): Leg[] {
 }
 
 export function listenTcp(binding: Binding, opts: TcpListenOptions): Promise<Result<BoundListener>> {
-  return openLegs(binding, (leg, port) => openTcp(leg, port, opts));
+  return openLegs(binding, (leg, port) => openTcp(leg, port, opts), opts.onLateLeg);
 }
 
 export function listenUdp(binding: Binding, opts: UdpListenOptions): Promise<Result<BoundListener>> {
-  return openLegs(binding, (leg, port) => openUdp(leg, port, opts));
+  return openLegs(binding, (leg, port) => openUdp(leg, port, opts), opts.onLateLeg);
 }
 
 async function openLegs(
   binding: Binding,
   open: (leg: Leg, port: number) => Promise<Result<Opened, BindError>>,
+  onLateLeg?: (outcome: LateLegOutcome) => void,
 ): Promise<Result<BoundListener>> {
-  const legs = legsFor(binding.hostIp);
+  const all = legsFor(binding.hostIp);
+  const deferred = binding.hostIp === "" && binding.deferIpv6Ms !== undefined ? all.filter((l) => l.family === 6) : [];
+  const legs = all.filter((l) => !deferred.includes(l));
   for (let attempt = 1; ; attempt++) {
     const opened: Opened[] = [];
     const addresses: ListenAddress[] = [];
@@ -113,7 +125,33 @@ async function openLegs(
     }
     if (failed === undefined) {
       const servers = opened.flatMap((o) => (o.server ? [o.server] : []));
-      return success({ port, addresses, servers, close: () => Promise.all(opened.map((o) => o.close())).then(() => undefined) });
+      let closed = false;
+      let timer: NodeJS.Timeout | undefined;
+      const late = deferred[0];
+      if (late !== undefined) {
+        timer = setTimeout(() => {
+          void open(late, port).then((r) => {
+            if (!r.ok) {
+              if (!noIPv6(r.error)) onLateLeg?.({ ok: false, error: listenError(binding.proto, late, port, r.error) });
+              return;
+            }
+            if (closed) {
+              void r.value.close();
+              return;
+            }
+            opened.push(r.value);
+            const address: ListenAddress = { address: late.address, family: late.family, port };
+            addresses.push(address);
+            onLateLeg?.({ ok: true, address });
+          });
+        }, binding.deferIpv6Ms);
+      }
+      const close = async (): Promise<void> => {
+        closed = true;
+        clearTimeout(timer);
+        await Promise.all(opened.map((o) => o.close()));
+      };
+      return success({ port, addresses, servers, close });
     }
     await Promise.all(opened.map((o) => o.close()));
     const retry = binding.hostPort === 0 && opened.length > 0 && failed.err.code === "EADDRINUSE";

@@ -4,7 +4,7 @@ import type { Logger } from "../driver/log.js";
 import { failure, success, type Result } from "../driver/result.js";
 import { describeBinding, formatAddress, validateBinding, type Binding, type Proto } from "./binding.js";
 import type { ProxyCounters } from "./counters.js";
-import { listenTcp, listenUdp, type BoundListener, type ListenAddress } from "./listener.js";
+import { listenTcp, listenUdp, type BoundListener, type LateLegOutcome, type ListenAddress } from "./listener.js";
 import type { AcceptWorkers } from "./accept-workers.js";
 import { ReadBufferPool } from "./read-buffers.js";
 import { TcpProxy, type TcpProxyOptions } from "./tcp-proxy.js";
@@ -95,6 +95,7 @@ export class ProxyManager {
           backlog: this.opts.backlog,
           onConnection: (s) => tcp.handle(s),
           onError: (err) => this.log?.warn({ binding: name, err: err.message }, "accept failed"),
+          onLateLeg: (o) => this.lateLeg(name, o),
         });
       } else {
         const udp = new UdpProxy(b, { ...this.opts.udp, log: this.log });
@@ -102,6 +103,7 @@ export class ProxyManager {
         bound = await listenUdp(b, {
           onSocket: (s) => udp.attach(s),
           onError: (err) => this.log?.warn({ binding: name, err: err.message }, "udp listener error"),
+          onLateLeg: (o) => this.lateLeg(name, o),
         });
       }
     } finally {
@@ -167,6 +169,11 @@ export class ProxyManager {
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.entries.keys()].map((id) => this.remove(id)));
+  }
+
+  private lateLeg(name: string, o: LateLegOutcome): void {
+    if (o.ok) this.log?.info({ binding: name, address: o.address }, "port published on IPv6 too");
+    else this.log?.info({ binding: name, err: o.error }, "IPv6 side of the port left to whoever holds it (the container's IPv6 gateway network, usually)");
   }
 
   private view(e: Entry): ActiveBinding {

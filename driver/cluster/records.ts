@@ -27,6 +27,8 @@ export const EndpointRecord = z.object({
   vtep: z.string(),
   ip: z.string(),
   mac: z.string(),
+  /** The container's name, when Docker gave it (29 and later). */
+  name: z.string().optional(),
 });
 export type EndpointRecord = z.infer<typeof EndpointRecord>;
 

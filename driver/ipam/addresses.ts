@@ -21,6 +21,8 @@ const AddressRecord = z.object({
   host: z.string(),
   kind: z.enum(["gateway", "endpoint", "aux"]),
   mac: z.string().optional(),
+  /** The container's name, when Docker gives it (29 and later). */
+  name: z.string().optional(),
   at: z.string(),
 });
 export type AddressRecord = z.infer<typeof AddressRecord>;
@@ -39,6 +41,8 @@ export interface RequestAddressArgs {
   /** --ip / --gateway; "" or absent: pick one. */
   address?: string;
   options?: Record<string, string>;
+  /** The container the address is for (Docker 29+ names it). */
+  name?: string;
 }
 
 export interface AddressResponse {
@@ -87,6 +91,7 @@ export class AddressAllocator {
       host: req.hostId,
       kind: gateway ? "gateway" : "endpoint",
       ...(mac === undefined ? {} : { mac }),
+      ...(req.name === undefined || gateway ? {} : { name: req.name }),
       at: new Date(this.now()).toISOString(),
     };
 
@@ -160,6 +165,12 @@ export class AddressAllocator {
       out.push({ pool: subnetFromKey(m[1]!), ip: m[2]!, record, kv });
     }
     return out;
+  }
+
+  /** The record of one address, if it is allocated. */
+  async record(pool: string, ip: string): Promise<AddressRecord | undefined> {
+    const kv = await this.store.get(keys.address(pool, ip));
+    return kv === undefined ? undefined : decodeAddress(kv);
   }
 
   /** Deletes a record read by held(), unless it changed since. */

@@ -44,6 +44,11 @@ export class ClusterIpam {
 
   // What the collector needs: every record, and re-taking or dropping one.
 
+  /** The container name recorded with an address (Docker 29+ gives it), if any. */
+  async nameOf(pool: string, ip: string): Promise<string | undefined> {
+    return (await this.addresses.record(pool, ip))?.name;
+  }
+
   addressRecords(): Promise<HeldAddress[]> {
     return this.addresses.held();
   }

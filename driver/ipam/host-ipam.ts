@@ -30,8 +30,10 @@ export class HostIpam {
     return this.allocating(() => this.ipam.requestPool({ hostId: this.s.hostId, pool: a.pool, subPool: a.subPool, options: a.options, v6: a.v6 }));
   }
 
-  requestAddress(a: { poolId: string; address: string; options: Record<string, string> }): Promise<Result<AddressResponse>> {
-    return this.allocating(() => this.ipam.requestAddress({ hostId: this.s.hostId, poolId: a.poolId, address: a.address, options: a.options }));
+  requestAddress(a: { poolId: string; address: string; options: Record<string, string>; name?: string }): Promise<Result<AddressResponse>> {
+    return this.allocating(() =>
+      this.ipam.requestAddress({ hostId: this.s.hostId, poolId: a.poolId, address: a.address, options: a.options, ...(a.name === undefined ? {} : { name: a.name }) }),
+    );
   }
 
   async releasePool(poolId: string): Promise<Result<void>> {

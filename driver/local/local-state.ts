@@ -21,6 +21,8 @@ export const LocalEndpoint = z.object({
   subnet: z.string(),
   addressCidr: z.string(),
   mac: z.string(),
+  /** The container's name, when Docker gave it to the IPAM (29 and later). */
+  name: z.string().optional(),
 });
 export type LocalEndpoint = z.infer<typeof LocalEndpoint>;
 

@@ -48,6 +48,13 @@ export interface PortPublisherOptions {
   mode: ProxyMode;
   /** Required in hybrid mode. */
   dnat?: DnatPort;
+  /**
+   * Bind the [::] half of "" this long after the IPv4 half (see Binding.deferIpv6Ms). Docker
+   * 29 chooses a gateway per address family, and when a container's other network becomes its
+   * IPv6 gateway just after this one was programmed, Docker does not tell a remote driver: that
+   * network's own [::] binding must find the port free. Default: at once.
+   */
+  deferIpv6Ms?: number;
 }
 
 interface Published {
@@ -85,6 +92,7 @@ export class PortPublisher {
   private readonly byEndpoint = new Map<string, Published[]>();
   readonly mode: ProxyMode;
   private readonly dnat: DnatPort | undefined;
+  private readonly deferIpv6Ms: number | undefined;
 
   constructor(
     private readonly proxy: ProxyManager,
@@ -94,10 +102,25 @@ export class PortPublisher {
     if (opts.mode === "hybrid" && opts.dnat === undefined) throw new Error("port publisher: hybrid mode needs the kernel DNAT fast path");
     this.mode = opts.mode;
     this.dnat = opts.mode === "hybrid" ? opts.dnat : undefined;
+    this.deferIpv6Ms = opts.deferIpv6Ms;
   }
 
-  async publish(endpointId: string, containerIp: string, requests: PortRequest[], proxyProtocol?: "v1" | "v2"): Promise<Result<PublishedPort[]>> {
+  /**
+   * `ipv4Only`: another network publishes the container's IPv6 side (Docker's
+   * no_proxy_6to4): "" binds 0.0.0.0 only, and IPv6 host addresses are left
+   * to that network, as Docker's bridge leaves them.
+   */
+  async publish(
+    endpointId: string,
+    containerIp: string,
+    requests: PortRequest[],
+    proxyProtocol?: "v1" | "v2",
+    opts: { ipv4Only?: boolean } = {},
+  ): Promise<Result<PublishedPort[]>> {
     await this.revoke(endpointId);
+    if (opts.ipv4Only === true) {
+      requests = requests.filter((r) => !net.isIPv6(r.hostIp)).map((r) => (r.hostIp === "" ? { ...r, hostIp: "0.0.0.0" } : r));
+    }
     const done: Published[] = [];
     const undo = async (): Promise<void> => {
       await this.unpublish(endpointId, done, false);
@@ -117,6 +140,7 @@ export class PortPublisher {
         backendPort: req.containerPort,
         // The header only makes sense on a byte stream.
         ...(proxyProtocol !== undefined && proto === "tcp" ? { proxyProtocol } : {}),
+        ...(req.hostIp === "" && this.deferIpv6Ms !== undefined ? { deferIpv6Ms: this.deferIpv6Ms } : {}),
       });
       if (!plan.ok) {
         await undo();
@@ -166,11 +190,15 @@ export class PortPublisher {
     await dnat?.prune(keep);
   }
 
-  list(): (PublishedPort & { counters: ActiveBinding["counters"] })[] {
+  /** What is published, with the addresses actually listening ("" may be IPv4 only, see deferIpv6Ms) and the counters. */
+  list(): (PublishedPort & { listening: string[]; counters: ActiveBinding["counters"] })[] {
     const out = [];
     const live = new Map(this.proxy.list().map((a) => [a.id, a]));
     for (const [endpointId, published] of this.byEndpoint) {
-      for (const p of published) out.push({ ...view(endpointId, p), counters: (live.get(p.active.id) ?? p.active).counters });
+      for (const p of published) {
+        const now = live.get(p.active.id) ?? p.active;
+        out.push({ ...view(endpointId, p), listening: now.addresses.map((a) => a.address), counters: now.counters });
+      }
     }
     return out;
   }

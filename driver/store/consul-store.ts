@@ -542,7 +542,10 @@ export function describeConsulError(baseUrl: string, err: unknown): { error: Err
   const detail = err as { message?: string; code?: string; isTimeout?: boolean; cause?: { code?: string } } | undefined;
   const code = detail?.code ?? detail?.cause?.code;
   const status = statusCodeOf(err);
-  const body = detail?.message ?? "";
+  // Consul's own words are in the response body (the client shortens long ones to "internal server error").
+  const raw = (err as { response?: { body?: unknown } } | undefined)?.response?.body;
+  const text = typeof raw === "string" ? raw : Buffer.isBuffer(raw) ? raw.toString("utf8") : (detail?.message ?? "");
+  const body = text.trim().replace(/\s+/g, " ").slice(0, 200);
   let unavailable: string | undefined;
   let message: string;
   if (detail?.isTimeout) {

@@ -25,12 +25,21 @@ function send(res: Response, status: number, body: unknown): void {
 }
 
 /** The plugin's HTTP edge: POST /<Subsystem>.<Method>, JSON in, JSON out. */
-export function createApp(routes: RouteTable, log: Logger, status?: () => unknown): express.Express {
+export function createApp(routes: RouteTable, log: Logger, status?: () => Promise<unknown>): express.Express {
   const app = express();
   app.disable("x-powered-by");
   // Not part of Docker's protocol: what `docker ps` cannot show for a remote driver
   // (published ports), for `curl --unix-socket …/tsoverlay.sock http://x/tsoverlay/status`.
-  if (status !== undefined) app.get("/tsoverlay/status", (_req: Request, res: Response) => void res.json(status()));
+  if (status !== undefined) {
+    app.get("/tsoverlay/status", async (_req: Request, res: Response) => {
+      try {
+        res.json(await status());
+      } catch (e) {
+        log.error({ err: (e as Error).message }, "status failed");
+        send(res, 500, errorBody(`status: ${(e as Error).message}`));
+      }
+    });
+  }
   app.use(express.raw({ type: () => true, limit: MAX_BODY_BYTES }));
 
   app.post("/:method", async (req: Request, res: Response) => {

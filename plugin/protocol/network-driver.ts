@@ -85,10 +85,13 @@ export const JoinRequest = z.object({
 });
 export type JoinRequest = z.infer<typeof JoinRequest>;
 
+/** Docker 28+: true when another endpoint of the container is its IPv6 gateway (so this one must not proxy IPv6 to IPv4). */
+export const NO_PROXY_6TO4 = "com.docker.network.driver.private.no_proxy_6to4";
+
 export const ProgramExternalConnectivityRequest = z.object({
   NetworkID: Id,
   EndpointID: Id,
-  Options: EndpointOptions.nullish(),
+  Options: EndpointOptions.extend({ [NO_PROXY_6TO4]: z.boolean().optional() }).passthrough().nullish(),
 });
 
 export const DiscoveryRequest = z.object({

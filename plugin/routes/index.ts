@@ -14,7 +14,7 @@ export function buildRoutes(gate: ReadinessGate): RouteTable {
 }
 
 /** GET /tsoverlay/status on the plugin's sockets: readiness, published ports, and the cluster side (store health, queued teardown, hosts, peers). */
-export function statusOf(gate: ReadinessGate): Record<string, unknown> {
+export async function statusOf(gate: ReadinessGate): Promise<Record<string, unknown>> {
   const s = gate.current;
-  return s.ready ? { ready: true, ports: s.ports(), ...s.cluster() } : { ready: false, reason: s.reason };
+  return s.ready ? { ready: true, ports: s.ports(), ...(await s.cluster()) } : { ready: false, reason: s.reason };
 }

@@ -10,9 +10,11 @@ import type { ReadinessGate } from "../readiness.js";
 export interface ClusterIpamPort {
   requestPool(args: { pool: string; subPool: string; options: Record<string, string>; v6: boolean }): Promise<Result<{ poolId: string; pool: string; data: Record<string, string> }>>;
   releasePool(poolId: string): Promise<Result<void>>;
-  requestAddress(args: { poolId: string; address: string; options: Record<string, string> }): Promise<Result<{ address: string; data: Record<string, string> }>>;
+  requestAddress(args: { poolId: string; address: string; options: Record<string, string>; name?: string }): Promise<Result<{ address: string; data: Record<string, string> }>>;
   releaseAddress(poolId: string, address: string): Promise<Result<void>>;
 }
+
+const ENDPOINT_NAME_OPTION = "com.docker.network.endpoint.name";
 
 /** IpamDriver.* (answers carry `Error` as well as `Err`: see answer.ts). Docker prefixes errors with the method ("IpamDriver.RequestPool: …"), so they are sent without one. */
 export function ipamRoutes(gate: ReadinessGate): Map<string, Handler> {
@@ -52,7 +54,10 @@ export function ipamRoutes(gate: ReadinessGate): Map<string, Handler> {
     if (!v.ok) return fail(v.error, 400);
     const req = v.value;
     return withIpam("RequestAddress", async (ipam) => {
-      const r = await ipam.requestAddress({ poolId: req.PoolID, address: req.Address, options: req.Options ?? {} });
+      const options = req.Options ?? {};
+      // Docker 29 and later name the container the address is for.
+      const name = options[ENDPOINT_NAME_OPTION] || undefined;
+      const r = await ipam.requestAddress({ poolId: req.PoolID, address: req.Address, options, ...(name === undefined ? {} : { name }) });
       return r.ok ? ok({ Address: r.value.address, Data: r.value.data }) : fail(r.error, 400);
     });
   });

@@ -9,6 +9,7 @@ import {
   EndpointIdRequest,
   JoinRequest,
   NetworkIdRequest,
+  NO_PROXY_6TO4,
   ProgramExternalConnectivityRequest,
 } from "../protocol/network-driver.js";
 import { validate, type Validated } from "../protocol/validate.js";
@@ -170,7 +171,7 @@ export function networkRoutes(gate: ReadinessGate): Map<string, Handler> {
       containerPort: p.Port,
     }));
     return withDriver(`ProgramExternalConnectivity ${req.EndpointID}`, async (driver) => {
-      const r = await driver.programExternalConnectivity(req.NetworkID, req.EndpointID, ports);
+      const r = await driver.programExternalConnectivity(req.NetworkID, req.EndpointID, ports, { ipv6Elsewhere: req.Options?.[NO_PROXY_6TO4] === true });
       return r.ok ? ok() : fail(r.error, 400);
     });
   });

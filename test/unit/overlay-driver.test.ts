@@ -188,6 +188,22 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
   });
 });
 
+describe("container names (Docker 29 names the container to the IPAM)", () => {
+  it("are kept with the endpoint, in the cluster record and on the status endpoint", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1");
+    const n = await createOn(a, "n", "10.48.0.0/24");
+    const ip = value(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", options: {}, name: "web" }));
+    value(await a.d.driver.createEndpoint({ networkId: "n", endpointId: "e-web", addressCidr: ip.address, mac: "" }));
+    expect(value(await a.d.driver.endpointInfo("n", "e-web"))).toMatchObject({ name: "web" });
+    expect(JSON.parse((await cluster.get(keys.endpoint("10.48.0.0/24", "e-web")))!.value)).toMatchObject({ name: "web", hostId: "h1" });
+    expect((await a.d.status()).endpoints).toEqual([{ endpointId: "e-web", name: "web", subnet: "10.48.0.0/24", ip: ip.address.split("/")[0], mac: "02:42:0a:30:00:02" }]);
+    // Older Docker gives no name: none is invented.
+    await endpointOn(a, "n", n.pool.poolId, "e-anon");
+    expect(value(await a.d.driver.endpointInfo("n", "e-anon")).name).toBeUndefined();
+  });
+});
+
 describe("when the cluster store is away", () => {
   it("allocations fail within the budget with words that say so, and work again when it is back", async () => {
     const cluster = new FlakyStore(new MemoryStore());
@@ -199,13 +215,13 @@ describe("when the cluster store is away", () => {
       "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader (retried for 0 s)",
     );
     expect(Date.now() - started).toBeLessThan(1_000);
-    expect(a.d.status()).toMatchObject({ store: { available: false, error: "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader" } });
+    expect(await a.d.status()).toMatchObject({ store: { available: false, error: "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader" } });
     // Back within the budget: the call rides it out.
     const late = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", options: {} });
     await settle(60);
     await cluster.up();
     expect(value(await late).address).toMatch(/^10\.40\.0\.\d+\/24$/);
-    expect(a.d.status()).toMatchObject({ store: { available: true } });
+    expect(await a.d.status()).toMatchObject({ store: { available: true } });
   });
 
   it("teardown succeeds locally at once, and its cluster part lands in order, once, when the store is back — across a plugin restart", async () => {

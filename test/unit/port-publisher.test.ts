@@ -150,6 +150,21 @@ describe("PortPublisher, userland mode", () => {
   });
 });
 
+describe("PortPublisher, another network publishing IPv6 (Docker's no_proxy_6to4)", () => {
+  it("binds \"\" on IPv4 only and leaves IPv6 host addresses alone, so the IPv6 gateway's network can bind [::]", async () => {
+    const { publisher } = setup("userland");
+    const ports = ok(await publisher.publish("ep6", CONTAINER_IP, [req(TCP, "", 80), req(TCP, "::", 81), req(UDP, "", 53)], undefined, { ipv4Only: true }));
+    expect(ports.map((p) => `${p.proto} ${p.hostIp} ${p.containerPort}`).sort()).toEqual(["tcp 0.0.0.0 80", "udp 0.0.0.0 53"]);
+    const tcp = byContainerPort(ports, 80).hostPort;
+    expect(await tcpListening("127.0.0.1", tcp)).toBe(true);
+    if (hasV6Loopback) expect(await canBind("tcp", "::", tcp)).toBe(true);
+    // Without it, "" takes both families, as Docker's own default does.
+    const both = ok(await publisher.publish("ep4", CONTAINER_IP, [req(TCP, "", 80)]));
+    expect(both.map((p) => p.hostIp)).toEqual([""]);
+    if (hasV6Loopback) expect(await canBind("tcp", "::", both[0]!.hostPort)).toBe(false);
+  });
+});
+
 describe("PortPublisher, hybrid mode", () => {
   it("needs a DnatPort", () => {
     expect(() => new PortPublisher(new ProxyManager(), log, { mode: "hybrid" })).toThrow(/hybrid mode needs the kernel DNAT fast path/);

@@ -176,6 +176,37 @@ describe("ProxyManager", () => {
     expect(await udpRoundTrip(u.value.binding.hostPort, "::1", "udp6")).toBe("ping");
   });
 
+  it('deferIpv6Ms: the [::] half of "" comes a moment later, only if the port is still free on IPv6 then', async () => {
+    const m = manager();
+    const backend = await tcpServer("127.0.0.1");
+    const r = await m.add(tcp({ hostIp: "", backendPort: backend, deferIpv6Ms: 200 }));
+    if (!r.ok) throw new Error(r.error);
+    const port = r.value.binding.hostPort;
+    expect(r.value.addresses).toEqual([{ address: "0.0.0.0", family: 4, port }]);
+    expect(await connectOutcome(port, "::1")).toBe("ECONNREFUSED");
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(m.list().find((b) => b.id === r.value.id)?.addresses).toEqual([
+      { address: "0.0.0.0", family: 4, port },
+      { address: "::", family: 6, port },
+    ]);
+    expect(await echoOver(port, "::1", "v6")).toBe("v6");
+
+    // Someone takes [::] meanwhile (another network's IPv6 publishing): IPv4 goes on alone, without an error.
+    const other = await m.add(tcp({ hostIp: "", backendPort: backend, deferIpv6Ms: 200 }));
+    if (!other.ok) throw new Error(other.error);
+    const taken = await tcpServer("::", other.value.binding.hostPort, (s) => s.end("theirs"));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(m.list().find((b) => b.id === other.value.id)?.addresses.map((a) => a.address)).toEqual(["0.0.0.0"]);
+    expect(await echoOver(other.value.binding.hostPort, "127.0.0.1", "v4")).toBe("v4");
+    expect(taken).toBe(other.value.binding.hostPort);
+    // Removed before its time: the late half never appears.
+    const gone = await m.add(tcp({ hostIp: "", backendPort: backend, deferIpv6Ms: 200 }));
+    if (!gone.ok) throw new Error(gone.error);
+    await m.remove(gone.value);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(await connectOutcome(gone.value.binding.hostPort, "::1")).toBe("ECONNREFUSED");
+  });
+
   it('"0.0.0.0" is IPv4 only and "::" IPv6 only, as Docker binds them', async () => {
     const m = manager();
     const backend = await tcpServer("127.0.0.1");
