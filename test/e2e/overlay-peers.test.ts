@@ -82,7 +82,7 @@ describe("peer programming (ARP/FDB)", () => {
     const mac = macs["peer-2"]!;
     expect((await inOverlayNs(h1, vni, ["ip", "neigh", "del", ip, "dev", "vxlan0"])).code).toBe(0);
     expect((await inOverlayNs(h1, vni, ["bridge", "fdb", "del", mac, "dev", "vxlan0", "dst", h2.addr])).code).toBe(0);
-    expect((await neighbors(h1, vni)).some((e) => e.dst === ip)).toBe(false);
+    // (No check that they are gone: the loop runs every 2 s on the lab and may already have put them back.)
     await waitFor(
       "the reconcile loop to restore the entries",
       async () => ((await neighbors(h1, vni)).some((e) => e.dst === ip && e.lladdr === mac) && (await fdb(h1, vni)).some((e) => e.mac === mac) ? true : undefined),
