@@ -1,6 +1,6 @@
-import { createLogger } from "../driver/log.js";
-import { loadConfig } from "./config.js";
-import { startDomain, type Domain } from "./domain.js";
+import { createLogger } from "../lib/log.js";
+import { loadConfig } from "../app/config.js";
+import { startDomain, type Domain } from "../app/host.js";
 import { createApp } from "./http/app.js";
 import { listenUnix, type Listener } from "./http/listen.js";
 import { ReadinessGate } from "./readiness.js";

@@ -1,5 +1,5 @@
-import type { OverlayDriver } from "../driver/overlay-driver.js";
-import type { PublishedPort } from "../driver/publish/port-publisher.js";
+import type { OverlayDriver } from "../domain/overlay-driver.js";
+import type { PublishedPort } from "../domain/publish/port-publisher.js";
 import type { ClusterIpamPort } from "./routes/ipam-routes.js";
 
 /**

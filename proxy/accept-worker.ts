@@ -6,7 +6,7 @@
  * UDP); a worker only adds a second core to the TCP data path.
  */
 import net from "node:net";
-import { createLogger } from "../driver/log.js";
+import { createLogger } from "../lib/log.js";
 import type { ToParent, ToWorker } from "./accept-protocol.js";
 import type { ProxyCounters } from "./counters.js";
 import { ReadBufferPool } from "./read-buffers.js";

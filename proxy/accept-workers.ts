@@ -19,7 +19,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import type net from "node:net";
 import { fileURLToPath } from "node:url";
-import type { Logger } from "../driver/log.js";
+import type { Logger } from "../lib/log.js";
 import type { ToParent, ToWorker } from "./accept-protocol.js";
 import type { Binding } from "./binding.js";
 import { newCounters, type ProxyCounters } from "./counters.js";

@@ -1,5 +1,5 @@
 import net from "node:net";
-import { failure, success, type Result } from "../driver/result.js";
+import { failure, success, type Result } from "../lib/result.js";
 
 export type Proto = "tcp" | "udp";
 export type ProxyProtocolVersion = "v1" | "v2";

@@ -1,6 +1,6 @@
 import dgram from "node:dgram";
 import net from "node:net";
-import { failure, success, type Result } from "../driver/result.js";
+import { failure, success, type Result } from "../lib/result.js";
 import { formatAddress, type Binding, type Proto } from "./binding.js";
 
 /**

@@ -1,4 +1,4 @@
-import { failure, success, type Result } from "../driver/result.js";
+import { failure, success, type Result } from "../lib/result.js";
 import { validateBinding, type Binding } from "./binding.js";
 
 /** A published port range as Docker's PortBinding carries it (`HostPort..HostPortEnd`). */

@@ -1,7 +1,7 @@
 import net from "node:net";
 import ipaddr from "ipaddr.js";
-import type { Logger } from "../driver/log.js";
-import { failure, success, type Result } from "../driver/result.js";
+import type { Logger } from "../lib/log.js";
+import { failure, success, type Result } from "../lib/result.js";
 import { describeBinding, formatAddress, validateBinding, type Binding, type Proto } from "./binding.js";
 import type { ProxyCounters } from "./counters.js";
 import { listenTcp, listenUdp, type BoundListener, type LateLegOutcome, type ListenAddress } from "./listener.js";

@@ -1,5 +1,5 @@
 import net from "node:net";
-import type { Logger } from "../driver/log.js";
+import type { Logger } from "../lib/log.js";
 import { describeBinding, type Binding } from "./binding.js";
 import { newCounters, type ProxyCounters } from "./counters.js";
 import { encodeProxyHeader, endpointsOf } from "./proxy-header.js";

@@ -1,6 +1,6 @@
 import dgram from "node:dgram";
 import net from "node:net";
-import type { Logger } from "../driver/log.js";
+import type { Logger } from "../lib/log.js";
 import { describeBinding, type Binding } from "./binding.js";
 import { newCounters, type ProxyCounters } from "./counters.js";
 

@@ -1,5 +1,5 @@
 import express, { type NextFunction, type Request, type Response } from "express";
-import type { Logger } from "../../driver/log.js";
+import type { Logger } from "../../lib/log.js";
 import { errorBody, type Answer } from "./answer.js";
 
 export const PLUGIN_MEDIA_TYPE = "application/vnd.docker.plugins.v1.2+json";

@@ -1,5 +1,5 @@
-import { ADDRESS_SPACE } from "../../driver/overlay-driver.js";
-import type { Result } from "../../driver/result.js";
+import { ADDRESS_SPACE } from "../../domain/overlay-driver.js";
+import type { Result } from "../../lib/result.js";
 import { fail, ok, type Answer } from "../http/answer.js";
 import type { Handler } from "../http/app.js";
 import { ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest, RequestPoolRequest } from "../protocol/ipam-driver.js";

@@ -1,4 +1,4 @@
-import type { OverlayDriver } from "../../driver/overlay-driver.js";
+import type { OverlayDriver } from "../../domain/overlay-driver.js";
 import { fail, ok, type Answer } from "../http/answer.js";
 import type { Handler } from "../http/app.js";
 import {

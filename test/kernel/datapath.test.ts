@@ -10,11 +10,11 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { endpointIfNames, type EndpointSpec, type NetworkSpec, type PeerEntry } from "../../driver/datapath/datapath.js";
-import { KernelDatapath, networkNetnsPath, tempVxlanName } from "../../driver/datapath/kernel-datapath.js";
-import { createVethPair, ensureAddress, getLinkByName, setUp } from "../../driver/kernel/links.js";
-import { deleteNamedNetns, isNetnsMount, openNetnsFd, openRtnetlinkIn } from "../../driver/kernel/netns.js";
-import { createLogger } from "../../driver/log.js";
+import { endpointIfNames, type EndpointSpec, type NetworkSpec, type PeerEntry } from "../../domain/ports/datapath.js";
+import { KernelDatapath, networkNetnsPath, tempVxlanName } from "../../adapters/kernel/kernel-datapath.js";
+import { createVethPair, ensureAddress, getLinkByName, setUp } from "../../adapters/kernel/links.js";
+import { deleteNamedNetns, isNetnsMount, openNetnsFd, openRtnetlinkIn } from "../../adapters/kernel/netns.js";
+import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno, type IpLink } from "./support/scratch.js";
 
 /** Replies here can take a VXLAN round trip and an ARP resolution. */

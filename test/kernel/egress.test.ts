@@ -15,10 +15,10 @@ import fs from "node:fs";
 import path from "node:path";
 import type { RtNetlinkSocket } from "netlink";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { EgressError, EgressGateway, FWD_CHAIN, NAT_CHAIN, hostLegName } from "../../driver/datapath/egress.js";
-import { createVethPair, ensureAddress, ensureBridge, setMaster, setUp } from "../../driver/kernel/links.js";
-import { deleteNamedNetns, openNetnsFd, readSysctlIn } from "../../driver/kernel/netns.js";
-import { createLogger } from "../../driver/log.js";
+import { EgressError, EgressGateway, FWD_CHAIN, NAT_CHAIN, hostLegName } from "../../adapters/kernel/egress.js";
+import { createVethPair, ensureAddress, ensureBridge, setMaster, setUp } from "../../adapters/kernel/links.js";
+import { deleteNamedNetns, openNetnsFd, readSysctlIn } from "../../adapters/kernel/netns.js";
+import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno } from "./support/scratch.js";
 
 const pingOk = (from: string, ip: string, attempts = 2): boolean => pingOkIn(from, ip, attempts, 1);

@@ -22,7 +22,7 @@ import {
   setMaster,
   setUp,
   type VxlanSpec,
-} from "../../driver/kernel/links.js";
+} from "../../adapters/kernel/links.js";
 import {
   addFdbEntry,
   appendFdbEntry,
@@ -32,7 +32,7 @@ import {
   listNeighbors,
   replaceFdbEntry,
   replaceNeighbor,
-} from "../../driver/kernel/neighbors.js";
+} from "../../adapters/kernel/neighbors.js";
 import {
   NetnsError,
   createNamedNetns,
@@ -42,7 +42,7 @@ import {
   readSysctlIn,
   runInNetns,
   writeSysctlIn,
-} from "../../driver/kernel/netns.js";
+} from "../../adapters/kernel/netns.js";
 
 
 let tmp: string;

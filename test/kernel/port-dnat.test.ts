@@ -16,11 +16,12 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DNAT_CHAIN, PortDnat, type DnatRule } from "../../driver/datapath/port-dnat.js";
-import { Iptables, IptablesError } from "../../driver/kernel/iptables.js";
-import { createVethPair, ensureAddress, setUp } from "../../driver/kernel/links.js";
-import { openNetnsFd, writeSysctlIn } from "../../driver/kernel/netns.js";
-import { createLogger } from "../../driver/log.js";
+import { DNAT_CHAIN, PortDnat } from "../../adapters/kernel/port-dnat.js";
+import type { DnatRule } from "../../domain/ports/dnat.js";
+import { Iptables, IptablesError } from "../../adapters/kernel/iptables.js";
+import { createVethPair, ensureAddress, setUp } from "../../adapters/kernel/links.js";
+import { openNetnsFd, writeSysctlIn } from "../../adapters/kernel/netns.js";
+import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs, selfNetnsIno } from "./support/scratch.js";
 
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");

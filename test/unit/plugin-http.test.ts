@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../driver/log.js";
+import { createLogger } from "../../lib/log.js";
 import { createApp, type Handler } from "../../plugin/http/app.js";
 import { ok } from "../../plugin/http/answer.js";
 import { listenUnix, type Listener } from "../../plugin/http/listen.js";

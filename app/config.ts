@@ -1,0 +1,102 @@
+import { availableParallelism } from "node:os";
+import { z } from "zod";
+import { PROXY_MODES, type ProxyMode } from "../domain/publish/port-publisher.js";
+
+/**
+ * Process configuration, read once from the environment. The managed plugin
+ * gets these from config.json `env` (set with `docker plugin set`); the host
+ * service gets them from its unit file.
+ */
+const EnvSchema = z.object({
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  // Comma-separated unix socket paths to serve the plugin protocol on.
+  TSOVERLAY_SOCKETS: z.string().min(1).default("/run/docker/plugins/tsoverlay.sock"),
+  CONSUL_HTTP_ADDR: z.string().default(""),
+  CONSUL_HTTP_TOKEN: z.string().default(""),
+  ADVERTISE_ADDR: z.string().default(""),
+  ADVERTISE_IFACE: z.string().default(""),
+  TSOVERLAY_STATE_DIR: z.string().min(1).default("/var/lib/tsoverlay"),
+  TSOVERLAY_RUN_DIR: z.string().min(1).default("/run/tsoverlay"),
+  TSOVERLAY_PROC: z.string().min(1).default("/proc"),
+  TSOVERLAY_VXLAN_PORT: z.coerce.number().int().min(1).max(65535).default(4789),
+  TSOVERLAY_RECONCILE_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
+  TSOVERLAY_GATEWAY_BRIDGE: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of at most 15 characters").default("tsogw0"),
+  TSOVERLAY_GATEWAY_SUBNET: z.string().default("100.72.0.0/24"),
+  TSOVERLAY_PROXY_MODE: z.enum(PROXY_MODES).default("hybrid"),
+  TSOVERLAY_PROXY_WORKERS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(64)]).default("auto"),
+  // How long a call retries a cluster store that does not answer (leader election, agent restart).
+  TSOVERLAY_STORE_RETRY_S: z.coerce.number().min(0).max(120).default(10),
+  // How long a host must be gone before live hosts collect its records.
+  TSOVERLAY_GC_GRACE_S: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
+  // How often this host checks its own records and looks for gone hosts.
+  TSOVERLAY_GC_INTERVAL_S: z.coerce.number().int().min(1).max(24 * 3600).default(60),
+});
+
+export interface PluginConfig {
+  logLevel: string;
+  sockets: string[];
+  consulAddr: string;
+  consulToken: string;
+  advertiseAddr: string;
+  advertiseIface: string;
+  stateDir: string;
+  runDir: string;
+  procRoot: string;
+  vxlanPort: number;
+  reconcileMs: number;
+  gatewayBridge: string;
+  gatewaySubnet: string;
+  proxyMode: ProxyMode;
+  /**
+   * Accept worker processes for the TCP proxy; "auto" = one per two cores beyond the first two,
+   * at most 3 (on 2 vCPUs a worker measured slower: the cores are busy with the traffic itself).
+   */
+  proxyWorkers: number;
+  /** Retry budget of a cluster-store call made while serving Docker (ms). */
+  storeRetryMs: number;
+  /** A host gone this long has its records collected (ms). */
+  gcGraceMs: number;
+  /** Period of the record collector (ms). */
+  gcIntervalMs: number;
+}
+
+export type ConfigResult = { ok: true; config: PluginConfig } | { ok: false; error: string };
+
+export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
+  // An empty setting (`docker plugin set X=`) means "use the default".
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = EnvSchema.safeParse(present);
+  if (!parsed.success) {
+    const why = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    return { ok: false, error: `invalid environment: ${why}` };
+  }
+  const e = parsed.data;
+  const sockets = e.TSOVERLAY_SOCKETS.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  const relative = sockets.find((s) => !s.startsWith("/"));
+  if (relative !== undefined) {
+    return { ok: false, error: `invalid environment: TSOVERLAY_SOCKETS: socket path ${relative} is not absolute` };
+  }
+  return {
+    ok: true,
+    config: {
+      logLevel: e.LOG_LEVEL,
+      sockets,
+      consulAddr: e.CONSUL_HTTP_ADDR,
+      consulToken: e.CONSUL_HTTP_TOKEN,
+      advertiseAddr: e.ADVERTISE_ADDR,
+      advertiseIface: e.ADVERTISE_IFACE,
+      stateDir: e.TSOVERLAY_STATE_DIR,
+      runDir: e.TSOVERLAY_RUN_DIR,
+      procRoot: e.TSOVERLAY_PROC,
+      vxlanPort: e.TSOVERLAY_VXLAN_PORT,
+      reconcileMs: e.TSOVERLAY_RECONCILE_MS,
+      gatewayBridge: e.TSOVERLAY_GATEWAY_BRIDGE,
+      gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
+      proxyMode: e.TSOVERLAY_PROXY_MODE,
+      proxyWorkers: e.TSOVERLAY_PROXY_WORKERS === "auto" ? Math.min(3, Math.max(0, Math.floor((availableParallelism() - 2) / 2))) : e.TSOVERLAY_PROXY_WORKERS,
+      storeRetryMs: Math.round(e.TSOVERLAY_STORE_RETRY_S * 1000),
+      gcGraceMs: e.TSOVERLAY_GC_GRACE_S * 1000,
+      gcIntervalMs: e.TSOVERLAY_GC_INTERVAL_S * 1000,
+    },
+  };
+}

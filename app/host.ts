@@ -1,0 +1,112 @@
+import path from "node:path";
+import { assembleDomain } from "./assemble.js";
+import type { EgressPort } from "../domain/ports/datapath.js";
+import { EgressGateway } from "../adapters/kernel/egress.js";
+import { PortDnat } from "../adapters/kernel/port-dnat.js";
+import { Iptables } from "../adapters/kernel/iptables.js";
+import { KernelDatapath, networkNetnsPath } from "../adapters/kernel/kernel-datapath.js";
+import { resolveUnderlay } from "../adapters/kernel/underlay.js";
+import { ipamConfigFromEnv } from "../domain/ipam/ipam-config.js";
+import type { Logger } from "../lib/log.js";
+import type { OverlayDriver } from "../domain/overlay-driver.js";
+import { failure, success, type Result } from "../lib/result.js";
+import { openEmbeddedStore } from "../adapters/store/embedded-store.js";
+import { openStore } from "../adapters/store/open-store.js";
+import type { Store } from "../domain/ports/store.js";
+import { PortPublisher, type PublishedPort } from "../domain/publish/port-publisher.js";
+import { AcceptWorkers, ProxyManager } from "../proxy/index.js";
+import type { PluginConfig } from "./config.js";
+import type { ClusterIpamPort } from "../plugin/routes/ipam-routes.js";
+
+/** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
+const IPV6_HALF_DELAY_MS = 2_000;
+
+export interface Domain {
+  driver: OverlayDriver;
+  ipam: ClusterIpamPort;
+  /** Published ports with their counters (docker ps cannot show a remote driver's ports). */
+  ports(): PublishedPort[];
+  /** What the status endpoint shows about the cluster side. */
+  cluster(): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds the domain from the configuration: underlay → stores → datapath →
+ * host registry → peers → driver, then restores what this host had before a
+ * restart. Nothing here waits for the cluster store: a plugin that starts
+ * while Consul is away restores its datapath from host-private state, answers
+ * Docker at once, and catches up (registration, peers, queued teardown, its
+ * own records) when the store answers. Any failure is returned with what
+ * failed; nothing is left running.
+ */
+export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, log: Logger): Promise<Result<Domain>> {
+  const underlay = await resolveUnderlay({ advertiseAddr: config.advertiseAddr, advertiseIface: config.advertiseIface });
+  if (!underlay.ok) return failure(underlay.error);
+  const { vtep, mtu, ifindex } = underlay.value;
+  const hostId = vtep;
+  const ipamCfg = ipamConfigFromEnv(hostId, env);
+  if (!ipamCfg.ok) return failure(ipamCfg.error);
+
+  let raw: Store | undefined;
+  let local: Store | undefined;
+  let workers: AcceptWorkers | undefined;
+  try {
+    raw = await openStore({ consulAddr: config.consulAddr, consulToken: config.consulToken, stateDir: config.stateDir }, log);
+    local = await openEmbeddedStore(path.join(config.stateDir, "local"), log);
+    const datapath = new KernelDatapath({ runDir: config.runDir, vtepAddr: vtep, vxlanPort: config.vxlanPort, underlayIfindex: ifindex, log });
+    const gateway = new EgressGateway({ bridgeName: config.gatewayBridge, subnet: config.gatewaySubnet, procRoot: config.procRoot, log });
+    const egress: EgressPort = {
+      ensure: (subnet, vni, slot) => gateway.ensureNetwork({ subnet, nsPath: networkNetnsPath(config.runDir, vni), slot }),
+      remove: (subnet, slot) => gateway.removeNetwork({ subnet, slot }),
+    };
+    const dnat = new PortDnat({ gatewayBridge: config.gatewayBridge, iptables: new Iptables(), log });
+    const proxyLog = log.child({ component: "proxy" });
+    workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog });
+    await workers.start();
+    const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
+    const domain = await assembleDomain(
+      { cluster: raw, local, datapath, egress, publisher },
+      {
+        hostId,
+        vtep,
+        underlayMtu: mtu,
+        ipam: ipamCfg.value,
+        storeRetryMs: config.storeRetryMs,
+        reconcileMs: config.reconcileMs,
+        gcIntervalMs: config.gcIntervalMs,
+        gcGraceMs: config.gcGraceMs,
+      },
+      log,
+    );
+    await domain.start();
+    // After re-publishing: DNAT rules of endpoints gone while we were down, or all of them after a switch to userland.
+    await publisher.pruneFastPath(dnat);
+    log.info({ hostId, vtep, underlayMtu: mtu, consul: config.consulAddr || "embedded", proxyMode: config.proxyMode }, "tsoverlay ready");
+    const [r, l, w] = [raw, local, workers];
+    const backend = config.consulAddr ? "consul" : "embedded";
+    return success({
+      driver: domain.driver,
+      ipam: domain.ipam,
+      ports: () => publisher.list(),
+      cluster: async () => {
+        const st = await domain.status();
+        return { ...st, store: { backend, ...(st.store as object) } };
+      },
+      stop: async () => {
+        await domain.stop();
+        await publisher.closeAll();
+        await w.close();
+        await datapath.close();
+        await gateway.close();
+        await r.close();
+        await l.close();
+      },
+    });
+  } catch (e) {
+    await workers?.close().catch(() => undefined);
+    await raw?.close().catch(() => undefined);
+    await local?.close().catch(() => undefined);
+    return failure((e as Error).message);
+  }
+}

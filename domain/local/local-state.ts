@@ -1,0 +1,144 @@
+import { z } from "zod";
+import { subnetKey } from "../cluster/keys.js";
+import { NetworkRecord } from "../cluster/records.js";
+import type { PortRequest } from "../publish/port-publisher.js";
+import type { Store } from "../ports/store.js";
+
+/**
+ * What this host must remember across plugin restarts (Docker replays neither
+ * CreateNetwork nor CreateEndpoint): its Docker network IDs, endpoints, uplink
+ * slots and published ports. Kept in a host-private store (never in the
+ * cluster store: network IDs are per daemon). Each network also keeps a copy
+ * of its cluster record (VNI, gateway, MTU, options), so that the datapath can
+ * be restored and endpoints served while the cluster store is away.
+ */
+export const LocalNetwork = z.object({ networkId: z.string(), subnet: z.string(), record: NetworkRecord.optional() });
+export type LocalNetwork = z.infer<typeof LocalNetwork>;
+
+export const LocalEndpoint = z.object({
+  endpointId: z.string(),
+  networkId: z.string(),
+  subnet: z.string(),
+  addressCidr: z.string(),
+  mac: z.string(),
+  /** The container's name, when Docker gave it to the IPAM (29 and later). */
+  name: z.string().optional(),
+});
+export type LocalEndpoint = z.infer<typeof LocalEndpoint>;
+
+const PortRequests = z.array(
+  z.object({ proto: z.number(), hostIp: z.string(), hostPort: z.number(), hostPortEnd: z.number(), containerPort: z.number() }),
+);
+
+/** JSON records of one kind under one key prefix. */
+class Records<T> {
+  constructor(
+    private readonly store: Store,
+    private readonly prefix: string,
+    private readonly schema: z.ZodType<T>,
+  ) {}
+
+  async put(id: string, value: T): Promise<void> {
+    await this.store.put(this.prefix + id, JSON.stringify(value));
+  }
+
+  async get(id: string): Promise<T | undefined> {
+    const kv = await this.store.get(this.prefix + id);
+    return kv === undefined ? undefined : this.schema.parse(JSON.parse(kv.value));
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.store.delete(this.prefix + id);
+  }
+
+  async all(): Promise<T[]> {
+    return (await this.store.list(this.prefix)).map((kv) => this.schema.parse(JSON.parse(kv.value)));
+  }
+}
+
+const SLOTS = "local/egress-slots/";
+
+export class LocalState {
+  private readonly nets: Records<LocalNetwork>;
+  private readonly eps: Records<LocalEndpoint>;
+  private readonly ports: Records<PortRequest[]>;
+
+  constructor(private readonly store: Store) {
+    this.nets = new Records(store, "local/networks/", LocalNetwork);
+    this.eps = new Records(store, "local/endpoints/", LocalEndpoint);
+    this.ports = new Records(store, "local/ports/", PortRequests);
+  }
+
+  putNetwork(n: LocalNetwork): Promise<void> {
+    return this.nets.put(n.networkId, n);
+  }
+
+  getNetwork(networkId: string): Promise<LocalNetwork | undefined> {
+    return this.nets.get(networkId);
+  }
+
+  deleteNetwork(networkId: string): Promise<void> {
+    return this.nets.delete(networkId);
+  }
+
+  networks(): Promise<LocalNetwork[]> {
+    return this.nets.all();
+  }
+
+  /** This host's network on `subnet`, if any (one per subnet). */
+  async networkOn(subnet: string): Promise<LocalNetwork | undefined> {
+    return (await this.nets.all()).find((n) => n.subnet === subnet);
+  }
+
+  putEndpoint(e: LocalEndpoint): Promise<void> {
+    return this.eps.put(e.endpointId, e);
+  }
+
+  getEndpoint(endpointId: string): Promise<LocalEndpoint | undefined> {
+    return this.eps.get(endpointId);
+  }
+
+  deleteEndpoint(endpointId: string): Promise<void> {
+    return this.eps.delete(endpointId);
+  }
+
+  endpoints(): Promise<LocalEndpoint[]> {
+    return this.eps.all();
+  }
+
+  /** This host's uplink slot for a network: the one it has, or the lowest free (from 1). */
+  async egressSlot(subnet: string): Promise<number> {
+    const key = SLOTS + subnetKey(subnet);
+    for (;;) {
+      const taken = await this.store.list(SLOTS);
+      const mine = taken.find((kv) => kv.key === key);
+      if (mine !== undefined) return Number(mine.value);
+      const used = new Set(taken.map((kv) => Number(kv.value)));
+      let slot = 1;
+      while (used.has(slot)) slot++;
+      if (await this.store.cas(key, String(slot), 0)) return slot;
+    }
+  }
+
+  async existingEgressSlot(subnet: string): Promise<number | undefined> {
+    const kv = await this.store.get(SLOTS + subnetKey(subnet));
+    return kv === undefined ? undefined : Number(kv.value);
+  }
+
+  async releaseEgressSlot(subnet: string): Promise<void> {
+    await this.store.delete(SLOTS + subnetKey(subnet));
+  }
+
+  /** The ports an endpoint publishes, with the host ports actually bound (so a restart rebinds the same ones). */
+  putPorts(endpointId: string, ports: PortRequest[]): Promise<void> {
+    return this.ports.put(endpointId, ports);
+  }
+
+  getPorts(endpointId: string): Promise<PortRequest[] | undefined> {
+    return this.ports.get(endpointId);
+  }
+
+  deletePorts(endpointId: string): Promise<void> {
+    return this.ports.delete(endpointId);
+  }
+}

@@ -1,0 +1,83 @@
+import { VNI_LIMITS } from "../ipam/vnis.js";
+import { failure, success, type Result } from "../../lib/result.js";
+
+/** The `-o` options a tsoverlay network understands. */
+export interface NetworkOptions {
+  /** Explicit VNI; otherwise one is allocated from the cluster range. */
+  vni?: number;
+  /** MTU for the overlay; otherwise the underlay MTU − 50 (VXLAN overhead). */
+  mtu?: number;
+  /**
+   * Send a PROXY protocol header to published ports' backends so they learn the
+   * client's address (the userland proxy otherwise hides it).
+   */
+  proxyProtocol?: "v1" | "v2";
+  /** `--internal`: the network has no way out. */
+  internal?: boolean;
+  /** Prefix of the interface name inside containers (Docker's `eth`). */
+  ifacePrefix?: string;
+}
+
+export const VXLAN_OVERHEAD = 50;
+const VXLANID_LIST = "com.docker.network.driver.overlay.vxlanid_list";
+const IFACE_PREFIX = "com.docker.network.container_iface_prefix";
+const KNOWN = ["vni", "mtu", "proxy-protocol", "com.docker.network.driver.mtu", VXLANID_LIST, IFACE_PREFIX] as const;
+/** Short enough that prefix + a number fits a Linux interface name (15). */
+const VALID_IFACE_PREFIX = /^[A-Za-z][A-Za-z0-9_-]{0,10}$/;
+
+function parseIntOption(name: string, raw: string, min: number, max: number): Result<number> {
+  if (!/^\d+$/.test(raw.trim())) return failure(`invalid option ${name}=${raw}: must be a number`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) return failure(`invalid option ${name}=${raw}: must be between ${min} and ${max}`);
+  return success(n);
+}
+
+/**
+ * Parses `com.docker.network.generic`. Every key is either understood or
+ * refused: a typo must not silently give a different network, and an option
+ * that belongs to another driver must not look as if it worked.
+ *   vni, com.docker.network.driver.overlay.vxlanid_list  the VNI (Docker's overlay spells it the second way)
+ *   mtu, com.docker.network.driver.mtu                    the overlay MTU
+ *   proxy-protocol                                        v1|v2 for published ports
+ *   com.docker.network.container_iface_prefix             the container's interface prefix
+ */
+export function parseNetworkOptions(generic: Record<string, string>): Result<NetworkOptions> {
+  const out: NetworkOptions = {};
+  const setVni = (k: string, v: string): Result<void> => {
+    // Any valid VNI: the automatic range deliberately leaves the low ones for this.
+    const r = parseIntOption(k, v, VNI_LIMITS.min, VNI_LIMITS.max);
+    if (!r.ok) return r;
+    if (out.vni !== undefined && out.vni !== r.value) return failure(`conflicting VNI options: ${out.vni} and ${r.value}`);
+    out.vni = r.value;
+    return success(undefined);
+  };
+  for (const [k, v] of Object.entries(generic)) {
+    if (k === "vni") {
+      const r = setVni(k, v);
+      if (!r.ok) return r;
+    } else if (k === VXLANID_LIST) {
+      const ids = v.split(",").map((x) => x.trim()).filter((x) => x !== "");
+      if (ids.length !== 1) return failure(`invalid option ${k}=${v}: a tsoverlay network has one subnet, so exactly one VXLAN ID`);
+      const r = setVni(k, ids[0]!);
+      if (!r.ok) return r;
+    } else if (k === "mtu" || k === "com.docker.network.driver.mtu") {
+      const r = parseIntOption(k, v, 576, 65535 - VXLAN_OVERHEAD);
+      if (!r.ok) return r;
+      if (out.mtu !== undefined && out.mtu !== r.value) return failure(`conflicting MTU options: ${out.mtu} and ${r.value}`);
+      out.mtu = r.value;
+    } else if (k === "proxy-protocol") {
+      if (v !== "v1" && v !== "v2") return failure(`invalid option proxy-protocol=${v}: must be v1 or v2`);
+      out.proxyProtocol = v;
+    } else if (k === IFACE_PREFIX) {
+      if (!VALID_IFACE_PREFIX.test(v)) return failure(`invalid option ${k}=${v}: use a letter, then up to 10 letters, digits, '_' or '-'`);
+      out.ifacePrefix = v;
+    } else if (k.startsWith("com.docker.network.bridge.")) {
+      return failure(`option ${k} belongs to Docker's bridge driver; tsoverlay does not support it (tsoverlay understands: ${KNOWN.join(", ")})`);
+    } else if (k.startsWith("com.docker.network.")) {
+      return failure(`option ${k} is not supported by tsoverlay (tsoverlay understands: ${KNOWN.join(", ")})`);
+    } else {
+      return failure(`unknown option ${k} (tsoverlay understands: ${KNOWN.join(", ")})`);
+    }
+  }
+  return success(out);
+}
