@@ -1,6 +1,12 @@
 import { availableParallelism } from "node:os";
 import { z } from "zod";
+import { failure, success, type Result } from "../lib/result.js";
 import { PROXY_MODES, type ProxyMode } from "../domain/publish/port-publisher.js";
+
+/**
+ * The one place the process's configuration is read. Everything below takes
+ * typed values from here; nothing else reads the environment.
+ */
 
 /**
  * Process configuration, read once from the environment. The managed plugin
@@ -13,6 +19,8 @@ const EnvSchema = z.object({
   TSOVERLAY_SOCKETS: z.string().min(1).default("/run/docker/plugins/tsoverlay.sock"),
   CONSUL_HTTP_ADDR: z.string().default(""),
   CONSUL_HTTP_TOKEN: z.string().default(""),
+  // As the consul CLI reads it: https for an address given without a scheme.
+  CONSUL_HTTP_SSL: z.enum(["true", "false", "1", "0"]).default("false"),
   ADVERTISE_ADDR: z.string().default(""),
   ADVERTISE_IFACE: z.string().default(""),
   TSOVERLAY_STATE_DIR: z.string().min(1).default("/var/lib/tsoverlay"),
@@ -30,6 +38,10 @@ const EnvSchema = z.object({
   TSOVERLAY_GC_GRACE_S: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
   // How often this host checks its own records and looks for gone hosts.
   TSOVERLAY_GC_INTERVAL_S: z.coerce.number().int().min(1).max(24 * 3600).default(60),
+  // Checked by the IPAM's own parser (parseIpamConfig), which names the setting in its errors.
+  TSOVERLAY_POOL_RANGE: z.string().optional(),
+  TSOVERLAY_POOL_SIZE: z.string().optional(),
+  TSOVERLAY_VNI_RANGE: z.string().optional(),
 });
 
 export interface PluginConfig {
@@ -37,6 +49,7 @@ export interface PluginConfig {
   sockets: string[];
   consulAddr: string;
   consulToken: string;
+  consulSsl: boolean;
   advertiseAddr: string;
   advertiseIface: string;
   stateDir: string;
@@ -58,31 +71,30 @@ export interface PluginConfig {
   gcGraceMs: number;
   /** Period of the record collector (ms). */
   gcIntervalMs: number;
+  /** The IPAM's settings as given (parsed once the host id is known). */
+  ipam: { poolRange?: string; poolSize?: string; vniRange?: string };
 }
 
-export type ConfigResult = { ok: true; config: PluginConfig } | { ok: false; error: string };
-
-export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
+export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   // An empty setting (`docker plugin set X=`) means "use the default".
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = EnvSchema.safeParse(present);
   if (!parsed.success) {
     const why = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    return { ok: false, error: `invalid environment: ${why}` };
+    return failure(`invalid environment: ${why}`);
   }
   const e = parsed.data;
   const sockets = e.TSOVERLAY_SOCKETS.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
   const relative = sockets.find((s) => !s.startsWith("/"));
   if (relative !== undefined) {
-    return { ok: false, error: `invalid environment: TSOVERLAY_SOCKETS: socket path ${relative} is not absolute` };
+    return failure(`invalid environment: TSOVERLAY_SOCKETS: socket path ${relative} is not absolute`);
   }
-  return {
-    ok: true,
-    config: {
+  return success({
       logLevel: e.LOG_LEVEL,
       sockets,
       consulAddr: e.CONSUL_HTTP_ADDR,
       consulToken: e.CONSUL_HTTP_TOKEN,
+      consulSsl: e.CONSUL_HTTP_SSL === "true" || e.CONSUL_HTTP_SSL === "1",
       advertiseAddr: e.ADVERTISE_ADDR,
       advertiseIface: e.ADVERTISE_IFACE,
       stateDir: e.TSOVERLAY_STATE_DIR,
@@ -97,6 +109,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       storeRetryMs: Math.round(e.TSOVERLAY_STORE_RETRY_S * 1000),
       gcGraceMs: e.TSOVERLAY_GC_GRACE_S * 1000,
       gcIntervalMs: e.TSOVERLAY_GC_INTERVAL_S * 1000,
-    },
-  };
+      ipam: {
+        ...(e.TSOVERLAY_POOL_RANGE === undefined ? {} : { poolRange: e.TSOVERLAY_POOL_RANGE }),
+        ...(e.TSOVERLAY_POOL_SIZE === undefined ? {} : { poolSize: e.TSOVERLAY_POOL_SIZE }),
+        ...(e.TSOVERLAY_VNI_RANGE === undefined ? {} : { vniRange: e.TSOVERLAY_VNI_RANGE }),
+      },
+  });
 }

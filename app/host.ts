@@ -1,12 +1,14 @@
 import path from "node:path";
 import { assembleDomain } from "./assemble.js";
 import type { EgressPort } from "../domain/ports/datapath.js";
-import { EgressGateway } from "../adapters/kernel/egress.js";
+import { EgressGateway } from "../adapters/kernel/egress/egress-gateway.js";
 import { PortDnat } from "../adapters/kernel/port-dnat.js";
 import { Iptables } from "../adapters/kernel/iptables.js";
-import { KernelDatapath, networkNetnsPath } from "../adapters/kernel/kernel-datapath.js";
+import { KernelDatapath } from "../adapters/kernel/datapath/kernel-datapath.js";
+import { networkNetnsPath } from "../adapters/kernel/datapath/context.js";
 import { resolveUnderlay } from "../adapters/kernel/underlay.js";
-import { ipamConfigFromEnv } from "../domain/ipam/ipam-config.js";
+import { parseIpamConfig } from "../domain/ipam/ipam-config.js";
+import type { HostIpam } from "../domain/ipam/host-ipam.js";
 import type { Logger } from "../lib/log.js";
 import type { OverlayDriver } from "../domain/overlay-driver.js";
 import { failure, success, type Result } from "../lib/result.js";
@@ -16,14 +18,14 @@ import type { Store } from "../domain/ports/store.js";
 import { PortPublisher, type PublishedPort } from "../domain/publish/port-publisher.js";
 import { AcceptWorkers, ProxyManager } from "../proxy/index.js";
 import type { PluginConfig } from "./config.js";
-import type { ClusterIpamPort } from "../plugin/routes/ipam-routes.js";
 
 /** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
 const IPV6_HALF_DELAY_MS = 2_000;
 
+/** A running host: what the HTTP edge calls, and how to stop it. */
 export interface Domain {
   driver: OverlayDriver;
-  ipam: ClusterIpamPort;
+  ipam: HostIpam;
   /** Published ports with their counters (docker ps cannot show a remote driver's ports). */
   ports(): PublishedPort[];
   /** What the status endpoint shows about the cluster side. */
@@ -40,19 +42,19 @@ export interface Domain {
  * own records) when the store answers. Any failure is returned with what
  * failed; nothing is left running.
  */
-export async function startDomain(config: PluginConfig, env: NodeJS.ProcessEnv, log: Logger): Promise<Result<Domain>> {
+export async function startDomain(config: PluginConfig, log: Logger): Promise<Result<Domain>> {
   const underlay = await resolveUnderlay({ advertiseAddr: config.advertiseAddr, advertiseIface: config.advertiseIface });
   if (!underlay.ok) return failure(underlay.error);
   const { vtep, mtu, ifindex } = underlay.value;
   const hostId = vtep;
-  const ipamCfg = ipamConfigFromEnv(hostId, env);
+  const ipamCfg = parseIpamConfig({ hostId, ...config.ipam });
   if (!ipamCfg.ok) return failure(ipamCfg.error);
 
   let raw: Store | undefined;
   let local: Store | undefined;
   let workers: AcceptWorkers | undefined;
   try {
-    raw = await openStore({ consulAddr: config.consulAddr, consulToken: config.consulToken, stateDir: config.stateDir }, log);
+    raw = await openStore({ consulAddr: config.consulAddr, consulToken: config.consulToken, consulSsl: config.consulSsl, stateDir: config.stateDir }, log);
     local = await openEmbeddedStore(path.join(config.stateDir, "local"), log);
     const datapath = new KernelDatapath({ runDir: config.runDir, vtepAddr: vtep, vxlanPort: config.vxlanPort, underlayIfindex: ifindex, log });
     const gateway = new EgressGateway({ bridgeName: config.gatewayBridge, subnet: config.gatewaySubnet, procRoot: config.procRoot, log });

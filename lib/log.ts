@@ -3,7 +3,7 @@ import { pino, type Logger } from "pino";
 export type { Logger };
 
 /** Structured JSON-lines logger shared by every layer; one line per event. */
-export function createLogger(level: string = process.env.LOG_LEVEL ?? "info"): Logger {
+export function createLogger(level: string): Logger {
   return pino({
     level,
     base: { svc: "tsoverlay", pid: process.pid },

@@ -1,4 +1,5 @@
 import { createLogger } from "../lib/log.js";
+import { retry } from "../lib/retry.js";
 import { loadConfig } from "../app/config.js";
 import { startDomain, type Domain } from "../app/host.js";
 import { createApp } from "./http/app.js";
@@ -19,7 +20,7 @@ async function main(): Promise<void> {
     createLogger("info").fatal({ err: cfg.error }, "cannot start");
     process.exit(2);
   }
-  const config = cfg.config;
+  const config = cfg.value;
   const log = createLogger(config.logLevel);
   const gate = new ReadinessGate();
 
@@ -36,10 +37,10 @@ async function main(): Promise<void> {
   }
 
   let domain: Domain | undefined;
-  let stopping = false;
+  const stopped = new AbortController();
   const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
+    if (stopped.signal.aborted) return;
+    stopped.abort();
     log.info({ signal }, "stopping");
     await Promise.all(listeners.map((l) => l.close()));
     await domain?.stop().catch((e: unknown) => log.error({ err: (e as Error).message }, "stopping the domain failed"));
@@ -48,17 +49,15 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
 
-  for (let delay = 500; !stopping; delay = Math.min(delay * 2, 10_000)) {
-    const started = await startDomain(config, process.env, log);
-    if (started.ok) {
-      domain = started.value;
-      gate.ready(domain.driver, domain.ipam, domain.ports, domain.cluster);
-      return;
-    }
+  // Only what cannot wait for the cluster store fails a start (no underlay address, a bad setting): retried anyway.
+  domain = await retry({ attempts: Infinity, minMs: 500, maxMs: 10_000, signal: stopped.signal }, async () => {
+    const started = await startDomain(config, log);
+    if (started.ok) return started.value;
     gate.notReady(started.error);
-    log.error({ err: started.error, retryMs: delay }, "cannot start the driver; retrying");
-    await new Promise((r) => setTimeout(r, delay));
-  }
+    log.error({ err: started.error }, "cannot start the driver; retrying");
+    return undefined;
+  });
+  if (domain !== undefined) gate.ready(domain);
 }
 
 void main();

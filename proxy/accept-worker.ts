@@ -19,6 +19,7 @@ interface Served {
   servers: Map<number, net.Server>;
 }
 
+// Started by accept-workers.ts with the plugin's environment; LOG_LEVEL is the plugin's setting.
 const log = createLogger(process.env.LOG_LEVEL ?? "info").child({ component: "accept-worker" });
 const served = new Map<string, Served>();
 let buffers: ReadBufferPool | undefined;

@@ -1,12 +1,13 @@
 /**
  * iptables, driven idempotently: `-C` before `-A`/`-I`, `-D` until `-C` no
  * longer matches, chains created and removed with their jumps. Runs in the
- * host namespace (host-command.ts). Every
- * argument must match a conservative pattern: callers build rules from
- * validated values only, and anything odd is refused rather than passed on.
+ * host namespace (host-command.ts); the chains we own are values in
+ * chain.ts. Every argument must match a conservative pattern: callers build
+ * rules from validated values only, and anything odd is refused rather than
+ * passed on.
  * Calls on one instance run one at a time (`-C` then `-A` must not interleave).
  */
-import { KeyedMutex } from "../../lib/keyed-mutex.js";
+import { Mutex } from "../../lib/keyed-mutex.js";
 import { runHostCommand, type CommandResult } from "./host-command.js";
 
 export type Table = "filter" | "nat";
@@ -35,12 +36,12 @@ const TIMEOUT_MS = 30_000;
 /** Upper bound on `-D` loops (a rule duplicated by hand many times). */
 const MAX_DELETE_LOOPS = 64;
 
-export const commandLine = (table: Table, args: readonly string[]): string => `iptables -t ${table} ${args.join(" ")}`;
+const commandLine = (table: Table, args: readonly string[]): string => `iptables -t ${table} ${args.join(" ")}`;
 
 export class Iptables {
   private readonly bin: string;
   private readonly netnsPath: string | undefined;
-  private readonly mutex = new KeyedMutex();
+  private readonly mutex = new Mutex();
 
   constructor(opts: IptablesOptions = {}) {
     const bin = opts.bin ?? "iptables";
@@ -116,7 +117,7 @@ export class Iptables {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    return this.mutex.run("iptables", fn);
+    return this.mutex.run(fn);
   }
 
   private async chainExistsNow(table: Table, chain: string): Promise<boolean> {

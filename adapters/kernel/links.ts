@@ -1,4 +1,6 @@
 /**
+ * (Over 300 lines on purpose: the one home of link operations: model, reads, changes, creation by kind, addresses.)
+ *
  * Links (bridge, VXLAN, veth) over an rtnetlink socket. Every call acts in the
  * namespace the socket was opened in (see netns.ts `openRtnetlinkIn`). The
  * "ensure" functions are idempotent: they create what is missing, fix what
@@ -6,94 +8,21 @@
  * something that is already gone succeeds.
  */
 import net from "node:net";
-import ipaddr from "ipaddr.js";
-import { AttrStream, FlagsNew, ifla, rt, type RtNetlinkSocket, type StreamData } from "netlink";
+import { ifla, rt, type RtNetlinkSocket } from "netlink";
+import { ipFromBytes, macFromBytes, normalizeIp } from "../../lib/net.js";
+import {
+  AF_INET,
+  CREATE_EXCL,
+  NetlinkError,
+  PLAIN,
+  addressFamily,
+  encodeAttrs,
+  ipToBuffer,
+  nlCall,
+} from "./rtnetlink.js";
 
-/** Every request gets a deadline: a lost reply must not hang the plugin. */
-export const REQUEST_TIMEOUT_MS = 5_000;
-
-const CREATE_EXCL = { flags: FlagsNew.CREATE | FlagsNew.EXCL, timeout: REQUEST_TIMEOUT_MS };
-const PLAIN = { timeout: REQUEST_TIMEOUT_MS };
-
-export const AF_INET = 2;
-export const AF_INET6 = 10;
 /** IFLA_INFO_DATA of a veth: VETH_INFO_PEER. */
 const VETH_INFO_PEER = 1;
-
-/** A failed netlink operation, naming what it was done to. */
-export class NetlinkError extends Error {
-  constructor(
-    readonly op: string,
-    readonly subject: string,
-    /** Kernel error name (e.g. "EEXIST") when the kernel rejected the request. */
-    readonly code: string | undefined,
-    cause?: unknown,
-  ) {
-    const detail = cause instanceof Error ? cause.message : cause === undefined ? "" : String(cause);
-    super(`${subject}: ${op} failed${detail ? `: ${detail}` : ""}`, { cause });
-    this.name = "NetlinkError";
-  }
-}
-
-/** node-netlink reports kernel errors only as `Error("Request rejected: EEXIST")`. */
-export function kernelErrorCode(err: unknown): string | undefined {
-  if (err instanceof NetlinkError) return err.code;
-  const m = err instanceof Error ? /^Request rejected: (\S+)/.exec(err.message) : null;
-  return m?.[1];
-}
-
-/** Runs a request; kernel errors whose code is in `ok` resolve to undefined. */
-export async function nlCall<T>(
-  op: string,
-  subject: string,
-  fn: () => Promise<T>,
-  ok: readonly string[] = [],
-): Promise<T | undefined> {
-  try {
-    return await fn();
-  } catch (err) {
-    const code = kernelErrorCode(err);
-    if (code !== undefined && ok.includes(code)) return undefined;
-    throw new NetlinkError(op, subject, code, err);
-  }
-}
-
-// ---------------------------------------------------------------- encodings
-
-/** Serialises node-netlink's lazy attribute stream into one Buffer. */
-export function encodeAttrs(data: StreamData): Buffer {
-  const s = new AttrStream();
-  s.emit(data);
-  return Buffer.concat(s.bufs);
-}
-
-export function ipToBuffer(ip: string): Buffer {
-  if (!net.isIP(ip)) throw new TypeError(`invalid IP address ${JSON.stringify(ip)}`);
-  return Buffer.from(ipaddr.parse(ip).toByteArray());
-}
-
-export function bufferToIp(buf: Buffer): string {
-  if (buf.length !== 4 && buf.length !== 16) throw new TypeError(`invalid IP address length ${buf.length}`);
-  return ipaddr.fromByteArray([...buf]).toString();
-}
-
-export function ipFamily(ip: string): number {
-  const v = net.isIP(ip);
-  if (v === 4) return AF_INET;
-  if (v === 6) return AF_INET6;
-  throw new TypeError(`invalid IP address ${JSON.stringify(ip)}`);
-}
-
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-
-export function macToBuffer(mac: string): Buffer {
-  if (!MAC_RE.test(mac)) throw new TypeError(`invalid MAC address ${JSON.stringify(mac)}`);
-  return Buffer.from(mac.split(":").map((b) => parseInt(b, 16)));
-}
-
-export function bufferToMac(buf: Buffer): string {
-  return [...buf].map((b) => b.toString(16).padStart(2, "0")).join(":");
-}
 
 // -------------------------------------------------------------------- model
 
@@ -124,6 +53,13 @@ export interface LinkInfo {
   bridgePortLearning?: boolean;
 }
 
+/** An IPv4 address on a link ("10.0.0.1/24": ip "10.0.0.1", prefix 24). */
+export interface Ipv4Address {
+  index: number;
+  ip: string;
+  prefix: number;
+}
+
 /** A link by name or ifindex. */
 export type LinkRef = string | number;
 
@@ -139,7 +75,7 @@ function toLinkInfo(msg: rt.LinkMessage): LinkInfo {
     up: data.flags?.up === true,
   };
   if (attrs.mtu !== undefined) info.mtu = attrs.mtu;
-  if (attrs.address && attrs.address.length === 6) info.mac = bufferToMac(attrs.address);
+  if (attrs.address && attrs.address.length === 6) info.mac = macFromBytes(attrs.address);
   if (attrs.master) info.master = attrs.master;
   if (attrs.link && attrs.link.length >= 4) info.peerIndex = attrs.link.readUInt32LE(0);
   if (attrs.linkinfo) {
@@ -163,7 +99,7 @@ function toVxlanInfo(v: ifla.Vxlan): VxlanInfo {
     proxy: v.proxy === 1,
   };
   const local = v.local ?? v.local6;
-  if (local) out.local = bufferToIp(local);
+  if (local) out.local = ipFromBytes(local);
   if (v.link) out.underlay = v.link;
   return out;
 }
@@ -177,24 +113,25 @@ export async function getLinkByName(nl: RtNetlinkSocket, name: string): Promise<
   return msg ? toLinkInfo(msg) : undefined;
 }
 
-export async function getLinkByIndex(nl: RtNetlinkSocket, index: number): Promise<LinkInfo | undefined> {
+async function getLinkByIndex(nl: RtNetlinkSocket, index: number): Promise<LinkInfo | undefined> {
   const res = await nlCall("get", describe(index), () => nl.getLink({ index }, {}, PLAIN), ["ENODEV"]);
   const msg = res?.[0];
   return msg ? toLinkInfo(msg) : undefined;
 }
 
-export async function getLink(nl: RtNetlinkSocket, link: LinkRef): Promise<LinkInfo | undefined> {
+async function getLink(nl: RtNetlinkSocket, link: LinkRef): Promise<LinkInfo | undefined> {
   return typeof link === "number" ? getLinkByIndex(nl, link) : getLinkByName(nl, link);
 }
 
-async function mustGet(nl: RtNetlinkSocket, link: LinkRef, op: string): Promise<LinkInfo> {
+/** The link, or a NetlinkError (code ENODEV) naming it and `op`. */
+export async function mustGetLink(nl: RtNetlinkSocket, link: LinkRef, op = "get"): Promise<LinkInfo> {
   const info = await getLink(nl, link);
   if (!info) throw new NetlinkError(op, describe(link), "ENODEV", "no such link");
   return info;
 }
 
 async function indexOf(nl: RtNetlinkSocket, link: LinkRef, op: string): Promise<number> {
-  return typeof link === "number" ? link : (await mustGet(nl, link, op)).index;
+  return typeof link === "number" ? link : (await mustGetLink(nl, link, op)).index;
 }
 
 export async function listLinks(nl: RtNetlinkSocket): Promise<LinkInfo[]> {
@@ -202,10 +139,22 @@ export async function listLinks(nl: RtNetlinkSocket): Promise<LinkInfo[]> {
   return (res ?? []).map(toLinkInfo);
 }
 
-export async function getMacAddress(nl: RtNetlinkSocket, link: LinkRef): Promise<string> {
-  const info = await mustGet(nl, link, "get MAC address");
-  if (!info.mac) throw new NetlinkError("get MAC address", describe(link), undefined, "link has no Ethernet address");
-  return info.mac;
+/**
+ * IPv4 addresses in the socket's namespace: of the link `index`, or of every
+ * link without it.
+ */
+export async function listIpv4Addresses(nl: RtNetlinkSocket, index?: number): Promise<Ipv4Address[]> {
+  const subject = index === undefined ? "addresses" : describe(index);
+  const msgs = await nlCall("list addresses", subject, () => nl.getAddresses({ family: AF_INET }, undefined, PLAIN));
+  const out: Ipv4Address[] = [];
+  for (const m of msgs ?? []) {
+    const at = m.data.index;
+    if (at === undefined || (index !== undefined && at !== index) || m.data.family !== AF_INET) continue;
+    const a = m.attrs.local ?? m.attrs.address;
+    if (!a || a.length !== 4) continue;
+    out.push({ index: at, ip: ipFromBytes(a), prefix: m.data.prefixlen ?? 32 });
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------- writes
@@ -220,15 +169,10 @@ export async function setUp(nl: RtNetlinkSocket, link: LinkRef): Promise<void> {
   await nlCall("set up", describe(link), () => nl.setLink({ index, flags: { up: true }, change: { up: true } }, {}, PLAIN));
 }
 
-export async function setDown(nl: RtNetlinkSocket, link: LinkRef): Promise<void> {
-  const index = await indexOf(nl, link, "set down");
-  await nlCall("set down", describe(link), () => nl.setLink({ index, flags: {}, change: { up: true } }, {}, PLAIN));
-}
-
 /** Enslaves `link` to the bridge `master`; no-op if it already is. */
 export async function setMaster(nl: RtNetlinkSocket, link: LinkRef, master: LinkRef): Promise<void> {
   const op = `set master ${String(master)}`;
-  const info = await mustGet(nl, link, op);
+  const info = await mustGetLink(nl, link, op);
   const masterIndex = await indexOf(nl, master, op);
   if (info.master === masterIndex) return;
   await nlCall(op, describe(link), () => nl.setLink({ index: info.index }, { master: masterIndex }, PLAIN));
@@ -300,14 +244,14 @@ export async function ensureBridge(nl: RtNetlinkSocket, name: string, mtu?: numb
   if (info && info.kind !== "bridge") throw wrongKind(name, "bridge", info.kind);
   if (!info) {
     await newLink(nl, name, "bridge", undefined, {});
-    info = await mustGet(nl, name, "ensure bridge");
+    info = await mustGetLink(nl, name, "ensure bridge");
     // Set after creation (not only at creation) so the kernel records it as
     // chosen by the user; otherwise the bridge follows its ports' MTU.
     if (mtu !== undefined) await setMtu(nl, info.index, mtu);
   } else if (mtu !== undefined && info.mtu !== mtu) {
     await setMtu(nl, info.index, mtu);
   }
-  return mustGet(nl, name, "ensure bridge");
+  return mustGetLink(nl, name, "ensure bridge");
 }
 
 export interface VxlanSpec {
@@ -323,16 +267,29 @@ export interface VxlanSpec {
   underlay?: number;
 }
 
-function vxlanMatches(have: VxlanInfo | undefined, want: VxlanSpec): boolean {
-  return (
-    have !== undefined &&
-    have.vni === want.vni &&
-    have.dstPort === want.dstPort &&
-    have.learning === want.learning &&
-    have.proxy === want.proxy &&
-    (want.local === undefined || have.local === ipaddr.parse(want.local).toString()) &&
-    (want.underlay === undefined || have.underlay === want.underlay)
-  );
+/** What makes a VXLAN device what it is; name and MTU aside (MTU is fixed in place). */
+export type VxlanParams = Omit<VxlanSpec, "name" | "mtu">;
+
+/**
+ * Why the link is not the VXLAN device `want` describes ("vni 1 vs 2,
+ * learning on vs off"), or undefined when it is. `local` and `underlay` are
+ * compared only when `want` names them.
+ */
+export function vxlanMismatch(have: LinkInfo, want: VxlanParams): string | undefined {
+  if (have.kind !== "vxlan") return `kind ${have.kind ?? "(none)"} vs vxlan`;
+  const v = have.vxlan;
+  if (v === undefined) return "no VXLAN attributes";
+  const onOff = (b: boolean): string => (b ? "on" : "off");
+  const diffs: string[] = [];
+  if (v.vni !== want.vni) diffs.push(`vni ${v.vni} vs ${want.vni}`);
+  if (v.dstPort !== want.dstPort) diffs.push(`dstport ${v.dstPort} vs ${want.dstPort}`);
+  if (v.learning !== want.learning) diffs.push(`learning ${onOff(v.learning)} vs ${onOff(want.learning)}`);
+  if (v.proxy !== want.proxy) diffs.push(`proxy ${onOff(v.proxy)} vs ${onOff(want.proxy)}`);
+  if (want.local !== undefined && v.local !== normalizeIp(want.local)) diffs.push(`local ${v.local ?? "(none)"} vs ${want.local}`);
+  if (want.underlay !== undefined && v.underlay !== want.underlay) {
+    diffs.push(`underlay #${v.underlay ?? "(none)"} vs #${want.underlay}`);
+  }
+  return diffs.length > 0 ? diffs.join(", ") : undefined;
 }
 
 /**
@@ -344,9 +301,9 @@ function vxlanMatches(have: VxlanInfo | undefined, want: VxlanSpec): boolean {
 export async function ensureVxlan(nl: RtNetlinkSocket, spec: VxlanSpec): Promise<LinkInfo> {
   const existing = await getLinkByName(nl, spec.name);
   if (existing && existing.kind !== "vxlan") throw wrongKind(spec.name, "vxlan", existing.kind);
-  if (existing && vxlanMatches(existing.vxlan, spec)) {
+  if (existing && vxlanMismatch(existing, spec) === undefined) {
     if (spec.mtu !== undefined && existing.mtu !== spec.mtu) await setMtu(nl, existing.index, spec.mtu);
-    return mustGet(nl, spec.name, "ensure vxlan");
+    return mustGetLink(nl, spec.name, "ensure vxlan");
   }
   if (existing) await deleteLink(nl, existing.index);
 
@@ -362,14 +319,14 @@ export async function ensureVxlan(nl: RtNetlinkSocket, spec: VxlanSpec): Promise
     proxy: spec.proxy ? 1 : 0,
   };
   if (spec.local !== undefined) {
-    if (ipFamily(spec.local) === AF_INET) v.local = ipToBuffer(spec.local);
+    if (addressFamily(spec.local) === AF_INET) v.local = ipToBuffer(spec.local);
     else v.local6 = ipToBuffer(spec.local);
   }
   if (spec.underlay !== undefined) v.link = spec.underlay;
   const attrs: ifla.LinkAttrs = {};
   if (spec.mtu !== undefined) attrs.mtu = spec.mtu;
   await newLink(nl, spec.name, "vxlan", encodeAttrs(ifla.formatVxlan(v)), attrs);
-  return mustGet(nl, spec.name, "ensure vxlan");
+  return mustGetLink(nl, spec.name, "ensure vxlan");
 }
 
 /**
@@ -390,7 +347,7 @@ export async function createVethPair(
   if (existing) {
     if (existing.kind !== "veth") throw wrongKind(name, "veth", existing.kind);
     if (mtu !== undefined && existing.mtu !== mtu) await setMtu(nl, existing.index, mtu);
-    return mustGet(nl, name, "create veth");
+    return mustGetLink(nl, name, "create veth");
   }
   // VETH_INFO_PEER carries a whole ifinfomsg followed by the peer's IFLA_* attributes.
   const peerAttrs: ifla.LinkAttrs = { ifname: peerName };
@@ -401,7 +358,7 @@ export async function createVethPair(
   const attrs: ifla.LinkAttrs = {};
   if (mtu !== undefined) attrs.mtu = mtu;
   await newLink(nl, name, "veth", data, attrs, `create veth (peer ${peerName})`);
-  return mustGet(nl, name, "create veth");
+  return mustGetLink(nl, name, "create veth");
 }
 
 /** Ensures `cidr` (e.g. "10.0.0.1/24") is assigned to `link`. Other addresses are left alone. */
@@ -410,7 +367,7 @@ export async function ensureAddress(nl: RtNetlinkSocket, link: LinkRef, cidr: st
   const slash = cidr.indexOf("/");
   const ip = slash < 0 ? "" : cidr.slice(0, slash);
   const prefixlen = Number(cidr.slice(slash + 1));
-  const family = net.isIP(ip) ? ipFamily(ip) : 0;
+  const family = net.isIP(ip) === 0 ? 0 : addressFamily(ip);
   if (!family || !Number.isInteger(prefixlen) || prefixlen < 0 || prefixlen > (family === AF_INET ? 32 : 128)) {
     throw new NetlinkError(op, describe(link), undefined, "invalid CIDR");
   }

@@ -8,24 +8,12 @@
  * The list functions return parsed entries so a reconcile loop can diff
  * desired against actual state.
  */
-import { FlagsNew, type RtNetlinkSocket, type rt } from "netlink";
-import {
-  REQUEST_TIMEOUT_MS,
-  bufferToIp,
-  bufferToMac,
-  ipFamily,
-  ipToBuffer,
-  macToBuffer,
-  nlCall,
-} from "./links.js";
+import type { RtNetlinkSocket, rt } from "netlink";
+import { ipFromBytes, macFromBytes } from "../../lib/net.js";
+import { CREATE_REPLACE, PLAIN, addressFamily, ipToBuffer, macToBuffer, nlCall } from "./rtnetlink.js";
 
 const AF_UNSPEC = 0;
 const AF_BRIDGE = 7;
-
-const PLAIN = { timeout: REQUEST_TIMEOUT_MS };
-const ADD = { flags: FlagsNew.CREATE | FlagsNew.EXCL, timeout: REQUEST_TIMEOUT_MS };
-const REPLACE = { flags: FlagsNew.CREATE | FlagsNew.REPLACE, timeout: REQUEST_TIMEOUT_MS };
-const APPEND = { flags: FlagsNew.CREATE | FlagsNew.APPEND, timeout: REQUEST_TIMEOUT_MS };
 
 /** Deleting an entry that is not there is success. */
 const GONE = ["ENOENT"] as const;
@@ -55,26 +43,10 @@ function fdbMessage(e: FdbEntry): [rt.Neighbor, rt.NeighborAttrs] {
   ];
 }
 
-/** Adds an entry; fails with code EEXIST if the MAC already has an entry. */
-export async function addFdbEntry(nl: RtNetlinkSocket, e: FdbEntry): Promise<void> {
-  const [data, attrs] = fdbMessage(e);
-  await nlCall("add", fdbSubject(e), () => nl.newNeighbor(data, attrs, ADD));
-}
-
 /** Adds the entry, or points the MAC's existing entry at `dst`. Idempotent. */
 export async function replaceFdbEntry(nl: RtNetlinkSocket, e: FdbEntry): Promise<void> {
   const [data, attrs] = fdbMessage(e);
-  await nlCall("replace", fdbSubject(e), () => nl.newNeighbor(data, attrs, REPLACE));
-}
-
-/**
- * Adds `dst` as one more destination for the MAC (`bridge fdb append`): with
- * the all-zeros MAC this builds the head-end replication list for
- * broadcast/unknown traffic. Idempotent.
- */
-export async function appendFdbEntry(nl: RtNetlinkSocket, e: FdbEntry): Promise<void> {
-  const [data, attrs] = fdbMessage(e);
-  await nlCall("append", fdbSubject(e), () => nl.newNeighbor(data, attrs, APPEND));
+  await nlCall("replace", fdbSubject(e), () => nl.newNeighbor(data, attrs, CREATE_REPLACE));
 }
 
 /** Removes the MAC→dst entry; already absent is fine. */
@@ -98,8 +70,8 @@ export async function listFdbEntries(nl: RtNetlinkSocket, ifindex: number): Prom
     if (!attrs.lladdr || !attrs.dst) continue;
     out.push({
       ifindex,
-      mac: bufferToMac(attrs.lladdr),
-      dst: bufferToIp(attrs.dst),
+      mac: macFromBytes(attrs.lladdr),
+      dst: ipFromBytes(attrs.dst),
       permanent: data.state?.permanent === true,
     });
   }
@@ -129,7 +101,7 @@ function bridgeFdbMessage(port: number, mac: string): [rt.Neighbor, rt.NeighborA
 /** Makes `mac` a static entry on the bridge port (`bridge fdb replace … master static`). Idempotent. */
 export async function replaceBridgeFdbStatic(nl: RtNetlinkSocket, port: number, mac: string): Promise<void> {
   const [data, attrs] = bridgeFdbMessage(port, mac);
-  await nlCall("replace", `bridge fdb ${mac} on port #${port}`, () => nl.newNeighbor(data, attrs, REPLACE));
+  await nlCall("replace", `bridge fdb ${mac} on port #${port}`, () => nl.newNeighbor(data, attrs, CREATE_REPLACE));
 }
 
 /** Removes the bridge's entry for `mac` on the port, static or learned; absent is fine. */
@@ -147,7 +119,7 @@ export async function listBridgeFdb(nl: RtNetlinkSocket, port: number): Promise<
     if (data.family !== AF_BRIDGE || data.ifindex !== port || data.flags?.self === true) continue;
     if (attrs.master === undefined || !attrs.lladdr || attrs.lladdr.length !== 6) continue;
     const kind = data.state?.permanent === true ? "local" : data.state?.noarp === true ? "static" : "learned";
-    out.push({ port, mac: bufferToMac(attrs.lladdr), kind });
+    out.push({ port, mac: macFromBytes(attrs.lladdr), kind });
   }
   return out;
 }
@@ -174,26 +146,20 @@ function neighSubject(e: { ifindex: number; ip: string; mac?: string }): string 
 
 function neighMessage(e: NeighborEntry): [rt.Neighbor, rt.NeighborAttrs] {
   return [
-    { family: ipFamily(e.ip), ifindex: e.ifindex, state: { permanent: true } },
+    { family: addressFamily(e.ip), ifindex: e.ifindex, state: { permanent: true } },
     { dst: ipToBuffer(e.ip), lladdr: macToBuffer(e.mac) },
   ];
-}
-
-/** Adds a permanent IP→MAC entry; fails with code EEXIST if the IP already has one. */
-export async function addNeighbor(nl: RtNetlinkSocket, e: NeighborEntry): Promise<void> {
-  const [data, attrs] = neighMessage(e);
-  await nlCall("add", neighSubject(e), () => nl.newNeighbor(data, attrs, ADD));
 }
 
 /** Adds or overwrites the permanent IP→MAC entry (also turns a learned entry permanent). Idempotent. */
 export async function replaceNeighbor(nl: RtNetlinkSocket, e: NeighborEntry): Promise<void> {
   const [data, attrs] = neighMessage(e);
-  await nlCall("replace", neighSubject(e), () => nl.newNeighbor(data, attrs, REPLACE));
+  await nlCall("replace", neighSubject(e), () => nl.newNeighbor(data, attrs, CREATE_REPLACE));
 }
 
 /** Removes the entry for `ip` on the device; already absent is fine. */
 export async function deleteNeighbor(nl: RtNetlinkSocket, e: { ifindex: number; ip: string }): Promise<void> {
-  const data: rt.Neighbor = { family: ipFamily(e.ip), ifindex: e.ifindex };
+  const data: rt.Neighbor = { family: addressFamily(e.ip), ifindex: e.ifindex };
   await nlCall("delete", neighSubject(e), () => nl.delNeighbor(data, { dst: ipToBuffer(e.ip) }, PLAIN), GONE);
 }
 
@@ -216,8 +182,8 @@ export async function listNeighbors(
     if (data.family === AF_BRIDGE || data.ifindex !== ifindex || !attrs.dst) continue;
     const permanent = data.state?.permanent === true;
     if (permanentOnly && !permanent) continue;
-    const entry: NeighborEntryState = { ifindex, ip: bufferToIp(attrs.dst), permanent };
-    if (attrs.lladdr && attrs.lladdr.length === 6) entry.mac = bufferToMac(attrs.lladdr);
+    const entry: NeighborEntryState = { ifindex, ip: ipFromBytes(attrs.dst), permanent };
+    if (attrs.lladdr && attrs.lladdr.length === 6) entry.mac = macFromBytes(attrs.lladdr);
     out.push(entry);
   }
   return out;

@@ -193,6 +193,12 @@ export function openNetnsFd(nsPath: string): number {
   return fs.openSync(nsPath, "r");
 }
 
+/** Runs `fn` with the namespace open as an fd (e.g. for IFLA_NET_NS_FD), closing it afterwards. */
+export function withNetnsFd<T>(nsPath: string, fn: (fd: number) => Promise<T>): Promise<T> {
+  const fd = openNetnsFd(nsPath);
+  return fn(fd).finally(() => fs.closeSync(fd));
+}
+
 function isAsyncFunction(fn: unknown): boolean {
   return typeof fn === "function" && fn.constructor?.name === "AsyncFunction";
 }

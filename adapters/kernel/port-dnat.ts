@@ -27,16 +27,27 @@
  * moby#8795. So UDP flows to the host port are deleted whenever its rule is
  * added or removed (`conntrack -D`, the conntrack-tools CLI in the image).
  */
-import { runHostCommand } from "./host-command.js";
-import { Iptables, type Table } from "./iptables.js";
+import type { DnatPort, DnatRule } from "../../domain/ports/dnat.js";
+import { Mutex } from "../../lib/keyed-mutex.js";
 import type { Logger } from "../../lib/log.js";
-import { KeyedMutex } from "../../lib/keyed-mutex.js";
+import { setupChain, teardownChain, type Chain } from "./chain.js";
+import { runHostCommand } from "./host-command.js";
+import type { Iptables } from "./iptables.js";
 
 export const DNAT_CHAIN = "TSOVERLAY-DNAT";
-import type { DnatPort, DnatRule } from "../../domain/ports/dnat.js";
 
-const NAT: Table = "nat";
-
+/** Entered for local destinations; loopback from the host itself stays on the proxy (see above). */
+const CHAIN: Chain = {
+  table: "nat",
+  name: DNAT_CHAIN,
+  entries: [
+    { chain: "PREROUTING", match: ["-m", "addrtype", "--dst-type", "LOCAL"] },
+    { chain: "OUTPUT", match: ["!", "-d", "127.0.0.0/8", "-m", "addrtype", "--dst-type", "LOCAL"] },
+  ],
+  // Its rules come and go with published ports.
+  rules: [],
+};
+const NAT = CHAIN.table;
 
 export interface PortDnatOptions {
   /** The egress gateway bridge: traffic arriving from it is hairpin traffic and stays on the proxy. */
@@ -48,15 +59,10 @@ export interface PortDnatOptions {
   log: Logger;
 }
 
-const JUMPS = [
-  { parent: "PREROUTING", rule: ["-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN] },
-  { parent: "OUTPUT", rule: ["!", "-d", "127.0.0.0/8", "-m", "addrtype", "--dst-type", "LOCAL", "-j", DNAT_CHAIN] },
-] as const;
-
 export class PortDnat implements DnatPort {
   private readonly log: Logger;
   /** Whole operations run one at a time (the last rule out removes the chain). */
-  private readonly mutex = new KeyedMutex();
+  private readonly mutex = new Mutex();
 
   constructor(private readonly opts: PortDnatOptions) {
     this.log = opts.log.child({ component: "port-dnat" });
@@ -78,8 +84,7 @@ export class PortDnat implements DnatPort {
   add(r: DnatRule): Promise<void> {
     return this.serial(async () => {
       const ipt = this.opts.iptables;
-      await ipt.ensureChain(NAT, DNAT_CHAIN);
-      for (const j of JUMPS) await ipt.ensureRule(NAT, j.parent, j.rule, 1);
+      await setupChain(ipt, CHAIN);
       if (await ipt.ensureRule(NAT, DNAT_CHAIN, this.ruleArgs(r))) this.log.info({ ...r }, "port DNAT added");
       await this.flushUdpFlows(r);
     });
@@ -118,7 +123,7 @@ export class PortDnat implements DnatPort {
   private async removeChainIfEmpty(): Promise<void> {
     const rules = await this.opts.iptables.listRules(NAT, DNAT_CHAIN);
     if (rules === undefined || rules.length > 0) return;
-    await this.opts.iptables.removeChain(NAT, DNAT_CHAIN, JUMPS);
+    await teardownChain(this.opts.iptables, CHAIN);
     this.log.info({ chain: DNAT_CHAIN }, "port DNAT chain removed (no published port left on the fast path)");
   }
 
@@ -135,6 +140,6 @@ export class PortDnat implements DnatPort {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    return this.mutex.run("port-dnat", fn);
+    return this.mutex.run(fn);
   }
 }

@@ -2,6 +2,7 @@ import { mkdir, open, readFile, readdir, rename, unlink } from "node:fs/promises
 import path from "node:path";
 import { z } from "zod";
 import type { Logger } from "../../lib/log.js";
+import { Mutex } from "../../lib/keyed-mutex.js";
 import { assertValidKey, Keyspace, type Change, type Entry } from "./keyspace.js";
 import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "../../domain/ports/store.js";
 
@@ -27,14 +28,14 @@ type StoreFile = z.infer<typeof storeFileSchema>;
  * Single-host Store used when no Consul is configured. All keys live in one
  * JSON file (`<dir>/kv.json`) loaded at open; every mutation rewrites it
  * atomically (temp file in the same dir, fsync, rename, fsync dir) before it is
- * visible in memory. Mutations run one at a time through a promise queue, so a
+ * visible in memory. Mutations run one at a time (a Mutex), so a
  * CAS's compare and its write cannot interleave with another mutation. Only one
  * process may open a given directory. Ephemeral keys are persisted with a flag
  * and dropped at the next open: they belonged to a process that is gone.
  */
 export class EmbeddedStore implements Store {
   readonly file: string;
-  private queueTail: Promise<unknown> = Promise.resolve();
+  private readonly mutex = new Mutex();
   private readonly liveEphemeralKeys = new Set<EphemeralKey>();
   private tempCounter = 0;
   private closed = false;
@@ -137,7 +138,7 @@ export class EmbeddedStore implements Store {
       await handle.release().catch((err: unknown) => this.log.warn({ err, key: handle.key }, "releasing ephemeral key at close failed"));
     }
     this.closed = true;
-    await this.queueTail;
+    await this.mutex.idle();
     this.keyspace.stopAllWatches();
     this.log.info("embedded store closed");
   }
@@ -147,7 +148,7 @@ export class EmbeddedStore implements Store {
    * lost (CAS mismatch); nothing is written then.
    */
   private mutate(op: string, key: string, plan: () => Change[] | undefined): Promise<boolean> {
-    return this.serialize(async () => {
+    return this.mutex.run(async () => {
       this.assertOpen(op, key);
       const changes = plan();
       if (!changes) return false;
@@ -161,12 +162,6 @@ export class EmbeddedStore implements Store {
       this.keyspace.apply(changes);
       return true;
     });
-  }
-
-  private serialize<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.queueTail.then(task);
-    this.queueTail = result.catch(() => undefined);
-    return result;
   }
 
   private async writeAtomically(entries: Map<string, Entry>, index: number): Promise<void> {

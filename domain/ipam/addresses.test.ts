@@ -8,7 +8,6 @@ import { jittery, value, error } from "../../test/support/store-helpers.js";
 import { PoolAllocator } from "./pools.js";
 
 const log = createLogger("silent");
-const GATEWAY = { RequestAddressType: "com.docker.network.gateway" };
 
 /** A store with `pool` created (and held by h1, h2, h3), plus an allocator on it. */
 async function setup(pool: string, subPool?: string, { jitter = false } = {}) {
@@ -16,18 +15,18 @@ async function setup(pool: string, subPool?: string, { jitter = false } = {}) {
   const pools = new PoolAllocator(store, { poolRange: "10.213.0.0/16", poolSize: 24 }, log);
   let poolId = "";
   for (const hostId of ["h1", "h2", "h3"]) {
-    poolId = value(await pools.requestPool({ hostId, pool, subPool, options: {}, v6: false })).poolId;
+    poolId = value(await pools.requestPool({ hostId, pool, subPool, v6: false })).poolId;
   }
   const addresses = new AddressAllocator(jitter ? jittery(store) : store, log);
   return { store, pools, addresses, poolId };
 }
 
-const address = (result: Result<{ address: string }>): string => value(result).address;
+const address = (result: Result<{ address: string }, unknown>): string => value(result).address;
 
 describe("requestAddress", () => {
   it("hands out free addresses in order with the pool's prefix and records who holds it", async () => {
     const { store, addresses, poolId } = await setup("10.10.0.0/24");
-    expect(value(await addresses.requestAddress({ hostId: "h1", poolId, options: GATEWAY }))).toEqual({
+    expect(value(await addresses.requestAddress({ hostId: "h1", poolId, gateway: true }))).toEqual({
       address: "10.10.0.1/24",
       data: {},
     });
@@ -37,7 +36,7 @@ describe("requestAddress", () => {
         await addresses.requestAddress({
           hostId: "h2",
           poolId,
-          options: { "com.docker.network.endpoint.macaddress": "02:42:0a:0a:00:03" },
+          mac: "02:42:0a:0a:00:03",
         }),
       ),
     ).toBe("10.10.0.3/24");
@@ -86,7 +85,7 @@ describe("sub-pools", () => {
   it("keeps automatic and requested addresses inside the sub-pool", async () => {
     const { addresses, poolId } = await setup("10.10.0.0/24", "10.10.0.252/30");
     expect(poolId).toBe("10.10.0.0/24|10.10.0.252/30");
-    expect(address(await addresses.requestAddress({ hostId: "h1", poolId, options: GATEWAY }))).toBe("10.10.0.1/24");
+    expect(address(await addresses.requestAddress({ hostId: "h1", poolId, gateway: true }))).toBe("10.10.0.1/24");
     expect(address(await addresses.requestAddress({ hostId: "h1", poolId }))).toBe("10.10.0.252/24");
     expect(address(await addresses.requestAddress({ hostId: "h2", poolId }))).toBe("10.10.0.253/24");
     expect(address(await addresses.requestAddress({ hostId: "h2", poolId }))).toBe("10.10.0.254/24");
@@ -103,9 +102,9 @@ describe("sub-pools", () => {
 describe("gateway", () => {
   it("is shared by every host of the network", async () => {
     const { store, addresses, poolId } = await setup("10.10.0.0/24");
-    expect(address(await addresses.requestAddress({ hostId: "h1", poolId, address: "", options: GATEWAY }))).toBe("10.10.0.1/24");
-    expect(address(await addresses.requestAddress({ hostId: "h2", poolId, options: GATEWAY }))).toBe("10.10.0.1/24");
-    expect(address(await addresses.requestAddress({ hostId: "h3", poolId, address: "10.10.0.1", options: GATEWAY }))).toBe(
+    expect(address(await addresses.requestAddress({ hostId: "h1", poolId, address: "", gateway: true }))).toBe("10.10.0.1/24");
+    expect(address(await addresses.requestAddress({ hostId: "h2", poolId, gateway: true }))).toBe("10.10.0.1/24");
+    expect(address(await addresses.requestAddress({ hostId: "h3", poolId, address: "10.10.0.1", gateway: true }))).toBe(
       "10.10.0.1/24",
     );
     expect(await store.list(keys.addresses("10.10.0.0/24"))).toHaveLength(1);
@@ -113,11 +112,11 @@ describe("gateway", () => {
 
   it("follows the first host's --gateway and refuses a different one", async () => {
     const { addresses, poolId } = await setup("10.10.0.0/24");
-    expect(address(await addresses.requestAddress({ hostId: "h1", poolId, address: "10.10.0.254", options: GATEWAY }))).toBe(
+    expect(address(await addresses.requestAddress({ hostId: "h1", poolId, address: "10.10.0.254", gateway: true }))).toBe(
       "10.10.0.254/24",
     );
-    expect(address(await addresses.requestAddress({ hostId: "h2", poolId, options: GATEWAY }))).toBe("10.10.0.254/24");
-    expect(error(await addresses.requestAddress({ hostId: "h3", poolId, address: "10.10.0.1", options: GATEWAY }))).toBe(
+    expect(address(await addresses.requestAddress({ hostId: "h2", poolId, gateway: true }))).toBe("10.10.0.254/24");
+    expect(error(await addresses.requestAddress({ hostId: "h3", poolId, address: "10.10.0.1", gateway: true }))).toBe(
       "gateway mismatch in pool 10.10.0.0/24: the cluster's gateway is 10.10.0.254, not 10.10.0.1",
     );
   });
@@ -125,7 +124,7 @@ describe("gateway", () => {
   it("refuses a gateway address an endpoint already holds", async () => {
     const { addresses, poolId } = await setup("10.10.0.0/24");
     value(await addresses.requestAddress({ hostId: "h1", poolId, address: "10.10.0.1" }));
-    expect(error(await addresses.requestAddress({ hostId: "h1", poolId, options: GATEWAY }))).toBe(
+    expect(error(await addresses.requestAddress({ hostId: "h1", poolId, gateway: true }))).toBe(
       "gateway address 10.10.0.1 is already in use in pool 10.10.0.0/24",
     );
   });
@@ -134,16 +133,16 @@ describe("gateway", () => {
     for (let round = 0; round < 30; round++) {
       const { store, addresses, poolId } = await setup("10.10.0.0/24", undefined, { jitter: true });
       const results = await Promise.all([
-        addresses.requestAddress({ hostId: "h1", poolId, address: "10.10.0.1", options: GATEWAY }),
-        addresses.requestAddress({ hostId: "h2", poolId, address: "10.10.0.254", options: GATEWAY }),
-        addresses.requestAddress({ hostId: "h3", poolId, options: GATEWAY }),
+        addresses.requestAddress({ hostId: "h1", poolId, address: "10.10.0.1", gateway: true }),
+        addresses.requestAddress({ hostId: "h2", poolId, address: "10.10.0.254", gateway: true }),
+        addresses.requestAddress({ hostId: "h3", poolId, gateway: true }),
       ]);
       const kvs = await store.list(keys.addresses("10.10.0.0/24"));
       expect(kvs).toHaveLength(1);
       const gateway = `${(kvs[0]?.key ?? "").split("/").pop()}/24`;
       for (const r of results) {
         if (r.ok) expect(r.value.address).toBe(gateway);
-        else expect(r.error).toMatch(/^gateway mismatch in pool 10\.10\.0\.0\/24/);
+        else expect(r.error).toMatchObject({ cause: "conflict", message: expect.stringMatching(/^gateway mismatch in pool 10\.10\.0\.0\/24/) });
       }
       expect(results[2]?.ok).toBe(true);
     }
@@ -174,7 +173,7 @@ describe("releaseAddress", () => {
 
   it("is idempotent, leaves the gateway with the pool and other hosts' addresses alone", async () => {
     const { store, addresses, poolId } = await setup("10.10.0.0/24");
-    value(await addresses.requestAddress({ hostId: "h1", poolId, options: GATEWAY }));
+    value(await addresses.requestAddress({ hostId: "h1", poolId, gateway: true }));
     value(await addresses.requestAddress({ hostId: "h2", poolId }));
     value(await addresses.releaseAddress({ hostId: "h1", poolId, address: "10.10.0.77" }));
     value(await addresses.releaseAddress({ hostId: "h1", poolId, address: "10.10.0.1" }));
@@ -197,7 +196,7 @@ describe("releaseAddress", () => {
 describe("concurrency", () => {
   it("3 hosts × 30 containers at once: all 90 addresses distinct", async () => {
     const { store, addresses, poolId } = await setup("10.10.0.0/24", undefined, { jitter: true });
-    value(await addresses.requestAddress({ hostId: "h1", poolId, options: GATEWAY }));
+    value(await addresses.requestAddress({ hostId: "h1", poolId, gateway: true }));
     const requests = ["h1", "h2", "h3"].flatMap((hostId) =>
       Array.from({ length: 30 }, () => addresses.requestAddress({ hostId, poolId })),
     );

@@ -1,16 +1,13 @@
 import { z } from "zod";
 import { keys, subnetFromKey } from "../cluster/keys.js";
 import type { Logger } from "../../lib/log.js";
-import { failure, success, type Result } from "../../lib/result.js";
+import { success } from "../../lib/result.js";
+import { asBadRequest, refuse, type Outcome } from "../errors.js";
 import type { KV, Store } from "../ports/store.js";
 import { addressRange, formatIpv4, parseIpv4, type Ipv4, type Subnet } from "../../lib/net.js";
 import { parsePoolId, readPool } from "./pools.js";
 import { backoff, giveUp, MAX_ATTEMPTS } from "./retry.js";
 
-/** RequestAddress options set by libnetwork. */
-export const REQUEST_ADDRESS_TYPE = "RequestAddressType";
-export const GATEWAY_ADDRESS_TYPE = "com.docker.network.gateway";
-export const MAC_ADDRESS_OPTION = "com.docker.network.endpoint.macaddress";
 
 /**
  * `addresses/<subnet>/<ip>`. libnetwork sends --aux-address requests with
@@ -40,7 +37,10 @@ export interface RequestAddressArgs {
   poolId: string;
   /** --ip / --gateway; "" or absent: pick one. */
   address?: string;
-  options?: Record<string, string>;
+  /** The network's gateway (one per pool, shared by its hosts), not an endpoint's address. */
+  gateway?: boolean;
+  /** The endpoint's MAC, when Docker gives one. */
+  mac?: string;
   /** The container the address is for (Docker 29+ names it). */
   name?: string;
 }
@@ -69,15 +69,15 @@ export class AddressAllocator {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async requestAddress(req: RequestAddressArgs): Promise<Result<AddressResponse>> {
+  async requestAddress(req: RequestAddressArgs): Promise<Outcome<AddressResponse>> {
     const id = parsePoolId(req.poolId);
     if (!id.ok) return id;
     const { pool, subPool } = id.value;
     const stored = await readPool(this.store, pool);
     if (stored === undefined || stored.record.state === "claiming") {
-      return failure(`pool ${pool.toString()} does not exist in the cluster`);
+      return refuse("not-found", `pool ${pool.toString()} does not exist in the cluster`);
     }
-    if (stored.record.state === "releasing") return failure(`pool ${pool.toString()} is being released`);
+    if (stored.record.state === "releasing") return refuse("conflict", `pool ${pool.toString()} is being released`);
 
     let wanted: Ipv4 | undefined;
     if (req.address) {
@@ -85,8 +85,8 @@ export class AddressAllocator {
       if (!ip.ok) return ip;
       wanted = ip.value;
     }
-    const gateway = req.options?.[REQUEST_ADDRESS_TYPE] === GATEWAY_ADDRESS_TYPE;
-    const mac = req.options?.[MAC_ADDRESS_OPTION] || undefined;
+    const gateway = req.gateway === true;
+    const mac = req.mac || undefined;
     const record: AddressRecord = {
       host: req.hostId,
       kind: gateway ? "gateway" : "endpoint",
@@ -95,12 +95,12 @@ export class AddressAllocator {
       at: new Date(this.now()).toISOString(),
     };
 
-    let ip: Result<Ipv4>;
+    let ip: Outcome<Ipv4>;
     if (gateway) {
       ip = await this.claimGateway(pool, wanted, record);
     } else if (wanted !== undefined) {
       if (subPool !== undefined && !subPool.contains(wanted)) {
-        return failure(`address ${formatIpv4(wanted)} is outside the range ${subPool.toString()} of pool ${pool.toString()}`);
+        return refuse("bad-request", `address ${formatIpv4(wanted)} is outside the range ${subPool.toString()} of pool ${pool.toString()}`);
       }
       ip = await this.claimGiven(pool, wanted, record);
     } else {
@@ -117,7 +117,7 @@ export class AddressAllocator {
    * with its pool), or belongs to another host, is left alone and reported as
    * released — libnetwork only logs release errors.
    */
-  async releaseAddress(req: ReleaseAddressArgs): Promise<Result<void>> {
+  async releaseAddress(req: ReleaseAddressArgs): Promise<Outcome<void>> {
     const id = parsePoolId(req.poolId);
     if (!id.ok) return id;
     const pool = id.value.pool;
@@ -145,7 +145,7 @@ export class AddressAllocator {
         return success(undefined);
       }
     }
-    return failure(giveUp(`releasing address ${formatIpv4(ip.value)} in pool ${pool.toString()}`));
+    return refuse("conflict", giveUp(`releasing address ${formatIpv4(ip.value)} in pool ${pool.toString()}`));
   }
 
   /** Every address record of the cluster (gateways included). */
@@ -182,20 +182,20 @@ export class AddressAllocator {
    * Writes this host's record of an address it uses, if it went missing (the
    * collector re-asserting). Fails if another host holds the address now.
    */
-  async reclaim(pool: string, ip: string, hostId: string, kind: "endpoint" | "gateway"): Promise<Result<"kept" | "restored">> {
+  async reclaim(pool: string, ip: string, hostId: string, kind: "endpoint" | "gateway"): Promise<Outcome<"kept" | "restored">> {
     const key = keys.address(pool, ip);
     const record: AddressRecord = { host: hostId, kind, at: new Date(this.now()).toISOString() };
     if (await this.store.cas(key, JSON.stringify(record), 0)) return success("restored");
     const kv = await this.store.get(key);
-    if (kv === undefined) return failure(`address ${ip} in pool ${pool} changed hands while being restored`);
+    if (kv === undefined) return refuse("conflict", `address ${ip} in pool ${pool} changed hands while being restored`);
     const holder = decodeAddress(kv);
     if (kind === "gateway" ? holder.kind === "gateway" : holder.host === hostId) return success("kept");
-    return failure(`address ${ip} in pool ${pool} is held by ${holder.kind === "gateway" ? "the gateway" : `host ${holder.host}`}`);
+    return refuse("conflict", `address ${ip} in pool ${pool} is held by ${holder.kind === "gateway" ? "the gateway" : `host ${holder.host}`}`);
   }
 
-  private async claimGiven(pool: Subnet, ip: Ipv4, record: AddressRecord): Promise<Result<Ipv4>> {
+  private async claimGiven(pool: Subnet, ip: Ipv4, record: AddressRecord): Promise<Outcome<Ipv4>> {
     if (await this.store.cas(keys.address(pool.toString(), formatIpv4(ip)), JSON.stringify(record), 0)) return success(ip);
-    return failure(`address ${formatIpv4(ip)} is already in use in pool ${pool.toString()}`);
+    return refuse("conflict", `address ${formatIpv4(ip)} is already in use in pool ${pool.toString()}`);
   }
 
   /**
@@ -204,7 +204,7 @@ export class AddressAllocator {
    * again until the others have been, so containers and clients that still
    * cache it (ARP, DNS, connection tables) meet nothing rather than a stranger.
    */
-  private async claimNext(pool: Subnet, subPool: Subnet | undefined, record: AddressRecord): Promise<Result<Ipv4>> {
+  private async claimNext(pool: Subnet, subPool: Subnet | undefined, record: AddressRecord): Promise<Outcome<Ipv4>> {
     const first = Math.max(pool.firstHost, subPool?.network ?? pool.firstHost);
     const last = Math.min(pool.lastHost, subPool?.broadcast ?? pool.lastHost);
     const where = subPool === undefined ? `pool ${pool.toString()}` : `range ${subPool.toString()} of pool ${pool.toString()}`;
@@ -225,9 +225,9 @@ export class AddressAllocator {
           return success(ip);
         }
       }
-      if (!sawFree) return failure(`no available IPv4 addresses in ${where}`);
+      if (!sawFree) return refuse("conflict", `no available IPv4 addresses in ${where}`);
     }
-    return failure(giveUp(`allocating an address in ${where}`));
+    return refuse("conflict", giveUp(`allocating an address in ${where}`));
   }
 
   private async cursor(pool: Subnet): Promise<Ipv4 | undefined> {
@@ -242,7 +242,7 @@ export class AddressAllocator {
    * claim different gateways at once each look again afterwards; the oldest
    * gateway record wins and the others withdraw theirs.
    */
-  private async claimGateway(pool: Subnet, wanted: Ipv4 | undefined, record: AddressRecord): Promise<Result<Ipv4>> {
+  private async claimGateway(pool: Subnet, wanted: Ipv4 | undefined, record: AddressRecord): Promise<Outcome<Ipv4>> {
     const ip = wanted ?? pool.firstHost;
     const key = keys.address(pool.toString(), formatIpv4(ip));
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -251,7 +251,7 @@ export class AddressAllocator {
       if (current !== undefined) {
         if (wanted !== undefined && current.ip !== wanted) {
           const cluster = formatIpv4(current.ip);
-          return failure(
+          return refuse("conflict", 
             `gateway mismatch in pool ${pool.toString()}: the cluster's gateway is ${cluster}, not ${formatIpv4(wanted)}`,
           );
         }
@@ -265,10 +265,10 @@ export class AddressAllocator {
       }
       const holder = await this.store.get(key);
       if (holder !== undefined && decodeAddress(holder).kind !== "gateway") {
-        return failure(`gateway address ${formatIpv4(ip)} is already in use in pool ${pool.toString()}`);
+        return refuse("conflict", `gateway address ${formatIpv4(ip)} is already in use in pool ${pool.toString()}`);
       }
     }
-    return failure(giveUp(`allocating the gateway of pool ${pool.toString()}`));
+    return refuse("conflict", giveUp(`allocating the gateway of pool ${pool.toString()}`));
   }
 
   private async allocated(pool: Subnet): Promise<{ ip: Ipv4; kv: KV }[]> {
@@ -296,14 +296,14 @@ function* wrapAround(start: Ipv4, first: Ipv4, last: Ipv4): Generator<Ipv4> {
 }
 
 /** "a.b.c.d" (libnetwork's form) or "a.b.c.d/nn", which must be a host address of the pool. */
-function parseAddressIn(text: string, pool: Subnet): Result<Ipv4> {
-  const parsed = parseIpv4(text.replace(/\/\d{1,2}$/, ""));
+function parseAddressIn(text: string, pool: Subnet): Outcome<Ipv4> {
+  const parsed = asBadRequest(parseIpv4(text.replace(/\/\d{1,2}$/, "")));
   if (!parsed.ok) return parsed;
   const ip = parsed.value;
   const shown = formatIpv4(ip);
-  if (!pool.contains(ip)) return failure(`address ${shown} is not in pool ${pool.toString()}`);
-  if (ip === pool.network) return failure(`address ${shown} is the network address of pool ${pool.toString()}`);
-  if (ip === pool.broadcast) return failure(`address ${shown} is the broadcast address of pool ${pool.toString()}`);
+  if (!pool.contains(ip)) return refuse("bad-request", `address ${shown} is not in pool ${pool.toString()}`);
+  if (ip === pool.network) return refuse("bad-request", `address ${shown} is the network address of pool ${pool.toString()}`);
+  if (ip === pool.broadcast) return refuse("bad-request", `address ${shown} is the broadcast address of pool ${pool.toString()}`);
   return success(ip);
 }
 

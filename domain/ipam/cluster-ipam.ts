@@ -1,5 +1,5 @@
 import type { Logger } from "../../lib/log.js";
-import type { Result } from "../../lib/result.js";
+import { asBadRequest, type Outcome } from "../errors.js";
 import type { Store } from "../ports/store.js";
 import { AddressAllocator, type AddressResponse, type HeldAddress, type ReleaseAddressArgs, type RequestAddressArgs } from "./addresses.js";
 import { Subnet } from "../../lib/net.js";
@@ -26,19 +26,19 @@ export class ClusterIpam {
     this.addresses = new AddressAllocator(store, log, now);
   }
 
-  requestPool(req: RequestPoolArgs): Promise<Result<PoolResponse>> {
+  requestPool(req: RequestPoolArgs): Promise<Outcome<PoolResponse>> {
     return this.pools.requestPool(req);
   }
 
-  releasePool(req: ReleasePoolArgs): Promise<Result<void>> {
+  releasePool(req: ReleasePoolArgs): Promise<Outcome<void>> {
     return this.pools.releasePool(req);
   }
 
-  requestAddress(req: RequestAddressArgs): Promise<Result<AddressResponse>> {
+  requestAddress(req: RequestAddressArgs): Promise<Outcome<AddressResponse>> {
     return this.addresses.requestAddress(req);
   }
 
-  releaseAddress(req: ReleaseAddressArgs): Promise<Result<void>> {
+  releaseAddress(req: ReleaseAddressArgs): Promise<Outcome<void>> {
     return this.addresses.releaseAddress(req);
   }
 
@@ -57,7 +57,7 @@ export class ClusterIpam {
     return this.addresses.drop(a);
   }
 
-  reclaimAddress(pool: string, ip: string, hostId: string, kind: "endpoint" | "gateway"): Promise<Result<"kept" | "restored">> {
+  reclaimAddress(pool: string, ip: string, hostId: string, kind: "endpoint" | "gateway"): Promise<Outcome<"kept" | "restored">> {
     return this.addresses.reclaim(pool, ip, hostId, kind);
   }
 
@@ -65,19 +65,19 @@ export class ClusterIpam {
     return this.pools.references();
   }
 
-  reclaimPool(subnet: string, hostId: string): Promise<Result<void>> {
-    const parsed = Subnet.parse(subnet);
+  reclaimPool(subnet: string, hostId: string): Promise<Outcome<void>> {
+    const parsed = asBadRequest(Subnet.parse(subnet));
     return parsed.ok ? this.pools.reclaim(parsed.value, hostId) : Promise.resolve(parsed);
   }
 
   /** Drops `hostId`'s reference on the pool (idempotent); the last one out deletes the pool. */
-  dropPoolReference(subnet: string, hostId: string): Promise<Result<void>> {
-    const parsed = Subnet.parse(subnet);
+  dropPoolReference(subnet: string, hostId: string): Promise<Outcome<void>> {
+    const parsed = asBadRequest(Subnet.parse(subnet));
     return parsed.ok ? this.pools.release(parsed.value, hostId) : Promise.resolve(parsed);
   }
 
   /** A VNI for the network with this subnet: `requested` (`-o vni=…`) or the lowest free in the configured range. */
-  claimVni(subnet: string, requested?: number): Promise<Result<number>> {
+  claimVni(subnet: string, requested?: number): Promise<Outcome<number>> {
     return claimVni(this.store, { subnet, requested, range: this.cfg.vniRange });
   }
 

@@ -1,6 +1,5 @@
 import type { Outbox } from "../local/outbox.js";
-import { failure, type Result } from "../../lib/result.js";
-import { StoreError } from "../ports/store.js";
+import { fromThrown, type Outcome } from "../errors.js";
 import type { ClusterIpam } from "./cluster-ipam.js";
 import type { AddressResponse } from "./addresses.js";
 import type { PoolResponse } from "./pools.js";
@@ -11,6 +10,26 @@ export interface HostIpamSettings {
   storeBudgetMs: number;
   /** How long a release waits for the store before answering anyway (ms). */
   teardownWaitMs: number;
+}
+
+export interface PoolRequest {
+  /** --subnet; "" or absent: pick one. */
+  pool?: string;
+  /** --ip-range. */
+  subPool?: string;
+  /** --ipam-opt name=…: the same name on several hosts is one network. */
+  name?: string;
+  v6: boolean;
+}
+
+export interface AddressRequest {
+  poolId: string;
+  /** --ip / --gateway; "" or absent: pick one. */
+  address?: string;
+  gateway?: boolean;
+  mac?: string;
+  /** The container's name (Docker 29+). */
+  name?: string;
 }
 
 /**
@@ -26,35 +45,32 @@ export class HostIpam {
     private readonly s: HostIpamSettings,
   ) {}
 
-  requestPool(a: { pool: string; subPool: string; options: Record<string, string>; v6: boolean }): Promise<Result<PoolResponse>> {
-    return this.allocating(() => this.ipam.requestPool({ hostId: this.s.hostId, pool: a.pool, subPool: a.subPool, options: a.options, v6: a.v6 }));
+  requestPool(a: PoolRequest): Promise<Outcome<PoolResponse>> {
+    return this.allocating(() => this.ipam.requestPool({ hostId: this.s.hostId, ...a }));
   }
 
-  requestAddress(a: { poolId: string; address: string; options: Record<string, string>; name?: string }): Promise<Result<AddressResponse>> {
-    return this.allocating(() =>
-      this.ipam.requestAddress({ hostId: this.s.hostId, poolId: a.poolId, address: a.address, options: a.options, ...(a.name === undefined ? {} : { name: a.name }) }),
-    );
+  requestAddress(a: AddressRequest): Promise<Outcome<AddressResponse>> {
+    return this.allocating(() => this.ipam.requestAddress({ hostId: this.s.hostId, ...a }));
   }
 
-  async releasePool(poolId: string): Promise<Result<void>> {
+  async releasePool(poolId: string): Promise<Outcome<void>> {
     const seq = await this.outbox.add({ kind: "release-pool", poolId });
     await this.outbox.settle(seq, this.s.teardownWaitMs);
     return { ok: true, value: undefined };
   }
 
-  async releaseAddress(poolId: string, address: string): Promise<Result<void>> {
+  async releaseAddress(poolId: string, address: string): Promise<Outcome<void>> {
     const seq = await this.outbox.add({ kind: "release-address", poolId, address });
     await this.outbox.settle(seq, this.s.teardownWaitMs);
     return { ok: true, value: undefined };
   }
 
-  private async allocating<T>(call: () => Promise<Result<T>>): Promise<Result<T>> {
+  private async allocating<T>(call: () => Promise<Outcome<T>>): Promise<Outcome<T>> {
     try {
       await this.outbox.flush(this.s.storeBudgetMs);
       return await call();
     } catch (e) {
-      if (e instanceof StoreError) return failure(e.message);
-      throw e;
+      return { ok: false, error: fromThrown(e) };
     }
   }
 }

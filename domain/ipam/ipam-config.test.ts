@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { ipamConfigFromEnv, parseIpamConfig, parseVniRange } from "./ipam-config.js";
+import { loadConfig } from "../../app/config.js";
+import { parseIpamConfig, parseVniRange } from "./ipam-config.js";
+
+/** The IPAM's settings as the plugin reads them from its environment. */
+function ipamConfigFromEnv(hostId: string, env: Record<string, string>) {
+  const config = loadConfig(env);
+  if (!config.ok) throw new Error(config.error);
+  return parseIpamConfig({ hostId, ...config.value.ipam });
+}
 
 describe("IPAM config", () => {
   it("has defaults", () => {

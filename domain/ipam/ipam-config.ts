@@ -21,17 +21,6 @@ export const IPAM_ENV = {
   vniRange: "TSOVERLAY_VNI_RANGE",
 } as const;
 
-/** Reads TSOVERLAY_POOL_RANGE, TSOVERLAY_POOL_SIZE and TSOVERLAY_VNI_RANGE; unset or empty means default. */
-export function ipamConfigFromEnv(hostId: string, env: Record<string, string | undefined>): Result<IpamConfig> {
-  const read = (name: string): string | undefined => env[name]?.trim() || undefined;
-  return parseIpamConfig({
-    hostId,
-    poolRange: read(IPAM_ENV.poolRange),
-    poolSize: read(IPAM_ENV.poolSize),
-    vniRange: read(IPAM_ENV.vniRange),
-  });
-}
-
 export interface IpamConfigText {
   hostId: string;
   poolRange?: string;
@@ -39,7 +28,10 @@ export interface IpamConfigText {
   vniRange?: string;
 }
 
-export function parseIpamConfig(text: IpamConfigText): Result<IpamConfig> {
+/** Checks the IPAM's settings (blank means default); errors name the setting. */
+export function parseIpamConfig(given: IpamConfigText): Result<IpamConfig> {
+  const blank = (t: string | undefined): string | undefined => t?.trim() || undefined;
+  const text = { hostId: given.hostId, poolRange: blank(given.poolRange), poolSize: blank(given.poolSize), vniRange: blank(given.vniRange) };
   const hostId = text.hostId.trim();
   // The host id is a path segment of cluster keys.
   if (hostId === "" || /[\s/]/.test(hostId)) {

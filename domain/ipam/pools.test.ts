@@ -20,7 +20,7 @@ function racingSetup() {
   return { store, pools: new PoolAllocator(jittery(store), { poolRange: "10.213.0.0/16", poolSize: 24 }, log) };
 }
 
-const req = (hostId: string, more: Partial<RequestPoolArgs> = {}): RequestPoolArgs => ({ hostId, options: {}, v6: false, ...more });
+const req = (hostId: string, more: Partial<RequestPoolArgs> = {}): RequestPoolArgs => ({ hostId, v6: false, ...more });
 
 /** Which hosts hold the pool (each reference records when it was taken). */
 async function refs(store: MemoryStore, subnet: string): Promise<string[]> {
@@ -113,11 +113,11 @@ describe("requestPool with a given subnet", () => {
 
   it("keeps the pool for other hosts; the last release deletes pool, refs, addresses and name", async () => {
     const { store, pools, addresses } = setup();
-    const a = value(await pools.requestPool(req("h1", { pool: "10.10.0.0/24", options: { name: "blue" } })));
+    const a = value(await pools.requestPool(req("h1", { pool: "10.10.0.0/24", name: "blue" })));
     const b = value(await pools.requestPool(req("h2", { pool: "10.10.0.0/24" })));
     expect(b.poolId).toBe(a.poolId);
     expect(await refs(store, "10.10.0.0/24")).toEqual(["h1", "h2"]);
-    value(await addresses.requestAddress({ hostId: "h1", poolId: a.poolId, options: { RequestAddressType: "com.docker.network.gateway" } }));
+    value(await addresses.requestAddress({ hostId: "h1", poolId: a.poolId, gateway: true }));
     value(await addresses.requestAddress({ hostId: "h2", poolId: b.poolId }));
 
     value(await pools.releasePool({ hostId: "h1", poolId: a.poolId }));
@@ -198,7 +198,7 @@ describe("requestPool without a subnet", () => {
     value(await pools.requestPool(req("h1")));
     value(await pools.requestPool(req("h2")));
     expect(error(await pools.requestPool(req("h3")))).toBe("no free /24 pool left in the cluster pool range 10.213.0.0/23");
-    expect(error(await pools.requestPool(req("h3", { options: { name: "late" } })))).toBe(
+    expect(error(await pools.requestPool(req("h3", { name: "late" })))).toBe(
       "no free /24 pool left in the cluster pool range 10.213.0.0/23",
     );
   });
@@ -218,33 +218,33 @@ describe("requestPool without a subnet", () => {
 describe("named pools (--ipam-opt name=…)", () => {
   it("gives every host the pool bound to the name", async () => {
     const { store, pools } = setup();
-    const a = value(await pools.requestPool(req("h1", { options: { name: "blue" } })));
-    const b = value(await pools.requestPool(req("h2", { options: { name: "blue" } })));
+    const a = value(await pools.requestPool(req("h1", { name: "blue" })));
+    const b = value(await pools.requestPool(req("h2", { name: "blue" })));
     expect(a).toEqual({ poolId: "10.213.0.0/24", pool: "10.213.0.0/24", data: {} });
     expect(b).toEqual(a);
     // One network per subnet and host: the same name again on h2 is a second network there.
-    expect(error(await pools.requestPool(req("h2", { options: { name: "blue" } })))).toContain("Pool overlaps with other one on this address space");
-    expect(value(await pools.requestPool(req("h1", { options: { name: "red" } }))).pool).toBe("10.213.1.0/24");
+    expect(error(await pools.requestPool(req("h2", { name: "blue" })))).toContain("Pool overlaps with other one on this address space");
+    expect(value(await pools.requestPool(req("h1", { name: "red" }))).pool).toBe("10.213.1.0/24");
     expect((await store.get(keys.name("blue")))?.value).toBe("10.213.0.0/24");
     expect(await refs(store, "10.213.0.0/24")).toEqual(["h1", "h2"]);
   });
 
   it("binds a name given with a subnet, and refuses a name bound elsewhere", async () => {
     const { store, pools } = setup();
-    value(await pools.requestPool(req("h1", { pool: "10.10.0.0/24", options: { name: "blue" } })));
-    expect(value(await pools.requestPool(req("h2", { options: { name: "blue" } }))).pool).toBe("10.10.0.0/24");
-    expect(error(await pools.requestPool(req("h2", { pool: "10.20.0.0/24", options: { name: "blue" } })))).toBe(
+    value(await pools.requestPool(req("h1", { pool: "10.10.0.0/24", name: "blue" })));
+    expect(value(await pools.requestPool(req("h2", { name: "blue" }))).pool).toBe("10.10.0.0/24");
+    expect(error(await pools.requestPool(req("h2", { pool: "10.20.0.0/24", name: "blue" })))).toBe(
       "pool name blue is already bound to pool 10.10.0.0/24 in the cluster, not 10.20.0.0/24",
     );
     // The refused request left nothing behind.
     expect(await poolSubnets(store)).toEqual(["10.10.0.0/24"]);
-    expect(error(await pools.requestPool(req("h1", { options: { name: "no/slash" } })))).toContain('invalid pool name "no/slash"');
+    expect(error(await pools.requestPool(req("h1", { name: "no/slash" })))).toContain('invalid pool name "no/slash"');
   });
 
   it("gives concurrent hosts asking for the same new name one pool", async () => {
     const { store, pools } = racingSetup();
     const results = await Promise.all(
-      Array.from({ length: 6 }, (_, i) => pools.requestPool(req(`h${i}`, { options: { name: "green" } }))),
+      Array.from({ length: 6 }, (_, i) => pools.requestPool(req(`h${i}`, { name: "green" }))),
     );
     expect(new Set(results.map((r) => value(r).pool)).size).toBe(1);
     expect(await poolSubnets(store)).toHaveLength(1);

@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { keys, subnetFromKey } from "../cluster/keys.js";
 import type { Logger } from "../../lib/log.js";
-import { failure, success, type Result } from "../../lib/result.js";
+import { success } from "../../lib/result.js";
+import { asBadRequest, refuse, type Outcome } from "../errors.js";
 import type { KV, Store } from "../ports/store.js";
 import { POOL_PREFIX, Subnet } from "../../lib/net.js";
 import { backoff, giveUp, MAX_ATTEMPTS, STALE_AFTER_MS } from "./retry.js";
@@ -22,16 +23,16 @@ export function formatPoolId(pool: Subnet, subPool?: Subnet): string {
   return subPool === undefined ? pool.toString() : `${pool.toString()}|${subPool.toString()}`;
 }
 
-export function parsePoolId(poolId: string): Result<PoolId> {
+export function parsePoolId(poolId: string): Outcome<PoolId> {
   const [poolText = "", subPoolText, ...rest] = poolId.split("|");
-  if (rest.length > 0) return failure(`invalid pool ID ${poolId}: expected <subnet> or <subnet>|<sub-pool>`);
+  if (rest.length > 0) return refuse("bad-request", `invalid pool ID ${poolId}: expected <subnet> or <subnet>|<sub-pool>`);
   const pool = Subnet.parse(poolText, POOL_PREFIX);
-  if (!pool.ok) return failure(`invalid pool ID ${poolId}: ${pool.error}`);
+  if (!pool.ok) return refuse("bad-request", `invalid pool ID ${poolId}: ${pool.error}`);
   if (subPoolText === undefined) return success({ pool: pool.value });
   const subPool = Subnet.parse(subPoolText, undefined, "sub-pool");
-  if (!subPool.ok) return failure(`invalid pool ID ${poolId}: ${subPool.error}`);
+  if (!subPool.ok) return refuse("bad-request", `invalid pool ID ${poolId}: ${subPool.error}`);
   if (!pool.value.containsSubnet(subPool.value)) {
-    return failure(`invalid pool ID ${poolId}: sub-pool ${subPoolText} is not inside pool ${poolText}`);
+    return refuse("bad-request", `invalid pool ID ${poolId}: sub-pool ${subPoolText} is not inside pool ${poolText}`);
   }
   return success({ pool: pool.value, subPool: subPool.value });
 }
@@ -74,8 +75,6 @@ function decodePool(kv: KV): StoredPool {
   return { subnet: subnet.value, record, kv };
 }
 
-/** `--ipam-opt name=…`: pools with the same name on several hosts are one network. */
-export const POOL_NAME_OPTION = "name";
 const VALID_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 export interface RequestPoolArgs {
@@ -84,7 +83,8 @@ export interface RequestPoolArgs {
   pool?: string;
   /** --ip-range; needs `pool`. */
   subPool?: string;
-  options?: Record<string, string>;
+  /** `--ipam-opt name=…`: pools with the same name on several hosts are one network. */
+  name?: string;
   v6: boolean;
 }
 
@@ -144,31 +144,31 @@ export class PoolAllocator {
     this.poolSize = cfg.poolSize;
   }
 
-  async requestPool(req: RequestPoolArgs): Promise<Result<PoolResponse>> {
-    if (req.v6) return failure("IPv6 pools are not supported yet: tsoverlay allocates IPv4 pools only");
-    const name = req.options?.[POOL_NAME_OPTION] || undefined;
+  async requestPool(req: RequestPoolArgs): Promise<Outcome<PoolResponse>> {
+    if (req.v6) return refuse("bad-request", "IPv6 pools are not supported yet: tsoverlay allocates IPv4 pools only");
+    const name = req.name || undefined;
     if (name !== undefined && !VALID_NAME.test(name)) {
-      return failure(`invalid pool name "${name}": use up to 128 letters, digits, '.', '_' or '-'`);
+      return refuse("bad-request", `invalid pool name "${name}": use up to 128 letters, digits, '.', '_' or '-'`);
     }
     const poolText = req.pool || undefined;
     const subPoolText = req.subPool || undefined;
 
-    let subnet: Result<Subnet>;
+    let subnet: Outcome<Subnet>;
     let subPool: Subnet | undefined;
     if (poolText !== undefined) {
-      const pool = Subnet.parse(poolText, POOL_PREFIX);
+      const pool = asBadRequest(Subnet.parse(poolText, POOL_PREFIX));
       if (!pool.ok) return pool;
       if (subPoolText !== undefined) {
-        const parsed = Subnet.parse(subPoolText, undefined, "sub-pool");
+        const parsed = asBadRequest(Subnet.parse(subPoolText, undefined, "sub-pool"));
         if (!parsed.ok) return parsed;
         if (!pool.value.containsSubnet(parsed.value)) {
-          return failure(`sub-pool ${subPoolText} is not inside pool ${pool.value.toString()}`);
+          return refuse("bad-request", `sub-pool ${subPoolText} is not inside pool ${pool.value.toString()}`);
         }
         subPool = parsed.value;
       }
       subnet = await this.acquireGiven(pool.value, req.hostId, name);
     } else if (subPoolText !== undefined) {
-      return failure(`sub-pool ${subPoolText} needs a pool: give --subnet with --ip-range`);
+      return refuse("bad-request", `sub-pool ${subPoolText} needs a pool: give --subnet with --ip-range`);
     } else if (name !== undefined) {
       subnet = await this.acquireNamed(name, req.hostId);
     } else {
@@ -178,7 +178,7 @@ export class PoolAllocator {
     return success({ poolId: formatPoolId(subnet.value, subPool), pool: subnet.value.toString(), data: {} });
   }
 
-  async releasePool(req: ReleasePoolArgs): Promise<Result<void>> {
+  async releasePool(req: ReleasePoolArgs): Promise<Outcome<void>> {
     const id = parsePoolId(req.poolId);
     if (!id.ok) return id;
     if ((await readPool(this.store, id.value.pool)) === undefined) {
@@ -188,7 +188,7 @@ export class PoolAllocator {
     return this.release(id.value.pool, req.hostId);
   }
 
-  private async acquireGiven(pool: Subnet, hostId: string, name: string | undefined): Promise<Result<Subnet>> {
+  private async acquireGiven(pool: Subnet, hostId: string, name: string | undefined): Promise<Outcome<Subnet>> {
     const held = await this.hold(pool, hostId, name);
     if (!held.ok) return held;
     if (name === undefined) return success(pool);
@@ -196,13 +196,13 @@ export class PoolAllocator {
     if (bound.ok && bound.value.equals(pool)) return success(pool);
     await this.release(pool, hostId);
     if (!bound.ok) return bound;
-    return failure(
+    return refuse("conflict", 
       `pool name ${name} is already bound to pool ${bound.value.toString()} in the cluster, not ${pool.toString()}`,
     );
   }
 
   /** No --subnet but a name: the name's pool, or a new pool bound to the name. */
-  private async acquireNamed(name: string, hostId: string): Promise<Result<Subnet>> {
+  private async acquireNamed(name: string, hostId: string): Promise<Outcome<Subnet>> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
       const binding = await this.store.get(keys.name(name));
@@ -215,10 +215,10 @@ export class PoolAllocator {
       if (!bound.ok) return bound;
       // Another host bound the name first: use its pool on the next round.
     }
-    return failure(giveUp(`requesting the pool named ${name}`));
+    return refuse("conflict", giveUp(`requesting the pool named ${name}`));
   }
 
-  private async holdBound(binding: KV, hostId: string): Promise<Result<Subnet>> {
+  private async holdBound(binding: KV, hostId: string): Promise<Outcome<Subnet>> {
     const subnet = Subnet.parse(binding.value, POOL_PREFIX);
     if (!subnet.ok) throw new Error(`corrupt name binding at ${binding.key}: ${subnet.error}`);
     const held = await this.hold(subnet.value, hostId);
@@ -226,7 +226,7 @@ export class PoolAllocator {
   }
 
   /** Create-only binding of `names/<name>`; returns the subnet the name ends up bound to. */
-  private async bindName(name: string, subnet: Subnet): Promise<Result<Subnet>> {
+  private async bindName(name: string, subnet: Subnet): Promise<Outcome<Subnet>> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (await this.store.cas(keys.name(name), subnet.toString(), 0)) return success(subnet);
       const binding = await this.store.get(keys.name(name));
@@ -235,11 +235,11 @@ export class PoolAllocator {
       if (!bound.ok) throw new Error(`corrupt name binding at ${binding.key}: ${bound.error}`);
       return success(bound.value);
     }
-    return failure(giveUp(`binding the pool name ${name}`));
+    return refuse("conflict", giveUp(`binding the pool name ${name}`));
   }
 
   /** The lowest free /poolSize block of the range, created and held by this host. */
-  private async allocate(hostId: string, name?: string): Promise<Result<Subnet>> {
+  private async allocate(hostId: string, name?: string): Promise<Outcome<Subnet>> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
       const pools = await this.listPools();
@@ -253,10 +253,10 @@ export class PoolAllocator {
         return held.ok ? success(block) : held;
       }
       if (!sawFree && !pools.some((p) => p.record.state !== "ready" && p.subnet.overlaps(this.range))) {
-        return failure(`no free /${this.poolSize} pool left in the cluster pool range ${this.range.toString()}`);
+        return refuse("conflict", `no free /${this.poolSize} pool left in the cluster pool range ${this.range.toString()}`);
       }
     }
-    return failure(giveUp(`allocating a /${this.poolSize} pool from ${this.range.toString()}`));
+    return refuse("conflict", giveUp(`allocating a /${this.poolSize} pool from ${this.range.toString()}`));
   }
 
   /**
@@ -265,14 +265,14 @@ export class PoolAllocator {
    * concurrent last release either sees the ref (and keeps the pool) or has
    * already started deleting (and we start over).
    */
-  private async hold(subnet: Subnet, hostId: string, name?: string): Promise<Result<void>> {
+  private async hold(subnet: Subnet, hostId: string, name?: string): Promise<Outcome<void>> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
       const pool = await readPool(this.store, subnet);
       if (pool === undefined) {
         const created = await this.create(subnet, hostId, name);
         if (created.kind === "overlap") {
-          return failure(`pool ${subnet.toString()} overlaps ${created.other.toString()}, already in use in the cluster`);
+          return refuse("conflict", `pool ${subnet.toString()} overlaps ${created.other.toString()}, already in use in the cluster`);
         }
         continue;
       }
@@ -281,7 +281,7 @@ export class PoolAllocator {
         continue;
       }
       if (!(await this.store.cas(keys.poolRef(subnet.toString(), hostId), JSON.stringify({ at: this.timestamp() }), 0))) {
-        return failure(`${POOL_OVERLAP} (${subnet.toString()} is already in use by a tsoverlay network on this host)`);
+        return refuse("conflict", `${POOL_OVERLAP} (${subnet.toString()} is already in use by a tsoverlay network on this host)`);
       }
       const check = await this.confirmHeld(subnet, pool.record.uid);
       if (check === "held") {
@@ -291,7 +291,7 @@ export class PoolAllocator {
       await this.store.delete(keys.poolRef(subnet.toString(), hostId));
       if (check === "contended") break;
     }
-    return failure(giveUp(`requesting pool ${subnet.toString()}`));
+    return refuse("conflict", giveUp(`requesting pool ${subnet.toString()}`));
   }
 
   private async confirmHeld(subnet: Subnet, uid: string): Promise<HeldCheck> {
@@ -356,7 +356,7 @@ export class PoolAllocator {
    * a reference that is already gone is fine (a replayed teardown, or a dead
    * host's records collected by another host).
    */
-  async release(subnet: Subnet, hostId: string): Promise<Result<void>> {
+  async release(subnet: Subnet, hostId: string): Promise<Outcome<void>> {
     const dropped = await this.store.delete(keys.poolRef(subnet.toString(), hostId));
     this.log.debug({ pool: subnet.toString(), host: hostId, dropped }, "pool reference dropped");
     await this.deleteIfUnused(subnet);
@@ -368,7 +368,7 @@ export class PoolAllocator {
    * re-asserting this host's records): unlike requestPool, holding it already
    * is fine, and the pool is created again if it was deleted meanwhile.
    */
-  async reclaim(subnet: Subnet, hostId: string): Promise<Result<void>> {
+  async reclaim(subnet: Subnet, hostId: string): Promise<Outcome<void>> {
     if ((await this.heldSince(subnet, hostId)) !== undefined && (await readPool(this.store, subnet)) !== undefined) return success(undefined);
     await this.store.delete(keys.poolRef(subnet.toString(), hostId));
     return this.hold(subnet, hostId);

@@ -1,4 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { backoffMs } from "../../lib/retry.js";
+
+/**
+ * How cluster-store contention is ridden out: every read → decide → CAS loop
+ * of the IPAM and of the network records goes round at most MAX_ATTEMPTS
+ * times, pausing between rounds with the project's one backoff (lib/retry.ts),
+ * then reports the contention in words.
+ */
 
 /**
  * How many rounds of read → decide → CAS a cluster operation gets before it
@@ -13,9 +21,9 @@ export const MAX_ATTEMPTS = 20;
  */
 export const STALE_AFTER_MS = 30_000;
 
-/** Random, growing pause between rounds so contending hosts stop retrying in lockstep. */
+/** Random, growing pause between rounds (1 ms doubling to 50 ms) so contending hosts stop retrying in lockstep. */
 export async function backoff(attempt: number): Promise<void> {
-  await sleep(Math.random() * Math.min(2 ** attempt, 50));
+  await sleep(backoffMs(attempt, 1, 50));
 }
 
 export function giveUp(what: string): string {

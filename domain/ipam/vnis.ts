@@ -1,5 +1,6 @@
 import { keys } from "../cluster/keys.js";
 import { failure, success, type Result } from "../../lib/result.js";
+import { asBadRequest, refuse, type Outcome } from "../errors.js";
 import type { KV, Store } from "../ports/store.js";
 import { backoff, giveUp, MAX_ATTEMPTS } from "./retry.js";
 
@@ -25,6 +26,7 @@ export function isValidVni(vni: number): boolean {
   return Number.isInteger(vni) && vni >= VNI_LIMITS.min && vni <= VNI_LIMITS.max;
 }
 
+/** A configured range (TSOVERLAY_VNI_RANGE): checked at start, so its errors are plain text. */
 export function validateVniRange(range: VniRange): Result<VniRange> {
   if (!isValidVni(range.min) || !isValidVni(range.max)) {
     return failure(`invalid VNI range ${range.min}-${range.max}: VNIs are integers in ${VNI_LIMITS.min}..${VNI_LIMITS.max}`);
@@ -45,12 +47,12 @@ export interface ClaimVniRequest {
  * `range`. Idempotent: a subnet that already holds a VNI gets it back, and a
  * request for a different one is refused.
  */
-export async function claimVni(store: Store, req: ClaimVniRequest): Promise<Result<number>> {
+export async function claimVni(store: Store, req: ClaimVniRequest): Promise<Outcome<number>> {
   const { subnet, requested } = req;
   if (requested !== undefined && !isValidVni(requested)) {
-    return failure(`invalid VNI ${requested} for network ${subnet}: VNIs are integers in ${VNI_LIMITS.min}..${VNI_LIMITS.max}`);
+    return refuse("bad-request", `invalid VNI ${requested} for network ${subnet}: VNIs are integers in ${VNI_LIMITS.min}..${VNI_LIMITS.max}`);
   }
-  const range = validateVniRange(req.range);
+  const range = asBadRequest(validateVniRange(req.range));
   if (!range.ok) return range;
 
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -59,14 +61,14 @@ export async function claimVni(store: Store, req: ClaimVniRequest): Promise<Resu
     const held = ownedBy(claims, subnet)[0];
     if (held !== undefined) {
       if (requested !== undefined && held.vni !== requested) {
-        return failure(`network ${subnet} already uses VNI ${held.vni}, not ${requested}`);
+        return refuse("conflict", `network ${subnet} already uses VNI ${held.vni}, not ${requested}`);
       }
       return success(held.vni);
     }
 
     if (requested !== undefined) {
       const owner = claims.find((c) => c.vni === requested)?.subnet;
-      if (owner !== undefined) return failure(`VNI ${requested} is already used by network ${owner}`);
+      if (owner !== undefined) return refuse("conflict", `VNI ${requested} is already used by network ${owner}`);
       if (await store.cas(keys.vni(requested), subnet, 0)) {
         if (await keptClaim(store, requested, subnet)) return success(requested);
       }
@@ -83,9 +85,9 @@ export async function claimVni(store: Store, req: ClaimVniRequest): Promise<Resu
       if (await keptClaim(store, vni, subnet)) return success(vni);
       break;
     }
-    if (exhausted) return failure(`no free VNI left in range ${range.value.min}-${range.value.max} for network ${subnet}`);
+    if (exhausted) return refuse("conflict", `no free VNI left in range ${range.value.min}-${range.value.max} for network ${subnet}`);
   }
-  return failure(giveUp(`claiming a VNI for network ${subnet}`));
+  return refuse("conflict", giveUp(`claiming a VNI for network ${subnet}`));
 }
 
 /** Deletes the claim only if it belongs to `subnet`; returns whether it did. */

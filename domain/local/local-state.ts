@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { subnetKey } from "../cluster/keys.js";
 import { NetworkRecord } from "../cluster/records.js";
-import type { PortRequest } from "../publish/port-publisher.js";
 import type { Store } from "../ports/store.js";
 
 /**
@@ -27,7 +26,14 @@ export const LocalEndpoint = z.object({
 export type LocalEndpoint = z.infer<typeof LocalEndpoint>;
 
 const PortRequests = z.array(
-  z.object({ proto: z.number(), hostIp: z.string(), hostPort: z.number(), hostPortEnd: z.number(), containerPort: z.number() }),
+  z.object({
+    // Older records kept Docker's protocol numbers (6, 17).
+    proto: z.union([z.enum(["tcp", "udp"]), z.number().transform((n) => (n === 17 ? ("udp" as const) : ("tcp" as const)))]),
+    hostIp: z.string(),
+    hostPort: z.number(),
+    hostPortEnd: z.number(),
+    containerPort: z.number(),
+  }),
 );
 
 /** JSON records of one kind under one key prefix. */
@@ -35,7 +41,7 @@ class Records<T> {
   constructor(
     private readonly store: Store,
     private readonly prefix: string,
-    private readonly schema: z.ZodType<T>,
+    private readonly schema: z.ZodType<T, unknown>,
   ) {}
 
   async put(id: string, value: T): Promise<void> {
@@ -58,10 +64,13 @@ class Records<T> {
 
 const SLOTS = "local/egress-slots/";
 
+/** A published port as remembered: the host port actually bound, so a restart binds the same one. */
+export type StoredPort = z.output<typeof PortRequests>[number];
+
 export class LocalState {
   private readonly nets: Records<LocalNetwork>;
   private readonly eps: Records<LocalEndpoint>;
-  private readonly ports: Records<PortRequest[]>;
+  private readonly ports: Records<StoredPort[]>;
 
   constructor(private readonly store: Store) {
     this.nets = new Records(store, "local/networks/", LocalNetwork);
@@ -130,11 +139,11 @@ export class LocalState {
   }
 
   /** The ports an endpoint publishes, with the host ports actually bound (so a restart rebinds the same ones). */
-  putPorts(endpointId: string, ports: PortRequest[]): Promise<void> {
+  putPorts(endpointId: string, ports: StoredPort[]): Promise<void> {
     return this.ports.put(endpointId, ports);
   }
 
-  getPorts(endpointId: string): Promise<PortRequest[] | undefined> {
+  getPorts(endpointId: string): Promise<StoredPort[] | undefined> {
     return this.ports.get(endpointId);
   }
 

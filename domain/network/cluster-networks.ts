@@ -1,17 +1,18 @@
 import { keys, subnetFromKey } from "../cluster/keys.js";
 import { NetworkHostRecord, NetworkRecord, parseRecord } from "../cluster/records.js";
 import type { Logger } from "../../lib/log.js";
-import { failure, success, type Result } from "../../lib/result.js";
+import { success } from "../../lib/result.js";
+import { refuse, type Outcome } from "../errors.js";
+import { backoff, giveUp, MAX_ATTEMPTS } from "../ipam/retry.js";
 import type { Store } from "../ports/store.js";
 import type { NetworkOptions } from "./network-options.js";
 
 /** Claims a VNI for a subnet (explicit or from the range); frees one. */
 export interface VniAllocator {
-  claim(subnet: string, requested: number | undefined): Promise<Result<number>>;
+  claim(subnet: string, requested: number | undefined): Promise<Outcome<number>>;
   release(vni: number, subnet: string): Promise<void>;
 }
 
-const MAX_ATTEMPTS = 20;
 
 interface Described {
   vni?: number;
@@ -53,8 +54,9 @@ export class ClusterNetworks {
   }
 
   /** Creates the cluster record or joins the existing one; records this host's membership. */
-  async join(subnet: string, gatewayCidr: string, opts: NetworkOptions, networkId: string): Promise<Result<NetworkRecord>> {
+  async join(subnet: string, gatewayCidr: string, opts: NetworkOptions, networkId: string): Promise<Outcome<NetworkRecord>> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (attempt > 0) await backoff(attempt);
       const existing = await this.get(subnet);
       if (existing !== undefined) {
         const askedVni = opts.vni !== undefined && opts.vni !== existing.vni;
@@ -63,7 +65,7 @@ export class ClusterNetworks {
         const askedInternal = (opts.internal === true) !== (existing.internal === true);
         const askedPrefix = (opts.ifacePrefix ?? undefined) !== (existing.ifacePrefix ?? undefined);
         if (existing.gatewayCidr !== gatewayCidr || askedVni || askedMtu || askedProxy || askedInternal || askedPrefix) {
-          return failure(
+          return refuse("conflict", 
             `network ${subnet} already exists in the cluster with ${describe({ ...existing })}; this host asked for ${describe({ gatewayCidr, ...opts })}`,
           );
         }
@@ -71,7 +73,7 @@ export class ClusterNetworks {
         return success(existing);
       }
       const vni = await this.vnis.claim(subnet, opts.vni);
-      if (!vni.ok) return failure(`network ${subnet}: ${vni.error}`);
+      if (!vni.ok) return refuse("conflict", `network ${subnet}: ${vni.error}`);
       const rec: NetworkRecord = { subnet, gatewayCidr, vni: vni.value, createdAt: new Date().toISOString() };
       if (opts.mtu !== undefined) rec.mtu = opts.mtu;
       if (opts.proxyProtocol !== undefined) rec.proxyProtocol = opts.proxyProtocol;
@@ -85,7 +87,7 @@ export class ClusterNetworks {
       // Another host created it first: give back our VNI and compare with theirs.
       await this.vnis.release(vni.value, subnet);
     }
-    return failure(`network ${subnet}: too much contention creating the cluster record`);
+    return refuse("conflict", giveUp(`network ${subnet}: creating the cluster record`));
   }
 
   /**

@@ -1,5 +1,6 @@
 import { VNI_LIMITS } from "../ipam/vnis.js";
-import { failure, success, type Result } from "../../lib/result.js";
+import { success } from "../../lib/result.js";
+import { refuse, type Outcome } from "../errors.js";
 
 /** The `-o` options a tsoverlay network understands. */
 export interface NetworkOptions {
@@ -25,10 +26,10 @@ const KNOWN = ["vni", "mtu", "proxy-protocol", "com.docker.network.driver.mtu", 
 /** Short enough that prefix + a number fits a Linux interface name (15). */
 const VALID_IFACE_PREFIX = /^[A-Za-z][A-Za-z0-9_-]{0,10}$/;
 
-function parseIntOption(name: string, raw: string, min: number, max: number): Result<number> {
-  if (!/^\d+$/.test(raw.trim())) return failure(`invalid option ${name}=${raw}: must be a number`);
+function parseIntOption(name: string, raw: string, min: number, max: number): Outcome<number> {
+  if (!/^\d+$/.test(raw.trim())) return refuse("bad-request", `invalid option ${name}=${raw}: must be a number`);
   const n = Number(raw.trim());
-  if (n < min || n > max) return failure(`invalid option ${name}=${raw}: must be between ${min} and ${max}`);
+  if (n < min || n > max) return refuse("bad-request", `invalid option ${name}=${raw}: must be between ${min} and ${max}`);
   return success(n);
 }
 
@@ -41,13 +42,13 @@ function parseIntOption(name: string, raw: string, min: number, max: number): Re
  *   proxy-protocol                                        v1|v2 for published ports
  *   com.docker.network.container_iface_prefix             the container's interface prefix
  */
-export function parseNetworkOptions(generic: Record<string, string>): Result<NetworkOptions> {
+export function parseNetworkOptions(generic: Record<string, string>): Outcome<NetworkOptions> {
   const out: NetworkOptions = {};
-  const setVni = (k: string, v: string): Result<void> => {
+  const setVni = (k: string, v: string): Outcome<void> => {
     // Any valid VNI: the automatic range deliberately leaves the low ones for this.
     const r = parseIntOption(k, v, VNI_LIMITS.min, VNI_LIMITS.max);
     if (!r.ok) return r;
-    if (out.vni !== undefined && out.vni !== r.value) return failure(`conflicting VNI options: ${out.vni} and ${r.value}`);
+    if (out.vni !== undefined && out.vni !== r.value) return refuse("bad-request", `conflicting VNI options: ${out.vni} and ${r.value}`);
     out.vni = r.value;
     return success(undefined);
   };
@@ -57,26 +58,26 @@ export function parseNetworkOptions(generic: Record<string, string>): Result<Net
       if (!r.ok) return r;
     } else if (k === VXLANID_LIST) {
       const ids = v.split(",").map((x) => x.trim()).filter((x) => x !== "");
-      if (ids.length !== 1) return failure(`invalid option ${k}=${v}: a tsoverlay network has one subnet, so exactly one VXLAN ID`);
+      if (ids.length !== 1) return refuse("bad-request", `invalid option ${k}=${v}: a tsoverlay network has one subnet, so exactly one VXLAN ID`);
       const r = setVni(k, ids[0]!);
       if (!r.ok) return r;
     } else if (k === "mtu" || k === "com.docker.network.driver.mtu") {
       const r = parseIntOption(k, v, 576, 65535 - VXLAN_OVERHEAD);
       if (!r.ok) return r;
-      if (out.mtu !== undefined && out.mtu !== r.value) return failure(`conflicting MTU options: ${out.mtu} and ${r.value}`);
+      if (out.mtu !== undefined && out.mtu !== r.value) return refuse("bad-request", `conflicting MTU options: ${out.mtu} and ${r.value}`);
       out.mtu = r.value;
     } else if (k === "proxy-protocol") {
-      if (v !== "v1" && v !== "v2") return failure(`invalid option proxy-protocol=${v}: must be v1 or v2`);
+      if (v !== "v1" && v !== "v2") return refuse("bad-request", `invalid option proxy-protocol=${v}: must be v1 or v2`);
       out.proxyProtocol = v;
     } else if (k === IFACE_PREFIX) {
-      if (!VALID_IFACE_PREFIX.test(v)) return failure(`invalid option ${k}=${v}: use a letter, then up to 10 letters, digits, '_' or '-'`);
+      if (!VALID_IFACE_PREFIX.test(v)) return refuse("bad-request", `invalid option ${k}=${v}: use a letter, then up to 10 letters, digits, '_' or '-'`);
       out.ifacePrefix = v;
     } else if (k.startsWith("com.docker.network.bridge.")) {
-      return failure(`option ${k} belongs to Docker's bridge driver; tsoverlay does not support it (tsoverlay understands: ${KNOWN.join(", ")})`);
+      return refuse("bad-request", `option ${k} belongs to Docker's bridge driver; tsoverlay does not support it (tsoverlay understands: ${KNOWN.join(", ")})`);
     } else if (k.startsWith("com.docker.network.")) {
-      return failure(`option ${k} is not supported by tsoverlay (tsoverlay understands: ${KNOWN.join(", ")})`);
+      return refuse("bad-request", `option ${k} is not supported by tsoverlay (tsoverlay understands: ${KNOWN.join(", ")})`);
     } else {
-      return failure(`unknown option ${k} (tsoverlay understands: ${KNOWN.join(", ")})`);
+      return refuse("bad-request", `unknown option ${k} (tsoverlay understands: ${KNOWN.join(", ")})`);
     }
   }
   return success(out);

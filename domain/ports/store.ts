@@ -91,7 +91,8 @@ export class StoreUnavailableError extends StoreError {
   constructor(op: string, key: string, condition: string, retriedMs: number) {
     super(op, key, condition, { unavailable: condition });
     this.name = "StoreUnavailableError";
-    const retried = retriedMs > 0 ? ` (retried for ${Math.round(retriedMs / 1000)} s)` : "";
+    const seconds = retriedMs >= 10_000 ? String(Math.round(retriedMs / 1000)) : (retriedMs / 1000).toFixed(1);
+    const retried = retriedMs > 0 ? ` (retried for ${seconds} s)` : "";
     this.message = `tsoverlay: cluster store unavailable: ${condition}${retried}`;
   }
 }

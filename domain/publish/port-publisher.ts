@@ -2,12 +2,12 @@ import net from "node:net";
 import { expandPortRange, ProxyManager, type ActiveBinding, type Binding } from "../../proxy/index.js";
 import type { DnatPort, DnatRule } from "../ports/dnat.js";
 import type { Logger } from "../../lib/log.js";
-import { failure, success, type Result } from "../../lib/result.js";
+import { success } from "../../lib/result.js";
+import { refuse, type Outcome } from "../errors.js";
 
-/** One entry of Docker's port map, protocol-free. */
+/** One published port as asked (Docker's port map, in the domain's terms). */
 export interface PortRequest {
-  /** IP protocol number: 6 = TCP, 17 = UDP. */
-  proto: number;
+  proto: "tcp" | "udp";
   /** "" = every address, both families. */
   hostIp: string;
   /** 0 = an ephemeral port from the kernel's local port range. */
@@ -57,7 +57,6 @@ interface Published {
   dnat?: DnatRule;
 }
 
-const PROTOS: Record<number, "tcp" | "udp"> = { 6: "tcp", 17: "udp" };
 
 function view(endpointId: string, p: Published): PublishedPort {
   const b = p.active.binding;
@@ -111,7 +110,7 @@ export class PortPublisher {
     requests: PortRequest[],
     proxyProtocol?: "v1" | "v2",
     opts: { ipv4Only?: boolean } = {},
-  ): Promise<Result<PublishedPort[]>> {
+  ): Promise<Outcome<PublishedPort[]>> {
     await this.revoke(endpointId);
     if (opts.ipv4Only === true) {
       requests = requests.filter((r) => !net.isIPv6(r.hostIp)).map((r) => (r.hostIp === "" ? { ...r, hostIp: "0.0.0.0" } : r));
@@ -121,11 +120,7 @@ export class PortPublisher {
       await this.unpublish(endpointId, done, false);
     };
     for (const req of requests) {
-      const proto = PROTOS[req.proto];
-      if (proto === undefined) {
-        await undo();
-        return failure(`publishing port ${req.containerPort}: protocol ${req.proto} is not supported (tcp and udp are)`);
-      }
+      const proto = req.proto;
       const plan = expandPortRange({
         proto,
         hostIp: req.hostIp,
@@ -139,14 +134,15 @@ export class PortPublisher {
       });
       if (!plan.ok) {
         await undo();
-        return failure(plan.error);
+        return refuse("bad-request", plan.error);
       }
       const wanted: (Binding | Binding[])[] = plan.value.kind === "each" ? plan.value.bindings : [plan.value.candidates];
       for (const w of wanted) {
         const r = Array.isArray(w) ? await this.proxy.addAny(w) : await this.proxy.add(w);
         if (!r.ok) {
           await undo();
-          return failure(r.error);
+          // A host port in use (or none free in a range): Docker's own wording, from the proxy.
+          return refuse("conflict", r.error);
         }
         const p: Published = { active: r.value };
         done.push(p);
@@ -156,7 +152,7 @@ export class PortPublisher {
             await this.dnat.add(rule);
           } catch (err) {
             await undo();
-            return failure(`publishing ${r.value.id} on the kernel fast path: ${(err as Error).message}`);
+            return refuse("kernel", `publishing ${r.value.id} on the kernel fast path: ${(err as Error).message}`);
           }
           p.dnat = rule;
         }

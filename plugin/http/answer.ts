@@ -1,3 +1,5 @@
+import type { Cause, DomainError } from "../../domain/errors.js";
+
 /**
  * What a route handler gives back. Failures carry the HTTP status and a message
  * that names what failed and for which network/endpoint.
@@ -7,6 +9,20 @@ export type Answer = { ok: true; body: Record<string, unknown> } | { ok: false; 
 export const ok = (body: Record<string, unknown> = {}): Answer => ({ ok: true, body });
 
 export const fail = (error: string, status = 500): Answer => ({ ok: false, status, error });
+
+/** The one place where a domain error's cause becomes an HTTP status; its words go to Docker unchanged. */
+export const STATUS_OF: Record<Cause, number> = {
+  "bad-request": 400,
+  "not-found": 404,
+  conflict: 409,
+  "store-unavailable": 503,
+  kernel: 500,
+  internal: 500,
+};
+
+export function failed(err: DomainError): Answer {
+  return fail(err.message, STATUS_OF[err.cause]);
+}
 
 /**
  * libnetwork reads `Err` for the network driver and `Error` for IPAM (a 200 with

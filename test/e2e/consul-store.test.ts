@@ -10,8 +10,10 @@ import { createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../app/config.js";
 import { createLogger } from "../../lib/log.js";
-import { consulBaseUrl, openConsulStore, type ConsulEphemeralKey, type ConsulStore } from "../../adapters/store/consul-store.js";
+import { consulBaseUrl, openConsulStore, type ConsulStore } from "../../adapters/store/consul-store.js";
+import type { ConsulEphemeralKey } from "../../adapters/store/consul-session.js";
 import { StoreError, type KV, type Store } from "../../domain/ports/store.js";
 
 const CONSUL_BIN = process.env.TSOVERLAY_CONSUL_BIN ?? "/var/cache/tsoverlay/consul-v1.20.6/consul";
@@ -237,7 +239,7 @@ describe("ConsulStore against a real agent", () => {
     await sleep(ttlSeconds * 3 * 1000);
     expect((await other.get(key))?.value).toBe("alive");
 
-    handle.abandon();
+    handle.detach();
     const abandonedAt = Date.now();
     await waitFor("the abandoned ephemeral key to expire", ttlSeconds * 2 * 1000 + 5_000, async () =>
       (await other.get(key)) === undefined ? true : undefined,
@@ -374,20 +376,13 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
       await stopConsulAgent(agent);
     });
 
-    it("sends the token, falling back to CONSUL_HTTP_TOKEN; without one the refusal is not mistaken for an outage", async () => {
-      const explicit = await openConsulStore({ addr: agent!.addr, token, log });
+    it("sends the token (CONSUL_HTTP_TOKEN, read by the plugin's config); without one the refusal is not mistaken for an outage", async () => {
+      const config = loadConfig({ CONSUL_HTTP_ADDR: agent!.addr, CONSUL_HTTP_TOKEN: token });
+      if (!config.ok) throw new Error(config.error);
+      const explicit = await openConsulStore({ addr: config.value.consulAddr, token: config.value.consulToken, log });
       await explicit.put("acl/a", "1");
       expect((await explicit.get("acl/a"))?.value).toBe("1");
       await explicit.close();
-
-      process.env.CONSUL_HTTP_TOKEN = token;
-      try {
-        const fromEnv = await openConsulStore({ addr: agent!.addr, log });
-        expect((await fromEnv.get("acl/a"))?.value).toBe("1");
-        await fromEnv.close();
-      } finally {
-        delete process.env.CONSUL_HTTP_TOKEN;
-      }
 
       const none = await openConsulStore({ addr: agent!.addr, log });
       try {
@@ -404,17 +399,17 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
 
 describe("consulBaseUrl", () => {
   it.each([
-    ["127.0.0.1:8500", {}, "http://127.0.0.1:8500/v1"],
-    ["consul.internal", {}, "http://consul.internal:8500/v1"],
-    ["http://10.0.0.5:18500", {}, "http://10.0.0.5:18500/v1"],
-    ["https://consul.example", {}, "https://consul.example:8500/v1"],
-    ["consul.example:8501", { CONSUL_HTTP_SSL: "true" }, "https://consul.example:8501/v1"],
-    ["[::1]:8500", {}, "http://[::1]:8500/v1"],
-  ])("%s %j → %s", (addr, env, expected) => {
-    expect(consulBaseUrl(addr, env)).toBe(expected);
+    ["127.0.0.1:8500", false, "http://127.0.0.1:8500/v1"],
+    ["consul.internal", false, "http://consul.internal:8500/v1"],
+    ["http://10.0.0.5:18500", false, "http://10.0.0.5:18500/v1"],
+    ["https://consul.example", false, "https://consul.example:8500/v1"],
+    ["consul.example:8501", true, "https://consul.example:8501/v1"],
+    ["[::1]:8500", false, "http://[::1]:8500/v1"],
+  ])("%s (ssl %s) → %s", (addr, ssl, expected) => {
+    expect(consulBaseUrl(addr, ssl)).toBe(expected);
   });
 
   it.each(["", "unix:///var/run/consul.sock", "http://host:8500/sub/path"])("rejects %j", (addr) => {
-    expect(() => consulBaseUrl(addr, {})).toThrow();
+    expect(() => consulBaseUrl(addr)).toThrow();
   });
 });

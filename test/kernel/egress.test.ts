@@ -15,7 +15,10 @@ import fs from "node:fs";
 import path from "node:path";
 import type { RtNetlinkSocket } from "netlink";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { EgressError, EgressGateway, FWD_CHAIN, NAT_CHAIN, hostLegName } from "../../adapters/kernel/egress.js";
+import { EgressGateway } from "../../adapters/kernel/egress/egress-gateway.js";
+import { EgressError } from "../../adapters/kernel/egress/errors.js";
+import { hostLegName } from "../../adapters/kernel/egress/legs.js";
+import { FWD_CHAIN, NAT_CHAIN } from "../../adapters/kernel/egress/rules.js";
 import { createVethPair, ensureAddress, ensureBridge, setMaster, setUp } from "../../adapters/kernel/links.js";
 import { deleteNamedNetns, openNetnsFd, readSysctlIn } from "../../adapters/kernel/netns.js";
 import { createLogger } from "../../lib/log.js";
@@ -359,7 +362,7 @@ describe("EgressGateway on a simulated host", () => {
     expect(fetchFrom(ns.c1)).toBe(HOST_IP);
   });
 
-  it("removing the last network removes chains, jumps and bridge; removeAll cleans up after a restart", async () => {
+  it("removing the last network removes chains, jumps and bridge; so does a fresh instance after a restart", async () => {
     await gw.removeNetwork({ subnet: NET1, slot: 1 });
     const gone = (): void => {
       expect(ipLink(ns.host, "tsogw0")).toBeUndefined();
@@ -373,15 +376,20 @@ describe("EgressGateway on a simulated host", () => {
     expect(fetchFails(ns.c1)).toBe(true);
     await gw.removeNetwork({ subnet: NET1, slot: 1 }); // nothing left at all: fine
 
-    // Set up again, "restart", and let a fresh instance remove everything it finds.
+    // Set up again, "restart", and let a fresh instance, which knows nothing
+    // in memory, remove both networks: it finds routes, legs and chains in the kernel.
     await gw.ensureNetwork(spec1());
     await gw.ensureNetwork(spec2());
     expect(fetchFrom(ns.c2)).toBe(HOST_IP);
     await gw.close();
     gw = newGateway();
-    await gw.removeAll();
+    await gw.removeNetwork({ subnet: NET1, slot: 1 });
+    expect(ipLink(ns.net1, "gw0")).toBeUndefined();
+    expect(ipLink(ns.host, "tsogw0")).toBeDefined(); // net2 still uses it
+    expect(fetchFrom(ns.c2)).toBe(HOST_IP);
+    await gw.removeNetwork({ subnet: NET2, slot: 2 });
     gone();
     expect(ipLink(ns.net2, "gw0")).toBeUndefined();
-    await gw.removeAll(); // twice is fine
+    await gw.removeNetwork({ subnet: NET2, slot: 2 }); // twice is fine
   });
 });

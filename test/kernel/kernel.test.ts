@@ -9,23 +9,22 @@ import type { RtNetlinkSocket } from "netlink";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Scratch, inNs, ipLink, pingOk, selfNetnsIno } from "./support/scratch.js";
 import {
-  NetlinkError,
   createVethPair,
   deleteLink,
   ensureAddress,
   ensureBridge,
   ensureVxlan,
   getLinkByName,
-  getMacAddress,
+  listIpv4Addresses,
   listLinks,
   moveLinkToNetns,
+  mustGetLink,
   setMaster,
   setUp,
+  vxlanMismatch,
   type VxlanSpec,
 } from "../../adapters/kernel/links.js";
 import {
-  addFdbEntry,
-  appendFdbEntry,
   deleteFdbEntry,
   deleteNeighbor,
   listFdbEntries,
@@ -43,6 +42,10 @@ import {
   runInNetns,
   writeSysctlIn,
 } from "../../adapters/kernel/netns.js";
+import { NetlinkError } from "../../adapters/kernel/rtnetlink.js";
+
+/** A link's MAC as our own link reads see it. */
+const macOf = async (nl: RtNetlinkSocket, name: string): Promise<string> => (await mustGetLink(nl, name)).mac!;
 
 
 let tmp: string;
@@ -182,7 +185,7 @@ describe("links", () => {
     const mine = await getLinkByName(nl, "vxlan0");
     expect(mine).toMatchObject({ kind: "vxlan", master: br.index, up: true, mtu: 1450 });
     expect(mine?.vxlan).toEqual({ vni: 4242, dstPort: 4789, local: "192.168.250.1", learning: false, proxy: true });
-    expect(await getMacAddress(nl, "br0")).toBe(ipLink(ns, "br0")?.address);
+    expect(await macOf(nl, "br0")).toBe(ipLink(ns, "br0")?.address);
 
     // Idempotent: nothing is recreated.
     expect((await ensureBridge(nl, "br0", 1450)).index).toBe(br.index);
@@ -205,7 +208,10 @@ describe("links", () => {
 
     // Wrong kind under the name is an error naming the link.
     await expect(ensureVxlan(nl, { ...vx, name: "br0" })).rejects.toThrow(/link br0: ensure vxlan failed.*kind bridge/);
-    await expect(getMacAddress(nl, "nope0")).rejects.toThrow(/link nope0/);
+    const missing = await mustGetLink(nl, "nope0").catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(NetlinkError);
+    expect((missing as NetlinkError).code).toBe("ENODEV");
+    expect((missing as Error).message).toMatch(/^link nope0: get failed: no such link/);
 
     expect((await listLinks(nl)).map((l) => l.name).sort()).toEqual(["br0", "lo", "vxlan0"]);
     await deleteLink(nl, "vxlan0");
@@ -262,6 +268,38 @@ describe("links", () => {
   });
 });
 
+describe("link reads", () => {
+  it("vxlanMismatch says why a device is not the one wanted; listIpv4Addresses lists one link's or all", async () => {
+    const ns = newNs("reads");
+    const nl = socketIn(ns);
+    const want: VxlanSpec = { name: "vxlan0", vni: 4444, dstPort: 4789, local: "192.168.249.1", learning: false, proxy: true };
+    const vxl = await ensureVxlan(nl, { ...want, underlay: 1 });
+    expect(vxlanMismatch(vxl, want)).toBeUndefined();
+    expect(vxlanMismatch(vxl, { ...want, underlay: 1 })).toBeUndefined();
+    expect(vxlanMismatch(vxl, { ...want, vni: 4445 })).toBe("vni 4444 vs 4445");
+    expect(vxlanMismatch(vxl, { ...want, dstPort: 4790, learning: true, proxy: false })).toBe(
+      "dstport 4789 vs 4790, learning off vs on, proxy on vs off",
+    );
+    expect(vxlanMismatch(vxl, { ...want, local: "192.168.249.2", underlay: 2 })).toBe("local 192.168.249.1 vs 192.168.249.2, underlay #1 vs #2");
+    const br = await ensureBridge(nl, "br0");
+    expect(vxlanMismatch(br, want)).toBe("kind bridge vs vxlan");
+
+    await ensureAddress(nl, "br0", "10.249.0.1/24");
+    await ensureAddress(nl, "br0", "10.249.1.1/16");
+    await ensureAddress(nl, "vxlan0", "10.248.0.1/30");
+    await ensureAddress(nl, "br0", "fd00:249::1/64"); // not IPv4: never listed
+    expect(await listIpv4Addresses(nl, br.index)).toEqual([
+      { index: br.index, ip: "10.249.0.1", prefix: 24 },
+      { index: br.index, ip: "10.249.1.1", prefix: 16 },
+    ]);
+    const all = await listIpv4Addresses(nl);
+    expect(all).toHaveLength(3);
+    expect(all).toContainEqual({ index: vxl.index, ip: "10.248.0.1", prefix: 30 });
+    expect(await listIpv4Addresses(nl, 999_999)).toEqual([]);
+    expect(selfNetnsIno()).toBe(homeIno);
+  });
+});
+
 describe("neighbors", () => {
   it("FDB and ARP entries are permanent, listed, replaced and deleted", async () => {
     const ns = newNs("neigh");
@@ -290,19 +328,19 @@ describe("neighbors", () => {
     expect(fdb()).toContainEqual(expect.objectContaining({ mac, dst: "192.168.251.2", state: "permanent", flags: ["self"] }));
     expect(await listFdbEntries(nl, vxl.index)).toEqual([{ ifindex: vxl.index, mac, dst: "192.168.251.2", permanent: true }]);
 
-    // Replace moves the MAC to another VTEP; add refuses an existing MAC.
+    // Replace moves the MAC to another VTEP; a failure names the entry and the kernel's code.
     await replaceFdbEntry(nl, { ifindex: vxl.index, mac, dst: "192.168.251.3" });
     expect((await listFdbEntries(nl, vxl.index)).map((e) => e.dst)).toEqual(["192.168.251.3"]);
-    const err = await addFdbEntry(nl, { ifindex: vxl.index, mac, dst: "192.168.251.4" }).catch((e: unknown) => e);
+    const err = await replaceFdbEntry(nl, { ifindex: 999_999, mac, dst: "192.168.251.4" }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NetlinkError);
-    expect((err as NetlinkError).code).toBe("EEXIST");
-    expect((err as Error).message).toMatch(`fdb ${mac} dst 192.168.251.4 on link #${vxl.index}`);
+    expect((err as NetlinkError).code).toBe("ENODEV");
+    expect((err as Error).message).toMatch(`fdb ${mac} dst 192.168.251.4 on link #999999`);
 
-    // Append builds a flood list on the all-zeros MAC.
+    // A flood list on the all-zeros MAC (as `bridge fdb append` builds one) is listed per destination.
     const zero = "00:00:00:00:00:00";
-    await appendFdbEntry(nl, { ifindex: vxl.index, mac: zero, dst: "192.168.251.2" });
-    await appendFdbEntry(nl, { ifindex: vxl.index, mac: zero, dst: "192.168.251.3" });
-    await appendFdbEntry(nl, { ifindex: vxl.index, mac: zero, dst: "192.168.251.3" });
+    for (const dst of ["192.168.251.2", "192.168.251.3", "192.168.251.3"]) {
+      inNs(ns, "bridge", "fdb", "append", zero, "dev", "vxlan0", "dst", dst, "self", "permanent");
+    }
     const flood = (await listFdbEntries(nl, vxl.index)).filter((e) => e.mac === zero).map((e) => e.dst);
     expect(flood.sort()).toEqual(["192.168.251.2", "192.168.251.3"]);
 
@@ -362,7 +400,7 @@ describe("overlay data path", () => {
       await setUp(s.nl, "br0");
     }
     // The bridge takes its MAC from its ports, so read it after enslaving.
-    const macs = [await getMacAddress(a, "br0"), await getMacAddress(b, "br0")];
+    const macs = [await macOf(a, "br0"), await macOf(b, "br0")];
     for (const [i, s] of sides.entries()) {
       const peer = sides[1 - i]!;
       const peerMac = macs[1 - i]!;
@@ -431,7 +469,7 @@ describe("overlay data path", () => {
       await setUp(c, "eth0");
       const vx = await getLinkByName(o, "vxlan0");
       expect(vx?.vxlan).toMatchObject({ vni: 5353, local: x.vtep, learning: false, proxy: true });
-      state.push({ o, vx: vx!.index, cmac: await getMacAddress(c, "eth0") });
+      state.push({ o, vx: vx!.index, cmac: await macOf(c, "eth0") });
     }
     for (const [i, x] of hosts.entries()) {
       const me = state[i]!;

@@ -19,6 +19,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { DNAT_CHAIN, PortDnat } from "../../adapters/kernel/port-dnat.js";
 import type { DnatRule } from "../../domain/ports/dnat.js";
 import { Iptables, IptablesError } from "../../adapters/kernel/iptables.js";
+import { setupChain, teardownChain, type Chain } from "../../adapters/kernel/chain.js";
 import { createVethPair, ensureAddress, setUp } from "../../adapters/kernel/links.js";
 import { openNetnsFd, writeSysctlIn } from "../../adapters/kernel/netns.js";
 import { createLogger } from "../../lib/log.js";
@@ -365,6 +366,60 @@ describe("PortDnat with real traffic", () => {
     expect(udpFrom(ns.client, HOST_IP, 5353)).toBe(`host ${CLIENT_IP}`);
     // The very same rule still DNATs what does not come in through cl0.
     expect(httpFrom(ns.host, HOST_IP, 8080)).toBe(`ctr ${HOST_IP}`);
+  });
+});
+
+describe("chains of our own (chain.ts)", () => {
+  const filter = (...chain: string[]): string[] => inNs(ns.host, "iptables", "-w", "5", "-t", "filter", "-S", ...chain).trim().split("\n");
+  const CHAIN: Chain = {
+    table: "filter",
+    name: "TSK-CHAIN",
+    entries: [
+      { chain: "FORWARD", match: [] },
+      { chain: "INPUT", match: ["-i", "cl0"] },
+    ],
+    rules: [
+      ["-s", "192.0.2.1/32", "-j", "DROP"],
+      ["-s", "192.0.2.2/32", "-j", "ACCEPT"],
+      ["-j", "RETURN"],
+    ],
+  };
+  const RULES = ["-N TSK-CHAIN", "-A TSK-CHAIN -s 192.0.2.1/32 -j DROP", "-A TSK-CHAIN -s 192.0.2.2/32 -j ACCEPT", "-A TSK-CHAIN -j RETURN"];
+
+  it("setup creates the chain, its rules in order and the jumps first; repairs in place; teardown removes it all", async () => {
+    const ipt = new Iptables({ netnsPath: ns.host });
+    const before = filter();
+    inNs(ns.host, "iptables", "-w", "5", "-A", "INPUT", ...FOREIGN);
+    try {
+      const first = await setupChain(ipt, CHAIN);
+      expect(first.created).toBe(true);
+      expect(first.added.map((a) => `${a.chain}@${a.position} ${a.rule.join(" ")}`)).toEqual([
+        "TSK-CHAIN@1 -s 192.0.2.1/32 -j DROP",
+        "TSK-CHAIN@2 -s 192.0.2.2/32 -j ACCEPT",
+        "TSK-CHAIN@3 -j RETURN",
+        "FORWARD@1 -j TSK-CHAIN",
+        "INPUT@1 -i cl0 -j TSK-CHAIN",
+      ]);
+      expect(filter("TSK-CHAIN")).toEqual(RULES);
+      expect(filter("INPUT")).toEqual(["-P INPUT ACCEPT", "-A INPUT -i cl0 -j TSK-CHAIN", `-A INPUT ${FOREIGN.join(" ")}`]);
+      expect(filter("FORWARD")).toEqual(["-P FORWARD ACCEPT", "-A FORWARD -j TSK-CHAIN"]);
+
+      // Again: nothing to do. A rule deleted by hand goes back to its place, a lost jump to the top.
+      expect(await setupChain(ipt, CHAIN)).toEqual({ created: false, added: [] });
+      inNs(ns.host, "iptables", "-w", "5", "-D", "TSK-CHAIN", "-s", "192.0.2.1/32", "-j", "DROP");
+      inNs(ns.host, "iptables", "-w", "5", "-D", "INPUT", "-i", "cl0", "-j", "TSK-CHAIN");
+      expect((await setupChain(ipt, CHAIN)).added.map((a) => `${a.chain}@${a.position}`)).toEqual(["TSK-CHAIN@1", "INPUT@1"]);
+      expect(filter("TSK-CHAIN")).toEqual(RULES);
+      expect(filter("INPUT")[1]).toBe("-A INPUT -i cl0 -j TSK-CHAIN");
+
+      expect(await teardownChain(ipt, CHAIN)).toBe(true);
+      expect(await teardownChain(ipt, CHAIN)).toBe(false); // gone already
+      expect(filter()).toEqual([...before, `-A INPUT ${FOREIGN.join(" ")}`]);
+    } finally {
+      await teardownChain(ipt, CHAIN).catch(() => undefined);
+      inNs(ns.host, "iptables", "-w", "5", "-D", "INPUT", ...FOREIGN);
+    }
+    expect(filter()).toEqual(before);
   });
 });
 

@@ -9,6 +9,7 @@ import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "
  */
 export class FlakyStore implements Store {
   private condition: string | undefined;
+  private refusal: string | undefined;
   private readonly watchers = new Set<{ prefix: string; onChange: (kvs: KV[]) => void; missed: boolean; stopped: boolean }>();
   /** Calls refused while down, by operation. */
   readonly refused = new Map<string, number>();
@@ -23,8 +24,14 @@ export class FlakyStore implements Store {
     this.condition = condition;
   }
 
+  /** Every call is refused (as an ACL would refuse it): the store answers, so retrying is no use. */
+  refuse(reason: string): void {
+    this.refusal = reason;
+  }
+
   async up(): Promise<void> {
     this.condition = undefined;
+    this.refusal = undefined;
     for (const w of this.watchers) {
       if (!w.missed || w.stopped) continue;
       w.missed = false;
@@ -33,6 +40,7 @@ export class FlakyStore implements Store {
   }
 
   private check(op: string, key: string): void {
+    if (this.refusal !== undefined) throw new StoreError(op, key, this.refusal);
     if (this.condition === undefined) return;
     this.refused.set(op, (this.refused.get(op) ?? 0) + 1);
     throw new StoreError(op, key, this.condition, { unavailable: this.condition });

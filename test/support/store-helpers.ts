@@ -16,14 +16,22 @@ export function jittery(store: MemoryStore): Store {
   });
 }
 
+const text = (e: unknown): string => (typeof e === "string" ? e : ((e as { message?: string }).message ?? JSON.stringify(e)));
+
 /** The value of a Result that must have succeeded. */
-export function value<T>(result: Result<T>): T {
-  if (!result.ok) throw new Error(`expected success, got: ${result.error}`);
+export function value<T>(result: Result<T, unknown>): T {
+  if (!result.ok) throw new Error(`expected success, got: ${text(result.error)}`);
   return result.value;
 }
 
-/** The error of a Result that must have failed. */
-export function error<T>(result: Result<T>): string {
+/** The error message of a Result that must have failed (a DomainError's message, or the string). */
+export function error<T>(result: Result<T, unknown>): string {
   if (result.ok) throw new Error(`expected failure, got: ${JSON.stringify(result.value)}`);
-  return result.error;
+  return text(result.error);
+}
+
+/** The cause of a failed Outcome. */
+export function causeOf<T>(result: Result<T, { cause: string }>): string {
+  if (result.ok) throw new Error(`expected failure, got: ${JSON.stringify(result.value)}`);
+  return result.error.cause;
 }

@@ -1,81 +1,23 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { assembleDomain, type AssembledDomain } from "../../app/assemble.js";
 import { keys } from "../../domain/cluster/keys.js";
-import type { EgressPort } from "../../domain/ports/datapath.js";
-import { FakeDatapath, FakeKernel } from "../support/fake-datapath.js";
-import { createLogger } from "../../lib/log.js";
 import { ADDRESS_SPACE } from "../../domain/overlay-driver.js";
-import { PortPublisher } from "../../domain/publish/port-publisher.js";
 import { MemoryStore } from "../support/memory-store.js";
-import { ProxyManager } from "../../proxy/index.js";
 import { FlakyStore } from "../support/flaky-store.js";
+import { simHost, stopSimHost, stopSimHosts, type SimHost } from "../support/sim-host.js";
 import { error, value } from "../support/store-helpers.js";
 
-const log = createLogger(process.env.LOG_LEVEL ?? "silent");
-const GATEWAY = { RequestAddressType: "com.docker.network.gateway" };
-
-interface SimHost {
-  hostId: string;
-  d: AssembledDomain;
-  datapath: FakeDatapath;
-  kernel: FakeKernel;
-  /** The host-private store: survives a simulated plugin restart. */
-  local: MemoryStore;
-  egress: EgressPort & { slots: Map<string, number> };
-}
-
-const running: SimHost[] = [];
-afterEach(async () => {
-  for (const h of running.splice(0)) await h.d.stop();
-});
-
-/**
- * One simulated host: the real domain, assembled as the plugin assembles it,
- * over a shared cluster store and a fake kernel. Passing `from` restarts that
- * host's plugin: same host-private store, same kernel state.
- */
-async function host(cluster: FlakyStore, hostId: string, from?: SimHost, settings: { storeRetryMs?: number; gcGraceMs?: number } = {}): Promise<SimHost> {
-  const kernel = from?.kernel ?? new FakeKernel();
-  const datapath = new FakeDatapath(kernel);
-  const local = from?.local ?? new MemoryStore();
-  const slots = from?.egress.slots ?? new Map<string, number>();
-  const egress: SimHost["egress"] = {
-    slots,
-    ensure: async (subnet, _vni, slot) => void slots.set(subnet, slot),
-    remove: async (subnet) => void slots.delete(subnet),
-  };
-  const d = await assembleDomain(
-    { cluster, local, datapath, egress, publisher: new PortPublisher(new ProxyManager(), log) },
-    {
-      hostId,
-      vtep: hostId,
-      underlayMtu: 1500,
-      ipam: { hostId, poolRange: "10.213.0.0/16", poolSize: 24, vniRange: { min: 5000, max: 5100 } },
-      storeRetryMs: settings.storeRetryMs ?? 300,
-      reconcileMs: 60_000,
-      gcIntervalMs: 3_600_000,
-      gcGraceMs: settings.gcGraceMs ?? 600_000,
-      teardownWaitMs: 50,
-      ownRecordGraceMs: 0,
-    },
-    log,
-  );
-  await d.start();
-  if (!cluster.isDown) await d.hosts.started();
-  const h = { hostId, d, datapath, kernel, local, egress };
-  running.push(h);
-  return h;
-}
+afterEach(stopSimHosts);
+const host = simHost;
 
 async function createOn(h: SimHost, networkId: string, subnet: string, options: Record<string, string> = {}, internal = false) {
-  const pool = value(await h.d.ipam.requestPool({ pool: subnet, subPool: "", options: {}, v6: false }));
-  const gw = value(await h.d.ipam.requestAddress({ poolId: pool.poolId, address: "", options: GATEWAY }));
+  const pool = value(await h.d.ipam.requestPool({ pool: subnet, subPool: "", v6: false }));
+  const gw = value(await h.d.ipam.requestAddress({ poolId: pool.poolId, address: "", gateway: true }));
   const r = await h.d.driver.createNetwork({ networkId, addressSpace: ADDRESS_SPACE, pool: subnet, gatewayCidr: gw.address, options, internal, auxAddresses: {} });
   return { pool, r };
 }
 
 async function endpointOn(h: SimHost, networkId: string, poolId: string, endpointId: string, address = "") {
-  const ip = value(await h.d.ipam.requestAddress({ poolId, address, options: {} }));
+  const ip = value(await h.d.ipam.requestAddress({ poolId, address }));
   value(await h.d.driver.createEndpoint({ networkId, endpointId, addressCidr: ip.address, mac: "" }));
   return ip.address.split("/")[0]!;
 }
@@ -132,18 +74,18 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     const [a, b] = [await host(cluster, "h1"), await host(cluster, "h2")];
     expect((await createOn(a, "n1", "10.31.0.0/24", { vni: "7001" })).r.ok).toBe(true);
     const clash = await createOn(b, "n2", "10.31.0.0/24", { vni: "7002" });
-    expect(clash.r).toMatchObject({ ok: false, error: expect.stringMatching(/vni=7001.*asked for.*vni=7002/) });
+    expect(clash.r).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/vni=7001.*asked for.*vni=7002/) }) });
     const base = { addressSpace: ADDRESS_SPACE, options: {}, internal: false, auxAddresses: {} };
     const foreign = await b.d.driver.createNetwork({ ...base, networkId: "n3", addressSpace: "LocalDefault", pool: "10.32.0.0/24", gatewayCidr: "10.32.0.1/24" });
-    expect(foreign).toMatchObject({ ok: false, error: expect.stringMatching(/--ipam-driver tsoverlay/) });
+    expect(foreign).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/--ipam-driver tsoverlay/) }) });
     const aux = await b.d.driver.createNetwork({ ...base, networkId: "n4", pool: "10.33.0.0/24", gatewayCidr: "10.33.0.1/24", auxAddresses: { r: "10.33.0.5/24" } });
-    expect(aux).toMatchObject({ ok: false, error: expect.stringMatching(/--aux-address is not supported.*--ip-range.*r=10\.33\.0\.5\/24/) });
+    expect(aux).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/--aux-address is not supported.*--ip-range.*r=10\.33\.0\.5\/24/) }) });
     // The second network is refused by the IPAM already, in Docker's words; the driver refuses it too.
-    expect(error(await a.d.ipam.requestPool({ pool: "10.31.0.0/24", subPool: "", options: {}, v6: false }))).toMatch(
+    expect(error(await a.d.ipam.requestPool({ pool: "10.31.0.0/24", subPool: "", v6: false }))).toMatch(
       /^invalid pool request: Pool overlaps with other one on this address space/,
     );
     const twin = await a.d.driver.createNetwork({ ...base, networkId: "n5", pool: "10.31.0.0/24", gatewayCidr: "10.31.0.1/24" });
-    expect(twin).toMatchObject({ ok: false, error: expect.stringMatching(/Pool overlaps with other one on this address space/) });
+    expect(twin).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/Pool overlaps with other one on this address space/) }) });
     // Removing the refused one cannot take the first one's membership: it never existed.
     expect(await a.d.driver.deleteNetwork("n5")).toMatchObject({ ok: false });
     expect(await cluster.get(keys.networkHost("10.31.0.0/24", "h1"))).toBeDefined();
@@ -153,7 +95,7 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     const cluster = new FlakyStore(new MemoryStore());
     const a = await host(cluster, "h1");
     const n = await createOn(a, "n1", "10.33.0.0/24");
-    const ip = value(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", options: {} }));
+    const ip = value(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "" }));
     a.datapath.failNext("ensureEndpoint");
     const r = await a.d.driver.createEndpoint({ networkId: "n1", endpointId: "ep", addressCidr: ip.address, mac: "" });
     expect(r.ok).toBe(false);
@@ -193,7 +135,7 @@ describe("container names (Docker 29 names the container to the IPAM)", () => {
     const cluster = new FlakyStore(new MemoryStore());
     const a = await host(cluster, "h1");
     const n = await createOn(a, "n", "10.48.0.0/24");
-    const ip = value(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", options: {}, name: "web" }));
+    const ip = value(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", name: "web" }));
     value(await a.d.driver.createEndpoint({ networkId: "n", endpointId: "e-web", addressCidr: ip.address, mac: "" }));
     expect(value(await a.d.driver.endpointInfo("n", "e-web"))).toMatchObject({ name: "web" });
     expect(JSON.parse((await cluster.get(keys.endpoint("10.48.0.0/24", "e-web")))!.value)).toMatchObject({ name: "web", hostId: "h1" });
@@ -211,13 +153,13 @@ describe("when the cluster store is away", () => {
     const n = await createOn(a, "n1", "10.40.0.0/24");
     cluster.down("Consul at 127.0.0.1:8500 has no leader");
     const started = Date.now();
-    expect(error(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", options: {} }))).toBe(
-      "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader (retried for 0 s)",
+    expect(error(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "" }))).toBe(
+      "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader (retried for 0.2 s)",
     );
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(await a.d.status()).toMatchObject({ store: { available: false, error: "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader" } });
     // Back within the budget: the call rides it out.
-    const late = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", options: {} });
+    const late = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "" });
     await settle(60);
     await cluster.up();
     expect(value(await late).address).toMatch(/^10\.40\.0\.\d+\/24$/);
@@ -248,8 +190,7 @@ describe("when the cluster store is away", () => {
     expect(b.datapath.peers("10.41.0.0/24").map((p) => p.ip)).toEqual([ipA]);
 
     // The plugin restarts while the store is still away: the queue survives.
-    await a.d.stop();
-    running.splice(running.indexOf(a), 1);
+    await stopSimHost(a);
     const a2 = await host(cluster, "h1", a);
     expect(a2.d.outbox.status().pending).toBe(4);
     await cluster.up();
@@ -271,7 +212,7 @@ describe("when the cluster store is away", () => {
     cluster.down();
     value(await a.d.driver.deleteEndpoint("n", "e1"));
     value(await a.d.ipam.releaseAddress(n.pool.poolId, ip));
-    const again = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "10.42.0.9", options: {} });
+    const again = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "10.42.0.9" });
     await settle(100);
     await cluster.up();
     expect(value(await again).address).toBe("10.42.0.9/24");
@@ -288,8 +229,7 @@ describe("when the cluster store is away", () => {
     const ipB = await endpointOn(b, "n", n.pool.poolId, "eb");
     await settle();
     cluster.down();
-    await a.d.stop();
-    running.splice(running.indexOf(a), 1);
+    await stopSimHost(a);
     const a2 = await host(cluster, "h1", a);
     expect(a2.datapath.hasNetwork("10.43.0.0/24")).toBe(true);
     expect(value(await a2.d.driver.join("n", "ea")).gateway).toBe("10.43.0.1");
@@ -311,8 +251,8 @@ describe("--internal", () => {
     await endpointOn(a, "n", n.pool.poolId, "e");
     expect(a.egress.slots.size).toBe(0);
     expect(value(await a.d.driver.join("n", "e"))).toEqual({ srcName: "tsoe", dstPrefix: "eth" });
-    expect(value(await a.d.driver.programExternalConnectivity("n", "e", [{ proto: 6, hostIp: "", hostPort: 0, hostPortEnd: 0, containerPort: 80 }]))).toEqual([]);
-    expect((await createOn(b, "n", "10.44.0.0/24")).r).toMatchObject({ ok: false, error: expect.stringMatching(/internal=true.*asked for.*internal=false/) });
+    expect(value(await a.d.driver.programExternalConnectivity("n", "e", [{ proto: "tcp", hostIp: "", hostPort: 0, hostPortEnd: 0, containerPort: 80 }]))).toEqual([]);
+    expect((await createOn(b, "n", "10.44.0.0/24")).r).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/internal=true.*asked for.*internal=false/) }) });
   });
 
   it("honours the container interface prefix", async () => {
@@ -355,8 +295,7 @@ describe("the record collector", () => {
     await endpointOn(a, "n", n.pool.poolId, "ea");
     await endpointOn(c, "n", n.pool.poolId, "ec");
     // h3 dies: its process stops renewing and its liveness key lapses.
-    await c.d.stop();
-    running.splice(running.indexOf(c), 1);
+    await stopSimHost(c);
     await cluster.delete(keys.host("h3"));
     await until("h3 to be seen gone", () => !a.d.hosts.isAlive("h3") && !b.d.hosts.isAlive("h3"));
     await settle(20);

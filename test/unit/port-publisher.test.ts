@@ -14,8 +14,8 @@ const log = createLogger("silent");
 
 /** Where the proxy would forward to; nothing here connects to it. */
 const CONTAINER_IP = "127.0.0.1";
-const TCP = 6;
-const UDP = 17;
+const TCP = "tcp" as const;
+const UDP = "udp" as const;
 
 const hasV6Loopback = Object.values(os.networkInterfaces())
   .flat()
@@ -77,7 +77,7 @@ function setup(mode: "userland" | "hybrid", dnat: FakeDnat | undefined = new Fak
   return { proxy, publisher, dnat: dnat as FakeDnat };
 }
 
-const req = (proto: number, hostIp: string, containerPort: number, hostPort = 0): PortRequest => ({
+const req = (proto: "tcp" | "udp", hostIp: string, containerPort: number, hostPort = 0): PortRequest => ({
   proto,
   hostIp,
   hostPort,
@@ -85,8 +85,8 @@ const req = (proto: number, hostIp: string, containerPort: number, hostPort = 0)
   containerPort,
 });
 
-function ok<T>(r: { ok: true; value: T } | { ok: false; error: string }): T {
-  if (!r.ok) throw new Error(`expected success, got: ${r.error}`);
+function ok<T>(r: { ok: true; value: T } | { ok: false; error: { message: string } }): T {
+  if (!r.ok) throw new Error(`expected success, got: ${r.error.message}`);
   return r.value;
 }
 
@@ -237,7 +237,7 @@ describe("PortPublisher, hybrid mode", () => {
     const failedRule = dnat.added().find((x) => x.containerPort === 82)!;
     expect(failedRule).toBeDefined();
     if (!r.ok) {
-      expect(r.error).toBe(`publishing tcp/0.0.0.0:${failedRule.hostPort} on the kernel fast path: iptables exploded`);
+      expect(r.error).toEqual({ cause: "kernel", message: `publishing tcp/0.0.0.0:${failedRule.hostPort} on the kernel fast path: iptables exploded` });
     }
     // Nothing after the failing binding was attempted; the two before were undone.
     expect(dnat.added().map((x) => x.containerPort)).toEqual([80, 81, 82]);
