@@ -18,7 +18,13 @@ module.exports = {
   forbidden: [
     { name: "no-circular", severity: "error", comment: "no import cycles", from: {}, to: { circular: true } },
     { name: "lib-imports-nothing-of-ours", severity: "error", from: { path: "^lib/" }, to: { path: "^(plugin|app|domain|adapters|proxy|test)/" } },
-    { name: "proxy-is-a-library", severity: "error", comment: "proxy/ depends on nothing but lib/", from: { path: "^proxy/" }, to: { path: "^(plugin|app|domain|adapters|test)/" } },
+    {
+      name: "proxy-is-a-library",
+      severity: "error",
+      comment: "proxy/ depends on nothing but lib/",
+      from: { path: "^proxy/" },
+      to: { path: "^(plugin|app|domain|adapters|test)/" },
+    },
     {
       name: "domain-knows-no-edge-no-adapter",
       severity: "error",

@@ -149,7 +149,13 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
         })),
         store: { ...health, ...(health.available ? {} : { error: `tsoverlay: cluster store unavailable: ${health.condition ?? "unknown"}` }) },
         pendingTeardown: outbox.status(),
-        hosts: { ready: hosts.ready, alive: hosts.hosts().map((h) => h.hostId).sort() },
+        hosts: {
+          ready: hosts.ready,
+          alive: hosts
+            .hosts()
+            .map((h) => h.hostId)
+            .sort(),
+        },
         peers: peers.followed(),
         collector: collector.status(),
       };

@@ -28,16 +28,29 @@ const EnvSchema = z.object({
   TSOVERLAY_PROC: z.string().min(1).default("/proc"),
   TSOVERLAY_VXLAN_PORT: z.coerce.number().int().min(1).max(65535).default(4789),
   TSOVERLAY_RECONCILE_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
-  TSOVERLAY_GATEWAY_BRIDGE: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of at most 15 characters").default("tsogw0"),
+  TSOVERLAY_GATEWAY_BRIDGE: z
+    .string()
+    .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of at most 15 characters")
+    .default("tsogw0"),
   TSOVERLAY_GATEWAY_SUBNET: z.string().default("100.72.0.0/24"),
   TSOVERLAY_PROXY_MODE: z.enum(PROXY_MODES).default("hybrid"),
   TSOVERLAY_PROXY_WORKERS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(64)]).default("auto"),
   // How long a call retries a cluster store that does not answer (leader election, agent restart).
   TSOVERLAY_STORE_RETRY_S: z.coerce.number().min(0).max(120).default(10),
   // How long a host must be gone before live hosts collect its records.
-  TSOVERLAY_GC_GRACE_S: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
+  TSOVERLAY_GC_GRACE_S: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 3600)
+    .default(600),
   // How often this host checks its own records and looks for gone hosts.
-  TSOVERLAY_GC_INTERVAL_S: z.coerce.number().int().min(1).max(24 * 3600).default(60),
+  TSOVERLAY_GC_INTERVAL_S: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 3600)
+    .default(60),
   // Checked by the IPAM's own parser (parseIpamConfig), which names the setting in its errors.
   TSOVERLAY_POOL_RANGE: z.string().optional(),
   TSOVERLAY_POOL_SIZE: z.string().optional(),
@@ -84,35 +97,37 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
     return failure(`invalid environment: ${why}`);
   }
   const e = parsed.data;
-  const sockets = e.TSOVERLAY_SOCKETS.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  const sockets = e.TSOVERLAY_SOCKETS.split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   const relative = sockets.find((s) => !s.startsWith("/"));
   if (relative !== undefined) {
     return failure(`invalid environment: TSOVERLAY_SOCKETS: socket path ${relative} is not absolute`);
   }
   return success({
-      logLevel: e.LOG_LEVEL,
-      sockets,
-      consulAddr: e.CONSUL_HTTP_ADDR,
-      consulToken: e.CONSUL_HTTP_TOKEN,
-      consulSsl: e.CONSUL_HTTP_SSL === "true" || e.CONSUL_HTTP_SSL === "1",
-      advertiseAddr: e.ADVERTISE_ADDR,
-      advertiseIface: e.ADVERTISE_IFACE,
-      stateDir: e.TSOVERLAY_STATE_DIR,
-      runDir: e.TSOVERLAY_RUN_DIR,
-      procRoot: e.TSOVERLAY_PROC,
-      vxlanPort: e.TSOVERLAY_VXLAN_PORT,
-      reconcileMs: e.TSOVERLAY_RECONCILE_MS,
-      gatewayBridge: e.TSOVERLAY_GATEWAY_BRIDGE,
-      gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
-      proxyMode: e.TSOVERLAY_PROXY_MODE,
-      proxyWorkers: e.TSOVERLAY_PROXY_WORKERS === "auto" ? Math.min(3, Math.max(0, Math.floor((availableParallelism() - 2) / 2))) : e.TSOVERLAY_PROXY_WORKERS,
-      storeRetryMs: Math.round(e.TSOVERLAY_STORE_RETRY_S * 1000),
-      gcGraceMs: e.TSOVERLAY_GC_GRACE_S * 1000,
-      gcIntervalMs: e.TSOVERLAY_GC_INTERVAL_S * 1000,
-      ipam: {
-        ...(e.TSOVERLAY_POOL_RANGE === undefined ? {} : { poolRange: e.TSOVERLAY_POOL_RANGE }),
-        ...(e.TSOVERLAY_POOL_SIZE === undefined ? {} : { poolSize: e.TSOVERLAY_POOL_SIZE }),
-        ...(e.TSOVERLAY_VNI_RANGE === undefined ? {} : { vniRange: e.TSOVERLAY_VNI_RANGE }),
-      },
+    logLevel: e.LOG_LEVEL,
+    sockets,
+    consulAddr: e.CONSUL_HTTP_ADDR,
+    consulToken: e.CONSUL_HTTP_TOKEN,
+    consulSsl: e.CONSUL_HTTP_SSL === "true" || e.CONSUL_HTTP_SSL === "1",
+    advertiseAddr: e.ADVERTISE_ADDR,
+    advertiseIface: e.ADVERTISE_IFACE,
+    stateDir: e.TSOVERLAY_STATE_DIR,
+    runDir: e.TSOVERLAY_RUN_DIR,
+    procRoot: e.TSOVERLAY_PROC,
+    vxlanPort: e.TSOVERLAY_VXLAN_PORT,
+    reconcileMs: e.TSOVERLAY_RECONCILE_MS,
+    gatewayBridge: e.TSOVERLAY_GATEWAY_BRIDGE,
+    gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
+    proxyMode: e.TSOVERLAY_PROXY_MODE,
+    proxyWorkers: e.TSOVERLAY_PROXY_WORKERS === "auto" ? Math.min(3, Math.max(0, Math.floor((availableParallelism() - 2) / 2))) : e.TSOVERLAY_PROXY_WORKERS,
+    storeRetryMs: Math.round(e.TSOVERLAY_STORE_RETRY_S * 1000),
+    gcGraceMs: e.TSOVERLAY_GC_GRACE_S * 1000,
+    gcIntervalMs: e.TSOVERLAY_GC_INTERVAL_S * 1000,
+    ipam: {
+      ...(e.TSOVERLAY_POOL_RANGE === undefined ? {} : { poolRange: e.TSOVERLAY_POOL_RANGE }),
+      ...(e.TSOVERLAY_POOL_SIZE === undefined ? {} : { poolSize: e.TSOVERLAY_POOL_SIZE }),
+      ...(e.TSOVERLAY_VNI_RANGE === undefined ? {} : { vniRange: e.TSOVERLAY_VNI_RANGE }),
+    },
   });
 }

@@ -182,7 +182,10 @@ export class OverlayDriver {
         await this.d.store.put(keys.endpoint(ep.subnet, ep.endpointId), JSON.stringify(this.endpointRecord(ep)));
       } catch (e) {
         await this.withdrawEndpoint(ep, false).catch((undo: unknown) =>
-          this.d.log.error({ endpointId: ep.endpointId, subnet: ep.subnet, err: String(undo), left: "its veth pair or its local record" }, "rolling back a failed endpoint failed"),
+          this.d.log.error(
+            { endpointId: ep.endpointId, subnet: ep.subnet, err: String(undo), left: "its veth pair or its local record" },
+            "rolling back a failed endpoint failed",
+          ),
         );
         return { ok: false, error: fromThrown(e, what) };
       }
@@ -232,7 +235,12 @@ export class OverlayDriver {
   }
 
   /** See EndpointPorts.program. */
-  async programExternalConnectivity(networkId: string, endpointId: string, ports: PortRequest[], opts: { ipv6Elsewhere?: boolean } = {}): Promise<Outcome<PublishedPort[]>> {
+  async programExternalConnectivity(
+    networkId: string,
+    endpointId: string,
+    ports: PortRequest[],
+    opts: { ipv6Elsewhere?: boolean } = {},
+  ): Promise<Outcome<PublishedPort[]>> {
     const ep = await this.localEndpoint(networkId, endpointId);
     if (!ep.ok) return ep;
     return this.ports.program(ep.value, ports, opts);

@@ -100,12 +100,7 @@ describe("Subnet arithmetic", () => {
   });
 
   it("splits a range into blocks, lowest first", () => {
-    expect([...subnet("10.213.0.0/22").split(24)].map(String)).toEqual([
-      "10.213.0.0/24",
-      "10.213.1.0/24",
-      "10.213.2.0/24",
-      "10.213.3.0/24",
-    ]);
+    expect([...subnet("10.213.0.0/22").split(24)].map(String)).toEqual(["10.213.0.0/24", "10.213.1.0/24", "10.213.2.0/24", "10.213.3.0/24"]);
     expect([...subnet("255.255.255.0/24").split(25)].map(String)).toEqual(["255.255.255.0/25", "255.255.255.128/25"]);
     expect(() => [...s.split(16)]).toThrow("cannot split 10.10.0.0/24 into /16 blocks");
   });

@@ -15,7 +15,11 @@ export type Ipv4 = number;
 /** Strict dotted quad: no octal/hex/short forms, which ipaddr.parse would accept. */
 export function parseIpv4(text: string): Result<Ipv4> {
   if (!ipaddr.IPv4.isValidFourPartDecimal(text)) return failure(`invalid IPv4 address ${text}`);
-  return success(ipaddr.IPv4.parse(text).toByteArray().reduce((n, octet) => n * 256 + octet, 0));
+  return success(
+    ipaddr.IPv4.parse(text)
+      .toByteArray()
+      .reduce((n, octet) => n * 256 + octet, 0),
+  );
 }
 
 export function formatIpv4(ip: Ipv4): string {
@@ -203,7 +207,13 @@ const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
  * and a reused address keeps its MAC, which keeps peers' tables consistent.
  */
 export function macFromIpv4(ip: string): string {
-  return ["02", "42", ...ipaddr.IPv4.parse(ip).toByteArray().map((o) => o.toString(16).padStart(2, "0"))].join(":");
+  return [
+    "02",
+    "42",
+    ...ipaddr.IPv4.parse(ip)
+      .toByteArray()
+      .map((o) => o.toString(16).padStart(2, "0")),
+  ].join(":");
 }
 
 /** Lower-case colon form, or undefined if it is not a MAC. */

@@ -17,7 +17,4 @@ export type ToWorker =
     }
   | { op: "unserve"; seq: number; id: string };
 
-export type ToParent =
-  | { op: "ready" }
-  | { op: "done"; seq: number; error?: string }
-  | { op: "counters"; counters: Record<string, ProxyCounters> };
+export type ToParent = { op: "ready" } | { op: "done"; seq: number; error?: string } | { op: "counters"; counters: Record<string, ProxyCounters> };

@@ -197,7 +197,8 @@ export class AcceptWorkers {
     for (let leg = 0; leg < servers.length; leg++) {
       const msg: ServeMessage = { op: "serve", seq: ++this.seq, id, leg, binding, tcp: this.opts.tcp, readBuffer: this.opts.readBuffer };
       const error = await w.request(msg, servers[leg]);
-      if (error !== undefined) this.opts.log?.warn({ worker: index, binding: id, err: error }, "accept worker could not take a binding; the plugin serves it alone");
+      if (error !== undefined)
+        this.opts.log?.warn({ worker: index, binding: id, err: error }, "accept worker could not take a binding; the plugin serves it alone");
     }
   }
 }

@@ -39,8 +39,7 @@ export function describeBinding(b: Binding, hostPort: number = b.hostPort): stri
   return `${b.proto} ${formatAddress(b.hostIp, hostPort)} → ${formatAddress(b.backendIp, b.backendPort)}${pp}`;
 }
 
-const isPort = (p: unknown, min: number): p is number =>
-  typeof p === "number" && Number.isInteger(p) && p >= min && p <= 65535;
+const isPort = (p: unknown, min: number): p is number => typeof p === "number" && Number.isInteger(p) && p >= min && p <= 65535;
 
 /** Checks a binding supplied by a caller; the error text names the binding. */
 export function validateBinding(b: Binding): Result<Binding> {

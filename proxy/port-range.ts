@@ -17,8 +17,7 @@ export interface PortRangeSpec extends Binding {
  */
 export type PortRangePlan = { kind: "each"; bindings: Binding[] } | { kind: "any"; candidates: Binding[] };
 
-const range = (start: number, end: number | undefined): string =>
-  end === undefined || end === start ? String(start) : `${start}-${end}`;
+const range = (start: number, end: number | undefined): string => (end === undefined || end === start ? String(start) : `${start}-${end}`);
 
 /**
  * Docker's rules (go-connections nat.ParsePortSpec): container range C and host range H

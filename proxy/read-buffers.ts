@@ -30,7 +30,12 @@ export class ReadBufferPool {
   private lent = 0;
   private readonly free = new Map<number, Buffer[]>();
 
-  constructor(minSize = 16 * 1024, maxSize = 1024 * 1024, budget = 64 * 1024 * 1024, private readonly keepPerSize = 4) {
+  constructor(
+    minSize = 16 * 1024,
+    maxSize = 1024 * 1024,
+    budget = 64 * 1024 * 1024,
+    private readonly keepPerSize = 4,
+  ) {
     this.minSize = pow2AtLeast(Math.max(1024, minSize));
     this.maxSize = Math.max(this.minSize, pow2AtLeast(maxSize));
     this.budget = Math.max(0, budget);

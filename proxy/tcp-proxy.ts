@@ -159,8 +159,20 @@ export class TcpProxy {
     let done = false;
     let timer: NodeJS.Timeout | undefined;
 
-    const toClient = new Pump(this.buffers, () => backend, () => client, (n) => (counters.bytesOut += n), () => done);
-    const toBackend = new Pump(this.buffers, () => client, () => backend, (n) => (counters.bytesIn += n), () => done);
+    const toClient = new Pump(
+      this.buffers,
+      () => backend,
+      () => client,
+      (n) => (counters.bytesOut += n),
+      () => done,
+    );
+    const toBackend = new Pump(
+      this.buffers,
+      () => client,
+      () => backend,
+      (n) => (counters.bytesIn += n),
+      () => done,
+    );
     const backend = this.dial({ host: backendIp, port: backendPort, allowHalfOpen: true, noDelay: true, onread: toClient.onread });
 
     const conn: Conn = {
@@ -223,7 +235,12 @@ export class TcpProxy {
       if (client !== accepted || done) return;
       accepted.pause();
       if (accepted.readableLength > 0) return void accepted.resume(); // bytes already taken off the socket: stay as is
-      for (const [event, fn] of [["error", onClientError], ["close", onClientClose], ["data", onClientData], ["end", onClientEnd]] as const) {
+      for (const [event, fn] of [
+        ["error", onClientError],
+        ["close", onClientClose],
+        ["data", onClientData],
+        ["end", onClientEnd],
+      ] as const) {
         accepted.off(event, fn);
       }
       const wrapped = withReadBuffers(accepted, toBackend.onread);

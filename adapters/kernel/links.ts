@@ -10,16 +10,7 @@
 import net from "node:net";
 import { ifla, rt, type RtNetlinkSocket } from "netlink";
 import { ipFromBytes, macFromBytes, normalizeIp } from "../../lib/net.js";
-import {
-  AF_INET,
-  CREATE_EXCL,
-  NetlinkError,
-  PLAIN,
-  addressFamily,
-  encodeAttrs,
-  ipToBuffer,
-  nlCall,
-} from "./rtnetlink.js";
+import { AF_INET, CREATE_EXCL, NetlinkError, PLAIN, addressFamily, encodeAttrs, ipToBuffer, nlCall } from "./rtnetlink.js";
 
 /** IFLA_INFO_DATA of a veth: VETH_INFO_PEER. */
 const VETH_INFO_PEER = 1;
@@ -197,12 +188,7 @@ export async function setBridgePortLearning(nl: RtNetlinkSocket, link: LinkRef, 
  * on the way). A VXLAN device keeps its UDP socket in the namespace it was
  * created in, which is how an overlay namespace reaches the host underlay.
  */
-export async function moveLinkToNetns(
-  nl: RtNetlinkSocket,
-  link: LinkRef,
-  netnsFd: number,
-  newName?: string,
-): Promise<void> {
+export async function moveLinkToNetns(nl: RtNetlinkSocket, link: LinkRef, netnsFd: number, newName?: string): Promise<void> {
   const index = await indexOf(nl, link, "move to netns");
   const attrs: ifla.LinkAttrs = { netNsFd: netnsFd };
   if (newName !== undefined) attrs.ifname = newName;
@@ -219,14 +205,7 @@ export async function deleteLink(nl: RtNetlinkSocket, link: LinkRef): Promise<vo
  * Creates a link of `kind` (linkinfo built from kind + already-encoded data).
  * EEXIST is reported to the caller, which decides whether that is fine.
  */
-async function newLink(
-  nl: RtNetlinkSocket,
-  name: string,
-  kind: string,
-  data: Buffer | undefined,
-  attrs: ifla.LinkAttrs,
-  op = `create ${kind}`,
-): Promise<void> {
+async function newLink(nl: RtNetlinkSocket, name: string, kind: string, data: Buffer | undefined, attrs: ifla.LinkAttrs, op = `create ${kind}`): Promise<void> {
   const info: ifla.Info = { kind };
   if (data) info.data = data;
   // IFLA_LINKINFO is a nested attribute stream (typed as a plain Buffer here).
@@ -336,13 +315,7 @@ export async function ensureVxlan(nl: RtNetlinkSocket, spec: VxlanSpec): Promise
  * name exists it is returned (its MTU corrected), without looking at the peer,
  * which may live in a namespace this socket cannot see.
  */
-export async function createVethPair(
-  nl: RtNetlinkSocket,
-  name: string,
-  peerName: string,
-  mtu?: number,
-  peerNetnsFd?: number,
-): Promise<LinkInfo> {
+export async function createVethPair(nl: RtNetlinkSocket, name: string, peerName: string, mtu?: number, peerNetnsFd?: number): Promise<LinkInfo> {
   const existing = await getLinkByName(nl, name);
   if (existing) {
     if (existing.kind !== "veth") throw wrongKind(name, "veth", existing.kind);
@@ -375,10 +348,7 @@ export async function ensureAddress(nl: RtNetlinkSocket, link: LinkRef, cidr: st
   const addr = ipToBuffer(ip);
   const have = await nlCall("list addresses", describe(link), () => nl.getAddresses({ family }, undefined, PLAIN));
   const present = (have ?? []).some(
-    (a) =>
-      a.data.index === index &&
-      a.data.prefixlen === prefixlen &&
-      (a.attrs.local ?? a.attrs.address)?.equals(addr) === true,
+    (a) => a.data.index === index && a.data.prefixlen === prefixlen && (a.attrs.local ?? a.attrs.address)?.equals(addr) === true,
   );
   if (present) return;
   // For IPv4 the kernel wants IFA_LOCAL (our address) as well as IFA_ADDRESS.

@@ -167,15 +167,9 @@ export async function deleteNeighbor(nl: RtNetlinkSocket, e: { ifindex: number; 
  * IPv4 and IPv6 neighbor entries on the device. With `permanentOnly`
  * (default) only the entries a program set — not ones the kernel resolved.
  */
-export async function listNeighbors(
-  nl: RtNetlinkSocket,
-  ifindex: number,
-  opts: { permanentOnly?: boolean } = {},
-): Promise<NeighborEntryState[]> {
+export async function listNeighbors(nl: RtNetlinkSocket, ifindex: number, opts: { permanentOnly?: boolean } = {}): Promise<NeighborEntryState[]> {
   const permanentOnly = opts.permanentOnly ?? true;
-  const msgs = await nlCall("list", `neighbors on link #${ifindex}`, () =>
-    nl.getNeighbors({ family: AF_UNSPEC }, undefined, PLAIN),
-  );
+  const msgs = await nlCall("list", `neighbors on link #${ifindex}`, () => nl.getNeighbors({ family: AF_UNSPEC }, undefined, PLAIN));
   const out: NeighborEntryState[] = [];
   for (const m of msgs ?? []) {
     const { data, attrs } = m;

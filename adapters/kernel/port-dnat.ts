@@ -75,9 +75,19 @@ export class PortDnat implements DnatPort {
   ruleArgs(r: DnatRule): string[] {
     return [
       ...(r.hostIp === "" ? [] : ["-d", `${r.hostIp}/32`]),
-      "!", "-i", this.opts.gatewayBridge,
-      "-p", r.proto, "-m", r.proto, "--dport", String(r.hostPort),
-      "-j", "DNAT", "--to-destination", `${r.containerIp}:${r.containerPort}`,
+      "!",
+      "-i",
+      this.opts.gatewayBridge,
+      "-p",
+      r.proto,
+      "-m",
+      r.proto,
+      "--dport",
+      String(r.hostPort),
+      "-j",
+      "DNAT",
+      "--to-destination",
+      `${r.containerIp}:${r.containerPort}`,
     ];
   }
 

@@ -41,12 +41,7 @@ function kernelErrorCode(err: unknown): string | undefined {
 }
 
 /** Runs a request; kernel errors whose code is in `ok` resolve to undefined. */
-export async function nlCall<T>(
-  op: string,
-  subject: string,
-  fn: () => Promise<T>,
-  ok: readonly string[] = [],
-): Promise<T | undefined> {
+export async function nlCall<T>(op: string, subject: string, fn: () => Promise<T>, ok: readonly string[] = []): Promise<T | undefined> {
   try {
     return await fn();
   } catch (err) {

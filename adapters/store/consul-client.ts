@@ -48,4 +48,3 @@ export function filterUnder(items: unknown, prefix: string): KV[] {
     .map(toKV)
     .sort(compareKeys);
 }
-

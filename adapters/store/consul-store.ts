@@ -131,10 +131,7 @@ export class ConsulStore implements Store {
       return;
     }
     await this.call("deleteTree", prefix, () =>
-      this.client.transaction.create([
-        { KV: { Verb: "delete", Key: prefix } },
-        { KV: { Verb: "delete-tree", Key: `${prefix}/` } },
-      ]),
+      this.client.transaction.create([{ KV: { Verb: "delete", Key: prefix } }, { KV: { Verb: "delete-tree", Key: `${prefix}/` } }]),
     );
   }
 
@@ -208,4 +205,3 @@ export class ConsulStore implements Store {
 export function openConsulStore(opts: ConsulStoreOptions): Promise<ConsulStore> {
   return ConsulStore.open(opts);
 }
-

@@ -66,10 +66,7 @@ export class ConsulWatch implements Watch {
       const ctx = Object.assign(new EventEmitter(), { includeResponse: true });
       this.inFlight = ctx;
       try {
-        const [res, items] = (await this.deps.client.kv.get({ key: this.prefix, recurse: true, index, wait, timeout, ctx })) as [
-          IncomingMessage,
-          unknown,
-        ];
+        const [res, items] = (await this.deps.client.kv.get({ key: this.prefix, recurse: true, index, wait, timeout, ctx })) as [IncomingMessage, unknown];
         if (this.stopped) return;
         index = nextIndex(index, res.headers["x-consul-index"]);
         backoffMs = WATCH_BACKOFF_MIN_MS;
@@ -129,4 +126,3 @@ function nextIndex(previous: string, header: string | string[] | undefined): str
   if (!Number.isFinite(value) || value < 1) return "1";
   return value < Number(previous) ? "0" : String(value);
 }
-

@@ -179,7 +179,12 @@ export class RecordCollector {
     }
   }
 
-  private async ownPool(subnet: string, net: LocalNetwork | undefined, refs: { subnet: string; hostId: string; at: string }[], report: CollectorReport): Promise<void> {
+  private async ownPool(
+    subnet: string,
+    net: LocalNetwork | undefined,
+    refs: { subnet: string; hostId: string; at: string }[],
+    report: CollectorReport,
+  ): Promise<void> {
     const self = this.opts.hostId;
     const mine = refs.find((r) => r.subnet === subnet && r.hostId === self);
     if (net === undefined) {
@@ -196,7 +201,12 @@ export class RecordCollector {
     }
   }
 
-  private async ownMembership(subnet: string, net: LocalNetwork | undefined, memberships: { subnet: string; hostId: string }[], report: CollectorReport): Promise<void> {
+  private async ownMembership(
+    subnet: string,
+    net: LocalNetwork | undefined,
+    memberships: { subnet: string; hostId: string }[],
+    report: CollectorReport,
+  ): Promise<void> {
     const self = this.opts.hostId;
     const member = memberships.some((m) => m.subnet === subnet && m.hostId === self);
     if (net === undefined) {
@@ -285,7 +295,8 @@ export class RecordCollector {
         continue;
       }
       if (this.now() - Date.parse(marker.since) < this.opts.deadHostGraceMs) continue;
-      const claimed = marker.collector !== undefined && marker.collector !== self && this.now() - Date.parse(marker.claimedAt ?? marker.since) < CLAIM_TIMEOUT_MS;
+      const claimed =
+        marker.collector !== undefined && marker.collector !== self && this.now() - Date.parse(marker.claimedAt ?? marker.since) < CLAIM_TIMEOUT_MS;
       if (claimed) continue;
       const claim: GoneMarker = { ...marker, collector: self, claimedAt: new Date(this.now()).toISOString() };
       if (!(await this.d.store.cas(key, JSON.stringify(claim), kv.modifyIndex))) continue; // another host claimed it

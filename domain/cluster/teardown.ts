@@ -11,7 +11,13 @@ import { keys } from "./keys.js";
  * from the domain (an address another host holds by now) is logged and the
  * step counts as done; a store error is thrown so the outbox retries.
  */
-export function teardownRunner(d: { store: Store; ipam: ClusterIpam; networks: ClusterNetworks; hostId: string; log: Logger }): (op: TeardownOp) => Promise<void> {
+export function teardownRunner(d: {
+  store: Store;
+  ipam: ClusterIpam;
+  networks: ClusterNetworks;
+  hostId: string;
+  log: Logger;
+}): (op: TeardownOp) => Promise<void> {
   return async (op) => {
     switch (op.kind) {
       case "withdraw-endpoint":

@@ -47,9 +47,7 @@ describe("requestAddress", () => {
 
   it("refuses pools that do not exist", async () => {
     const { addresses } = await setup("10.10.0.0/24");
-    expect(error(await addresses.requestAddress({ hostId: "h1", poolId: "10.99.0.0/24" }))).toBe(
-      "pool 10.99.0.0/24 does not exist in the cluster",
-    );
+    expect(error(await addresses.requestAddress({ hostId: "h1", poolId: "10.99.0.0/24" }))).toBe("pool 10.99.0.0/24 does not exist in the cluster");
     expect(error(await addresses.requestAddress({ hostId: "h1", poolId: "bad" }))).toContain("invalid pool ID bad");
   });
 
@@ -90,9 +88,7 @@ describe("sub-pools", () => {
     expect(address(await addresses.requestAddress({ hostId: "h2", poolId }))).toBe("10.10.0.253/24");
     expect(address(await addresses.requestAddress({ hostId: "h2", poolId }))).toBe("10.10.0.254/24");
     // .255 is the pool's broadcast even though the sub-pool contains it.
-    expect(error(await addresses.requestAddress({ hostId: "h3", poolId }))).toBe(
-      "no available IPv4 addresses in range 10.10.0.252/30 of pool 10.10.0.0/24",
-    );
+    expect(error(await addresses.requestAddress({ hostId: "h3", poolId }))).toBe("no available IPv4 addresses in range 10.10.0.252/30 of pool 10.10.0.0/24");
     expect(error(await addresses.requestAddress({ hostId: "h3", poolId, address: "10.10.0.9" }))).toBe(
       "address 10.10.0.9 is outside the range 10.10.0.252/30 of pool 10.10.0.0/24",
     );
@@ -104,17 +100,13 @@ describe("gateway", () => {
     const { store, addresses, poolId } = await setup("10.10.0.0/24");
     expect(address(await addresses.requestAddress({ hostId: "h1", poolId, address: "", gateway: true }))).toBe("10.10.0.1/24");
     expect(address(await addresses.requestAddress({ hostId: "h2", poolId, gateway: true }))).toBe("10.10.0.1/24");
-    expect(address(await addresses.requestAddress({ hostId: "h3", poolId, address: "10.10.0.1", gateway: true }))).toBe(
-      "10.10.0.1/24",
-    );
+    expect(address(await addresses.requestAddress({ hostId: "h3", poolId, address: "10.10.0.1", gateway: true }))).toBe("10.10.0.1/24");
     expect(await store.list(keys.addresses("10.10.0.0/24"))).toHaveLength(1);
   });
 
   it("follows the first host's --gateway and refuses a different one", async () => {
     const { addresses, poolId } = await setup("10.10.0.0/24");
-    expect(address(await addresses.requestAddress({ hostId: "h1", poolId, address: "10.10.0.254", gateway: true }))).toBe(
-      "10.10.0.254/24",
-    );
+    expect(address(await addresses.requestAddress({ hostId: "h1", poolId, address: "10.10.0.254", gateway: true }))).toBe("10.10.0.254/24");
     expect(address(await addresses.requestAddress({ hostId: "h2", poolId, gateway: true }))).toBe("10.10.0.254/24");
     expect(error(await addresses.requestAddress({ hostId: "h3", poolId, address: "10.10.0.1", gateway: true }))).toBe(
       "gateway mismatch in pool 10.10.0.0/24: the cluster's gateway is 10.10.0.254, not 10.10.0.1",
@@ -186,9 +178,7 @@ describe("releaseAddress", () => {
 
   it("refuses addresses that cannot be in the pool", async () => {
     const { addresses, poolId } = await setup("10.10.0.0/24");
-    expect(error(await addresses.releaseAddress({ hostId: "h1", poolId, address: "10.20.0.1" }))).toBe(
-      "address 10.20.0.1 is not in pool 10.10.0.0/24",
-    );
+    expect(error(await addresses.releaseAddress({ hostId: "h1", poolId, address: "10.20.0.1" }))).toBe("address 10.20.0.1 is not in pool 10.10.0.0/24");
     expect(error(await addresses.releaseAddress({ hostId: "h1", poolId, address: "nope" }))).toBe("invalid IPv4 address nope");
   });
 });
@@ -197,16 +187,12 @@ describe("concurrency", () => {
   it("3 hosts × 30 containers at once: all 90 addresses distinct", async () => {
     const { store, addresses, poolId } = await setup("10.10.0.0/24", undefined, { jitter: true });
     value(await addresses.requestAddress({ hostId: "h1", poolId, gateway: true }));
-    const requests = ["h1", "h2", "h3"].flatMap((hostId) =>
-      Array.from({ length: 30 }, () => addresses.requestAddress({ hostId, poolId })),
-    );
+    const requests = ["h1", "h2", "h3"].flatMap((hostId) => Array.from({ length: 30 }, () => addresses.requestAddress({ hostId, poolId })));
     const got = (await Promise.all(requests)).map(address);
     expect(new Set(got).size).toBe(90);
     expect(got).not.toContain("10.10.0.1/24");
     // Lowest first: exactly .2 … .91.
-    expect(got.map((a) => Number(a.split("/")[0]?.split(".")[3])).sort((a, b) => a - b)).toEqual(
-      Array.from({ length: 90 }, (_, i) => i + 2),
-    );
+    expect(got.map((a) => Number(a.split("/")[0]?.split(".")[3])).sort((a, b) => a - b)).toEqual(Array.from({ length: 90 }, (_, i) => i + 2));
     const records = await store.list(keys.addresses("10.10.0.0/24"));
     expect(records).toHaveLength(91);
     const byHost = new Map<string, number>();

@@ -8,7 +8,6 @@ import { addressRange, formatIpv4, parseIpv4, type Ipv4, type Subnet } from "../
 import { parsePoolId, readPool } from "./pools.js";
 import { backoff, giveUp, MAX_ATTEMPTS } from "./retry.js";
 
-
 /**
  * `addresses/<subnet>/<ip>`. libnetwork sends --aux-address requests with
  * empty options, indistinguishable from endpoints, so "aux" is never written
@@ -251,9 +250,7 @@ export class AddressAllocator {
       if (current !== undefined) {
         if (wanted !== undefined && current.ip !== wanted) {
           const cluster = formatIpv4(current.ip);
-          return refuse("conflict", 
-            `gateway mismatch in pool ${pool.toString()}: the cluster's gateway is ${cluster}, not ${formatIpv4(wanted)}`,
-          );
+          return refuse("conflict", `gateway mismatch in pool ${pool.toString()}: the cluster's gateway is ${cluster}, not ${formatIpv4(wanted)}`);
         }
         return success(current.ip);
       }
@@ -283,9 +280,7 @@ export class AddressAllocator {
 
   /** Gateway records of the pool, oldest first. */
   private async gateways(pool: Subnet): Promise<{ ip: Ipv4; kv: KV }[]> {
-    return (await this.allocated(pool))
-      .filter((a) => decodeAddress(a.kv).kind === "gateway")
-      .sort((a, b) => a.kv.modifyIndex - b.kv.modifyIndex);
+    return (await this.allocated(pool)).filter((a) => decodeAddress(a.kv).kind === "gateway").sort((a, b) => a.kv.modifyIndex - b.kv.modifyIndex);
   }
 }
 

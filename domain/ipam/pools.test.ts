@@ -33,9 +33,7 @@ async function refs(store: MemoryStore, subnet: string): Promise<string[]> {
 
 async function poolSubnets(store: MemoryStore): Promise<string[]> {
   const prefix = keys.pools();
-  return (await store.list(prefix))
-    .filter((kv) => !kv.key.slice(prefix.length).includes("/"))
-    .map((kv) => (JSON.parse(kv.value) as PoolRecord).subnet);
+  return (await store.list(prefix)).filter((kv) => !kv.key.slice(prefix.length).includes("/")).map((kv) => (JSON.parse(kv.value) as PoolRecord).subnet);
 }
 
 describe("PoolID", () => {
@@ -74,9 +72,7 @@ describe("requestPool with a given subnet", () => {
 
   it("refuses invalid subnets, IPv6 and prefixes outside /8../30", async () => {
     const { pools } = setup();
-    expect(error(await pools.requestPool(req("h1", { pool: "10.0.0.1/24" })))).toBe(
-      "invalid subnet 10.0.0.1/24: it should be 10.0.0.0/24",
-    );
+    expect(error(await pools.requestPool(req("h1", { pool: "10.0.0.1/24" })))).toBe("invalid subnet 10.0.0.1/24: it should be 10.0.0.0/24");
     expect(error(await pools.requestPool(req("h1", { pool: "10.0.0.0/31" })))).toContain("between /8 and /30");
     expect(error(await pools.requestPool(req("h1", { pool: "fd00::/64", v6: true })))).toBe(
       "IPv6 pools are not supported yet: tsoverlay allocates IPv4 pools only",
@@ -86,13 +82,9 @@ describe("requestPool with a given subnet", () => {
   it("refuses a subnet that overlaps a different pool of the cluster, either way round", async () => {
     const { store, pools } = setup();
     value(await pools.requestPool(req("h1", { pool: "10.0.1.0/24" })));
-    expect(error(await pools.requestPool(req("h2", { pool: "10.0.0.0/16" })))).toBe(
-      "pool 10.0.0.0/16 overlaps 10.0.1.0/24, already in use in the cluster",
-    );
+    expect(error(await pools.requestPool(req("h2", { pool: "10.0.0.0/16" })))).toBe("pool 10.0.0.0/16 overlaps 10.0.1.0/24, already in use in the cluster");
     value(await pools.requestPool(req("h1", { pool: "10.1.0.0/16" })));
-    expect(error(await pools.requestPool(req("h2", { pool: "10.1.7.0/24" })))).toBe(
-      "pool 10.1.7.0/24 overlaps 10.1.0.0/16, already in use in the cluster",
-    );
+    expect(error(await pools.requestPool(req("h2", { pool: "10.1.7.0/24" })))).toBe("pool 10.1.7.0/24 overlaps 10.1.0.0/16, already in use in the cluster");
     expect((await poolSubnets(store)).sort()).toEqual(["10.0.1.0/24", "10.1.0.0/16"]);
   });
 
@@ -162,9 +154,7 @@ describe("sub-pools (--ip-range)", () => {
     expect(error(await pools.requestPool(req("h1", { pool: "10.10.0.0/24", subPool: "10.10.0.129/25" })))).toBe(
       "invalid sub-pool 10.10.0.129/25: it should be 10.10.0.128/25",
     );
-    expect(error(await pools.requestPool(req("h1", { subPool: "10.10.0.0/25" })))).toBe(
-      "sub-pool 10.10.0.0/25 needs a pool: give --subnet with --ip-range",
-    );
+    expect(error(await pools.requestPool(req("h1", { subPool: "10.10.0.0/25" })))).toBe("sub-pool 10.10.0.0/25 needs a pool: give --subnet with --ip-range");
     expect(await poolSubnets(store)).toEqual([]);
   });
 });
@@ -198,9 +188,7 @@ describe("requestPool without a subnet", () => {
     value(await pools.requestPool(req("h1")));
     value(await pools.requestPool(req("h2")));
     expect(error(await pools.requestPool(req("h3")))).toBe("no free /24 pool left in the cluster pool range 10.213.0.0/23");
-    expect(error(await pools.requestPool(req("h3", { name: "late" })))).toBe(
-      "no free /24 pool left in the cluster pool range 10.213.0.0/23",
-    );
+    expect(error(await pools.requestPool(req("h3", { name: "late" })))).toBe("no free /24 pool left in the cluster pool range 10.213.0.0/23");
   });
 
   it("gives 20 concurrent requests distinct, non-overlapping pools", async () => {
@@ -243,9 +231,7 @@ describe("named pools (--ipam-opt name=…)", () => {
 
   it("gives concurrent hosts asking for the same new name one pool", async () => {
     const { store, pools } = racingSetup();
-    const results = await Promise.all(
-      Array.from({ length: 6 }, (_, i) => pools.requestPool(req(`h${i}`, { name: "green" }))),
-    );
+    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => pools.requestPool(req(`h${i}`, { name: "green" }))));
     expect(new Set(results.map((r) => value(r).pool)).size).toBe(1);
     expect(await poolSubnets(store)).toHaveLength(1);
     expect(await refs(store, value(results[0] as Result<{ pool: string }>).pool)).toHaveLength(6);
@@ -256,10 +242,7 @@ describe("pool races", () => {
   it("lets exactly one of two concurrent overlapping subnets in", async () => {
     for (let round = 0; round < 40; round++) {
       const { store, pools } = racingSetup();
-      const [big, small] = await Promise.all([
-        pools.requestPool(req("h1", { pool: "10.0.0.0/16" })),
-        pools.requestPool(req("h2", { pool: "10.0.1.0/24" })),
-      ]);
+      const [big, small] = await Promise.all([pools.requestPool(req("h1", { pool: "10.0.0.0/16" })), pools.requestPool(req("h2", { pool: "10.0.1.0/24" }))]);
       expect([big.ok, small.ok].filter(Boolean)).toHaveLength(1);
       const refused = big.ok ? small : big;
       expect(error(refused)).toMatch(/overlaps .*, already in use in the cluster/);
@@ -272,10 +255,7 @@ describe("pool races", () => {
       const { store, pools } = racingSetup();
       const pool = "10.10.0.0/24";
       value(await pools.requestPool(req("h1", { pool })));
-      const [released, joined] = await Promise.all([
-        pools.releasePool({ hostId: "h1", poolId: pool }),
-        pools.requestPool(req("h2", { pool })),
-      ]);
+      const [released, joined] = await Promise.all([pools.releasePool({ hostId: "h1", poolId: pool }), pools.requestPool(req("h2", { pool }))]);
       value(released);
       value(joined);
       expect(await refs(store, pool)).toEqual(["h2"]);

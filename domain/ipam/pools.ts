@@ -196,9 +196,7 @@ export class PoolAllocator {
     if (bound.ok && bound.value.equals(pool)) return success(pool);
     await this.release(pool, hostId);
     if (!bound.ok) return bound;
-    return refuse("conflict", 
-      `pool name ${name} is already bound to pool ${bound.value.toString()} in the cluster, not ${pool.toString()}`,
-    );
+    return refuse("conflict", `pool name ${name} is already bound to pool ${bound.value.toString()} in the cluster, not ${pool.toString()}`);
   }
 
   /** No --subnet but a name: the name's pool, or a new pool bound to the name. */
@@ -336,10 +334,7 @@ export class PoolAllocator {
     if (claim === undefined || claim.record.uid !== record.uid) return { kind: "lost" };
 
     const rival = (await this.listPools()).find(
-      (p) =>
-        !p.subnet.equals(subnet) &&
-        p.subnet.overlaps(subnet) &&
-        (p.record.state !== "claiming" || p.kv.modifyIndex < claim.kv.modifyIndex),
+      (p) => !p.subnet.equals(subnet) && p.subnet.overlaps(subnet) && (p.record.state !== "claiming" || p.kv.modifyIndex < claim.kv.modifyIndex),
     );
     if (rival !== undefined) {
       await this.store.delete(key, claim.kv.modifyIndex);

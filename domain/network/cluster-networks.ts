@@ -13,7 +13,6 @@ export interface VniAllocator {
   release(vni: number, subnet: string): Promise<void>;
 }
 
-
 interface Described {
   vni?: number;
   mtu?: number;
@@ -65,7 +64,8 @@ export class ClusterNetworks {
         const askedInternal = (opts.internal === true) !== (existing.internal === true);
         const askedPrefix = (opts.ifacePrefix ?? undefined) !== (existing.ifacePrefix ?? undefined);
         if (existing.gatewayCidr !== gatewayCidr || askedVni || askedMtu || askedProxy || askedInternal || askedPrefix) {
-          return refuse("conflict", 
+          return refuse(
+            "conflict",
             `network ${subnet} already exists in the cluster with ${describe({ ...existing })}; this host asked for ${describe({ gatewayCidr, ...opts })}`,
           );
         }

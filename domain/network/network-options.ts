@@ -57,7 +57,10 @@ export function parseNetworkOptions(generic: Record<string, string>): Outcome<Ne
       const r = setVni(k, v);
       if (!r.ok) return r;
     } else if (k === VXLANID_LIST) {
-      const ids = v.split(",").map((x) => x.trim()).filter((x) => x !== "");
+      const ids = v
+        .split(",")
+        .map((x) => x.trim())
+        .filter((x) => x !== "");
       if (ids.length !== 1) return refuse("bad-request", `invalid option ${k}=${v}: a tsoverlay network has one subnet, so exactly one VXLAN ID`);
       const r = setVni(k, ids[0]!);
       if (!r.ok) return r;

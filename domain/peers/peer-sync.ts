@@ -106,7 +106,10 @@ export class PeerSync {
     for (const { rec } of candidates) {
       const mac = rec.mac.toLowerCase();
       if (byIp.has(rec.ip) || byMac.has(mac)) {
-        this.log.warn({ subnet, ip: rec.ip, mac, host: rec.hostId, endpointId: rec.endpointId }, "ignoring an older endpoint record that collides with a newer one");
+        this.log.warn(
+          { subnet, ip: rec.ip, mac, host: rec.hostId, endpointId: rec.endpointId },
+          "ignoring an older endpoint record that collides with a newer one",
+        );
         continue;
       }
       byIp.add(rec.ip);

@@ -57,10 +57,17 @@ interface Published {
   dnat?: DnatRule;
 }
 
-
 function view(endpointId: string, p: Published): PublishedPort {
   const b = p.active.binding;
-  return { endpointId, proto: b.proto, hostIp: b.hostIp, hostPort: b.hostPort, containerIp: b.backendIp, containerPort: b.backendPort, kernelDnat: p.dnat !== undefined };
+  return {
+    endpointId,
+    proto: b.proto,
+    hostIp: b.hostIp,
+    hostPort: b.hostPort,
+    containerIp: b.backendIp,
+    containerPort: b.backendPort,
+    kernelDnat: p.dnat !== undefined,
+  };
 }
 
 /**

@@ -12,7 +12,10 @@ export interface Listener {
 function socketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const c = createConnection(path);
-    c.once("connect", () => { c.destroy(); resolve(true); });
+    c.once("connect", () => {
+      c.destroy();
+      resolve(true);
+    });
     c.once("error", () => resolve(false));
   });
 }

@@ -91,7 +91,9 @@ export const NO_PROXY_6TO4 = "com.docker.network.driver.private.no_proxy_6to4";
 export const ProgramExternalConnectivityRequest = z.object({
   NetworkID: Id,
   EndpointID: Id,
-  Options: EndpointOptions.extend({ [NO_PROXY_6TO4]: z.boolean().optional() }).passthrough().nullish(),
+  Options: EndpointOptions.extend({ [NO_PROXY_6TO4]: z.boolean().optional() })
+    .passthrough()
+    .nullish(),
 });
 
 export const DiscoveryRequest = z.object({

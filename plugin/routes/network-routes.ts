@@ -57,20 +57,20 @@ export function networkRoutes(gate: ReadinessGate): Map<string, Handler> {
       "CreateNetwork",
       CreateNetworkRequest,
       async (req, { driver }) => {
-      const what = `CreateNetwork ${req.NetworkID}`;
-      const pool = req.IPv4Data![0]!;
-      const options = stringOptions(req.Options?.["com.docker.network.generic"]);
-      if (typeof options === "string") return fail(`${what}: ${options}`, 400);
-      const r = await driver.createNetwork({
-        networkId: req.NetworkID,
-        addressSpace: pool.AddressSpace,
-        pool: pool.Pool,
-        gatewayCidr: pool.Gateway,
-        options,
-        internal: req.Options?.["com.docker.network.internal"] === true,
-        auxAddresses: pool.AuxAddresses ?? {},
-      });
-      return r.ok ? ok() : failed(r.error);
+        const what = `CreateNetwork ${req.NetworkID}`;
+        const pool = req.IPv4Data![0]!;
+        const options = stringOptions(req.Options?.["com.docker.network.generic"]);
+        if (typeof options === "string") return fail(`${what}: ${options}`, 400);
+        const r = await driver.createNetwork({
+          networkId: req.NetworkID,
+          addressSpace: pool.AddressSpace,
+          pool: pool.Pool,
+          gatewayCidr: pool.Gateway,
+          options,
+          internal: req.Options?.["com.docker.network.internal"] === true,
+          auxAddresses: pool.AuxAddresses ?? {},
+        });
+        return r.ok ? ok() : failed(r.error);
       },
       (req) => {
         const what = `CreateNetwork ${req.NetworkID}`;

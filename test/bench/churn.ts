@@ -55,7 +55,12 @@ async function snapshot(l: Lab, vni: number): Promise<{ hosts: HostSnapshot[]; c
     if (pid === undefined) throw new Error(`no plugin process on ${h.name}`);
     const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
     const t = await tables(h, vni);
-    const links = await run("nsenter", [`--mount=${h.mntns}`, "sh", "-c", `nsenter --net=$(ls -d ${h.dataDir}/docker/plugins/*/propagated-mount/netns/vni-${vni}) ip -o link show | wc -l`]);
+    const links = await run("nsenter", [
+      `--mount=${h.mntns}`,
+      "sh",
+      "-c",
+      `nsenter --net=$(ls -d ${h.dataDir}/docker/plugins/*/propagated-mount/netns/vni-${vni}) ip -o link show | wc -l`,
+    ]);
     const ipt = async (table: string): Promise<number> => {
       const r = await run("nsenter", [`--net=/run/netns/${h.netns}`, "iptables-save", "-t", table]);
       return r.stdout.split("\n").filter((line) => line.startsWith("-A ")).length;
@@ -99,7 +104,8 @@ async function pingAfter(from: LabHost, container: string, ip: string, returnedA
   if (first.code === 0) return { firstOk: true, firstReplyMs: Date.now() - returnedAt, firstRttMs };
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if ((await docker(from, ["exec", container, "ping", "-c", "1", "-W", "1", ip])).code === 0) return { firstOk: false, firstReplyMs: Date.now() - returnedAt, firstRttMs };
+    if ((await docker(from, ["exec", container, "ping", "-c", "1", "-W", "1", ip])).code === 0)
+      return { firstOk: false, firstReplyMs: Date.now() - returnedAt, firstRttMs };
   }
   return { firstOk: false, firstReplyMs: null, firstRttMs };
 }
@@ -121,12 +127,14 @@ async function cycle(l: Lab, c: number): Promise<{ seconds: number; pings: Ping[
   );
   const pings = await Promise.all(
     l.hosts.flatMap((h, i) =>
-      [1, H - 1].filter((d, j, all) => all.indexOf(d) === j).map(async (d) => {
-        const j = (i + d) % H;
-        const ip = addressOf(j, 0, c, H);
-        const r = await pingAfter(h, `churn-${i}-0`, ip, returned.get(`churn-${j}-0`)!);
-        return { from: h.name, to: l.hosts[j]!.name, ip, ...r };
-      }),
+      [1, H - 1]
+        .filter((d, j, all) => all.indexOf(d) === j)
+        .map(async (d) => {
+          const j = (i + d) % H;
+          const ip = addressOf(j, 0, c, H);
+          const r = await pingAfter(h, `churn-${i}-0`, ip, returned.get(`churn-${j}-0`)!);
+          return { from: h.name, to: l.hosts[j]!.name, ip, ...r };
+        }),
     ),
   );
   await Promise.all(l.hosts.map((h) => docker(h, ["rm", "-f", ...names.filter(([x]) => x === h).map(([, n]) => n)], { timeoutMs: 120_000 })));
@@ -137,7 +145,11 @@ function growth(before: Awaited<ReturnType<typeof snapshot>>, after: Awaited<Ret
   const out: Record<string, unknown> = { consulKeys: after.consulKeys - before.consulKeys };
   for (const b of before.hosts) {
     const a = after.hosts.find((x) => x.host === b.host)!;
-    out[b.host] = Object.fromEntries(Object.keys(b).filter((k) => k !== "host").map((k) => [k, (a[k as keyof HostSnapshot] as number) - (b[k as keyof HostSnapshot] as number)]));
+    out[b.host] = Object.fromEntries(
+      Object.keys(b)
+        .filter((k) => k !== "host")
+        .map((k) => [k, (a[k as keyof HostSnapshot] as number) - (b[k as keyof HostSnapshot] as number)]),
+    );
   }
   return out;
 }
@@ -149,7 +161,8 @@ async function main(): Promise<void> {
   try {
     for (const h of l.hosts) await dockerOk(h, ["network", "create", "-d", "tsoverlay", "--ipam-driver", "tsoverlay", "--subnet", SUBNET, NET]);
     // One long-lived container per host keeps each host's overlay namespace (and its tables) in place between cycles.
-    for (const [i, h] of l.hosts.entries()) await dockerOk(h, ["run", "-d", "--name", `churn-anchor-${i}`, "--network", NET, "--ip", `10.97.0.${10 + i}`, l.testImage, "sleep", "3600"]);
+    for (const [i, h] of l.hosts.entries())
+      await dockerOk(h, ["run", "-d", "--name", `churn-anchor-${i}`, "--network", NET, "--ip", `10.97.0.${10 + i}`, l.testImage, "sleep", "3600"]);
     const vni = await networkVni(l.hosts[0]!, SUBNET);
     await cycle(l, 0); // warm-up, not recorded
     await new Promise((r) => setTimeout(r, 3_000));
@@ -168,11 +181,19 @@ async function main(): Promise<void> {
     const secs = cycles.map((c) => c.seconds);
     const rtts = pings.flatMap((p) => (p.firstRttMs === null ? [] : [p.firstRttMs]));
     const grew = growth(before, after);
-    const structural = after.hosts.every((a) => {
-      const b = before.hosts.find((x) => x.host === a.host)!;
-      return a.overlayLinks === b.overlayLinks && a.neighbors === b.neighbors && a.fdb === b.fdb && a.bridge === b.bridge &&
-        a.iptablesFilterRules === b.iptablesFilterRules && a.iptablesNatRules === b.iptablesNatRules && Math.abs(a.pluginOpenFiles - b.pluginOpenFiles) <= 4;
-    }) && after.consulKeys === before.consulKeys;
+    const structural =
+      after.hosts.every((a) => {
+        const b = before.hosts.find((x) => x.host === a.host)!;
+        return (
+          a.overlayLinks === b.overlayLinks &&
+          a.neighbors === b.neighbors &&
+          a.fdb === b.fdb &&
+          a.bridge === b.bridge &&
+          a.iptablesFilterRules === b.iptablesFilterRules &&
+          a.iptablesNatRules === b.iptablesNatRules &&
+          Math.abs(a.pluginOpenFiles - b.pluginOpenFiles) <= 4
+        );
+      }) && after.consulKeys === before.consulKeys;
     // RSS of a Node process moves by a few MB with garbage collection: noise is taken as under 15 % or 10 MB.
     const rssNoise = after.hosts.every((a) => {
       const b = before.hosts.find((x) => x.host === a.host)!;

@@ -44,7 +44,11 @@ async function iperfContainers(l: Lab, a: LabHost, b: LabHost, network: string, 
   try {
     const ip = await dockerOk(b, ["inspect", "-f", `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, srv]);
     await new Promise((r) => setTimeout(r, 500));
-    const r = await docker(a, ["run", "--rm", "--network", network, l.testImage, "sh", "-c", `cat /sys/class/net/eth0/mtu >&2; iperf3 -c ${ip} -t ${SECONDS} -J`], { timeoutMs: 120_000 });
+    const r = await docker(
+      a,
+      ["run", "--rm", "--network", network, l.testImage, "sh", "-c", `cat /sys/class/net/eth0/mtu >&2; iperf3 -c ${ip} -t ${SECONDS} -J`],
+      { timeoutMs: 120_000 },
+    );
     if (r.code !== 0) throw new Error(`${tag} iperf3: ${r.stdout.slice(-500)} ${r.stderr}`);
     return { gbits: gbits(r.stdout), mtu: Number(r.stderr.trim().split("\n")[0]) };
   } finally {

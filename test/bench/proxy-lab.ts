@@ -60,7 +60,9 @@ export class BenchNetns {
 
   /** Kills every process this run started (by PID), waits for them, deletes the namespace. */
   async destroy(): Promise<void> {
-    const exits = [...this.children].map((c) => new Promise((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve(0) : c.once("exit", resolve))));
+    const exits = [...this.children].map(
+      (c) => new Promise((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve(0) : c.once("exit", resolve))),
+    );
     for (const c of this.children) if (c.pid !== undefined) stop(c.pid);
     await Promise.all(exits);
     if (existsSync(this.path)) await run("ip", ["netns", "del", this.name]);
@@ -114,10 +116,13 @@ export class Lines {
     const queued = this.queued.shift();
     if (queued !== undefined || this.ended) return Promise.resolve(queued);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiting.splice(this.waiting.indexOf(done), 1);
-        resolve(undefined);
-      }, Math.max(0, timeoutMs));
+      const timer = setTimeout(
+        () => {
+          this.waiting.splice(this.waiting.indexOf(done), 1);
+          resolve(undefined);
+        },
+        Math.max(0, timeoutMs),
+      );
       const done = (l: string | undefined): void => {
         clearTimeout(timer);
         resolve(l);
@@ -148,7 +153,18 @@ export async function startDockerProxy(ns: BenchNetns, spec: DockerProxySpec, fi
   const readFd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
   const writeFd = openSync(fifo, constants.O_WRONLY);
   unlinkSync(fifo);
-  const args = ["-proto", spec.proto, "-host-ip", "0.0.0.0", "-host-port", String(spec.hostPort), "-container-ip", spec.containerIp, "-container-port", String(spec.containerPort)];
+  const args = [
+    "-proto",
+    spec.proto,
+    "-host-ip",
+    "0.0.0.0",
+    "-host-port",
+    String(spec.hostPort),
+    "-container-ip",
+    spec.containerIp,
+    "-container-port",
+    String(spec.containerPort),
+  ];
   let child: ChildProcess;
   try {
     child = ns.spawn(DOCKER_PROXY, args, ["ignore", "ignore", "ignore", writeFd]);

@@ -154,11 +154,15 @@ async function main(): Promise<void> {
   const [mode, ...numbers] = process.argv.slice(2);
   const [port, n, concurrency] = numbers.map(Number) as [number, number, number];
   const result =
-    mode === "connects" ? await connects(port, n, concurrency)
-    : mode === "udp-rps" ? await udpRps(port, n, concurrency)
-    : mode === "tcp-rtt" ? await tcpRtt(port, n)
-    : mode === "udp-rtt" ? await udpRtt(port, n)
-    : undefined;
+    mode === "connects"
+      ? await connects(port, n, concurrency)
+      : mode === "udp-rps"
+        ? await udpRps(port, n, concurrency)
+        : mode === "tcp-rtt"
+          ? await tcpRtt(port, n)
+          : mode === "udp-rtt"
+            ? await udpRtt(port, n)
+            : undefined;
   if (result === undefined) throw new Error(`unknown mode ${mode}`);
   console.log(JSON.stringify(result));
 }

@@ -103,7 +103,11 @@ export function printTable(table: Row[], heading: string): void {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const left = (i: number): boolean => i < 2 || i === header.length - 1;
-  const format = (cells: string[]): string => cells.map((c, i) => (left(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+  const format = (cells: string[]): string =>
+    cells
+      .map((c, i) => (left(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   console.log(heading);
   console.log(format(header));
   for (const l of lines) console.log(format(l));

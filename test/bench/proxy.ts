@@ -89,7 +89,10 @@ async function load<T>(ns: BenchNetns, args: (string | number)[]): Promise<T> {
 async function startBackends(ns: BenchNetns): Promise<void> {
   const iperfd = ns.spawn("iperf3", ["-s", "-p", String(BACKEND.iperf), "--forceflush"]);
   const echo = ns.spawnScript("proxy-echo.ts", [String(BACKEND.echo)], { stdio: ["ignore", "pipe", "inherit"] });
-  await Promise.all([new Lines(iperfd.stdout!).until(/Server listening/, 10_000, "iperf3 -s"), new Lines(echo.stdout!).until(/"ready"/, 60_000, "echo backend")]);
+  await Promise.all([
+    new Lines(iperfd.stdout!).until(/Server listening/, 10_000, "iperf3 -s"),
+    new Lines(echo.stdout!).until(/"ready"/, 60_000, "echo backend"),
+  ]);
 }
 
 function forwardings(hostPorts: { iperf: number; echo: number }): DockerProxySpec[] {
@@ -188,7 +191,7 @@ async function meta(): Promise<Record<string, unknown>> {
       "against test/bench/proxy-echo.ts (Node TCP+UDP echo); all on 127.0.0.1 in the namespace",
     notes: [
       `Only ${cpus().length} CPUs: the load generator, the proxy and the backend share them, so a proxied run has three busy processes where a direct one has two.`,
-      "docker-proxy: -proto P -host-ip 0.0.0.0 -host-port N -container-ip 127.0.0.1 -container-port M, fd 3 = status pipe (FIFO), started only after it wrote \"0\\n\"; ours: a ProxyManager with the plugin's defaults, hostIp 0.0.0.0.",
+      'docker-proxy: -proto P -host-ip 0.0.0.0 -host-port N -container-ip 127.0.0.1 -container-port M, fd 3 = status pipe (FIFO), started only after it wrote "0\\n"; ours: a ProxyManager with the plugin\'s defaults, hostIp 0.0.0.0.',
       `Each figure is the median of ${ROUNDS} samples per target, taken round-robin; single samples on this shared 2-vCPU VM swing ±25 % (see samples), more when loadAverage shows other work.`,
     ],
   };
@@ -217,7 +220,11 @@ async function main(): Promise<void> {
     await ns.destroy();
     rmSync(fifoDir, { recursive: true, force: true });
   };
-  for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) process.once(sig, () => void cleanup().finally(() => process.exit(code)));
+  for (const [sig, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const)
+    process.once(sig, () => void cleanup().finally(() => process.exit(code)));
 
   const started = Date.now();
   const loadAtStart = loadavg().map((l) => round(l, 2));
@@ -233,11 +240,17 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
-  const timing = { durationSeconds: Math.round((Date.now() - started) / 1000), loadAverage1_5_15: { start: loadAtStart, end: loadavg().map((l) => round(l, 2)) } };
+  const timing = {
+    durationSeconds: Math.round((Date.now() - started) / 1000),
+    loadAverage1_5_15: { start: loadAtStart, end: loadavg().map((l) => round(l, 2)) },
+  };
   const result = { meta: { ...(await meta()), ...timing }, ...results(measured) };
   mkdirSync("bench/results", { recursive: true });
   writeFileSync(RESULTS, JSON.stringify(result, null, 2) + "\n");
-  printTable(rows(measured), `${NETNS}: loopback, ${cpus().length} CPUs shared by load generator, proxy and backend; ${SECONDS} s per rate run, ${SAMPLES} RTT samples, median of ${ROUNDS} rounds, ${WORKERS} accept workers`);
+  printTable(
+    rows(measured),
+    `${NETNS}: loopback, ${cpus().length} CPUs shared by load generator, proxy and backend; ${SECONDS} s per rate run, ${SAMPLES} RTT samples, median of ${ROUNDS} rounds, ${WORKERS} accept workers`,
+  );
   console.log(`wrote ${RESULTS}`);
 }
 

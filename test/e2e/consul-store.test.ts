@@ -70,13 +70,30 @@ async function startConsulAgent(opts: { leaderless?: boolean; hcl?: string } = {
     ? ["-server", "-bootstrap-expect", "2", "-data-dir", mkdtempSync(join(tmpdir(), "tso-consul-")), "-hcl", 'performance { rpc_hold_timeout = "1s" }']
     : ["-dev"];
   const args = [
-    "agent", ...mode, "-bind", "127.0.0.1", "-client", "127.0.0.1",
-    "-http-port", String(http), "-dns-port", "-1", "-grpc-port", "-1",
-    "-serf-lan-port", String(serfLan), "-serf-wan-port", String(serfWan), "-server-port", String(server),
+    "agent",
+    ...mode,
+    "-bind",
+    "127.0.0.1",
+    "-client",
+    "127.0.0.1",
+    "-http-port",
+    String(http),
+    "-dns-port",
+    "-1",
+    "-grpc-port",
+    "-1",
+    "-serf-lan-port",
+    String(serfLan),
+    "-serf-wan-port",
+    String(serfWan),
+    "-server-port",
+    String(server),
     // Lets the TTL-expiry test use a 2 s session instead of the 10 s minimum.
-    "-hcl", 'session_ttl_min = "1s"',
+    "-hcl",
+    'session_ttl_min = "1s"',
     ...(opts.hcl === undefined ? [] : ["-hcl", opts.hcl]),
-    "-log-level", "warn",
+    "-log-level",
+    "warn",
   ];
   const child = spawn(CONSUL_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
@@ -196,7 +213,11 @@ describe("ConsulStore against a real agent", () => {
     await store.put(`${ns}net/1`, "one");
     const calls: { at: number; keys: string[] }[] = [];
     const errors: Error[] = [];
-    const watch = store.watch(`${ns}net`, (kvs) => calls.push({ at: Date.now(), keys: keysOf(kvs) }), (err) => errors.push(err));
+    const watch = store.watch(
+      `${ns}net`,
+      (kvs) => calls.push({ at: Date.now(), keys: keysOf(kvs) }),
+      (err) => errors.push(err),
+    );
     try {
       await waitFor("the initial watch call", 5_000, async () => (calls.length > 0 ? true : undefined));
       expect(calls[0]!.keys).toEqual([`${ns}net/1`]);
@@ -350,7 +371,11 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
       const store = await openConsulStore({ addr: agent!.addr, log });
       const errors: Error[] = [];
       let changes = 0;
-      const watch = store.watch("net", () => changes++, (err) => errors.push(err));
+      const watch = store.watch(
+        "net",
+        () => changes++,
+        (err) => errors.push(err),
+      );
       await sleep(4_000);
       watch.stop();
       const reported = errors.length;

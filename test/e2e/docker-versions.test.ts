@@ -36,18 +36,21 @@ describe(`Docker ${version}`, () => {
     for (const h of lab.hosts) expect(await dockerOk(h, ["version", "-f", "{{.Server.Version}}"])).toContain(FULL[version]);
   });
 
-  it(major >= 29 ? "names the container to the IPAM: the plugin keeps the name with the endpoint" : "gives the IPAM no container name: none is invented", async () => {
-    await createNetworkOn([h1], "dv-names", "10.91.0.0/24");
-    try {
-      await startContainer(lab, h1, "dv-named", "dv-names");
-      const ip = await containerIp(h1, "dv-named", "dv-names");
-      const s = (await clusterStatus(h1)) as { endpoints?: { ip: string; name: string | null }[] } | undefined;
-      expect(s?.endpoints?.find((e) => e.ip === ip)?.name).toBe(major >= 29 ? "dv-named" : null);
-    } finally {
-      await removeContainers(h1, ["dv-named"]);
-      await removeNetworkOn([h1], "dv-names");
-    }
-  });
+  it(
+    major >= 29 ? "names the container to the IPAM: the plugin keeps the name with the endpoint" : "gives the IPAM no container name: none is invented",
+    async () => {
+      await createNetworkOn([h1], "dv-names", "10.91.0.0/24");
+      try {
+        await startContainer(lab, h1, "dv-named", "dv-names");
+        const ip = await containerIp(h1, "dv-named", "dv-names");
+        const s = (await clusterStatus(h1)) as { endpoints?: { ip: string; name: string | null }[] } | undefined;
+        expect(s?.endpoints?.find((e) => e.ip === ip)?.name).toBe(major >= 29 ? "dv-named" : null);
+      } finally {
+        await removeContainers(h1, ["dv-named"]);
+        await removeNetworkOn([h1], "dv-names");
+      }
+    },
+  );
 
   describe("a container on a tsoverlay network and a dual-stack bridge, publishing -p", () => {
     afterAll(async () => {
@@ -84,44 +87,101 @@ describe(`Docker ${version}`, () => {
       expect((await outsideGet(`http://${h1.addr}:18092/`)).stdout).toContain("tsoverlay test image");
       // IPv6 is the bridge's to serve (20.10's own IPv6 proxying into a bridge needs host settings the lab does not make).
       if (major >= 28) {
-        expect((await run("nsenter", [`--net=/run/netns/${h1.netns}`, "curl", "-s", "-m", "4", "http://[::1]:18092/"])).stdout).toContain("tsoverlay test image");
+        expect((await run("nsenter", [`--net=/run/netns/${h1.netns}`, "curl", "-s", "-m", "4", "http://[::1]:18092/"])).stdout).toContain(
+          "tsoverlay test image",
+        );
       }
     });
   });
 
   // --gw-priority and docker run with several --network exist from 28 on.
-  if (major >= 28) describe("--gw-priority and containers on several networks", () => {
-    afterAll(async () => {
-      await removeContainers(h1, ["dv-gw1", "dv-gw2", "dv-gw3"]);
-      await docker(h1, ["network", "rm", "dv-ga", "dv-gb", "dv-br"]);
-    });
+  if (major >= 28)
+    describe("--gw-priority and containers on several networks", () => {
+      afterAll(async () => {
+        await removeContainers(h1, ["dv-gw1", "dv-gw2", "dv-gw3"]);
+        await docker(h1, ["network", "rm", "dv-ga", "dv-gb", "dv-br"]);
+      });
 
-    it("tsoverlay + bridge: the gateway goes where --gw-priority says, and egress and publishing follow it", async () => {
-      await createNetworkOn([h1], "dv-ga", "10.93.0.0/24");
-      await dockerOk(h1, ["network", "create", "--subnet", "172.31.93.0/24", "dv-br"]);
-      // Priority on tsoverlay: its gateway, its published port, egress through its uplink.
-      await dockerOk(h1, ["run", "-d", "--name", "dv-gw1", "--network", "name=dv-ga,gw-priority=10", "--network", "dv-br", "-p", "18093:80", lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
-      expect(await defaultRoute(h1, "dv-gw1")).toMatch(/^default via 10\.93\.0\.1 /);
-      expect((await publishedPorts(h1)).map((p) => p.hostPort)).toContain(18093);
-      expect((await outsideGet(`http://${h1.addr}:18093/`)).stdout).toContain("tsoverlay test image");
-      expect((await docker(h1, ["exec", "dv-gw1", "sh", "-c", `echo | timeout 5 nc ${lab.outside.addr} 80`])).code).toBe(0);
-      // Priority on the bridge: its gateway; the plugin publishes nothing for this one.
-      await dockerOk(h1, ["run", "-d", "--name", "dv-gw2", "--network", "dv-ga", "--network", "name=dv-br,gw-priority=10", "-p", "18094:80", lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
-      expect(await defaultRoute(h1, "dv-gw2")).toMatch(/^default via 172\.31\.93\.1 /);
-      expect((await publishedPorts(h1)).map((p) => p.hostPort)).not.toContain(18094);
-      expect((await outsideGet(`http://${h1.addr}:18094/`)).stdout).toContain("tsoverlay test image");
-    });
+      it("tsoverlay + bridge: the gateway goes where --gw-priority says, and egress and publishing follow it", async () => {
+        await createNetworkOn([h1], "dv-ga", "10.93.0.0/24");
+        await dockerOk(h1, ["network", "create", "--subnet", "172.31.93.0/24", "dv-br"]);
+        // Priority on tsoverlay: its gateway, its published port, egress through its uplink.
+        await dockerOk(h1, [
+          "run",
+          "-d",
+          "--name",
+          "dv-gw1",
+          "--network",
+          "name=dv-ga,gw-priority=10",
+          "--network",
+          "dv-br",
+          "-p",
+          "18093:80",
+          lab.testImage,
+          "httpd",
+          "-f",
+          "-p",
+          "80",
+          "-h",
+          "/var/www",
+        ]);
+        expect(await defaultRoute(h1, "dv-gw1")).toMatch(/^default via 10\.93\.0\.1 /);
+        expect((await publishedPorts(h1)).map((p) => p.hostPort)).toContain(18093);
+        expect((await outsideGet(`http://${h1.addr}:18093/`)).stdout).toContain("tsoverlay test image");
+        expect((await docker(h1, ["exec", "dv-gw1", "sh", "-c", `echo | timeout 5 nc ${lab.outside.addr} 80`])).code).toBe(0);
+        // Priority on the bridge: its gateway; the plugin publishes nothing for this one.
+        await dockerOk(h1, [
+          "run",
+          "-d",
+          "--name",
+          "dv-gw2",
+          "--network",
+          "dv-ga",
+          "--network",
+          "name=dv-br,gw-priority=10",
+          "-p",
+          "18094:80",
+          lab.testImage,
+          "httpd",
+          "-f",
+          "-p",
+          "80",
+          "-h",
+          "/var/www",
+        ]);
+        expect(await defaultRoute(h1, "dv-gw2")).toMatch(/^default via 172\.31\.93\.1 /);
+        expect((await publishedPorts(h1)).map((p) => p.hostPort)).not.toContain(18094);
+        expect((await outsideGet(`http://${h1.addr}:18094/`)).stdout).toContain("tsoverlay test image");
+      });
 
-    it("two tsoverlay networks: the one with priority is the gateway and publishes; both reach their peers", async () => {
-      await createNetworkOn([h1], "dv-gb", "10.94.0.0/24");
-      await dockerOk(h1, ["run", "-d", "--name", "dv-gw3", "--network", "dv-ga", "--network", "name=dv-gb,gw-priority=5", "-p", "18095:80", lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
-      expect(await defaultRoute(h1, "dv-gw3")).toMatch(/^default via 10\.94\.0\.1 /);
-      const gbIp = await containerIp(h1, "dv-gw3", "dv-gb");
-      expect((await publishedPorts(h1)).filter((p) => p.hostPort === 18095).map((p) => p.containerIp)).toEqual([gbIp]);
-      expect((await outsideGet(`http://${h1.addr}:18095/`)).stdout).toContain("tsoverlay test image");
-      expect(await ping(h1, "dv-gw3", await containerIp(h1, "dv-gw1", "dv-ga"))).toBe(true);
+      it("two tsoverlay networks: the one with priority is the gateway and publishes; both reach their peers", async () => {
+        await createNetworkOn([h1], "dv-gb", "10.94.0.0/24");
+        await dockerOk(h1, [
+          "run",
+          "-d",
+          "--name",
+          "dv-gw3",
+          "--network",
+          "dv-ga",
+          "--network",
+          "name=dv-gb,gw-priority=5",
+          "-p",
+          "18095:80",
+          lab.testImage,
+          "httpd",
+          "-f",
+          "-p",
+          "80",
+          "-h",
+          "/var/www",
+        ]);
+        expect(await defaultRoute(h1, "dv-gw3")).toMatch(/^default via 10\.94\.0\.1 /);
+        const gbIp = await containerIp(h1, "dv-gw3", "dv-gb");
+        expect((await publishedPorts(h1)).filter((p) => p.hostPort === 18095).map((p) => p.containerIp)).toEqual([gbIp]);
+        expect((await outsideGet(`http://${h1.addr}:18095/`)).stdout).toContain("tsoverlay test image");
+        expect(await ping(h1, "dv-gw3", await containerIp(h1, "dv-gw1", "dv-ga"))).toBe(true);
+      });
     });
-  });
 
   it("a dockerd restart with the plugin enabled and every Consul server stopped: no startup panic, the plugin answers at once, and says why a container cannot start", async () => {
     await createNetworkOn([h2, h3], "dv-rs", "10.95.0.0/24");
@@ -134,10 +194,15 @@ describe(`Docker ${version}`, () => {
       const t0 = Date.now();
       await labCtl(["host", "start", "2"]);
       h2b = freshHost("h2");
-      const s = await waitFor("h2's plugin to answer", async () => {
-        const st = await clusterStatus(h2b);
-        return st?.ready ? st : undefined;
-      }, 30_000, 200);
+      const s = await waitFor(
+        "h2's plugin to answer",
+        async () => {
+          const st = await clusterStatus(h2b);
+          return st?.ready ? st : undefined;
+        },
+        30_000,
+        200,
+      );
       expect(Date.now() - t0).toBeLessThan(30_000);
       expect(s.store?.available).toBe(false);
       expect(await dockerOk(h2b, ["plugin", "inspect", "-f", "{{.Enabled}}", lab.pluginName])).toBe("true");
@@ -145,10 +210,15 @@ describe(`Docker ${version}`, () => {
       expect(log).not.toMatch(/panic:|nil pointer dereference/);
       // Docker tried the --restart=always container at boot; it could not get an address, and says why.
       // (Docker does not retry a start that failed at boot: it is started again by hand below.)
-      const state = await waitFor("Docker's attempt to start dv-rs2", async () => {
-        const e = await dockerOk(h2b, ["inspect", "-f", "{{.State.Error}}", "dv-rs2"]);
-        return e !== "" ? e : undefined;
-      }, 60_000, 500);
+      const state = await waitFor(
+        "Docker's attempt to start dv-rs2",
+        async () => {
+          const e = await dockerOk(h2b, ["inspect", "-f", "{{.State.Error}}", "dv-rs2"]);
+          return e !== "" ? e : undefined;
+        },
+        60_000,
+        500,
+      );
       expect(state).toMatch(/tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 /);
     } finally {
       await labCtl(["consul", "start", "all"]);
@@ -185,7 +255,23 @@ describe(`Docker ${version}`, () => {
         await removeContainers(h, ["dv-lr"]);
         // Nothing leaks: the port is free again for the next container.
         await waitFor("the port to be released", async () => ((await publishedPorts(h)).some((p) => p.hostPort === 18096) ? undefined : true), 10_000, 200);
-        await dockerOk(h, ["run", "-d", "--name", "dv-lr2", "--network", "dv-lr", "-p", "18096:80", lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+        await dockerOk(h, [
+          "run",
+          "-d",
+          "--name",
+          "dv-lr2",
+          "--network",
+          "dv-lr",
+          "-p",
+          "18096:80",
+          lab.testImage,
+          "httpd",
+          "-f",
+          "-p",
+          "80",
+          "-h",
+          "/var/www",
+        ]);
         expect((await outsideGet(`http://${h.addr}:18096/`)).stdout).toContain("tsoverlay test image");
       } finally {
         await removeContainers(h, ["dv-lr", "dv-lr2"]);
@@ -197,38 +283,64 @@ describe(`Docker ${version}`, () => {
   );
 
   // An opt-in firewall backend of Docker 29.
-  if (major >= 29) describe('firewall-backend "nftables"', () => {
-    it("egress, isolation between networks and the DNAT fast path still work", async () => {
-      let h = await reconfigure(h3, { "firewall-backend": "nftables" });
-      try {
-        await createNetworkOn([h], "dv-nfa", "10.97.0.0/24");
-        await createNetworkOn([h], "dv-nfb", "10.98.0.0/24");
-        await dockerOk(h, ["run", "-d", "--name", "dv-nf1", "--network", "dv-nfa", "-p", "18097:80", lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
-        const other = await startContainer(lab, h, "dv-nf2", "dv-nfb");
-        // Egress: the outside server sees the host's address.
-        const who = await docker(h, ["exec", "dv-nf1", "sh", "-c", `printf 'GET /cgi-bin/whoami HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc ${lab.outside.addr} 80`]);
-        expect(who.stdout).toContain(h.addr);
-        // Isolation: nothing of network B through the gateway.
-        expect(await ping(h, "dv-nf1", other)).toBe(false);
-        // The DNAT fast path: the container sees the outside client's own address.
-        const vni = await networkVni(h, "10.97.0.0/24");
-        const dnatPackets = async (): Promise<number> => {
-          const r = await run("nsenter", [`--net=/run/netns/${h.netns}`, "iptables", "-t", "nat", "-L", "TSOVERLAY-DNAT", "-n", "-v", "-x"]);
-          return r.stdout.split("\n").filter((l) => l.includes("dpt:18097")).reduce((n, l) => n + Number(l.trim().split(/\s+/)[0]), 0);
-        };
-        const before = await dnatPackets();
-        expect((await outsideGet(`http://${h.addr}:18097/`)).stdout).toContain("tsoverlay test image");
-        expect((await publishedPorts(h)).find((p) => p.hostPort === 18097)?.kernelDnat).toBe(true);
-        expect(await dnatPackets()).toBeGreaterThan(before);
-        const nft = await run("nsenter", [`--net=/run/netns/${h.netns}`, "nft", "list", "tables"]);
-        expect(nft.stdout).toMatch(/docker-bridges/);
-        expect((await inOverlayNs(h, vni, ["ip", "-o", "link", "show", "gw0"])).code).toBe(0);
-      } finally {
-        await removeContainers(h, ["dv-nf1", "dv-nf2"]);
-        await removeNetworkOn([h], "dv-nfa");
-        await removeNetworkOn([h], "dv-nfb");
-        h = await reconfigure(h, {});
-      }
+  if (major >= 29)
+    describe('firewall-backend "nftables"', () => {
+      it("egress, isolation between networks and the DNAT fast path still work", async () => {
+        let h = await reconfigure(h3, { "firewall-backend": "nftables" });
+        try {
+          await createNetworkOn([h], "dv-nfa", "10.97.0.0/24");
+          await createNetworkOn([h], "dv-nfb", "10.98.0.0/24");
+          await dockerOk(h, [
+            "run",
+            "-d",
+            "--name",
+            "dv-nf1",
+            "--network",
+            "dv-nfa",
+            "-p",
+            "18097:80",
+            lab.testImage,
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/var/www",
+          ]);
+          const other = await startContainer(lab, h, "dv-nf2", "dv-nfb");
+          // Egress: the outside server sees the host's address.
+          const who = await docker(h, [
+            "exec",
+            "dv-nf1",
+            "sh",
+            "-c",
+            `printf 'GET /cgi-bin/whoami HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc ${lab.outside.addr} 80`,
+          ]);
+          expect(who.stdout).toContain(h.addr);
+          // Isolation: nothing of network B through the gateway.
+          expect(await ping(h, "dv-nf1", other)).toBe(false);
+          // The DNAT fast path: the container sees the outside client's own address.
+          const vni = await networkVni(h, "10.97.0.0/24");
+          const dnatPackets = async (): Promise<number> => {
+            const r = await run("nsenter", [`--net=/run/netns/${h.netns}`, "iptables", "-t", "nat", "-L", "TSOVERLAY-DNAT", "-n", "-v", "-x"]);
+            return r.stdout
+              .split("\n")
+              .filter((l) => l.includes("dpt:18097"))
+              .reduce((n, l) => n + Number(l.trim().split(/\s+/)[0]), 0);
+          };
+          const before = await dnatPackets();
+          expect((await outsideGet(`http://${h.addr}:18097/`)).stdout).toContain("tsoverlay test image");
+          expect((await publishedPorts(h)).find((p) => p.hostPort === 18097)?.kernelDnat).toBe(true);
+          expect(await dnatPackets()).toBeGreaterThan(before);
+          const nft = await run("nsenter", [`--net=/run/netns/${h.netns}`, "nft", "list", "tables"]);
+          expect(nft.stdout).toMatch(/docker-bridges/);
+          expect((await inOverlayNs(h, vni, ["ip", "-o", "link", "show", "gw0"])).code).toBe(0);
+        } finally {
+          await removeContainers(h, ["dv-nf1", "dv-nf2"]);
+          await removeNetworkOn([h], "dv-nfa");
+          await removeNetworkOn([h], "dv-nfb");
+          h = await reconfigure(h, {});
+        }
+      });
     });
-  });
 });

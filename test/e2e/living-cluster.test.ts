@@ -16,15 +16,19 @@ const macOf = async (h: LabHost, c: string): Promise<string> => (await dockerOk(
 const endpointOf = (h: LabHost, c: string, net: string): Promise<string> =>
   dockerOk(h, ["inspect", "-f", `{{(index .NetworkSettings.Networks "${net}").EndpointID}}`, c]);
 /** One ICMP echo, and the first one only: no retries behind the test's back. */
-const firstPing = async (h: LabHost, c: string, ip: string): Promise<boolean> =>
-  (await docker(h, ["exec", c, "ping", "-c", "1", "-W", "3", ip])).code === 0;
+const firstPing = async (h: LabHost, c: string, ip: string): Promise<boolean> => (await docker(h, ["exec", c, "ping", "-c", "1", "-W", "3", ip])).code === 0;
 
 describe("addresses that move between hosts", () => {
   const NET = "lc-move";
   const SUBNET = "10.60.0.0/24";
   beforeAll(async () => {
     await createNetworkOn([h1, h2, h3], NET, SUBNET);
-    for (const [h, name] of [[h1, "lc-w1"], [h2, "lc-w2"], [h3, "lc-w3"]] as const) await startContainer(lab, h, name, NET);
+    for (const [h, name] of [
+      [h1, "lc-w1"],
+      [h2, "lc-w2"],
+      [h3, "lc-w3"],
+    ] as const)
+      await startContainer(lab, h, name, NET);
   });
   afterAll(async () => {
     await removeContainers(h1, ["lc-w1", "lc-old", "lc-new"]);
@@ -34,9 +38,18 @@ describe("addresses that move between hosts", () => {
   });
 
   it("a container started with --ip X right after X was removed on another host is reached from every host on the first ping, while it sends nothing", async () => {
-    const watchers = new Map<LabHost, string>([[h1, "lc-w1"], [h2, "lc-w2"], [h3, "lc-w3"]]);
+    const watchers = new Map<LabHost, string>([
+      [h1, "lc-w1"],
+      [h2, "lc-w2"],
+      [h3, "lc-w3"],
+    ]);
     const X = "10.60.0.200";
-    for (const [from, to] of [[h1, h2], [h2, h1], [h1, h3], [h3, h2]] as const) {
+    for (const [from, to] of [
+      [h1, h2],
+      [h2, h1],
+      [h1, h3],
+      [h3, h2],
+    ] as const) {
       await startContainer(lab, from, "lc-old", NET, ["--ip", X]);
       // The destination's own containers talk to X first, as in real use: its bridge has seen X behind the tunnel.
       expect(await firstPing(to, watchers.get(to)!, X)).toBe(true);
@@ -104,11 +117,16 @@ describe("the cluster store away", () => {
     // The plugin restarts while Consul is still away: it comes up, and keeps what it owes the cluster.
     const before = await pluginPid(h1);
     process.kill(before!, "SIGKILL");
-    await waitFor("h1's plugin to come back ready", async () => {
-      const pid = await pluginPid(h1);
-      const s = pid !== undefined && pid !== before ? await clusterStatus(h1) : undefined;
-      return s?.ready === true ? s : undefined;
-    }, 60_000, 200);
+    await waitFor(
+      "h1's plugin to come back ready",
+      async () => {
+        const pid = await pluginPid(h1);
+        const s = pid !== undefined && pid !== before ? await clusterStatus(h1) : undefined;
+        return s?.ready === true ? s : undefined;
+      },
+      60_000,
+      200,
+    );
     expect((await clusterStatus(h1))?.pendingTeardown?.pending).toBeGreaterThanOrEqual(2);
     // It serves from its own state: the container that stayed still talks across hosts.
     expect(await ping(h1, "lc-o3", ip2)).toBe(true);
@@ -173,14 +191,24 @@ describe("restarts", () => {
     await labCtl(["host", "stop", "2"]);
     await labCtl(["host", "start", "2"]);
     const h2b = freshHost("h2");
-    const ip2 = await waitFor("lc-r2 to be running again", async () => {
-      const ip = await containerIp(h2b, "lc-r2", NET).catch(() => "");
-      return ip !== "" ? ip : undefined;
-    }, 60_000, 250);
+    const ip2 = await waitFor(
+      "lc-r2 to be running again",
+      async () => {
+        const ip = await containerIp(h2b, "lc-r2", NET).catch(() => "");
+        return ip !== "" ? ip : undefined;
+      },
+      60_000,
+      250,
+    );
     await waitFor("h2's plugin to be ready", async () => ((await clusterStatus(h2b))?.ready ? true : undefined), 30_000, 200);
     expect(await ping(h2b, "lc-r2", ip1)).toBe(true);
     expect(await ping(h1, "lc-r1", ip2)).toBe(true);
-    await waitFor("the old endpoint's record to go", async () => ((await consulKeys(h1, keys.endpoint(SUBNET, oldEp))).length === 0 ? true : undefined), 20_000, 250);
+    await waitFor(
+      "the old endpoint's record to go",
+      async () => ((await consulKeys(h1, keys.endpoint(SUBNET, oldEp))).length === 0 ? true : undefined),
+      20_000,
+      250,
+    );
     expect((await consulKeys(h1, keys.endpoints(SUBNET))).length).toBe(2);
   });
 
@@ -201,10 +229,15 @@ describe("restarts", () => {
       }
       const dropped = Date.now() - t0;
       // Collected: lab grace 30 s after a live host first saw it gone.
-      await waitFor("h3's records to be collected", async () => {
-        const all = await run("nsenter", [`--net=/run/netns/${h1.netns}`, lab.consulBin, "kv", "get", "-recurse", "tsoverlay/v1/"]);
-        return all.code === 0 && !all.stdout.includes(h3.addr) ? true : undefined;
-      }, 120_000, 1_000);
+      await waitFor(
+        "h3's records to be collected",
+        async () => {
+          const all = await run("nsenter", [`--net=/run/netns/${h1.netns}`, lab.consulBin, "kv", "get", "-recurse", "tsoverlay/v1/"]);
+          return all.code === 0 && !all.stdout.includes(h3.addr) ? true : undefined;
+        },
+        120_000,
+        1_000,
+      );
       const collected = Date.now() - t0;
       expect(collected - dropped).toBeGreaterThanOrEqual(25_000);
       process.stdout.write(`h3 killed: peers dropped after ${dropped} ms, records collected after ${collected} ms\n`);

@@ -72,7 +72,7 @@ describe("flags tsoverlay honours", () => {
   it("--attachable is accepted (every tsoverlay network takes standalone containers) and --label shows in inspect", async () => {
     expect((await create(h1, "nf-att", [...IPAM, "--attachable", "--label", "team=blue", "--subnet", "10.73.0.0/24"])).code).toBe(0);
     await run1(h1, "nf-att1", "nf-att");
-    expect(await dockerOk(h1, ["network", "inspect", "-f", "{{.Attachable}} {{index .Labels \"team\"}}", "nf-att"])).toBe("true blue");
+    expect(await dockerOk(h1, ["network", "inspect", "-f", '{{.Attachable}} {{index .Labels "team"}}', "nf-att"])).toBe("true blue");
   });
 
   it("--scope local is accepted; --scope swarm is refused by Docker outside swarm", async () => {
@@ -92,7 +92,14 @@ describe("flags tsoverlay honours", () => {
   });
 
   it("-o com.docker.network.driver.mtu, -o com.docker.network.driver.overlay.vxlanid_list and -o com.docker.network.container_iface_prefix", async () => {
-    const opts = ["-o", "com.docker.network.driver.mtu=1400", "-o", "com.docker.network.driver.overlay.vxlanid_list=7707", "-o", "com.docker.network.container_iface_prefix=ovl"];
+    const opts = [
+      "-o",
+      "com.docker.network.driver.mtu=1400",
+      "-o",
+      "com.docker.network.driver.overlay.vxlanid_list=7707",
+      "-o",
+      "com.docker.network.container_iface_prefix=ovl",
+    ];
     expect((await create(h1, "nf-opts", [...IPAM, ...opts, "--subnet", "10.77.0.0/24"])).code).toBe(0);
     await run1(h1, "nf-opts1", "nf-opts");
     expect(await dockerOk(h1, ["exec", "nf-opts1", "cat", "/sys/class/net/ovl0/mtu"])).toBe("1400");
@@ -104,8 +111,16 @@ describe("flags tsoverlay refuses, saying why", () => {
   it.each([
     ["--ipv6", ["--ipv6", "--subnet", "10.78.0.0/24", "--subnet", "fd00:78::/64"], /IPv6 pools are not supported yet: tsoverlay allocates IPv4 pools only/],
     ["--aux-address", ["--subnet", "10.79.0.0/24", "--aux-address", "router=10.79.0.5"], /--aux-address is not supported.*--ip-range/],
-    ["-o com.docker.network.bridge.*", ["--subnet", "10.80.0.0/24", "-o", "com.docker.network.bridge.name=br-x"], /option com\.docker\.network\.bridge\.name belongs to Docker's bridge driver; tsoverlay does not support it/],
-    ["-o com.docker.network.host_ipv4", ["--subnet", "10.81.0.0/24", "-o", "com.docker.network.host_ipv4=198.18.0.11"], /option com\.docker\.network\.host_ipv4 is not supported by tsoverlay/],
+    [
+      "-o com.docker.network.bridge.*",
+      ["--subnet", "10.80.0.0/24", "-o", "com.docker.network.bridge.name=br-x"],
+      /option com\.docker\.network\.bridge\.name belongs to Docker's bridge driver; tsoverlay does not support it/,
+    ],
+    [
+      "-o com.docker.network.host_ipv4",
+      ["--subnet", "10.81.0.0/24", "-o", "com.docker.network.host_ipv4=198.18.0.11"],
+      /option com\.docker\.network\.host_ipv4 is not supported by tsoverlay/,
+    ],
     ["an unknown -o", ["--subnet", "10.82.0.0/24", "-o", "vnii=5"], /unknown option vnii/],
     ["Docker's own IPAM", ["--subnet", "10.83.0.0/24"], /add --ipam-driver tsoverlay/],
   ])("%s", async (_what, args, message) => {

@@ -40,7 +40,13 @@ describe("one overlay across hosts", () => {
   });
 
   it("moves 100 MB over TCP across hosts intact", async () => {
-    await dockerOk(h2, ["exec", "basic-b", "sh", "-c", "mkdir -p /tmp/www && dd if=/dev/urandom of=/tmp/www/data bs=1M count=100 2>/dev/null && httpd -p 8080 -h /tmp/www"]);
+    await dockerOk(h2, [
+      "exec",
+      "basic-b",
+      "sh",
+      "-c",
+      "mkdir -p /tmp/www && dd if=/dev/urandom of=/tmp/www/data bs=1M count=100 2>/dev/null && httpd -p 8080 -h /tmp/www",
+    ]);
     const want = (await dockerOk(h2, ["exec", "basic-b", "sha256sum", "/tmp/www/data"])).split(/\s+/)[0];
     const got = await docker(h1, ["exec", "basic-a", "sh", "-c", `wget -qO- http://${ipB}:8080/data | sha256sum`], { timeoutMs: 120_000 });
     expect(got.code, got.stderr).toBe(0);
@@ -51,7 +57,19 @@ describe("one overlay across hosts", () => {
     const r = await docker(h1, ["network", "create", "-d", "tsoverlay", "--ipam-driver", "tsoverlay", "--subnet", "10.39.0.0/24", "-o", "vni=abc", "bad-opt"]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/invalid option vni=abc/);
-    const r2 = await docker(h1, ["network", "create", "-d", "tsoverlay", "--ipam-driver", "tsoverlay", "--subnet", "10.39.0.0/24", "-o", "vnii=5000", "bad-opt"]);
+    const r2 = await docker(h1, [
+      "network",
+      "create",
+      "-d",
+      "tsoverlay",
+      "--ipam-driver",
+      "tsoverlay",
+      "--subnet",
+      "10.39.0.0/24",
+      "-o",
+      "vnii=5000",
+      "bad-opt",
+    ]);
     expect(r2.code).not.toBe(0);
     expect(r2.stderr).toMatch(/unknown option vnii/);
     expect((await docker(h1, ["network", "inspect", "bad-opt"])).code).not.toBe(0);
@@ -60,7 +78,19 @@ describe("one overlay across hosts", () => {
   it("refuses the same subnet with different options on another host", async () => {
     await createNetworkOn([h1], "ident-a", "10.38.0.0/24", ["-o", "vni=7001"]);
     try {
-      const r = await docker(h2, ["network", "create", "-d", "tsoverlay", "--ipam-driver", "tsoverlay", "--subnet", "10.38.0.0/24", "-o", "vni=7002", "ident-a"]);
+      const r = await docker(h2, [
+        "network",
+        "create",
+        "-d",
+        "tsoverlay",
+        "--ipam-driver",
+        "tsoverlay",
+        "--subnet",
+        "10.38.0.0/24",
+        "-o",
+        "vni=7002",
+        "ident-a",
+      ]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(/already exists in the cluster with .*vni=7001.*asked for .*vni=7002/);
       expect((await docker(h2, ["network", "inspect", "ident-a"])).code).not.toBe(0);

@@ -31,7 +31,11 @@ describe("peer programming (ARP/FDB)", () => {
 
   beforeAll(async () => {
     await createNetworkOn([h1, h2, h3], NET, SUBNET);
-    for (const [h, name] of [[h1, "peer-1"], [h2, "peer-2"], [h3, "peer-3"]] as const) {
+    for (const [h, name] of [
+      [h1, "peer-1"],
+      [h2, "peer-2"],
+      [h3, "peer-3"],
+    ] as const) {
       ips[name] = await startContainer(lab, h, name, NET);
       macs[name] = (await dockerOk(h, ["exec", name, "cat", "/sys/class/net/eth0/address"])).toLowerCase();
     }
@@ -85,7 +89,8 @@ describe("peer programming (ARP/FDB)", () => {
     // (No check that they are gone: the loop runs every 2 s on the lab and may already have put them back.)
     await waitFor(
       "the reconcile loop to restore the entries",
-      async () => ((await neighbors(h1, vni)).some((e) => e.dst === ip && e.lladdr === mac) && (await fdb(h1, vni)).some((e) => e.mac === mac) ? true : undefined),
+      async () =>
+        (await neighbors(h1, vni)).some((e) => e.dst === ip && e.lladdr === mac) && (await fdb(h1, vni)).some((e) => e.mac === mac) ? true : undefined,
       15_000,
       200,
     );
@@ -95,7 +100,12 @@ describe("peer programming (ARP/FDB)", () => {
   it("removes a stale entry added behind its back", async () => {
     const bogus = "02:42:0a:21:00:fe";
     expect((await inOverlayNs(h1, vni, ["bridge", "fdb", "add", bogus, "dev", "vxlan0", "dst", h3.addr, "self", "permanent"])).code).toBe(0);
-    await waitFor("the reconcile loop to drop the stale entry", async () => ((await fdb(h1, vni)).some((e) => e.mac === bogus) ? undefined : true), 15_000, 200);
+    await waitFor(
+      "the reconcile loop to drop the stale entry",
+      async () => ((await fdb(h1, vni)).some((e) => e.mac === bogus) ? undefined : true),
+      15_000,
+      200,
+    );
   });
 
   // A host that dies says nothing: its plugin stops renewing its Consul session and the host key

@@ -19,15 +19,25 @@ describe("plugin restart", () => {
       const traffic = docker(h1, ["exec", "rs-a", "ping", "-i", "0.2", "-c", "75", "-W", "1", ipB], { timeoutMs: 60_000 });
       await new Promise((r) => setTimeout(r, 2_000));
       process.kill(before!, "SIGKILL");
-      const after = await waitFor("the daemon to restart the plugin", async () => {
-        const pid = await pluginPid(h2);
-        return pid !== undefined && pid !== before ? pid : undefined;
-      }, 30_000, 100);
+      const after = await waitFor(
+        "the daemon to restart the plugin",
+        async () => {
+          const pid = await pluginPid(h2);
+          return pid !== undefined && pid !== before ? pid : undefined;
+        },
+        30_000,
+        100,
+      );
       const id = (await docker(h2, ["plugin", "inspect", "-f", "{{.Id}}", lab.pluginName])).stdout.trim();
-      await waitFor("the restarted plugin to answer", async () => {
-        const r = await postPlugin(join(h2.pluginsDir, id, "tsoverlay.sock"), "/Plugin.Activate").catch(() => undefined);
-        return r?.status === 200 ? true : undefined;
-      }, 30_000, 100);
+      await waitFor(
+        "the restarted plugin to answer",
+        async () => {
+          const r = await postPlugin(join(h2.pluginsDir, id, "tsoverlay.sock"), "/Plugin.Activate").catch(() => undefined);
+          return r?.status === 200 ? true : undefined;
+        },
+        30_000,
+        100,
+      );
       expect(after).not.toBe(before);
 
       const r = await traffic;

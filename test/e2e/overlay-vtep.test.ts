@@ -25,12 +25,25 @@ describe("what the datapath puts on the wire", () => {
       const macA = (await dockerOk(h1, ["exec", "vtep-a", "cat", "/sys/class/net/eth0/address"])).toLowerCase();
       const vni = await networkVni(h1, SUBNET);
       // A remote host whose only endpoint is the stand-in VTEP.
-      await consulHttp(h1, "PUT", `/v1/kv/${hostKey}`, JSON.stringify({ hostId: FAKE.hostId, vtep: FAKE.hostId, hostname: "fake", startedAt: new Date().toISOString() }));
-      await consulHttp(h1, "PUT", `/v1/kv/${epKey}`, JSON.stringify({ endpointId: "fake-endpoint", networkId: "fake", hostId: FAKE.hostId, vtep: FAKE.hostId, ip: FAKE.ip, mac: FAKE.mac }));
+      await consulHttp(
+        h1,
+        "PUT",
+        `/v1/kv/${hostKey}`,
+        JSON.stringify({ hostId: FAKE.hostId, vtep: FAKE.hostId, hostname: "fake", startedAt: new Date().toISOString() }),
+      );
+      await consulHttp(
+        h1,
+        "PUT",
+        `/v1/kv/${epKey}`,
+        JSON.stringify({ endpointId: "fake-endpoint", networkId: "fake", hostId: FAKE.hostId, vtep: FAKE.hostId, ip: FAKE.ip, mac: FAKE.mac }),
+      );
 
       await new Promise((r) => setTimeout(r, 500));
       await dockerOk(h1, ["exec", "vtep-a", "sh", "-c", `ping -c 3 -W 1 ${FAKE.ip} || true`]);
-      const datagrams = out.split("\n").filter((l) => /^[0-9a-f]+$/.test(l)).map((l) => decodeVxlanDatagram(Buffer.from(l, "hex")));
+      const datagrams = out
+        .split("\n")
+        .filter((l) => /^[0-9a-f]+$/.test(l))
+        .map((l) => decodeVxlanDatagram(Buffer.from(l, "hex")));
       const icmp = datagrams.flatMap((d) => (d.ok && d.value.ipv4?.protocol === 1 ? [d.value] : []));
       expect(icmp.length).toBeGreaterThanOrEqual(1);
       for (const d of icmp) {

@@ -17,12 +17,21 @@ const PEER_ECHO = ["socat", "TCP-LISTEN:7000,reuseaddr,fork", "SYSTEM:echo $SOCA
 
 /** Connects with socat from wherever `via` runs it; the reply is the address the backend saw. */
 async function seenBy(via: (cmd: string[]) => Promise<Run>, ip: string, port: number): Promise<string> {
-  const r = await retry(() => via(["socat", "-t", "3", "-T", "5", "-", `TCP:${ip}:${port}`]), (x) => x.stdout.trim() !== "");
+  const r = await retry(
+    () => via(["socat", "-t", "3", "-T", "5", "-", `TCP:${ip}:${port}`]),
+    (x) => x.stdout.trim() !== "",
+  );
   return r.stdout.trim();
 }
 const fromOutside = (cmd: string[]): Promise<Run> => inNetns(lab.outside.netns, cmd);
-const fromHost = (host: LabHost) => (cmd: string[]): Promise<Run> => inNetns(host.netns, cmd);
-const fromContainer = (host: LabHost, name: string) => (cmd: string[]): Promise<Run> => docker(host, ["exec", name, ...cmd]);
+const fromHost =
+  (host: LabHost) =>
+  (cmd: string[]): Promise<Run> =>
+    inNetns(host.netns, cmd);
+const fromContainer =
+  (host: LabHost, name: string) =>
+  (cmd: string[]): Promise<Run> =>
+    docker(host, ["exec", name, ...cmd]);
 
 const dnatRules = async (): Promise<string[] | undefined> => {
   const r = await inNetns(h.netns, ["iptables", "-w", "5", "-t", "nat", "-S", "TSOVERLAY-DNAT"]);
@@ -31,10 +40,15 @@ const dnatRules = async (): Promise<string[] | undefined> => {
 
 /** Waits until the host's plugin is ready and serves PORT for endpoint `id`. */
 function servedAgain(id: string): Promise<StatusPort> {
-  return waitFor(`the plugin to publish port ${PORT} again`, async () => {
-    const s = await pluginStatus(h);
-    return s?.ready ? s.ports.find((p) => p.endpointId === id && p.hostPort === PORT) : undefined;
-  }, 60_000, 250);
+  return waitFor(
+    `the plugin to publish port ${PORT} again`,
+    async () => {
+      const s = await pluginStatus(h);
+      return s?.ready ? s.ports.find((p) => p.endpointId === id && p.hostPort === PORT) : undefined;
+    },
+    60_000,
+    250,
+  );
 }
 
 /**
@@ -58,7 +72,20 @@ describe("proxy modes", () => {
 
   beforeAll(async () => {
     await createNetworkOn([h, other], NET, "10.45.0.0/24");
-    await dockerOk(h, ["run", "-d", "--name", "pm-peer", "--network", NET, "-p", `${PORT}:7000`, "-p", `127.0.0.1:${LOOPBACK_PORT}:7000`, lab.testImage, ...PEER_ECHO]);
+    await dockerOk(h, [
+      "run",
+      "-d",
+      "--name",
+      "pm-peer",
+      "--network",
+      NET,
+      "-p",
+      `${PORT}:7000`,
+      "-p",
+      `127.0.0.1:${LOOPBACK_PORT}:7000`,
+      lab.testImage,
+      ...PEER_ECHO,
+    ]);
     await dockerOk(h, ["run", "-d", "--name", "pm-near", "--network", NET, lab.testImage, "sleep", "3600"]);
     await dockerOk(other, ["run", "-d", "--name", "pm-far", "--network", NET, lab.testImage, "sleep", "3600"]);
     ep = await endpointId(h, "pm-peer", NET);
@@ -77,9 +104,7 @@ describe("proxy modes", () => {
     const ports = (await publishedPorts(h)).filter((p) => p.endpointId === ep);
     expect(ports.find((p) => p.hostPort === PORT)?.kernelDnat).toBe(true);
     expect(ports.find((p) => p.hostPort === LOOPBACK_PORT)?.kernelDnat).toBe(false);
-    expect(await dnatRules()).toEqual([
-      `-A TSOVERLAY-DNAT ! -i tsogw0 -p tcp -m tcp --dport ${PORT} -j DNAT --to-destination ${containerIp}:7000`,
-    ]);
+    expect(await dnatRules()).toEqual([`-A TSOVERLAY-DNAT ! -i tsogw0 -p tcp -m tcp --dport ${PORT} -j DNAT --to-destination ${containerIp}:7000`]);
 
     expect(await seenBy(fromOutside, h.addr, PORT)).toBe(lab.outside.addr);
     // The host on its own address: DNAT in OUTPUT, the host itself is the client.
@@ -106,10 +131,15 @@ describe("proxy modes", () => {
       process.kill(pid!, "SIGCONT");
     }
     process.kill(pid!, "SIGKILL");
-    await waitFor("the daemon to restart the plugin", async () => {
-      const now = await pluginPid(h);
-      return now !== undefined && now !== pid ? now : undefined;
-    }, 30_000, 100);
+    await waitFor(
+      "the daemon to restart the plugin",
+      async () => {
+        const now = await pluginPid(h);
+        return now !== undefined && now !== pid ? now : undefined;
+      },
+      30_000,
+      100,
+    );
     expect((await servedAgain(ep)).kernelDnat).toBe(true);
     expect(await seenBy(fromHost(h), "127.0.0.1", PORT)).toBe(PROXY_SOURCE);
     expect(await dnatRules()).toHaveLength(1);
@@ -143,15 +173,34 @@ describe("proxy modes", () => {
 
   it("a UDP client that keeps sending follows a republished port to the new container (its conntrack entry is flushed)", async () => {
     const udpSink = (name: string, ip: string) =>
-      dockerOk(h, ["run", "-d", "--name", name, "--network", NET, "--ip", ip, "-p", "18102:5353/udp", lab.testImage, "socat", "-u", "UDP-RECV:5353", "OPEN:/tmp/got,creat,append"]);
+      dockerOk(h, [
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        NET,
+        "--ip",
+        ip,
+        "-p",
+        "18102:5353/udp",
+        lab.testImage,
+        "socat",
+        "-u",
+        "UDP-RECV:5353",
+        "OPEN:/tmp/got,creat,append",
+      ]);
     const received = async (name: string): Promise<number> => {
       const r = await docker(h, ["exec", name, "sh", "-c", "cat /tmp/got 2>/dev/null | wc -l"]);
       return Number(r.stdout.trim() || 0);
     };
     await udpSink("pm-udp1", "10.45.0.201");
     // One source port throughout, unconnected (ICMP errors while no container listens must not stop it).
-    const sender = inNetns(lab.outside.netns, ["timeout", "20", "sh", "-c",
-      `while :; do echo tick; sleep 0.1; done | socat -u - UDP-SENDTO:${h.addr}:18102,sourceport=40102`], { timeoutMs: 30_000 });
+    const sender = inNetns(
+      lab.outside.netns,
+      ["timeout", "20", "sh", "-c", `while :; do echo tick; sleep 0.1; done | socat -u - UDP-SENDTO:${h.addr}:18102,sourceport=40102`],
+      { timeoutMs: 30_000 },
+    );
     try {
       await waitFor("ticks at the first container", async () => ((await received("pm-udp1")) > 3 ? true : undefined), 10_000, 200);
       await dockerOk(h, ["rm", "-f", "pm-udp1"]);

@@ -34,8 +34,20 @@ describe("traffic through published ports", () => {
   /** pt-web: 100 MB of random data behind -p 18090:80; resolves to its sha256. */
   const startWeb = (): Promise<string> =>
     (web ??= (async () => {
-      await dockerOk(h1, ["run", "-d", "--name", "pt-web", "--network", NET, "-p", "18090:80", lab.testImage, "sh", "-c",
-        "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && dd if=/dev/urandom of=/tmp/www/data bs=1M count=100 2>/dev/null && sha256sum /tmp/www/data > /tmp/sum && exec httpd -f -p 80 -h /tmp/www"]);
+      await dockerOk(h1, [
+        "run",
+        "-d",
+        "--name",
+        "pt-web",
+        "--network",
+        NET,
+        "-p",
+        "18090:80",
+        lab.testImage,
+        "sh",
+        "-c",
+        "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && dd if=/dev/urandom of=/tmp/www/data bs=1M count=100 2>/dev/null && sha256sum /tmp/www/data > /tmp/sum && exec httpd -f -p 80 -h /tmp/www",
+      ]);
       for (let i = 0; i < 100; i++) {
         const r = await dockerOk(h1, ["exec", "pt-web", "sh", "-c", "cat /tmp/sum 2>/dev/null || true"]);
         if (r !== "") return r.split(/\s+/)[0]!;
@@ -69,9 +81,25 @@ describe("traffic through published ports", () => {
 
   it.each(PATHS)("passes a half-close through: the client ends its side and still gets the whole reply ($path)", async ({ sh, addr }) => {
     if ((await dockerOk(h1, ["ps", "-aq", "-f", "name=^pt-wc$"])) === "") {
-      await dockerOk(h1, ["run", "-d", "--name", "pt-wc", "--network", NET, "-p", "18091:7000", lab.testImage, "socat", "TCP-LISTEN:7000,reuseaddr,fork", "SYSTEM:'wc -c'"]);
+      await dockerOk(h1, [
+        "run",
+        "-d",
+        "--name",
+        "pt-wc",
+        "--network",
+        NET,
+        "-p",
+        "18091:7000",
+        lab.testImage,
+        "socat",
+        "TCP-LISTEN:7000,reuseaddr,fork",
+        "SYSTEM:'wc -c'",
+      ]);
     }
-    const r = await retry(() => sh(`head -c 300000 /dev/zero | socat -t 10 - TCP:${addr}:18091`), (x) => x.stdout.trim() !== "");
+    const r = await retry(
+      () => sh(`head -c 300000 /dev/zero | socat -t 10 - TCP:${addr}:18091`),
+      (x) => x.stdout.trim() !== "",
+    );
     expect(r.stdout.trim()).toBe("300000");
   });
 
@@ -79,9 +107,26 @@ describe("traffic through published ports", () => {
   // can hand a second peer's first datagram to the first peer's child, which would blame the proxy.
   it.each(PATHS)("keeps two UDP clients of one published port apart ($path)", async ({ sh, addr }) => {
     if ((await dockerOk(h1, ["ps", "-aq", "-f", "name=^pt-echo$"])) === "") {
-      await dockerOk(h1, ["run", "-d", "--name", "pt-echo", "--network", NET, "-p", "18092:5353/udp", lab.testImage, "socat", "-T1", "UDP-RECVFROM:5353,fork", "EXEC:cat"]);
+      await dockerOk(h1, [
+        "run",
+        "-d",
+        "--name",
+        "pt-echo",
+        "--network",
+        NET,
+        "-p",
+        "18092:5353/udp",
+        lab.testImage,
+        "socat",
+        "-T1",
+        "UDP-RECVFROM:5353,fork",
+        "EXEC:cat",
+      ]);
     }
-    await retry(() => sh(`echo warm-up | socat -t 1 - UDP:${addr}:18092`), (x) => x.stdout.includes("warm-up"));
+    await retry(
+      () => sh(`echo warm-up | socat -t 1 - UDP:${addr}:18092`),
+      (x) => x.stdout.includes("warm-up"),
+    );
     const [a, b] = await Promise.all([
       sh(`(echo from-a; sleep 1) | socat -t 2 - UDP:${addr}:18092`),
       sh(`(echo from-b; sleep 1) | socat -t 2 - UDP:${addr}:18092`),
@@ -94,7 +139,24 @@ describe("traffic through published ports", () => {
     await dockerOk(h1, ["run", "-d", "--name", "pt-exp", "--network", NET, "--expose", "80", lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
     const exposedOnly = await endpointId(h1, "pt-exp", NET);
     expect((await publishedPorts(h1)).filter((p) => p.endpointId === exposedOnly)).toEqual([]);
-    await dockerOk(h1, ["run", "-d", "--name", "pt-auto", "--network", NET, "--expose", "80", "-P", lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    await dockerOk(h1, [
+      "run",
+      "-d",
+      "--name",
+      "pt-auto",
+      "--network",
+      NET,
+      "--expose",
+      "80",
+      "-P",
+      lab.testImage,
+      "httpd",
+      "-f",
+      "-p",
+      "80",
+      "-h",
+      "/var/www",
+    ]);
     const id = await endpointId(h1, "pt-auto", NET);
     const port = (await publishedPorts(h1)).find((p) => p.endpointId === id && p.containerPort === 80);
     expect(port).toBeDefined();
@@ -102,7 +164,21 @@ describe("traffic through published ports", () => {
   });
 
   it("sends a PROXY protocol header with the client's address when the network asks for it", async () => {
-    await dockerOk(h1, ["run", "-d", "--name", "pt-pp", "--network", "pubpp", "-p", "18093:7000", lab.testImage, "socat", "-u", "TCP-LISTEN:7000,reuseaddr,fork", "OPEN:/tmp/got,creat,append"]);
+    await dockerOk(h1, [
+      "run",
+      "-d",
+      "--name",
+      "pt-pp",
+      "--network",
+      "pubpp",
+      "-p",
+      "18093:7000",
+      lab.testImage,
+      "socat",
+      "-u",
+      "TCP-LISTEN:7000,reuseaddr,fork",
+      "OPEN:/tmp/got,creat,append",
+    ]);
     const got = await retry(
       async () => {
         await out(`echo payload | socat -t 2 - TCP:${h1.addr}:18093`);

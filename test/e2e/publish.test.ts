@@ -11,7 +11,22 @@ const PAGE = "tsoverlay test image";
 const curl = (host: { netns: string }, url: string) => inNetns(host.netns, ["curl", "-sS", "--max-time", "5", url]);
 
 function web(host: LabHost, name: string, publish: string[]): Promise<string> {
-  return dockerOk(host, ["run", "-d", "--name", name, "--network", NET, ...publish.flatMap((p) => ["-p", p]), lab.testImage, "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+  return dockerOk(host, [
+    "run",
+    "-d",
+    "--name",
+    name,
+    "--network",
+    NET,
+    ...publish.flatMap((p) => ["-p", p]),
+    lab.testImage,
+    "httpd",
+    "-f",
+    "-p",
+    "80",
+    "-h",
+    "/var/www",
+  ]);
 }
 
 describe("published ports through the embedded proxy", () => {
@@ -65,7 +80,21 @@ describe("published ports through the embedded proxy", () => {
   });
 
   it("publishes a UDP port out of a host range", async () => {
-    await dockerOk(h1, ["run", "-d", "--name", "pub-udp", "--network", NET, "-p", "19000-19002:5353/udp", lab.testImage, "socat", "-u", "UDP-RECV:5353", "OPEN:/tmp/got,creat,append"]);
+    await dockerOk(h1, [
+      "run",
+      "-d",
+      "--name",
+      "pub-udp",
+      "--network",
+      NET,
+      "-p",
+      "19000-19002:5353/udp",
+      lab.testImage,
+      "socat",
+      "-u",
+      "UDP-RECV:5353",
+      "OPEN:/tmp/got,creat,append",
+    ]);
     const id = await endpointId(h1, "pub-udp", NET);
     const port = (await publishedPorts(h1)).find((p) => p.endpointId === id);
     expect(port).toMatchObject({ proto: "udp", containerPort: 5353 });

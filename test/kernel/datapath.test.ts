@@ -55,9 +55,7 @@ const bridgeOnVxlan = (ns: string): string[] =>
     .map((e) => `${e.mac} ${e.state === "static" ? "static" : "learned"}`)
     .sort();
 const neighs = (ns: string): string[] =>
-  (JSON.parse(inNs(ns, "ip", "-j", "neigh", "show", "dev", "vxlan0")) as Neigh[])
-    .map((n) => `${n.dst} ${n.lladdr ?? "-"} ${n.state.join(",")}`)
-    .sort();
+  (JSON.parse(inNs(ns, "ip", "-j", "neigh", "show", "dev", "vxlan0")) as Neigh[]).map((n) => `${n.dst} ${n.lladdr ?? "-"} ${n.state.join(",")}`).sort();
 
 const SUBNET = "10.77.0.0/24";
 const NET: NetworkSpec = { subnet: SUBNET, gatewayCidr: "10.77.0.1/24", vni: 7007, mtu: 1450 };
@@ -171,7 +169,11 @@ describe("KernelDatapath on two simulated hosts", () => {
       expect(addrs[0]?.addr_info.map((a) => `${a.local}/${a.prefixlen}`)).toEqual(["10.77.0.1/24"]);
 
       // Nothing left behind in the host namespace; no flooding entry.
-      expect(ipLinks(x.h).map((l) => l.ifname).sort()).toEqual(["lo", "ul0"]);
+      expect(
+        ipLinks(x.h)
+          .map((l) => l.ifname)
+          .sort(),
+      ).toEqual(["lo", "ul0"]);
       expect(fdb(x.ovl).map((e) => e.mac)).not.toContain("00:00:00:00:00:00");
       expect(remoteFdb(x.ovl)).toEqual([]);
     }
@@ -351,7 +353,11 @@ describe("KernelDatapath on two simulated hosts", () => {
     await dp.ensureEndpoint(SUBNET, a.ep, 1450);
     expect(await dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 0, removed: 0 });
     expect(ipLinks(a.ovl).map((l) => `${l.ifname}#${l.ifindex}`)).toEqual(before);
-    expect(ipLinks(a.h).map((l) => l.ifname).sort()).toEqual(["lo", "ul0"]);
+    expect(
+      ipLinks(a.h)
+        .map((l) => l.ifname)
+        .sort(),
+    ).toEqual(["lo", "ul0"]);
 
     expect(await done).toBe(0);
     const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
@@ -416,7 +422,11 @@ describe("KernelDatapath on two simulated hosts", () => {
     expect(fs.existsSync(networkNetnsPath(b.runDir, 7101))).toBe(false);
     await dp.ensureNetwork(spec(7101, 81));
     for (const n of [81, 82, 83]) await dp.removeNetwork(`10.${n}.0.0/24`);
-    expect(ipLinks(b.h).map((l) => l.ifname).sort()).toEqual(["lo", "ul0"]);
+    expect(
+      ipLinks(b.h)
+        .map((l) => l.ifname)
+        .sort(),
+    ).toEqual(["lo", "ul0"]);
   });
 
   it("removeNetwork after a restart finds the namespace by subnet", async () => {
@@ -502,7 +512,11 @@ describe("KernelDatapath on two simulated hosts", () => {
       expect(fs.existsSync(x.ovl)).toBe(false);
       await x.dp.removeNetwork(SUBNET); // absent
       await x.dp.close();
-      expect(ipLinks(x.h).map((l) => l.ifname).sort()).toEqual(["lo", "ul0"]);
+      expect(
+        ipLinks(x.h)
+          .map((l) => l.ifname)
+          .sort(),
+      ).toEqual(["lo", "ul0"]);
       expect(fs.readdirSync(path.join(x.runDir, "netns"))).toEqual([]);
     }
   });

@@ -61,7 +61,9 @@ const rootRules = (): string =>
   ["filter", "nat", "mangle", "raw"].map((t) => execFileSync("iptables", ["-w", "5", "-t", t, "-S"], { encoding: "utf8" })).join("\n");
 
 const ipt = (table: string, ...args: string[]): string[] =>
-  inNs(ns.host, "iptables", "-w", "5", "-t", table, "-S", ...args).trim().split("\n");
+  inNs(ns.host, "iptables", "-w", "5", "-t", table, "-S", ...args)
+    .trim()
+    .split("\n");
 const addrs = (p: string, dev: string): string[] =>
   (JSON.parse(inNs(p, "ip", "-j", "-4", "addr", "show", "dev", dev)) as { addr_info: { local: string; prefixlen: number }[] }[])
     .flatMap((l) => l.addr_info)
@@ -70,7 +72,12 @@ const routes = (p: string): string[] =>
   inNs(p, "ip", "-4", "route", "show", "table", "main")
     .trim()
     .split("\n")
-    .map((l) => l.replace(/\s+proto \S+/, "").replace(/\s+linkdown/, "").trim());
+    .map((l) =>
+      l
+        .replace(/\s+proto \S+/, "")
+        .replace(/\s+linkdown/, "")
+        .trim(),
+    );
 
 /** GET from the outside server; it answers with the client address it sees. */
 function fetchFrom(p: string): string {
@@ -226,9 +233,7 @@ describe("EgressGateway on a simulated host", () => {
       expect(readSysctlIn(p, "net/ipv4/ip_forward")).toBe("1");
     }
     expect(readSysctlIn(ns.host, "net/ipv4/ip_forward")).toBe("1");
-    expect(routes(ns.host)).toEqual(
-      expect.arrayContaining([`${NET1} via 100.72.0.2 dev tsogw0`, `${NET2} via 100.72.0.3 dev tsogw0`]),
-    );
+    expect(routes(ns.host)).toEqual(expect.arrayContaining([`${NET1} via 100.72.0.2 dev tsogw0`, `${NET2} via 100.72.0.3 dev tsogw0`]));
 
     // iptables: own chains, one jump each at the top, every rule once.
     expect(ipt("filter", FWD_CHAIN)).toEqual(FWD_RULES);
@@ -236,7 +241,9 @@ describe("EgressGateway on a simulated host", () => {
     expect(ipt("filter", "FORWARD")[1]).toBe(`-A FORWARD -j ${FWD_CHAIN}`);
     expect(ipt("nat", NAT_CHAIN)).toEqual([`-N ${NAT_CHAIN}`, masq(NET1), masq(NET2)]);
     expect(ipt("nat", "POSTROUTING").filter((r) => r.includes(NAT_CHAIN))).toEqual([`-A POSTROUTING -j ${NAT_CHAIN}`]);
-    const all = ipt("filter").map((r) => `filter ${r}`).concat(ipt("nat").map((r) => `nat ${r}`));
+    const all = ipt("filter")
+      .map((r) => `filter ${r}`)
+      .concat(ipt("nat").map((r) => `nat ${r}`));
     expect(new Set(all).size).toBe(all.length);
   });
 
@@ -366,7 +373,11 @@ describe("EgressGateway on a simulated host", () => {
     await gw.removeNetwork({ subnet: NET1, slot: 1 });
     const gone = (): void => {
       expect(ipLink(ns.host, "tsogw0")).toBeUndefined();
-      expect(ipLinks(ns.host).map((l) => l.ifname).sort()).toEqual(["lo", "up0"]);
+      expect(
+        ipLinks(ns.host)
+          .map((l) => l.ifname)
+          .sort(),
+      ).toEqual(["lo", "up0"]);
       expect(ipLink(ns.net1, "gw0")).toBeUndefined();
       expect(ipt("filter").join("\n")).not.toContain("TSOVERLAY");
       expect(ipt("nat").join("\n")).not.toContain("TSOVERLAY");

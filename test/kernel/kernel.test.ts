@@ -24,14 +24,7 @@ import {
   vxlanMismatch,
   type VxlanSpec,
 } from "../../adapters/kernel/links.js";
-import {
-  deleteFdbEntry,
-  deleteNeighbor,
-  listFdbEntries,
-  listNeighbors,
-  replaceFdbEntry,
-  replaceNeighbor,
-} from "../../adapters/kernel/neighbors.js";
+import { deleteFdbEntry, deleteNeighbor, listFdbEntries, listNeighbors, replaceFdbEntry, replaceNeighbor } from "../../adapters/kernel/neighbors.js";
 import {
   NetnsError,
   createNamedNetns,
@@ -47,14 +40,12 @@ import { NetlinkError } from "../../adapters/kernel/rtnetlink.js";
 /** A link's MAC as our own link reads see it. */
 const macOf = async (nl: RtNetlinkSocket, name: string): Promise<string> => (await mustGetLink(nl, name)).mac!;
 
-
 let tmp: string;
 let homeIno: number;
 const scratch = new Scratch("tsk-kernel-");
 const { created } = scratch;
 const newNs = (name: string): string => scratch.newNs(name);
 const socketIn = (ns: string): RtNetlinkSocket => scratch.socketIn(ns);
-
 
 beforeAll(() => {
   expect(process.getuid?.()).toBe(0);
@@ -277,9 +268,7 @@ describe("link reads", () => {
     expect(vxlanMismatch(vxl, want)).toBeUndefined();
     expect(vxlanMismatch(vxl, { ...want, underlay: 1 })).toBeUndefined();
     expect(vxlanMismatch(vxl, { ...want, vni: 4445 })).toBe("vni 4444 vs 4445");
-    expect(vxlanMismatch(vxl, { ...want, dstPort: 4790, learning: true, proxy: false })).toBe(
-      "dstport 4789 vs 4790, learning off vs on, proxy on vs off",
-    );
+    expect(vxlanMismatch(vxl, { ...want, dstPort: 4790, learning: true, proxy: false })).toBe("dstport 4789 vs 4790, learning off vs on, proxy on vs off");
     expect(vxlanMismatch(vxl, { ...want, local: "192.168.249.2", underlay: 2 })).toBe("local 192.168.249.1 vs 192.168.249.2, underlay #1 vs #2");
     const br = await ensureBridge(nl, "br0");
     expect(vxlanMismatch(br, want)).toBe("kind bridge vs vxlan");

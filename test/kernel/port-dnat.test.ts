@@ -62,7 +62,10 @@ const rootRules = (): string =>
   ["filter", "nat", "mangle", "raw"].map((t) => execFileSync("iptables", ["-w", "5", "-t", t, "-S"], { encoding: "utf8" })).join("\n");
 
 /** `iptables -t nat -S [chain]` in the host namespace, as lines. */
-const nat = (...chain: string[]): string[] => inNs(ns.host, "iptables", "-w", "5", "-t", "nat", "-S", ...chain).trim().split("\n");
+const nat = (...chain: string[]): string[] =>
+  inNs(ns.host, "iptables", "-w", "5", "-t", "nat", "-S", ...chain)
+    .trim()
+    .split("\n");
 const chainExists = (): boolean => {
   try {
     nat(DNAT_CHAIN);
@@ -291,12 +294,7 @@ describe("PortDnat rules", () => {
     expect(httpFrom(ns.client, HOST_IP, 8080)).toBe(`ctr ${CLIENT_IP}`);
     expect(udpFrom(ns.client, HOST_IP, 5353)).toBe(`ctr ${CLIENT_IP}`);
     const before = counted();
-    expect(before.map((x) => x.rule)).toEqual([
-      SHAPES[2]![1],
-      SHAPES[0]![1],
-      SHAPES[1]![1],
-      `-A ${DNAT_CHAIN} ${handMade.join(" ")}`,
-    ]);
+    expect(before.map((x) => x.rule)).toEqual([SHAPES[2]![1], SHAPES[0]![1], SHAPES[1]![1], `-A ${DNAT_CHAIN} ${handMade.join(" ")}`]);
     expect(before[1]!.pkts).toBeGreaterThan(0);
 
     // A fresh instance (after a restart) that knows only what is published now, in another order.
@@ -370,7 +368,10 @@ describe("PortDnat with real traffic", () => {
 });
 
 describe("chains of our own (chain.ts)", () => {
-  const filter = (...chain: string[]): string[] => inNs(ns.host, "iptables", "-w", "5", "-t", "filter", "-S", ...chain).trim().split("\n");
+  const filter = (...chain: string[]): string[] =>
+    inNs(ns.host, "iptables", "-w", "5", "-t", "filter", "-S", ...chain)
+      .trim()
+      .split("\n");
   const CHAIN: Chain = {
     table: "filter",
     name: "TSK-CHAIN",
@@ -439,7 +440,9 @@ describe("Iptables", () => {
     expect((e2 as Error).message).toMatch(/^iptables -t nat -N TSK-NEVER failed: .*ENOENT/);
 
     // Through PortDnat: the error surfaces and nothing was changed.
-    const e3 = await newDnat(BRIDGE, inHost).add(tcpRule(8080, 80)).catch((e: unknown) => e);
+    const e3 = await newDnat(BRIDGE, inHost)
+      .add(tcpRule(8080, 80))
+      .catch((e: unknown) => e);
     expect(e3).toBeInstanceOf(IptablesError);
     expect((e3 as IptablesError).rule).toBe(`iptables -t nat -S ${DNAT_CHAIN}`);
     expect(nat()).toEqual(natBefore);

@@ -72,9 +72,7 @@ export class FakeDatapath implements Datapath {
   peers(subnet: string): PeerEntry[] {
     const n = this.network(subnet);
     if (!n) return [];
-    return [...n.neighbors]
-      .map(([ip, mac]) => ({ ip, mac, vtep: n.fdb.get(mac) ?? "" }))
-      .sort((a, b) => a.ip.localeCompare(b.ip, "en", { numeric: true }));
+    return [...n.neighbors].map(([ip, mac]) => ({ ip, mac, vtep: n.fdb.get(mac) ?? "" })).sort((a, b) => a.ip.localeCompare(b.ip, "en", { numeric: true }));
   }
 
   /** Makes the next call of `method` reject with `err` (queued, one per call). */

@@ -290,8 +290,7 @@ export function encodeEthernetHeader(header: EthernetHeaderInput): Result<Buffer
   src.value.copy(out, 6);
   if (vlan) {
     // 4095 is reserved by 802.1Q; 0 is a priority-only tag and is allowed.
-    const bad =
-      checkUint(layer, "VLAN id", vlan.id, 4094) ?? checkUint(layer, "VLAN priority", vlan.priority ?? 0, 7);
+    const bad = checkUint(layer, "VLAN id", vlan.id, 4094) ?? checkUint(layer, "VLAN priority", vlan.priority ?? 0, 7);
     if (bad) return failure(bad);
     out.writeUInt16BE(ETHERTYPE_VLAN, 12);
     out.writeUInt16BE(((vlan.priority ?? 0) << 13) | (vlan.dei ? 0x1000 : 0) | vlan.id, 14);
@@ -540,9 +539,7 @@ export function encodeVxlanDatagram(input: VxlanDatagramInput): Result<Buffer> {
   }
   const given = input.ethernet.ethertype;
   if (given !== undefined && given !== ethertype) {
-    return failure(
-      `vxlan datagram: ethernet.ethertype ${hex(given, 4)} contradicts the ${arp ? "arp" : "ipv4"} body (${hex(ethertype, 4)})`,
-    );
+    return failure(`vxlan datagram: ethernet.ethertype ${hex(given, 4)} contradicts the ${arp ? "arp" : "ipv4"} body (${hex(ethertype, 4)})`);
   }
 
   const vxlan = encodeVxlanHeader(input.vni);

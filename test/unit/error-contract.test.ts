@@ -28,7 +28,10 @@ const gate = new ReadinessGate();
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "tso-errors-"));
   sock = join(dir, "plugin.sock");
-  listener = await listenUnix(createApp(buildRoutes(gate), createLogger("silent"), () => statusOf(gate)), sock);
+  listener = await listenUnix(
+    createApp(buildRoutes(gate), createLogger("silent"), () => statusOf(gate)),
+    sock,
+  );
 });
 
 afterAll(async () => {
@@ -53,7 +56,9 @@ const post = (path: string, body: object) => postPlugin(sock, path, body);
 /** A network on the simulated host, made through the protocol as Docker makes it. */
 async function network(subnet: string): Promise<string> {
   const pool = (await post("/IpamDriver.RequestPool", { AddressSpace: "tsoverlay", Pool: subnet })).body as { PoolID: string };
-  const gw = (await post("/IpamDriver.RequestAddress", { PoolID: pool.PoolID, Options: { RequestAddressType: "com.docker.network.gateway" } })).body as { Address: string };
+  const gw = (await post("/IpamDriver.RequestAddress", { PoolID: pool.PoolID, Options: { RequestAddressType: "com.docker.network.gateway" } })).body as {
+    Address: string;
+  };
   const r = await post("/NetworkDriver.CreateNetwork", { NetworkID: NET, IPv4Data: [{ AddressSpace: "tsoverlay", Pool: subnet, Gateway: gw.Address }] });
   expect(r.status).toBe(200);
   return pool.PoolID;
@@ -84,7 +89,10 @@ describe("every cause reaches Docker with its status and the domain's words", ()
     expect((await post("/IpamDriver.RequestAddress", { PoolID: poolId, Address: "10.51.0.9" })).status).toBe(200);
     const r = await post("/IpamDriver.RequestAddress", { PoolID: poolId, Address: "10.51.0.9" });
     expect(r.status).toBe(409);
-    expect(r.body).toEqual({ Err: "address 10.51.0.9 is already in use in pool 10.51.0.0/24", Error: "address 10.51.0.9 is already in use in pool 10.51.0.0/24" });
+    expect(r.body).toEqual({
+      Err: "address 10.51.0.9 is already in use in pool 10.51.0.0/24",
+      Error: "address 10.51.0.9 is already in use in pool 10.51.0.0/24",
+    });
   });
 
   it("store-unavailable → 503, in words that stand alone", async () => {
@@ -93,7 +101,9 @@ describe("every cause reaches Docker with its status and the domain's words", ()
     cluster.down("Consul at 127.0.0.1:8500 has no leader");
     const r = await post("/IpamDriver.RequestAddress", { PoolID: poolId });
     expect(r.status).toBe(503);
-    expect((r.body as { Error: string }).Error).toMatch(/^tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 has no leader \(retried for 0\.\d s\)$/);
+    expect((r.body as { Error: string }).Error).toMatch(
+      /^tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 has no leader \(retried for 0\.\d s\)$/,
+    );
   });
 
   it("kernel → 500, naming the step that failed", async () => {

@@ -112,9 +112,13 @@ describe("MemoryStore", () => {
   it("a throwing watch callback is reported through onError and does not fail the write", async () => {
     const store = new MemoryStore();
     const onError = vi.fn();
-    store.watch("k", () => {
-      throw new Error("boom");
-    }, onError);
+    store.watch(
+      "k",
+      () => {
+        throw new Error("boom");
+      },
+      onError,
+    );
     await Promise.resolve();
     await store.put("k", "v");
     expect(onError).toHaveBeenCalledTimes(2);

@@ -12,7 +12,15 @@ const host = simHost;
 async function createOn(h: SimHost, networkId: string, subnet: string, options: Record<string, string> = {}, internal = false) {
   const pool = value(await h.d.ipam.requestPool({ pool: subnet, subPool: "", v6: false }));
   const gw = value(await h.d.ipam.requestAddress({ poolId: pool.poolId, address: "", gateway: true }));
-  const r = await h.d.driver.createNetwork({ networkId, addressSpace: ADDRESS_SPACE, pool: subnet, gatewayCidr: gw.address, options, internal, auxAddresses: {} });
+  const r = await h.d.driver.createNetwork({
+    networkId,
+    addressSpace: ADDRESS_SPACE,
+    pool: subnet,
+    gatewayCidr: gw.address,
+    options,
+    internal,
+    auxAddresses: {},
+  });
   return { pool, r };
 }
 
@@ -76,16 +84,34 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     const clash = await createOn(b, "n2", "10.31.0.0/24", { vni: "7002" });
     expect(clash.r).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/vni=7001.*asked for.*vni=7002/) }) });
     const base = { addressSpace: ADDRESS_SPACE, options: {}, internal: false, auxAddresses: {} };
-    const foreign = await b.d.driver.createNetwork({ ...base, networkId: "n3", addressSpace: "LocalDefault", pool: "10.32.0.0/24", gatewayCidr: "10.32.0.1/24" });
+    const foreign = await b.d.driver.createNetwork({
+      ...base,
+      networkId: "n3",
+      addressSpace: "LocalDefault",
+      pool: "10.32.0.0/24",
+      gatewayCidr: "10.32.0.1/24",
+    });
     expect(foreign).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/--ipam-driver tsoverlay/) }) });
-    const aux = await b.d.driver.createNetwork({ ...base, networkId: "n4", pool: "10.33.0.0/24", gatewayCidr: "10.33.0.1/24", auxAddresses: { r: "10.33.0.5/24" } });
-    expect(aux).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/--aux-address is not supported.*--ip-range.*r=10\.33\.0\.5\/24/) }) });
+    const aux = await b.d.driver.createNetwork({
+      ...base,
+      networkId: "n4",
+      pool: "10.33.0.0/24",
+      gatewayCidr: "10.33.0.1/24",
+      auxAddresses: { r: "10.33.0.5/24" },
+    });
+    expect(aux).toMatchObject({
+      ok: false,
+      error: expect.objectContaining({ message: expect.stringMatching(/--aux-address is not supported.*--ip-range.*r=10\.33\.0\.5\/24/) }),
+    });
     // The second network is refused by the IPAM already, in Docker's words; the driver refuses it too.
     expect(error(await a.d.ipam.requestPool({ pool: "10.31.0.0/24", subPool: "", v6: false }))).toMatch(
       /^invalid pool request: Pool overlaps with other one on this address space/,
     );
     const twin = await a.d.driver.createNetwork({ ...base, networkId: "n5", pool: "10.31.0.0/24", gatewayCidr: "10.31.0.1/24" });
-    expect(twin).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/Pool overlaps with other one on this address space/) }) });
+    expect(twin).toMatchObject({
+      ok: false,
+      error: expect.objectContaining({ message: expect.stringMatching(/Pool overlaps with other one on this address space/) }),
+    });
     // Removing the refused one cannot take the first one's membership: it never existed.
     expect(await a.d.driver.deleteNetwork("n5")).toMatchObject({ ok: false });
     expect(await cluster.get(keys.networkHost("10.31.0.0/24", "h1"))).toBeDefined();
@@ -139,7 +165,9 @@ describe("container names (Docker 29 names the container to the IPAM)", () => {
     value(await a.d.driver.createEndpoint({ networkId: "n", endpointId: "e-web", addressCidr: ip.address, mac: "" }));
     expect(value(await a.d.driver.endpointInfo("n", "e-web"))).toMatchObject({ name: "web" });
     expect(JSON.parse((await cluster.get(keys.endpoint("10.48.0.0/24", "e-web")))!.value)).toMatchObject({ name: "web", hostId: "h1" });
-    expect((await a.d.status()).endpoints).toEqual([{ endpointId: "e-web", name: "web", subnet: "10.48.0.0/24", ip: ip.address.split("/")[0], mac: "02:42:0a:30:00:02" }]);
+    expect((await a.d.status()).endpoints).toEqual([
+      { endpointId: "e-web", name: "web", subnet: "10.48.0.0/24", ip: ip.address.split("/")[0], mac: "02:42:0a:30:00:02" },
+    ]);
     // Older Docker gives no name: none is invented.
     await endpointOn(a, "n", n.pool.poolId, "e-anon");
     expect(value(await a.d.driver.endpointInfo("n", "e-anon")).name).toBeUndefined();
@@ -157,7 +185,9 @@ describe("when the cluster store is away", () => {
       "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader (retried for 0.2 s)",
     );
     expect(Date.now() - started).toBeLessThan(1_000);
-    expect(await a.d.status()).toMatchObject({ store: { available: false, error: "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader" } });
+    expect(await a.d.status()).toMatchObject({
+      store: { available: false, error: "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader" },
+    });
     // Back within the budget: the call rides it out.
     const late = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "" });
     await settle(60);
@@ -251,8 +281,13 @@ describe("--internal", () => {
     await endpointOn(a, "n", n.pool.poolId, "e");
     expect(a.egress.slots.size).toBe(0);
     expect(value(await a.d.driver.join("n", "e"))).toEqual({ srcName: "tsoe", dstPrefix: "eth" });
-    expect(value(await a.d.driver.programExternalConnectivity("n", "e", [{ proto: "tcp", hostIp: "", hostPort: 0, hostPortEnd: 0, containerPort: 80 }]))).toEqual([]);
-    expect((await createOn(b, "n", "10.44.0.0/24")).r).toMatchObject({ ok: false, error: expect.objectContaining({ message: expect.stringMatching(/internal=true.*asked for.*internal=false/) }) });
+    expect(
+      value(await a.d.driver.programExternalConnectivity("n", "e", [{ proto: "tcp", hostIp: "", hostPort: 0, hostPortEnd: 0, containerPort: 80 }])),
+    ).toEqual([]);
+    expect((await createOn(b, "n", "10.44.0.0/24")).r).toMatchObject({
+      ok: false,
+      error: expect.objectContaining({ message: expect.stringMatching(/internal=true.*asked for.*internal=false/) }),
+    });
   });
 
   it("honours the container interface prefix", async () => {
@@ -271,7 +306,10 @@ describe("the record collector", () => {
     const n = await createOn(a, "n", "10.46.0.0/24");
     const ip = await endpointOn(a, "n", n.pool.poolId, "e");
     // A ghost of this host (a teardown whose cluster part was lost) and a record that went missing.
-    await cluster.put(keys.endpoint("10.46.0.0/24", "ghost"), JSON.stringify({ endpointId: "ghost", networkId: "n", hostId: "h1", vtep: "h1", ip: "10.46.0.77", mac: "02:42:0a:2e:00:4d" }));
+    await cluster.put(
+      keys.endpoint("10.46.0.0/24", "ghost"),
+      JSON.stringify({ endpointId: "ghost", networkId: "n", hostId: "h1", vtep: "h1", ip: "10.46.0.77", mac: "02:42:0a:2e:00:4d" }),
+    );
     await cluster.put(keys.address("10.46.0.0/24", "10.46.0.77"), JSON.stringify({ host: "h1", kind: "endpoint", at: new Date(0).toISOString() }));
     await cluster.delete(keys.endpoint("10.46.0.0/24", "e"));
     await cluster.delete(keys.address("10.46.0.0/24", ip));
@@ -288,7 +326,11 @@ describe("the record collector", () => {
 
   it("collects a host gone for longer than the grace, once, by one host, and leaves a host that comes back alone", async () => {
     const cluster = new FlakyStore(new MemoryStore());
-    const [a, b, c] = [await host(cluster, "h1", undefined, { gcGraceMs: 200 }), await host(cluster, "h2", undefined, { gcGraceMs: 200 }), await host(cluster, "h3")];
+    const [a, b, c] = [
+      await host(cluster, "h1", undefined, { gcGraceMs: 200 }),
+      await host(cluster, "h2", undefined, { gcGraceMs: 200 }),
+      await host(cluster, "h3"),
+    ];
     const n = await createOn(a, "n", "10.47.0.0/24");
     await createOn(b, "n", "10.47.0.0/24");
     await createOn(c, "n", "10.47.0.0/24");

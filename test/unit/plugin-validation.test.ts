@@ -11,7 +11,12 @@ const EID = "b".repeat(64);
 
 /** Every endpoint that takes a body, with one valid body each (used to prove the gate, not the driver). */
 const VALID: Record<string, unknown> = {
-  "/NetworkDriver.CreateNetwork": { NetworkID: NID, Options: {}, IPv4Data: [{ AddressSpace: "tsoverlay", Pool: "10.1.0.0/24", Gateway: "10.1.0.1/24" }], IPv6Data: [] },
+  "/NetworkDriver.CreateNetwork": {
+    NetworkID: NID,
+    Options: {},
+    IPv4Data: [{ AddressSpace: "tsoverlay", Pool: "10.1.0.0/24", Gateway: "10.1.0.1/24" }],
+    IPv6Data: [],
+  },
   "/NetworkDriver.DeleteNetwork": { NetworkID: NID },
   "/NetworkDriver.CreateEndpoint": { NetworkID: NID, EndpointID: EID, Interface: { Address: "10.1.0.2/24", AddressIPv6: "", MacAddress: "" }, Options: {} },
   "/NetworkDriver.EndpointOperInfo": { NetworkID: NID, EndpointID: EID },
@@ -78,11 +83,17 @@ describe("request validation on every endpoint", () => {
   });
 
   it("refuses IPv6 networks and multi-subnet networks clearly", async () => {
-    const v6 = await call("/NetworkDriver.CreateNetwork", { ...(VALID["/NetworkDriver.CreateNetwork"] as object), IPv6Data: [{ AddressSpace: "tsoverlay", Pool: "fd00::/64" }] });
+    const v6 = await call("/NetworkDriver.CreateNetwork", {
+      ...(VALID["/NetworkDriver.CreateNetwork"] as object),
+      IPv6Data: [{ AddressSpace: "tsoverlay", Pool: "fd00::/64" }],
+    });
     expect(v6.ok || v6.error).toMatch(/IPv4-only/);
     const two = await call("/NetworkDriver.CreateNetwork", {
       NetworkID: NID,
-      IPv4Data: [{ Pool: "10.1.0.0/24", Gateway: "10.1.0.1/24" }, { Pool: "10.2.0.0/24", Gateway: "10.2.0.1/24" }],
+      IPv4Data: [
+        { Pool: "10.1.0.0/24", Gateway: "10.1.0.1/24" },
+        { Pool: "10.2.0.0/24", Gateway: "10.2.0.1/24" },
+      ],
     });
     expect(two.ok || two.error).toMatch(/exactly one IPv4 subnet/);
   });

@@ -151,7 +151,7 @@ describe("PortPublisher, userland mode", () => {
 });
 
 describe("PortPublisher, another network publishing IPv6 (Docker's no_proxy_6to4)", () => {
-  it("binds \"\" on IPv4 only and leaves IPv6 host addresses alone, so the IPv6 gateway's network can bind [::]", async () => {
+  it('binds "" on IPv4 only and leaves IPv6 host addresses alone, so the IPv6 gateway\'s network can bind [::]', async () => {
     const { publisher } = setup("userland");
     const ports = ok(await publisher.publish("ep6", CONTAINER_IP, [req(TCP, "", 80), req(TCP, "::", 81), req(UDP, "", 53)], undefined, { ipv4Only: true }));
     expect(ports.map((p) => `${p.proto} ${p.hostIp} ${p.containerPort}`).sort()).toEqual(["tcp 0.0.0.0 80", "udp 0.0.0.0 53"]);
@@ -224,9 +224,7 @@ describe("PortPublisher, hybrid mode", () => {
     const { publisher, dnat } = setup("hybrid");
     const ports = ok(await publisher.publish("ep1", CONTAINER_IP, [req(TCP, "", 80), req(UDP, "", 53)], "v2"));
     expect(Object.fromEntries(ports.map((p) => [p.proto, p.kernelDnat]))).toEqual({ tcp: false, udp: true });
-    expect(dnat.added()).toEqual([
-      { proto: "udp", hostIp: "", hostPort: byContainerPort(ports, 53).hostPort, containerIp: CONTAINER_IP, containerPort: 53 },
-    ]);
+    expect(dnat.added()).toEqual([{ proto: "udp", hostIp: "", hostPort: byContainerPort(ports, 53).hostPort, containerIp: CONTAINER_IP, containerPort: 53 }]);
   });
 
   it("a failing dnat.add fails the publish naming the binding, closes the listeners and removes the rules already added", async () => {
@@ -286,9 +284,7 @@ describe("PortPublisher, hybrid mode", () => {
     const first = dnat.added()[0]!;
     const again = ok(await publisher.publish("ep1", CONTAINER_IP, [req(UDP, "", 53)]));
     expect(dnat.ops()).toEqual(["add", "remove", "add"]);
-    expect([...dnat.rules.values()]).toEqual([
-      { proto: "udp", hostIp: "", hostPort: again[0]!.hostPort, containerIp: CONTAINER_IP, containerPort: 53 },
-    ]);
+    expect([...dnat.rules.values()]).toEqual([{ proto: "udp", hostIp: "", hostPort: again[0]!.hostPort, containerIp: CONTAINER_IP, containerPort: 53 }]);
     expect(dnat.calls[1]).toEqual({ op: "remove", rule: first });
   });
 

@@ -125,18 +125,21 @@ describe("PROXY header encoding (golden vectors)", () => {
     expect(encodeV1(v4).toString("latin1")).toBe("PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n");
     expect(encodeV1(v6).toString("latin1")).toBe("PROXY TCP6 2001:db8::1 2001:db8::2 56324 443\r\n");
     expect(encodeV1(undefined).toString("latin1")).toBe("PROXY UNKNOWN\r\n");
-    const longest = encodeV1({ family: 6, srcIp: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", srcPort: 65535, dstIp: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", dstPort: 65535 });
+    const longest = encodeV1({
+      family: 6,
+      srcIp: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+      srcPort: 65535,
+      dstIp: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+      dstPort: 65535,
+    });
     expect(longest.length).toBe(104);
   });
 
   it("v2", () => {
     expect(PROXY_V2_SIGNATURE.toString("latin1")).toBe("\r\n\r\n\0\r\nQUIT\n");
-    expect(encodeV2(v4).toString("hex")).toBe(
-      "0d0a0d0a000d0a515549540a" + "21" + "11" + "000c" + "c0a80001" + "c0a8000b" + "dc04" + "01bb",
-    );
+    expect(encodeV2(v4).toString("hex")).toBe("0d0a0d0a000d0a515549540a" + "21" + "11" + "000c" + "c0a80001" + "c0a8000b" + "dc04" + "01bb");
     expect(encodeV2(v6).toString("hex")).toBe(
-      "0d0a0d0a000d0a515549540a" + "21" + "21" + "0024" +
-        "20010db8000000000000000000000001" + "20010db8000000000000000000000002" + "dc04" + "01bb",
+      "0d0a0d0a000d0a515549540a" + "21" + "21" + "0024" + "20010db8000000000000000000000001" + "20010db8000000000000000000000002" + "dc04" + "01bb",
     );
     expect(encodeV2(undefined).toString("hex")).toBe("0d0a0d0a000d0a515549540a" + "21" + "00" + "0000");
   });

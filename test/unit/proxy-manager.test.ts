@@ -112,9 +112,7 @@ describe("ProxyManager", () => {
     const r = await m.add(tcp({ hostPort: busy, backendIp: "10.10.0.5", backendPort: 80 }));
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    expect(r.error).toBe(
-      `Error starting userland proxy: listen tcp4 127.0.0.1:${busy}: bind: address already in use (tcp 127.0.0.1:${busy} → 10.10.0.5:80)`,
-    );
+    expect(r.error).toBe(`Error starting userland proxy: listen tcp4 127.0.0.1:${busy}: bind: address already in use (tcp 127.0.0.1:${busy} → 10.10.0.5:80)`);
     expect(m.list()).toEqual([]);
   });
 
@@ -196,7 +194,12 @@ describe("ProxyManager", () => {
     if (!other.ok) throw new Error(other.error);
     const taken = await tcpServer("::", other.value.binding.hostPort, (s) => s.end("theirs"));
     await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(m.list().find((b) => b.id === other.value.id)?.addresses.map((a) => a.address)).toEqual(["0.0.0.0"]);
+    expect(
+      m
+        .list()
+        .find((b) => b.id === other.value.id)
+        ?.addresses.map((a) => a.address),
+    ).toEqual(["0.0.0.0"]);
     expect(await echoOver(other.value.binding.hostPort, "127.0.0.1", "v4")).toBe("v4");
     expect(taken).toBe(other.value.binding.hostPort);
     // Removed before its time: the late half never appears.

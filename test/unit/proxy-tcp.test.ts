@@ -227,7 +227,7 @@ describe("tcp proxy", () => {
     const rss0 = process.memoryUsage().rss;
     // wait until the backend is stalled (nothing more accepted for 300 ms)
     let last = -1;
-    for (let stable = 0; stable < 3; ) {
+    for (let stable = 0; stable < 3;) {
       await new Promise((r) => setTimeout(r, 100));
       stable = written === last ? stable + 1 : 0;
       last = written;
@@ -264,7 +264,7 @@ describe("tcp proxy", () => {
     c.on("drain", pump);
     pump();
     let last = -1;
-    for (let stable = 0; stable < 3; ) {
+    for (let stable = 0; stable < 3;) {
       await new Promise((r) => setTimeout(r, 100));
       stable = written === last ? stable + 1 : 0;
       last = written;

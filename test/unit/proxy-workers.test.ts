@@ -16,9 +16,16 @@ const cleanups: (() => Promise<void>)[] = [];
 
 /** The echo backend lives in its own process: the tests block this one. */
 beforeAll(async () => {
-  backend = spawn(process.execPath, ["-e", `
+  backend = spawn(
+    process.execPath,
+    [
+      "-e",
+      `
     const s = require("net").createServer({ allowHalfOpen: true }, (c) => c.pipe(c));
-    s.listen(0, "127.0.0.1", () => console.log(s.address().port));`], { stdio: ["ignore", "pipe", "inherit"] });
+    s.listen(0, "127.0.0.1", () => console.log(s.address().port));`,
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   backendPort = await new Promise<number>((resolve) => backend.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))));
 });
 
@@ -46,11 +53,18 @@ async function withWorkers(count: number): Promise<{ workers: AcceptWorkers; m: 
  * proxy) cannot accept anything meanwhile, so only a worker can have served it.
  */
 function echoWhileParentBlocked(port: number): string {
-  const r = spawnSync(process.execPath, ["-e", `
+  const r = spawnSync(
+    process.execPath,
+    [
+      "-e",
+      `
     const c = require("net").connect(${port}, "127.0.0.1", () => c.end("ping"));
     let got = ""; c.on("data", (d) => (got += d)); c.on("end", () => { process.stdout.write(got); process.exit(0); });
     c.on("error", (e) => { process.stdout.write("error " + e.code); process.exit(1); });
-    setTimeout(() => { process.stdout.write("timeout"); process.exit(1); }, 4000);`], { encoding: "utf8" });
+    setTimeout(() => { process.stdout.write("timeout"); process.exit(1); }, 4000);`,
+    ],
+    { encoding: "utf8" },
+  );
   return r.stdout;
 }
 

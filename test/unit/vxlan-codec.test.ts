@@ -92,12 +92,9 @@ describe("addresses and checksum", () => {
     expect(formatIpv4(h("c0a800c7"))).toBe("192.168.0.199");
   });
 
-  it.each(["", "10.0.0", "10.0.0.1.2", "256.0.0.1", "01.2.3.4", "a.b.c.d", " 1.2.3.4", "1.2.3.4 ", "1..2.3", "-1.2.3.4"])(
-    "rejects IPv4 %j",
-    (ip) => {
-      expect(err(parseIpv4(ip))).toMatch(/^invalid IPv4 address/);
-    },
-  );
+  it.each(["", "10.0.0", "10.0.0.1.2", "256.0.0.1", "01.2.3.4", "a.b.c.d", " 1.2.3.4", "1.2.3.4 ", "1..2.3", "-1.2.3.4"])("rejects IPv4 %j", (ip) => {
+    expect(err(parseIpv4(ip))).toMatch(/^invalid IPv4 address/);
+  });
 
   it("computes the Internet checksum of known headers", () => {
     const zeroed = h(WIKIPEDIA_IPV4_HDR);
@@ -138,9 +135,7 @@ describe("vxlan header", () => {
   it("rejects every length shorter than 8 bytes", () => {
     const full = h(VXLAN_VNI_42);
     for (let n = 0; n < 8; n++) {
-      expect(err(decodeVxlanHeader(full.subarray(0, n)))).toBe(
-        `vxlan header: truncated (8 bytes needed, ${n} available)`,
-      );
+      expect(err(decodeVxlanHeader(full.subarray(0, n)))).toBe(`vxlan header: truncated (8 bytes needed, ${n} available)`);
     }
   });
 
@@ -184,31 +179,23 @@ describe("ethernet header", () => {
   });
 
   it("rejects 802.3 length fields", () => {
-    expect(err(decodeEthernetHeader(h("02420a000001 deadbeef0002 002e")))).toBe(
-      "ethernet header: 802.3 length field 0x002e, not an Ethernet II ethertype",
-    );
+    expect(err(decodeEthernetHeader(h("02420a000001 deadbeef0002 002e")))).toBe("ethernet header: 802.3 length field 0x002e, not an Ethernet II ethertype");
     expect(err(decodeEthernetHeader(h("02420a000001 deadbeef0002 8100 0064 05dc")))).toMatch(/802\.3 length field 0x05dc/);
   });
 
   it("rejects every truncation, untagged and tagged", () => {
     const untagged = h(ARP_REPLY_ETH);
     for (let n = 0; n < untagged.length; n++) {
-      expect(err(decodeEthernetHeader(untagged.subarray(0, n)))).toBe(
-        `ethernet header: truncated (14 bytes needed, ${n} available)`,
-      );
+      expect(err(decodeEthernetHeader(untagged.subarray(0, n)))).toBe(`ethernet header: truncated (14 bytes needed, ${n} available)`);
     }
     const tagged = h(TAGGED_ETH);
     for (let n = 14; n < tagged.length; n++) {
-      expect(err(decodeEthernetHeader(tagged.subarray(0, n)))).toBe(
-        `ethernet header (802.1Q tagged): truncated (18 bytes needed, ${n} available)`,
-      );
+      expect(err(decodeEthernetHeader(tagged.subarray(0, n)))).toBe(`ethernet header (802.1Q tagged): truncated (18 bytes needed, ${n} available)`);
     }
   });
 
   it("encodes untagged and tagged headers byte for byte", () => {
-    expect(toHex(ok(encodeEthernetHeader({ dst: "02:42:0a:00:00:01", src: "DE:AD:BE:EF:00:02", ethertype: 0x0806 })))).toBe(
-      toHex(h(ARP_REPLY_ETH)),
-    );
+    expect(toHex(ok(encodeEthernetHeader({ dst: "02:42:0a:00:00:01", src: "DE:AD:BE:EF:00:02", ethertype: 0x0806 })))).toBe(toHex(h(ARP_REPLY_ETH)));
     expect(
       toHex(
         ok(
@@ -233,16 +220,10 @@ describe("ethernet header", () => {
     );
     expect(err(encodeEthernetHeader({ ...base, src: "zz:42:0a:00:00:01" }))).toMatch(/^ethernet header: source: invalid MAC/);
     expect(err(encodeEthernetHeader({ ...base, ethertype: 0x05dc }))).toMatch(/ethertype 0x05dc is an 802\.3 length/);
-    expect(err(encodeEthernetHeader({ ...base, ethertype: 0x10000 }))).toBe(
-      "ethernet header: ethertype 65536 out of range 0..65535",
-    );
+    expect(err(encodeEthernetHeader({ ...base, ethertype: 0x10000 }))).toBe("ethernet header: ethertype 65536 out of range 0..65535");
     expect(err(encodeEthernetHeader({ ...base, ethertype: 0x8100 }))).toMatch(/use the vlan field/);
-    expect(err(encodeEthernetHeader({ ...base, vlan: { id: 4095 } }))).toBe(
-      "ethernet header: VLAN id 4095 out of range 0..4094",
-    );
-    expect(err(encodeEthernetHeader({ ...base, vlan: { id: 1, priority: 8 } }))).toBe(
-      "ethernet header: VLAN priority 8 out of range 0..7",
-    );
+    expect(err(encodeEthernetHeader({ ...base, vlan: { id: 4095 } }))).toBe("ethernet header: VLAN id 4095 out of range 0..4094");
+    expect(err(encodeEthernetHeader({ ...base, vlan: { id: 1, priority: 8 } }))).toBe("ethernet header: VLAN priority 8 out of range 0..7");
   });
 });
 
@@ -297,13 +278,9 @@ describe("arp", () => {
   });
 
   it("refuses invalid encode input", () => {
-    expect(err(encodeArp({ ...request, targetIp: "10.0.0.256" }))).toBe(
-      'arp: target IP: invalid IPv4 address "10.0.0.256" (want dotted quad a.b.c.d)',
-    );
+    expect(err(encodeArp({ ...request, targetIp: "10.0.0.256" }))).toBe('arp: target IP: invalid IPv4 address "10.0.0.256" (want dotted quad a.b.c.d)');
     expect(err(encodeArp({ ...request, senderMac: "02:42:0a:00:00:1" }))).toMatch(/^arp: sender MAC: invalid MAC/);
-    expect(err(encodeArp({ ...request, op: "rarp" as never }))).toBe(
-      'arp: invalid op "rarp" (want "request" or "reply")',
-    );
+    expect(err(encodeArp({ ...request, op: "rarp" as never }))).toBe('arp: invalid op "rarp" (want "request" or "reply")');
   });
 });
 
@@ -373,9 +350,7 @@ describe("ipv4", () => {
 
   it("rejects a wrong version and too small an IHL", () => {
     expect(err(decodeIpv4(h("6000 0000 0000 3aff" + "00".repeat(32))))).toBe("ipv4 header: version 6 (want 4)");
-    expect(err(decodeIpv4(h("4400 0014 0000 0000 4001 0000 0a000001 0a000002")))).toBe(
-      "ipv4 header: IHL 4 too small (minimum 5)",
-    );
+    expect(err(decodeIpv4(h("4400 0014 0000 0000 4001 0000 0a000001 0a000002")))).toBe("ipv4 header: IHL 4 too small (minimum 5)");
   });
 
   it("rejects a total length shorter than the header", () => {
@@ -389,42 +364,24 @@ describe("ipv4", () => {
     const plain = h(IPV4_ICMP_HDR + ICMP_ECHO);
     for (let n = 0; n < plain.length; n++) {
       const message = err(decodeIpv4(plain.subarray(0, n)));
-      expect(message).toBe(
-        n < 20
-          ? `ipv4 header: truncated (20 bytes needed, ${n} available)`
-          : `ipv4 packet: truncated (32 bytes needed, ${n} available)`,
-      );
+      expect(message).toBe(n < 20 ? `ipv4 header: truncated (20 bytes needed, ${n} available)` : `ipv4 packet: truncated (32 bytes needed, ${n} available)`);
     }
     const withOptions = h(IPV4_OPTIONS_PKT);
     for (let n = 20; n < 24; n++) {
-      expect(err(decodeIpv4(withOptions.subarray(0, n)))).toBe(
-        `ipv4 header (IHL 6): truncated (24 bytes needed, ${n} available)`,
-      );
+      expect(err(decodeIpv4(withOptions.subarray(0, n)))).toBe(`ipv4 header (IHL 6): truncated (24 bytes needed, ${n} available)`);
     }
   });
 
   it("encodes byte for byte, computing length and checksum", () => {
-    const encoded = ok(
-      encodeIpv4(
-        { src: "10.0.0.1", dst: "10.0.0.2", protocol: 1, identification: 0x1c46, dontFragment: true },
-        h(ICMP_ECHO),
-      ),
-    );
+    const encoded = ok(encodeIpv4({ src: "10.0.0.1", dst: "10.0.0.2", protocol: 1, identification: 0x1c46, dontFragment: true }, h(ICMP_ECHO)));
     expect(toHex(encoded)).toBe(toHex(h(IPV4_ICMP_HDR + ICMP_ECHO)));
 
-    const withOptions = ok(
-      encodeIpv4({ src: "10.1.2.3", dst: "224.0.0.22", protocol: 17, ttl: 1, options: h("94040000") }, h("cafebabe")),
-    );
+    const withOptions = ok(encodeIpv4({ src: "10.1.2.3", dst: "224.0.0.22", protocol: 17, ttl: 1, options: h("94040000") }, h("cafebabe")));
     expect(toHex(withOptions)).toBe(toHex(h(IPV4_OPTIONS_PKT)));
   });
 
   it("encodes fragment fields and TOS", () => {
-    const pkt = ok(
-      encodeIpv4(
-        { src: "1.2.3.4", dst: "5.6.7.8", protocol: 6, tos: 0xb8, moreFragments: true, fragmentOffset: 0x1fff },
-        Buffer.alloc(0),
-      ),
-    );
+    const pkt = ok(encodeIpv4({ src: "1.2.3.4", dst: "5.6.7.8", protocol: 6, tos: 0xb8, moreFragments: true, fragmentOffset: 0x1fff }, Buffer.alloc(0)));
     const decoded = ok(decodeIpv4(pkt)).value;
     expect(decoded).toMatchObject({ tos: 0xb8, moreFragments: true, dontFragment: false, fragmentOffset: 0x1fff });
     expect(toHex(pkt.subarray(6, 8))).toBe("3fff");
@@ -433,18 +390,12 @@ describe("ipv4", () => {
   it("refuses invalid encode input", () => {
     const base = { src: "10.0.0.1", dst: "10.0.0.2", protocol: 1 };
     const none = Buffer.alloc(0);
-    expect(err(encodeIpv4({ ...base, src: "10.0.0" }, none))).toBe(
-      'ipv4 header: source: invalid IPv4 address "10.0.0" (want dotted quad a.b.c.d)',
-    );
+    expect(err(encodeIpv4({ ...base, src: "10.0.0" }, none))).toBe('ipv4 header: source: invalid IPv4 address "10.0.0" (want dotted quad a.b.c.d)');
     expect(err(encodeIpv4({ ...base, dst: "10.0.0.01" }, none))).toMatch(/^ipv4 header: destination: invalid IPv4/);
     expect(err(encodeIpv4({ ...base, ttl: 256 }, none))).toBe("ipv4 header: TTL 256 out of range 0..255");
     expect(err(encodeIpv4({ ...base, protocol: -1 }, none))).toBe("ipv4 header: protocol -1 out of range 0..255");
-    expect(err(encodeIpv4({ ...base, fragmentOffset: 0x2000 }, none))).toBe(
-      "ipv4 header: fragment offset 8192 out of range 0..8191",
-    );
-    expect(err(encodeIpv4({ ...base, options: h("010101") }, none))).toBe(
-      "ipv4 header: options length 3 must be a multiple of 4 and at most 40",
-    );
+    expect(err(encodeIpv4({ ...base, fragmentOffset: 0x2000 }, none))).toBe("ipv4 header: fragment offset 8192 out of range 0..8191");
+    expect(err(encodeIpv4({ ...base, options: h("010101") }, none))).toBe("ipv4 header: options length 3 must be a multiple of 4 and at most 40");
     expect(err(encodeIpv4({ ...base, options: Buffer.alloc(44, 1) }, none))).toMatch(/options length 44/);
     expect(err(encodeIpv4(base, Buffer.alloc(65536 - 20)))).toBe("ipv4 packet: total length 65536 exceeds 65535");
   });
@@ -633,9 +584,7 @@ describe("vxlan datagram", () => {
       targetMac: "01:02:03:04:05:06",
       targetIp: "172.16.0.1",
     };
-    const d = ok(
-      decodeVxlanDatagram(ok(encodeVxlanDatagram({ vni: 7, ethernet: { dst: "01:02:03:04:05:06", src: "0a:0b:0c:0d:0e:0f" }, arp }))),
-    );
+    const d = ok(decodeVxlanDatagram(ok(encodeVxlanDatagram({ vni: 7, ethernet: { dst: "01:02:03:04:05:06", src: "0a:0b:0c:0d:0e:0f" }, arp }))));
     expect(d.arp).toEqual(arp);
     expect(d.ethernet.ethertype).toBe(0x0806);
 
@@ -664,24 +613,14 @@ describe("vxlan datagram", () => {
       targetIp: "10.0.0.2",
     };
     const ipv4 = { src: "10.0.0.1", dst: "10.0.0.2", protocol: 1 };
-    expect(err(encodeVxlanDatagram({ vni: 1, ethernet, arp, ipv4 }))).toBe(
-      "vxlan datagram: both arp and ipv4 given (want at most one)",
-    );
-    expect(err(encodeVxlanDatagram({ vni: 1, ethernet }))).toBe(
-      "vxlan datagram: ethernet.ethertype required when neither arp nor ipv4 is given",
-    );
+    expect(err(encodeVxlanDatagram({ vni: 1, ethernet, arp, ipv4 }))).toBe("vxlan datagram: both arp and ipv4 given (want at most one)");
+    expect(err(encodeVxlanDatagram({ vni: 1, ethernet }))).toBe("vxlan datagram: ethernet.ethertype required when neither arp nor ipv4 is given");
     expect(err(encodeVxlanDatagram({ vni: 1, ethernet: { ...ethernet, ethertype: 0x0800 }, arp }))).toBe(
       "vxlan datagram: ethernet.ethertype 0x0800 contradicts the arp body (0x0806)",
     );
-    expect(err(encodeVxlanDatagram({ vni: 1 << 24, ethernet, arp }))).toBe(
-      "vxlan header: VNI 16777216 out of range 0..16777215",
-    );
-    expect(err(encodeVxlanDatagram({ vni: 1, ethernet: { ...ethernet, src: "nope" }, ipv4 }))).toMatch(
-      /^ethernet header: source: invalid MAC address "nope"/,
-    );
-    expect(err(encodeVxlanDatagram({ vni: 1, ethernet, ipv4: { ...ipv4, dst: "10.0.0.300" } }))).toMatch(
-      /^ipv4 header: destination: invalid IPv4 address/,
-    );
+    expect(err(encodeVxlanDatagram({ vni: 1 << 24, ethernet, arp }))).toBe("vxlan header: VNI 16777216 out of range 0..16777215");
+    expect(err(encodeVxlanDatagram({ vni: 1, ethernet: { ...ethernet, src: "nope" }, ipv4 }))).toMatch(/^ethernet header: source: invalid MAC address "nope"/);
+    expect(err(encodeVxlanDatagram({ vni: 1, ethernet, ipv4: { ...ipv4, dst: "10.0.0.300" } }))).toMatch(/^ipv4 header: destination: invalid IPv4 address/);
     expect(err(encodeVxlanDatagram({ vni: 1, ethernet, arp: { ...arp, targetIp: "x" } }))).toMatch(/^arp: target IP/);
   });
 });

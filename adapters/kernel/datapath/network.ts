@@ -24,15 +24,7 @@ import {
 import { deleteFdbEntry, listFdbEntries } from "../neighbors.js";
 import { createNamedNetns, deleteNamedNetns, isNetnsMount, openRtnetlinkIn } from "../netns.js";
 import { AF_INET, PLAIN, ipToBuffer, nlCall } from "../rtnetlink.js";
-import {
-  BRIDGE_NAME,
-  VXLAN_NAME,
-  ZERO_MAC,
-  ipv4Cidr,
-  networkNetnsPath,
-  type DatapathContext,
-  type NetworkState,
-} from "./context.js";
+import { BRIDGE_NAME, VXLAN_NAME, ZERO_MAC, ipv4Cidr, networkNetnsPath, type DatapathContext, type NetworkState } from "./context.js";
 import { ensureVxlanIn } from "./vxlan.js";
 
 /** Builds or adopts the network `spec` (its subnet normalised), recording it in `networks`. */
@@ -142,9 +134,7 @@ async function teardown(ctx: DatapathContext, st: NetworkState): Promise<void> {
 async function foreignAddresses(nl: RtNetlinkSocket, subnet: string): Promise<string[]> {
   const br = await getLinkByName(nl, BRIDGE_NAME);
   if (!br) return [];
-  return (await listIpv4Addresses(nl, br.index))
-    .filter((a) => networkOf(a.ip, a.prefix) !== subnet)
-    .map((a) => `${a.ip}/${a.prefix}`);
+  return (await listIpv4Addresses(nl, br.index)).filter((a) => networkOf(a.ip, a.prefix) !== subnet).map((a) => `${a.ip}/${a.prefix}`);
 }
 
 /** Deletes every link in the namespace except loopback. */

@@ -12,7 +12,18 @@
  */
 import type { RtNetlinkSocket } from "netlink";
 import type { Logger } from "../../../lib/log.js";
-import { deleteLink, ensureVxlan, getLinkByName, listLinks, moveLinkToNetns, mustGetLink, setMtu, vxlanMismatch, type LinkInfo, type VxlanSpec } from "../links.js";
+import {
+  deleteLink,
+  ensureVxlan,
+  getLinkByName,
+  listLinks,
+  moveLinkToNetns,
+  mustGetLink,
+  setMtu,
+  vxlanMismatch,
+  type LinkInfo,
+  type VxlanSpec,
+} from "../links.js";
 import { withNetnsFd } from "../netns.js";
 import { NetlinkError } from "../rtnetlink.js";
 import { TEMP_VXLAN_PREFIX, VXLAN_NAME, tempVxlanName, type DatapathContext, type NetworkState } from "./context.js";

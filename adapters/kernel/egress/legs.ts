@@ -57,9 +57,7 @@ export async function ensureLeg(gw: GatewaySide, leg: LegSpec, log: Logger): Pro
   const hostLeg = hostLegName(leg.slot);
   const nsl = await egressStep(network, `opening rtnetlink in ${nsPath}`, () => openRtnetlinkIn(nsPath));
   try {
-    const { hostEnd, nsEnd } = await egressStep(network, `ensuring veth ${hostLeg} <-> ${NS_LEG_NAME}`, () =>
-      ensureVethPair(host, nsl, hostLeg, nsPath, log),
-    );
+    const { hostEnd, nsEnd } = await egressStep(network, `ensuring veth ${hostLeg} <-> ${NS_LEG_NAME}`, () => ensureVethPair(host, nsl, hostLeg, nsPath, log));
 
     await egressStep(network, `attaching ${hostLeg} to ${gw.bridgeName}`, async () => {
       if (hostEnd.master !== br.index) await setMaster(host, hostEnd.index, br.index);
@@ -152,9 +150,7 @@ export async function ensureHostRoute(gw: GatewaySide, network: string, cidr: Su
     if (have.some((r) => r.gateway === legIp && r.oif === br.index)) return;
     const foreign = have.find((r) => r.oif !== br.index);
     if (foreign) {
-      throw new Error(
-        `the host already routes ${network} via ${foreign.gateway ?? "(direct)"} on link #${foreign.oif ?? "?"}, not through ${gw.bridgeName}`,
-      );
+      throw new Error(`the host already routes ${network} via ${foreign.gateway ?? "(direct)"} on link #${foreign.oif ?? "?"}, not through ${gw.bridgeName}`);
     }
     // Ours with another leg (slot changed behind our back): replaced in place.
     await nlCall("add route", `link ${gw.bridgeName}`, () =>
@@ -168,9 +164,7 @@ export async function deleteHostRoute(host: RtNetlinkSocket, bridgeName: string,
   await egressStep(network, `deleting host route ${network} via ${legIp}`, async () => {
     const br = await getLinkByName(host, bridgeName);
     if (br?.kind !== "bridge") return;
-    const have = (await mainRoutes(host, cidr.prefix)).filter(
-      (r) => r.dst === formatIpv4(cidr.network) && r.gateway === legIp && r.oif === br.index,
-    );
+    const have = (await mainRoutes(host, cidr.prefix)).filter((r) => r.dst === formatIpv4(cidr.network) && r.gateway === legIp && r.oif === br.index);
     if (have.length === 0) return;
     await nlCall(
       "delete route",

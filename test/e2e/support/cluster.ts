@@ -40,7 +40,18 @@ export async function consulWritable(via: LabHost): Promise<void> {
   await waitFor(
     "Consul to accept writes",
     async () => {
-      const r = await run("nsenter", [`--net=/run/netns/${via.netns}`, "curl", "-sf", "-m", "3", "-X", "PUT", "-d", "x", "http://127.0.0.1:8500/v1/kv/lab-probe"]);
+      const r = await run("nsenter", [
+        `--net=/run/netns/${via.netns}`,
+        "curl",
+        "-sf",
+        "-m",
+        "3",
+        "-X",
+        "PUT",
+        "-d",
+        "x",
+        "http://127.0.0.1:8500/v1/kv/lab-probe",
+      ]);
       return r.code === 0 ? true : undefined;
     },
     90_000,
@@ -67,7 +78,10 @@ export async function tables(host: LabHost, vni: number): Promise<Tables> {
   type Fdb = { mac: string; dst?: string; ifname?: string; master?: string; state?: string; flags?: string[] };
   return {
     neighbors: (JSON.parse(neigh.stdout || "[]") as { dst: string; lladdr?: string }[]).map((n) => `${n.dst} ${n.lladdr ?? "-"}`).sort(),
-    fdb: (JSON.parse(self.stdout || "[]") as Fdb[]).filter((e) => e.dst !== undefined).map((e) => `${e.mac} ${e.dst}`).sort(),
+    fdb: (JSON.parse(self.stdout || "[]") as Fdb[])
+      .filter((e) => e.dst !== undefined)
+      .map((e) => `${e.mac} ${e.dst}`)
+      .sort(),
     bridge: (JSON.parse(fdb.stdout || "[]") as Fdb[])
       .filter((e) => e.ifname === "vxlan0" && e.master === "br0" && e.state !== "permanent")
       .map((e) => `${e.mac} ${e.state === "static" ? "static" : "learned"}`)
