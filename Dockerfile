@@ -1,7 +1,9 @@
 # The managed plugin's rootfs. No registry is reachable where tsoverlay is
 # built and tested, so the base is made locally (scripts/base-image.sh:
 # debootstrap'd Debian + this machine's Node runtime, `docker import`ed).
-ARG BASE_IMAGE=tsoverlay/base:bookworm-node20-conntrack
+# No default: the tag is derived from what the base holds (Node version,
+# packages); scripts/plugin-build.sh passes the one base-image.sh prints.
+ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 WORKDIR /opt/tsoverlay
 COPY package.json package-lock.json ./

@@ -2,16 +2,19 @@
 # Makes the plugin's base image (the Dockerfile's FROM) without a registry:
 # a minimal Debian rootfs from debootstrap plus this machine's Node runtime,
 # cached as a tarball, then `docker import`ed into the daemon at $DOCKER_HOST.
+# Prints the image's tag on stdout (plugin-build.sh passes it to the Dockerfile).
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 node_bin=$(command -v node) || fail "node not found"
 node_ver=$("$node_bin" --version)
-# The package list is part of the name: changing it must not reuse an old tarball.
-packages=iptables,iproute2,conntrack
-tarball="$TSO_CACHE/base-bookworm-node-$node_ver-${packages//,/-}.tar"
+# The tarball and the tag are both named from the suite, the package list and
+# the Node version (common.sh): changing one must not reuse an old tarball or image.
+tarball="$TSO_CACHE/$(base_tarball_name "$node_ver")"
+image=$(base_image_tag "$node_ver")
 
-if dkr image inspect "$BASE_IMAGE" >/dev/null 2>&1; then exit 0; fi
+if dkr image inspect "$image" >/dev/null 2>&1; then echo "$image"; exit 0; fi
 
 if [ ! -s "$tarball" ]; then
   command -v debootstrap >/dev/null || fail "debootstrap not installed (apt-get install debootstrap)"
@@ -19,7 +22,7 @@ if [ ! -s "$tarball" ]; then
   work=$(mktemp -d /tmp/tso-base.XXXXXX)
   trap 'rm -rf "$work"' EXIT
   mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-  debootstrap --variant=minbase --include="$packages" bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
+  debootstrap --variant=minbase --include="$BASE_PACKAGES" "$BASE_SUITE" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log" >&2; fail "debootstrap failed"; }
   install -m 0755 "$node_bin" "$work/rootfs/usr/local/bin/node"
   rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/usr/share/doc" "$work/rootfs/usr/share/man"
@@ -27,5 +30,6 @@ if [ ! -s "$tarball" ]; then
   tar -C "$work/rootfs" -cf "$tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
 fi
-say "importing $BASE_IMAGE"
-dkr import "$tarball" "$BASE_IMAGE" >/dev/null
+say "importing $image"
+dkr import "$tarball" "$image" >/dev/null
+echo "$image"

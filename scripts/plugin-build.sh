@@ -3,25 +3,36 @@
 # on the daemon at $DOCKER_HOST, and lays out OUT_DIR/{config.json,rootfs/}
 # for `docker plugin create`.
 # usage: DOCKER_HOST=unix:///… scripts/plugin-build.sh OUT_DIR
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: plugin-build.sh OUT_DIR}
+# OUT_DIR is emptied below: only when it is absent, empty, or a plugin laid
+# out by an earlier run (config.json and rootfs/, nothing else).
+if [ -e "$out" ]; then
+  [ -d "$out" ] || fail "plugin-build: $out exists and is not a directory"
+  extra=$(find "$out" -mindepth 1 -maxdepth 1 ! -name config.json ! -name rootfs -printf '%f ')
+  [ -z "$extra" ] || fail "plugin-build: refusing to empty $out: it holds more than a plugin ($extra)"
+fi
 
-"$repo/scripts/base-image.sh"
+# The base image's tag changes with its inputs (common.sh): the Dockerfile gets it as a build arg.
+base_image=$("$repo/scripts/base-image.sh")
 
 (cd "$repo" && npm run --silent build)
 ctx=$(mktemp -d /tmp/tso-plugin-ctx.XXXXXX)
-trap 'rm -rf "$ctx"' EXIT
+cid=
+trap 'rm -rf "$ctx"; [ -z "$cid" ] || dkr rm -f "$cid" >/dev/null 2>&1 || true' EXIT
 cp -r "$repo/package.json" "$repo/package-lock.json" "$repo/dist" "$repo/Dockerfile" "$ctx/"
 cp -r "$repo/node_modules" "$ctx/"
 (cd "$ctx" && npm prune --omit=dev --no-audit --no-fund >/dev/null 2>&1)
 
 tag=tsoverlay/plugin-rootfs:build
-dkr build -q -t "$tag" "$ctx" >/dev/null
+dkr build -q -t "$tag" --build-arg "BASE_IMAGE=$base_image" "$ctx" >/dev/null
 cid=$(dkr create "$tag")
 rm -rf "$out"; mkdir -p "$out/rootfs"
 dkr export "$cid" | tar -C "$out/rootfs" -x
 dkr rm "$cid" >/dev/null
+cid=
 cp "$repo/config.json" "$out/config.json"
 say "plugin laid out in $out"

@@ -5,6 +5,7 @@
 # the daemon would resolve `-d tsoverlay` to the managed plugin and fail for
 # want of the tag. The plugin answers as `tsoverlay` through its legacy socket.
 # usage: scripts/plugin-install.sh PLUGIN_DIR [KEY=VALUE ...]
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 dir=${1:?usage: plugin-install.sh PLUGIN_DIR [KEY=VALUE ...]}; shift

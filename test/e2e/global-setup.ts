@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { LAB_ENV, LAB_JSON, LAB_SCRIPT, lines, readLab, run } from "./support/lab.js";
+import { LAB_ENV, LAB_JSON, LAB_SCRIPT, labLeftovers, readLab, run } from "./support/lab.js";
 
 /**
  * Brings the lab up once for the whole e2e run and always takes it down
@@ -34,18 +34,7 @@ export async function teardown(): Promise<void> {
     lab === undefined ? [] : [...lab.consul.map((c) => String(c.pid)), ...lab.hosts.flatMap((h) => [String(h.dockerdPid), String(h.consulPid)])],
   );
   await labCmd(["down"]);
-
-  const leftovers: string[] = [];
-  const netns = (await lines("ip", ["netns", "list"])).filter((l) => /^tso-/.test(l));
-  if (netns.length > 0) leftovers.push(`namespaces: ${netns.join(", ")}`);
-  for (const name of ["dockerd", "consul"]) {
-    const pids = await lines("pgrep", ["-x", name]);
-    const ours = pids.filter((p) => labPids.has(p));
-    if (ours.length > 0) leftovers.push(`${name} pids ${ours.join(", ")}`);
-    const byPath = await lines("pgrep", ["-f", `${name} .*tso-lab`]);
-    if (byPath.length > 0) leftovers.push(`${name} with lab paths: ${byPath.join(", ")}`);
-  }
-  if (existsSync("/run/tso-lab") || existsSync("/var/lib/tso-lab")) leftovers.push("lab directories remain");
+  const leftovers = await labLeftovers(labPids);
   if (leftovers.length > 0) throw new Error(`lab teardown left: ${leftovers.join("; ")}`);
-  process.stdout.write("lab teardown check: no lab namespace, dockerd, consul or directory left\n");
+  process.stdout.write("lab teardown check: no lab namespace, process, mount, cgroup or directory left\n");
 }

@@ -5,11 +5,20 @@
 #   lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10]   lab.sh down   lab.sh status [--json]
 #   (--docker defaults to $TSOVERLAY_DOCKER, else 29: the newest)
 #   lab.sh plugin   (rebuild and reinstall the plugin on a running lab)
+#   lab.sh packages (install the Debian packages the lab and the checks need; up does it too)
 #   lab.sh consul stop|start N|all   lab.sh host stop|start|kill|revive N   (outage and restart tests)
+# shellcheck source-path=SCRIPTDIR
 set -Eeuo pipefail
 LAB_DIR=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source-path=SCRIPTDIR/lib
-for f in common install underlay consul dockerd images plugin status; do . "$LAB_DIR/lib/$f.sh"; done
+# One line each (not a loop) so that ShellCheck follows them.
+. "$LAB_DIR/lib/common.sh"
+. "$LAB_DIR/lib/install.sh"
+. "$LAB_DIR/lib/underlay.sh"
+. "$LAB_DIR/lib/consul.sh"
+. "$LAB_DIR/lib/dockerd.sh"
+. "$LAB_DIR/lib/images.sh"
+. "$LAB_DIR/lib/plugin.sh"
+. "$LAB_DIR/lib/status.sh"
 
 [ "$(id -u)" = 0 ] || die "the lab needs root (namespaces, dockerd): run it with sudo"
 
@@ -24,8 +33,8 @@ cmd_up() {
     esac
   done
   case $docker in 29|28|20.10) ;; *) die "--docker must be 29, 28 or 20.10 (got $docker)" ;; esac
-  [[ $hosts =~ ^[0-9]+$ ]] && [ "$hosts" -ge 1 ] && [ "$hosts" -le $MAX_HOSTS ] || die "--hosts must be 1..$MAX_HOSTS"
-  [[ $mtu =~ ^[0-9]+$ ]] && [ "$mtu" -ge 1280 ] && [ "$mtu" -le 9000 ] || die "--mtu must be 1280..9000"
+  if ! { [[ $hosts =~ ^[0-9]+$ ]] && [ "$hosts" -ge 1 ] && [ "$hosts" -le "$MAX_HOSTS" ]; }; then die "--hosts must be 1..$MAX_HOSTS"; fi
+  if ! { [[ $mtu =~ ^[0-9]+$ ]] && [ "$mtu" -ge 1280 ] && [ "$mtu" -le 9000 ]; }; then die "--mtu must be 1280..9000"; fi
   [ ! -e "$LAB_STATE" ] || die "the lab is already up (npm run lab -- down first)"
   local ns; for ns in $(all_lab_namespaces); do
     [ ! -e "/run/netns/$ns" ] || die "namespace $ns exists: a previous lab was not taken down (npm run lab -- down)"
@@ -98,6 +107,7 @@ cmd_down() {
 # a running lab (for development; networks and containers should be gone first).
 cmd_plugin() {
   [ -e "$LAB_STATE" ] || die "the lab is down (npm run lab -- up first)"
+  # shellcheck source=/dev/null # lab.env is written by cmd_up
   . "$LAB_STATE"
   plugin_up "$HOSTS"
 }
@@ -105,10 +115,10 @@ cmd_plugin() {
 # Stops or starts one host's dockerd (and with it the plugin and containers), for restart tests.
 cmd_host() {
   [ -e "$LAB_STATE" ] || die "the lab is down"
-  # shellcheck disable=SC1090
+  # shellcheck source=/dev/null # lab.env is written by cmd_up
   . "$LAB_STATE"
   local verb=${1:-} i=${2:-}
-  [[ $i =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] && [ "$i" -le "$HOSTS" ] || die "usage: lab.sh host stop|start|kill|revive 1..$HOSTS"
+  if ! { [[ $i =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] && [ "$i" -le "$HOSTS" ]; }; then die "usage: lab.sh host stop|start|kill|revive 1..$HOSTS"; fi
   case $verb in
     stop) dockerd_stop "$i" ;;
     start) dockerd_start "$i"; dockerd_wait "$i" ;;
@@ -123,10 +133,10 @@ cmd_host() {
 cmd_consul() {
   [ -e "$LAB_STATE" ] || die "the lab is down"
   local verb=${1:-} which=${2:-} i list
-  if [ "$which" = all ]; then list=$(seq 1 $CONSUL_SERVERS); else list=$which; fi
+  if [ "$which" = all ]; then list=$(seq 1 "$CONSUL_SERVERS"); else list=$which; fi
   [[ $list =~ ^[0-9\ $'\n']+$ ]] || die "usage: lab.sh consul stop|start 1..$CONSUL_SERVERS|all"
   for i in $list; do
-    [ "$i" -ge 1 ] && [ "$i" -le $CONSUL_SERVERS ] || die "no Consul server $i"
+    if ! { [ "$i" -ge 1 ] && [ "$i" -le "$CONSUL_SERVERS" ]; }; then die "no Consul server $i"; fi
     case $verb in
       stop) consul_server_stop "$i" ;;
       start) consul_server_start "$i" ;;
@@ -138,10 +148,11 @@ cmd_consul() {
 
 case ${1:-} in
   up) shift; cmd_up "$@" ;;
+  packages) ensure_packages ;;
   plugin) cmd_plugin ;;
   consul) shift; cmd_consul "$@" ;;
   host) shift; cmd_host "$@" ;;
   down) cmd_down ;;
   status) shift; cmd_status "$@" ;;
-  *) echo "usage: lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10] | down | status [--json] | plugin | consul stop|start N|all | host stop|start|kill|revive N" >&2; exit 2 ;;
+  *) echo "usage: lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10] | down | status [--json] | packages | plugin | consul stop|start N|all | host stop|start|kill|revive N" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync, readlinkSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 
 const execFileP = promisify(execFile);
@@ -57,8 +57,8 @@ export interface Run {
 }
 
 /** Runs a command, never throwing on a non-zero exit: tests assert on the Run. */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<Run> {
-  const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; input?: string; env?: Record<string, string> } = {}): Promise<Run> {
+  const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], env: opts.env === undefined ? process.env : { ...process.env, ...opts.env } });
   const done = collect(child, opts.timeoutMs ?? 120_000);
   child.stdin.on("error", () => undefined); // a command that exits without reading its input
   child.stdin.end(opts.input ?? "");
@@ -162,4 +162,25 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * What the lab made that is still there: its namespaces, processes (the ones
+ * in `pids`, and any whose command line names a lab path), mounts, cgroups and
+ * directories. Empty when the lab is fully down.
+ */
+export async function labLeftovers(pids: ReadonlySet<string> = new Set()): Promise<string[]> {
+  const left: string[] = [];
+  const netns = (await lines("ip", ["netns", "list"])).filter((l) => /^tso-/.test(l));
+  if (netns.length > 0) left.push(`namespaces: ${netns.join(", ")}`);
+  const alive = [...pids].filter((p) => existsSync(`/proc/${p}`));
+  if (alive.length > 0) left.push(`lab pids still running: ${alive.join(", ")}`);
+  const byPath = (await lines("pgrep", ["-af", "tso-lab/"])).filter((l) => !/\bpgrep\b/.test(l));
+  if (byPath.length > 0) left.push(`processes with lab paths: ${byPath.join("; ")}`);
+  const mounts = (await lines("findmnt", ["-rn", "-o", "TARGET"])).filter((m) => m.includes("tso-lab"));
+  if (mounts.length > 0) left.push(`mounts: ${mounts.join(", ")}`);
+  const cgroups = await lines("find", ["/sys/fs/cgroup", "-mindepth", "1", "-maxdepth", "2", "-type", "d", "-name", "tso-h*"]);
+  if (cgroups.length > 0) left.push(`cgroups: ${cgroups.join(", ")}`);
+  for (const dir of ["/run/tso-lab", "/var/lib/tso-lab"]) if (existsSync(dir)) left.push(`directory ${dir}`);
+  return left;
 }

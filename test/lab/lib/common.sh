@@ -1,5 +1,9 @@
+# shellcheck shell=bash
 # Shared settings and helpers for the lab. Sourced, not run.
 # Everything the lab creates is named here so that `down` can find it again.
+# The settings are read by lab.sh and the other libs, which ShellCheck cannot
+# see when it checks this file on its own:
+# shellcheck disable=SC2034
 
 LAB_RUN=/run/tso-lab          # pids, sockets, lab.json, per-host run dirs
 LAB_DATA=/var/lib/tso-lab     # docker data roots, consul data, logs
@@ -41,8 +45,8 @@ host_plugins() { echo "$LAB_DATA/h$1/plugins"; }
 host_mntns() { echo "$LAB_RUN/mnt/h$1"; }
 all_lab_namespaces() {
   echo "$NS_UNDERLAY $NS_OUTSIDE"
-  local i; for i in $(seq 1 $CONSUL_SERVERS); do consul_ns "$i"; done
-  for i in $(seq 1 $MAX_HOSTS); do host_ns "$i"; done
+  local i; for i in $(seq 1 "$CONSUL_SERVERS"); do consul_ns "$i"; done
+  for i in $(seq 1 "$MAX_HOSTS"); do host_ns "$i"; done
 }
 
 # dockerd of host $1, through the CLI that matches the daemon's version.

@@ -27,6 +27,7 @@ host_mntns_up() {
   if findmnt -rn "$f" >/dev/null 2>&1; then return 0; fi
   mntns_dir_up
   touch "$f"
+  # shellcheck disable=SC2016 # the script expands its own $1 (the plugin folder, passed after it)
   unshare --mount="$f" --propagation slave sh -c '
       set -e
       mount -t tmpfs -o mode=755 tso-run /run
@@ -75,8 +76,10 @@ host_cgroups() { find /sys/fs/cgroup -mindepth 1 -maxdepth 2 -type d -name "$(ho
 # Kills every container process of host $1 (they live in their own network namespaces).
 kill_host_containers() {
   local cg pid
+  local -a pids
   for cg in $(host_cgroups "$1"); do
-    for pid in $(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+    mapfile -t pids < <(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null)
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   done
 }
 
@@ -114,18 +117,18 @@ dockerd_up() {
 
 # Stops every container and plugin first so dockerd exits without leftovers.
 dockerd_down() {
-  local i ids
-  for i in $(seq 1 $MAX_HOSTS); do
+  local i
+  local -a ids
+  for i in $(seq 1 "$MAX_HOSTS"); do
     [ -S "$(host_sock "$i")" ] || continue
-    ids=$(dk "$i" ps -aq 2>/dev/null || true)
-    # shellcheck disable=SC2086
-    [ -z "$ids" ] || dk "$i" rm -f $ids >/dev/null 2>&1 || true
+    mapfile -t ids < <(dk "$i" ps -aq 2>/dev/null || true)
+    [ ${#ids[@]} -eq 0 ] || dk "$i" rm -f "${ids[@]}" >/dev/null 2>&1 || true
     dk "$i" plugin disable -f "$PLUGIN_NAME" >/dev/null 2>&1 || true
   done
-  for i in $(seq 1 $MAX_HOSTS); do dockerd_stop "$i"; done
-  for i in $(seq 1 $MAX_HOSTS); do kill_host_containers "$i"; done
+  for i in $(seq 1 "$MAX_HOSTS"); do dockerd_stop "$i"; done
+  for i in $(seq 1 "$MAX_HOSTS"); do kill_host_containers "$i"; done
   sleep 0.2
-  for i in $(seq 1 $MAX_HOSTS); do remove_host_cgroups "$i"; host_mntns_down "$i"; done
+  for i in $(seq 1 "$MAX_HOSTS"); do remove_host_cgroups "$i"; host_mntns_down "$i"; done
   if findmnt -rn "$LAB_RUN/mnt" >/dev/null 2>&1; then umount "$LAB_RUN/mnt"; fi
 }
 

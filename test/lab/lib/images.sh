@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The test image: busybox-static (ip, ping, nc, wget, httpd, …) plus iperf3
 # and socat (busybox's nc has no UDP) with their shared libraries, imported
 # into every host (no registry here).

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Debian packages and the Consul build the lab needs; each step is skipped when
 # already satisfied, so a warm machine starts fast.
 
@@ -20,6 +21,8 @@ ensure_packages() {
   [ -e /usr/include/seccomp.h ] || missing+=(libseccomp-dev)
   command -v nft >/dev/null || missing+=(nftables)
   command -v findmnt >/dev/null || missing+=(util-linux)
+  # Not for the lab itself: `npm run lint:sh` checks the shell scripts with it.
+  command -v shellcheck >/dev/null || missing+=(shellcheck)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq
@@ -37,19 +40,22 @@ ensure_consul() {
   command -v go >/dev/null || die "Go toolchain not found: needed to build Consul $CONSUL_VERSION"
   log "building Consul $CONSUL_VERSION from its Go module (first run only; several minutes)"
   local work; work=$(mktemp -d /tmp/tso-consul-build.XXXXXX)
-  local dir
-  dir=$(cd "$work" && go mod download -json "github.com/hashicorp/consul@$CONSUL_VERSION" | jq -r .Dir)
-  [ -d "$dir" ] || die "go mod download of consul $CONSUL_VERSION failed"
-  cp -r "$dir" "$work/src"
-  chmod -R u+w "$work/src"
-  local m
-  for m in api envoyextensions proto-public sdk troubleshoot; do
-    (cd "$work/src" && go mod edit -dropreplace="github.com/hashicorp/consul/$m")
-  done
-  mkdir -p "$(dirname "$CONSUL_BIN")"
-  (cd "$work/src" && GOFLAGS=-mod=mod go build -trimpath -o "$CONSUL_BIN.tmp" .) || die "consul build failed"
-  mv "$CONSUL_BIN.tmp" "$CONSUL_BIN"
-  rm -rf "$work"
+  # The build runs in a subshell whose EXIT trap removes the work dir however
+  # it ends: done, a failing command (set -e) or die. Its failure fails the caller.
+  (
+    trap 'rm -rf "$work"' EXIT
+    local dir m
+    dir=$(cd "$work" && go mod download -json "github.com/hashicorp/consul@$CONSUL_VERSION" | jq -r .Dir)
+    [ -d "$dir" ] || die "go mod download of consul $CONSUL_VERSION failed"
+    cp -r "$dir" "$work/src"
+    chmod -R u+w "$work/src"
+    for m in api envoyextensions proto-public sdk troubleshoot; do
+      (cd "$work/src" && go mod edit -dropreplace="github.com/hashicorp/consul/$m")
+    done
+    mkdir -p "$(dirname "$CONSUL_BIN")"
+    (cd "$work/src" && GOFLAGS=-mod=mod go build -trimpath -o "$CONSUL_BIN.tmp" .) || die "consul build failed"
+    mv "$CONSUL_BIN.tmp" "$CONSUL_BIN"
+  )
   "$CONSUL_BIN" version | head -1 >&2
 }
 
@@ -91,7 +97,8 @@ go_module_copy() {
   local mod=$1 ver=$2 work dir
   work=$(mktemp -d /tmp/tso-go-build.XXXXXX)
   dir=$(cd "$work" && go_env go mod download -json "$mod@$ver" | jq -r .Dir)
-  [ -d "$dir" ] || die "go mod download of $mod@$ver failed"
+  # The callers remove $work when their build fails, but have no path yet if this does.
+  if [ ! -d "$dir" ]; then rm -rf "$work"; die "go mod download of $mod@$ver failed"; fi
   cp -r "$dir" "$work/src"
   chmod -R u+w "$work/src"
   echo "$work"
@@ -104,8 +111,13 @@ build_moby() {
   command -v go >/dev/null || die "Go toolchain not found: needed to build Docker $version"
   log "building dockerd and docker-proxy $version from $mod@$ver (first run only; about 4 minutes)"
   work=$(go_module_copy "$mod" "$ver")
+  # Not `( … ) || die`: bash ignores set -e inside a subshell that is tested,
+  # so a failing step would go unnoticed. The subshell fails by itself, and
+  # cleans up on the way out.
   (
-    cd "$work/src"
+    trap 'rm -rf "$work"' EXIT
+    trap 'log "building Docker $version failed"' ERR
+    cd "$work/src" || exit
     local modflag=()
     if [ "$layout" = vendor ]; then
       cp vendor.mod go.mod && cp vendor.sum go.sum && rm -rf vendor
@@ -120,18 +132,21 @@ build_moby() {
     go_env CGO_ENABLED=1 go build "${modflag[@]}" -tags "$tags" -ldflags "$ldf -extldflags -static" -o "$out/dockerd.tmp" ./cmd/dockerd
     go_env CGO_ENABLED=0 go build "${modflag[@]}" -tags "$tags" -ldflags "$ldf" -o "$out/docker-proxy" ./cmd/docker-proxy
     mv "$out/dockerd.tmp" "$out/dockerd"
-  ) || { rm -rf "$work"; die "building Docker $version failed"; }
-  rm -rf "$work"
+  )
 }
 
 build_runc() {
   local out=$1 work
   log "building runc $RUNC_VERSION (seconds)"
   work=$(go_module_copy github.com/opencontainers/runc "v$RUNC_VERSION")
-  (cd "$work/src" && go_env CGO_ENABLED=1 go build -trimpath -tags "seccomp urfave_cli_no_docs" \
-      -ldflags "-X main.version=$RUNC_VERSION -X main.gitCommit=tsoverlay-lab" -o "$out/runc.tmp" . && mv "$out/runc.tmp" "$out/runc") \
-    || { rm -rf "$work"; die "building runc $RUNC_VERSION failed"; }
-  rm -rf "$work"
+  (
+    trap 'rm -rf "$work"' EXIT
+    trap 'log "building runc $RUNC_VERSION failed"' ERR
+    cd "$work/src" || exit
+    go_env CGO_ENABLED=1 go build -trimpath -tags "seccomp urfave_cli_no_docs" \
+      -ldflags "-X main.version=$RUNC_VERSION -X main.gitCommit=tsoverlay-lab" -o "$out/runc.tmp" .
+    mv "$out/runc.tmp" "$out/runc"
+  )
 }
 
 ensure_docker_cli() {
@@ -140,7 +155,9 @@ ensure_docker_cli() {
   log "building the Docker CLI $DOCKER_CLI_VERSION (first run only)"
   local work; work=$(go_module_copy github.com/docker/cli "v$DOCKER_CLI_VERSION+incompatible")
   (
-    cd "$work/src"
+    trap 'rm -rf "$work"' EXIT
+    trap 'log "building the Docker CLI failed"' ERR
+    cd "$work/src" || exit
     cp vendor.mod go.mod && cp vendor.sum go.sum && rm -rf vendor
     go_env go mod vendor >/dev/null
     mkdir -p "$(dirname "$DOCKER_CLI_BIN")"
@@ -148,8 +165,8 @@ ensure_docker_cli() {
       -ldflags "-w -X github.com/docker/cli/cli/version.Version=$DOCKER_CLI_VERSION -X github.com/docker/cli/cli/version.GitCommit=tsoverlay-lab" \
       -o "$DOCKER_CLI_BIN.tmp" ./cmd/docker
     mv "$DOCKER_CLI_BIN.tmp" "$DOCKER_CLI_BIN"
-  ) || { rm -rf "$work"; die "building the Docker CLI failed"; }
-  rm -rf "$work"
+  )
+  # shellcheck disable=SC2034 # DOCKER_CLI is common.sh's, read by dk
   DOCKER_CLI=$DOCKER_CLI_BIN
 }
 

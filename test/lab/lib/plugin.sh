@@ -1,18 +1,20 @@
+# shellcheck shell=bash
 # Builds the plugin once (on h1's daemon) and installs it as a managed plugin
 # on every host, pointed at that host's Consul agent and underlay address.
 # h1 runs one proxy accept worker (auto gives none on 2 vCPUs) so the tests exercise it.
 # Gone hosts are collected after 30 s (not 10 min) so that the tests can watch it happen.
 
 plugin_up() {
-  local hosts=$1 i repo dir="$LAB_DATA/plugin"
+  local hosts=$1 i repo dir="$LAB_DATA/plugin" workers
   repo=$(cd "$LAB_DIR/../.." && pwd)
   DOCKER_HOST="unix://$(host_sock 1)" "$repo/scripts/plugin-build.sh" "$dir"
   for i in $(seq 1 "$hosts"); do
+    if [ "$i" = 1 ]; then workers=1; else workers=auto; fi
     DOCKER_HOST="unix://$(host_sock "$i")" PLUGIN_NAME="$PLUGIN_NAME" "$repo/scripts/plugin-install.sh" "$dir" \
       CONSUL_HTTP_ADDR=127.0.0.1:8500 ADVERTISE_ADDR="$(host_addr "$i")" ADVERTISE_IFACE=eth0 \
       LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" TSOVERLAY_RECONCILE_MS=2000 \
       TSOVERLAY_GC_GRACE_S=30 TSOVERLAY_GC_INTERVAL_S=5 \
-      TSOVERLAY_PROXY_WORKERS="$([ "$i" = 1 ] && echo 1 || echo auto)" \
+      TSOVERLAY_PROXY_WORKERS="$workers" \
       state.source="$(host_data "$i")/tsoverlay-state"
   done
 }

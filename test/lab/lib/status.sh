@@ -5,7 +5,7 @@ pid_of() { cat "$LAB_RUN/pids/$1.pid" 2>/dev/null || echo 0; }
 
 write_lab_json() {
   local hosts=$1 mtu=$2 i consul='[]' hostlist='[]'
-  for i in $(seq 1 $CONSUL_SERVERS); do
+  for i in $(seq 1 "$CONSUL_SERVERS"); do
     consul=$(jq -c --arg name "c$i" --arg netns "$(consul_ns "$i")" --arg addr "$(consul_addr "$i")" \
       --argjson pid "$(pid_of "consul-c$i")" '. + [{name: $name, netns: $netns, addr: $addr, pid: $pid}]' <<<"$consul")
   done
@@ -28,9 +28,9 @@ write_lab_json() {
 
 # lab.json again after processes were restarted (their PIDs changed).
 write_lab_json_pids() {
-  # shellcheck disable=SC1090
+  # shellcheck source=/dev/null # lab.env is written by cmd_up
   . "$LAB_STATE"
-  write_lab_json "$HOSTS" "$MTU"
+  write_lab_json "${HOSTS:?}" "${MTU:?}"
 }
 
 # The server version dockerd of host $1 reports ("?" if it does not answer).
@@ -44,7 +44,7 @@ cmd_status() {
     return
   fi
   if [ ! -f "$LAB_STATE" ]; then echo "lab: down"; return; fi
-  # shellcheck disable=SC1090
+  # shellcheck source=/dev/null # lab.env is written by cmd_up
   . "$LAB_STATE"
   local i
   echo "lab: up, $HOSTS hosts, Docker ${LAB_DOCKER:-?}, underlay $UL_PREFIX.0/24 MTU $MTU, outside $OUT_PREFIX.2"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The underlay: one bridge in a namespace of its own (a bridge in the root
 # namespace would be filtered by the root namespace's iptables and
 # br_netfilter), every host and Consul server on it, and an `outside`
@@ -34,7 +35,7 @@ underlay_up() {
   in_ns "$NS_OUTSIDE" ip link set eth0 up
   in_ns "$NS_OUTSIDE" ip route add default via "$OUT_PREFIX.1"
 
-  for i in $(seq 1 $CONSUL_SERVERS); do
+  for i in $(seq 1 "$CONSUL_SERVERS"); do
     new_ns "$(consul_ns "$i")"
     attach_to_underlay "$(consul_ns "$i")" "$(consul_addr "$i")" "c$i" "$mtu"
   done
@@ -66,6 +67,6 @@ CGI
 underlay_down() {
   local ns
   for ns in $(all_lab_namespaces); do
-    [ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null || true
+    if [ -e "/run/netns/$ns" ]; then ip netns del "$ns" 2>/dev/null || true; fi
   done
 }
