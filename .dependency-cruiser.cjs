@@ -60,6 +60,13 @@ module.exports = {
       from: { path: "^plugin/main\\.ts$|^proxy/accept-worker\\.ts$" },
       to: { path: PRODUCT, pathNot: "\\.d\\.ts$|^plugin/main\\.ts$|^proxy/accept-worker\\.ts$", reachable: false },
     },
+    {
+      name: "product-imports-no-test-code",
+      severity: "error",
+      comment: "fakes and helpers under test/ never ship",
+      from: { path: PRODUCT },
+      to: { path: "^test/" },
+    },
     { name: "not-to-unresolvable", severity: "error", from: {}, to: { couldNotResolve: true } },
   ],
   options: {

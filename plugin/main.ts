@@ -36,6 +36,8 @@ async function main(): Promise<void> {
     }
   }
 
+  // stop() may run before the start loop below assigns it: not a const (no TDZ).
+  // eslint-disable-next-line prefer-const
   let domain: Domain | undefined;
   const stopped = new AbortController();
   const stop = async (signal: string): Promise<void> => {

@@ -45,16 +45,16 @@ export interface BoundListener {
 
 export interface TcpListenOptions {
   backlog?: number;
-  onConnection(socket: net.Socket): void;
+  onConnection: (socket: net.Socket) => void;
   onError?(err: Error): void;
-  onLateLeg?(outcome: LateLegOutcome): void;
+  onLateLeg?: (outcome: LateLegOutcome) => void;
 }
 
 export interface UdpListenOptions {
   /** Called once per bound socket, before it receives anything. */
   onSocket(socket: dgram.Socket): void;
   onError?(err: Error): void;
-  onLateLeg?(outcome: LateLegOutcome): void;
+  onLateLeg?: (outcome: LateLegOutcome) => void;
 }
 
 interface Leg {
@@ -78,7 +78,7 @@ type BindError = NodeJS.ErrnoException;
 
 const MAX_ATTEMPTS = 10;
 
-export function legsFor(hostIp: string): Leg[] {
+function legsFor(hostIp: string): Leg[] {
   if (hostIp === "") {
     return [
       { address: "0.0.0.0", family: 4, ipv6Only: false, optional: false },

@@ -157,6 +157,8 @@ export class TcpProxy {
     let client = accepted;
     let closedSockets = 0;
     let done = false;
+    // Closures below clear it before it is set: not a const (no TDZ).
+    // eslint-disable-next-line prefer-const
     let timer: NodeJS.Timeout | undefined;
 
     const toClient = new Pump(

@@ -12,13 +12,18 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "npm test drives namespaces, dockerd and Consul: run it as root (sudo npm test)" >&2; exit 1; }
 [ -d node_modules ] || npm install --no-audit --no-fund
 npm run --silent build
-npm run --silent typecheck   # the tests and every module, stricter than the build (unused locals)
+# Static checks first, each fails the run: types (stricter than the build),
+# the layer rules, ESLint, Prettier, ShellCheck (installed with the lab's packages).
+bash test/lab/lab.sh packages
+npm run --silent check
 
 versions=${TSOVERLAY_DOCKER:-29 28 20.10}
 status=0
 total_passed=0 total_failed=0 total_skipped=0
 lines=()
 first=1
+report=
+trap 'rm -f "$report"' EXIT   # the vitest report of the run under way, if this shell dies in it
 for v in $versions; do
   report=$(mktemp /tmp/tso-vitest.XXXXXX.json)
   projects=()

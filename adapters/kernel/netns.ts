@@ -63,7 +63,7 @@ function getLibc(): Libc {
       unshare: lib.func("int unshare(int flags)"),
       mount: lib.func("int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)"),
       umount2: lib.func("int umount2(const char *target, int flags)"),
-    } as Libc;
+    };
   }
   return libc;
 }

@@ -4,6 +4,7 @@
  * done to, and the encodings of attributes, addresses and MACs. Addresses and
  * MACs are parsed by lib/net.ts; here they only become Buffers.
  */
+import { inspect } from "node:util";
 import { AttrStream, FlagsNew, type StreamData } from "netlink";
 import { ipFamilyOf, ipToBytes, macToBytes } from "../../lib/net.js";
 
@@ -27,7 +28,7 @@ export class NetlinkError extends Error {
     readonly code: string | undefined,
     cause?: unknown,
   ) {
-    const detail = cause instanceof Error ? cause.message : cause === undefined ? "" : String(cause);
+    const detail = cause instanceof Error ? cause.message : cause === undefined ? "" : typeof cause === "string" ? cause : inspect(cause);
     super(`${subject}: ${op} failed${detail ? `: ${detail}` : ""}`, { cause });
     this.name = "NetlinkError";
   }

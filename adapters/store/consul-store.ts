@@ -85,7 +85,7 @@ export class ConsulStore implements Store {
       timeout: requestTimeoutMs,
       defaults: { timeout: requestTimeoutMs, ...(token ? { token } : {}) },
     };
-    const client = new Consul(clientOptions as ConstructorParameters<typeof Consul>[0]) as unknown as ConsulClient;
+    const client = new Consul(clientOptions) as unknown as ConsulClient;
     const store = new ConsulStore(baseUrl, client, log, opts.watchWaitSeconds ?? DEFAULT_WATCH_WAIT_SECONDS, requestTimeoutMs);
     try {
       const leader = await client.status.leader();

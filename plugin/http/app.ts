@@ -2,7 +2,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import type { Logger } from "../../lib/log.js";
 import { errorBody, type Answer } from "./answer.js";
 
-export const PLUGIN_MEDIA_TYPE = "application/vnd.docker.plugins.v1.2+json";
+const PLUGIN_MEDIA_TYPE = "application/vnd.docker.plugins.v1.2+json";
 const MAX_BODY_BYTES = 1024 * 1024;
 
 export type Handler = (body: unknown) => Answer | Promise<Answer>;
@@ -43,7 +43,7 @@ export function createApp(routes: RouteTable, log: Logger, status?: () => Promis
   app.use(express.raw({ type: () => true, limit: MAX_BODY_BYTES }));
 
   app.post("/:method", async (req: Request, res: Response) => {
-    const path = `/${req.params.method}`;
+    const path = `/${String(req.params.method)}`;
     const handler = routes.get(path);
     if (handler === undefined) {
       log.warn({ path }, "unknown plugin endpoint");

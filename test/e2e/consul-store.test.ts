@@ -13,7 +13,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../app/config.js";
 import { createLogger } from "../../lib/log.js";
 import { consulBaseUrl, openConsulStore, type ConsulStore } from "../../adapters/store/consul-store.js";
-import type { ConsulEphemeralKey } from "../../adapters/store/consul-session.js";
 import { StoreError, type KV, type Store } from "../../domain/ports/store.js";
 
 const CONSUL_BIN = process.env.TSOVERLAY_CONSUL_BIN ?? "/var/cache/tsoverlay/consul-v1.20.6/consul";
@@ -113,7 +112,7 @@ async function startConsulAgent(opts: { leaderless?: boolean; hcl?: string } = {
     });
   } catch (err) {
     if (child.pid !== undefined && !exited) process.kill(child.pid, "SIGKILL");
-    throw new Error(`${exited ?? (err as Error).message}\n${output}`);
+    throw new Error(`${exited ?? (err as Error).message}\n${output}`, { cause: err });
   }
   return { addr, process: child, output: () => output };
 }
@@ -285,11 +284,11 @@ describe("ConsulStore against a real agent", () => {
   it("a restarted owner takes over the session still holding its key: the key never disappears", async () => {
     fresh();
     const key = `${ns}hosts/a`;
-    const previous = (await store.putEphemeral(key, "before restart", 2)) as ConsulEphemeralKey;
+    const previous = await store.putEphemeral(key, "before restart", 2);
     previous.detach(); // the process "dies": nobody renews the session any more
     const seen: (string | undefined)[] = [];
     const w = other.watch(`${ns}hosts`, (kvs) => seen.push(kvs.find((kv) => kv.key === key)?.value));
-    const successor = (await other.putEphemeral(key, "after restart", 2)) as ConsulEphemeralKey;
+    const successor = await other.putEphemeral(key, "after restart", 2);
     expect(successor.session).toBe(previous.session);
     await sleep(5_000); // well past the 2 s TTL: the successor keeps renewing it
     w.stop();

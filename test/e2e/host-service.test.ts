@@ -30,7 +30,7 @@ describe("plugin as a host service", () => {
       expect(existsSync(sock)).toBe(false);
       const logLines = out.split("\n").filter((l) => l.length > 0);
       expect(logLines.length).toBeGreaterThan(0);
-      for (const l of logLines) expect(() => JSON.parse(l), l).not.toThrow();
+      for (const l of logLines) expect(() => void JSON.parse(l), l).not.toThrow();
       expect(logLines.map((l) => JSON.parse(l) as { msg: string }).map((l) => l.msg)).toContain("serving plugin protocol");
     } finally {
       child.kill("SIGKILL");

@@ -10,7 +10,7 @@ const SUBNET = "10.33.0.0/24";
 async function neighbors(host: LabHost, vni: number): Promise<{ dst: string; lladdr?: string; state: string[] }[]> {
   const r = await inOverlayNs(host, vni, ["ip", "-j", "neigh", "show", "dev", "vxlan0"]);
   if (r.code !== 0) throw new Error(`ip neigh on ${host.name}: ${r.stderr}`);
-  return JSON.parse(r.stdout || "[]");
+  return JSON.parse(r.stdout || "[]") as { dst: string; lladdr?: string; state: string[] }[];
 }
 
 /**

@@ -195,7 +195,7 @@ describe("KernelDatapath on two simulated hosts", () => {
       const hostEnd = ipLink(x.h, names.hostIfName);
       expect(hostEnd).toMatchObject({ mtu: 1450, address: x.ep.mac.toLowerCase() });
       expect(hostEnd?.flags).not.toContain("UP");
-      expect(JSON.parse(inNs(x.h, "ip", "-j", "addr", "show", "dev", names.hostIfName))[0].addr_info).toEqual([]);
+      expect((JSON.parse(inNs(x.h, "ip", "-j", "addr", "show", "dev", names.hostIfName)) as { addr_info: unknown[] }[])[0]?.addr_info).toEqual([]);
       const brEnd = ipLink(x.ovl, names.bridgeIfName);
       expect(brEnd).toMatchObject({ mtu: 1450, master: "br0" });
       expect(brEnd?.flags).toContain("UP");

@@ -158,7 +158,7 @@ async function startServer(where: string, label: string, tcpPort: number, udpPor
   servers.push(child);
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${label} server did not start`)), 10_000);
-    child.stdout!.on("data", (d: Buffer) => {
+    child.stdout.on("data", (d: Buffer) => {
       if (d.toString().includes("listening")) {
         clearTimeout(t);
         resolve();

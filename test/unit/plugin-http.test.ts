@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../lib/log.js";
-import { createApp, type Handler } from "../../plugin/http/app.js";
+import { createApp } from "../../plugin/http/app.js";
 import { ok } from "../../plugin/http/answer.js";
 import { listenUnix, type Listener } from "../../plugin/http/listen.js";
 import { ReadinessGate } from "../../plugin/readiness.js";
@@ -18,13 +18,13 @@ let listener: Listener;
 
 beforeAll(async () => {
   const routes = new Map(buildRoutes(new ReadinessGate()));
-  routes.set("/Test.Echo", ((body: unknown) => {
+  routes.set("/Test.Echo", (body: unknown) => {
     seen.push(body);
     return ok({ got: body });
-  }) as Handler);
-  routes.set("/Test.Throw", (() => {
+  });
+  routes.set("/Test.Throw", () => {
     throw new Error("boom");
-  }) as Handler);
+  });
   listener = await listenUnix(createApp(routes, createLogger("silent")), sock);
 });
 
@@ -77,13 +77,12 @@ describe("plugin HTTP edge", () => {
   });
 
   it("rejects GET and other methods with an Err", async () => {
+    const { get } = await import("node:http");
     const r = await new Promise<number>((resolve, reject) => {
-      import("node:http").then(({ get }) =>
-        get({ socketPath: sock, path: "/Plugin.Activate" }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        }).on("error", reject),
-      );
+      get({ socketPath: sock, path: "/Plugin.Activate" }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      }).on("error", reject);
     });
     expect(r).toBe(404);
   });

@@ -74,7 +74,7 @@ function setup(mode: "userland" | "hybrid", dnat: FakeDnat | undefined = new Fak
   const proxy = new ProxyManager();
   managers.push(proxy);
   const publisher = new PortPublisher(proxy, log, { mode, dnat });
-  return { proxy, publisher, dnat: dnat as FakeDnat };
+  return { proxy, publisher, dnat: dnat };
 }
 
 const req = (proto: "tcp" | "udp", hostIp: string, containerPort: number, hostPort = 0): PortRequest => ({

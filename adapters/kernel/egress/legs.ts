@@ -110,7 +110,7 @@ async function ensureVethPair(
     log.warn({ hostLeg, hostEnd: h?.index, nsEnd: n?.index }, "stale egress leg; recreating the pair");
     if (h) await deleteLink(host, h.index);
     if (n) await deleteLink(nsl, n.index);
-    h = n = undefined;
+    h = undefined;
   }
   if (!h) {
     await withNetnsFd(nsPath, (fd) => createVethPair(host, hostLeg, NS_LEG_NAME, undefined, fd));

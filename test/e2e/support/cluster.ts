@@ -105,7 +105,7 @@ export interface ClusterStatus {
 }
 
 export async function clusterStatus(host: LabHost): Promise<ClusterStatus | undefined> {
-  return (await pluginStatus(host)) as ClusterStatus | undefined;
+  return await pluginStatus(host);
 }
 
 /** Milliseconds a promise took. */

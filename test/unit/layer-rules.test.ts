@@ -1,0 +1,88 @@
+import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { afterEach, describe, expect, it } from "vitest";
+
+// The layer rules of .dependency-cruiser.cjs, run by `npm run check:deps` on the
+// real tree, shown to bite: each case writes a small tree that is clean but for
+// one import running the wrong way, and runs the repo's own configuration on it.
+const REPO = resolve(import.meta.dirname, "../..");
+const DEPCRUISE = join(REPO, "node_modules/.bin/depcruise");
+const run = promisify(execFile);
+
+/** A clean miniature of the product: every layer, both process entries, each import the right way. */
+const CLEAN: Record<string, string> = {
+  "plugin/main.ts": 'import "../app/host.js";\nimport "./routes.js";\n',
+  "plugin/routes.ts": 'import "../domain/driver.js";\n',
+  "app/host.ts": 'import "../domain/driver.js";\nimport "../adapters/store.js";\nimport "../proxy/manager.js";\n',
+  "domain/driver.ts": 'import "./ports/store.js";\nimport "../lib/result.js";\n',
+  "domain/ports/store.ts": "export interface Store { get(): void }\n",
+  "adapters/store.ts": 'import type { Store } from "../domain/ports/store.js";\nexport const s: Store | undefined = undefined;\n',
+  "proxy/manager.ts": 'import "../lib/result.js";\n',
+  "proxy/accept-worker.ts": 'import "./manager.js";\n',
+  "lib/result.ts": "export const ok = true;\n",
+  "test/support/fake.ts": "export const fake = 1;\n",
+};
+
+const trees: string[] = [];
+afterEach(() => {
+  for (const t of trees.splice(0)) rmSync(t, { recursive: true, force: true });
+});
+
+async function violations(changes: Record<string, string>): Promise<string[]> {
+  const root = mkdtempSync(join(tmpdir(), "tso-layers-"));
+  trees.push(root);
+  for (const [file, text] of Object.entries({ ...CLEAN, ...changes })) {
+    mkdirSync(dirname(join(root, file)), { recursive: true });
+    writeFileSync(join(root, file), text);
+  }
+  writeFileSync(join(root, "tsconfig.check.json"), JSON.stringify({ compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext", strict: true } }));
+  const args = ["plugin", "app", "domain", "adapters", "proxy", "lib", "--config", join(REPO, ".dependency-cruiser.cjs"), "--output-type", "json"];
+  // depcruise exits non-zero when it finds violations; the JSON is on stdout either way.
+  const out = await run(DEPCRUISE, args, { cwd: root }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? "" }));
+  const result = JSON.parse(out.stdout) as { summary: { violations: { rule: { name: string }; from: string; to: string }[] } };
+  return result.summary.violations.map((v) => `${v.rule.name}: ${v.from} → ${v.to}`);
+}
+
+describe("the layer rules (npm run check:deps)", () => {
+  it("pass a tree whose imports all run the right way", async () => {
+    expect(await violations({})).toEqual([]);
+  });
+
+  it("fail an import from an adapter into the edge", async () => {
+    expect(await violations({ "plugin/routes.ts": 'import "../domain/driver.js";\nimport "../adapters/store.js";\n' })).toEqual([
+      "edge-never-reaches-adapters: plugin/routes.ts → adapters/store.ts",
+    ]);
+  });
+
+  it("fail an import from proxy/ into the domain", async () => {
+    expect(await violations({ "proxy/manager.ts": 'import "../lib/result.js";\nimport "../domain/driver.js";\n' })).toEqual([
+      "proxy-is-a-library: proxy/manager.ts → domain/driver.ts",
+    ]);
+  });
+
+  it("fail the domain reaching an adapter, and an adapter reaching past the domain's ports", async () => {
+    expect(await violations({ "domain/driver.ts": 'import "./ports/store.js";\nimport "../adapters/store.js";\n' })).toContain(
+      "domain-knows-no-edge-no-adapter: domain/driver.ts → adapters/store.ts",
+    );
+    expect(await violations({ "adapters/store.ts": 'import "../domain/driver.js";\n' })).toEqual([
+      "adapters-know-only-domain-ports: adapters/store.ts → domain/driver.ts",
+    ]);
+  });
+
+  it("fail a cycle, product code importing test code, and a product file only tests reach", async () => {
+    const cycle = await violations({ "domain/driver.ts": 'import "./ports/store.js";\nimport "./peers.js";\n', "domain/peers.ts": 'import "./driver.js";\n' });
+    expect(
+      cycle.filter((v) => v.startsWith("no-circular:")),
+      cycle.join("\n"),
+    ).toEqual(["no-circular: domain/driver.ts → domain/peers.ts"]);
+    expect(await violations({ "app/host.ts": CLEAN["app/host.ts"] + 'import "../test/support/fake.js";\n' })).toEqual([
+      "product-imports-no-test-code: app/host.ts → test/support/fake.ts",
+    ]);
+    expect(await violations({ "domain/orphan.ts": "export const unused = 1;\n" })).toEqual([
+      "product-reachable-from-an-entry: domain/orphan.ts → domain/orphan.ts",
+    ]);
+  });
+});
