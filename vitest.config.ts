@@ -1,7 +1,7 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: `unit` is fast, needs no root and touches no kernel state;
-// `e2e` drives the real lab (root, real dockerd/Consul/kernel) through a global
+// Three projects: `unit` is fast, needs no root and touches no kernel state;
+// `kernel` runs the kernel adapters as root in throwaway namespaces; `e2e` drives the real lab (root, real dockerd/Consul/kernel) through a global
 // setup that brings the lab up once and always tears it down.
 export default defineConfig({
   test: {

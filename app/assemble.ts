@@ -14,11 +14,12 @@ import { PeerSync } from "../domain/peers/peer-sync.js";
 import type { PortPublisher } from "../domain/publish/port-publisher.js";
 import { ResilientStore } from "../domain/cluster/resilient-store.js";
 import type { Store } from "../domain/ports/store.js";
+import { addressOf } from "../lib/net.js";
 
 /** How long a teardown call waits for its cluster part before answering Docker anyway. */
-export const TEARDOWN_WAIT_MS = 3_000;
+const TEARDOWN_WAIT_MS = 3_000;
 /** Address and pool records of this host younger than this are never collected (Docker allocates them just before use). */
-export const OWN_RECORD_GRACE_MS = 60_000;
+const OWN_RECORD_GRACE_MS = 60_000;
 
 /** The adapters a host's domain runs on: the kernel (or a fake), the stores, the publisher. */
 export interface DomainAdapters {
@@ -83,7 +84,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   const outbox = await Outbox.open(a.local, teardownRunner({ store, ipam, networks, hostId: s.hostId, log }), { log });
   const hosts = new HostRegistry(store, { hostId: s.hostId, vtep: s.vtep }, log, s.hostTtlSeconds);
   const localOf = async (subnet: string): Promise<{ ip: string; mac: string }[]> =>
-    (await local.endpoints()).filter((e) => e.subnet === subnet).map((e) => ({ ip: e.addressCidr.split("/")[0]!, mac: e.mac }));
+    (await local.endpoints()).filter((e) => e.subnet === subnet).map((e) => ({ ip: addressOf(e.addressCidr), mac: e.mac }));
   const peers = new PeerSync(store, a.datapath, hosts, localOf, log, s.reconcileMs);
   const teardownWaitMs = s.teardownWaitMs ?? TEARDOWN_WAIT_MS;
   const driver = new OverlayDriver({
@@ -144,7 +145,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
           endpointId: e.endpointId,
           name: e.name ?? null,
           subnet: e.subnet,
-          ip: e.addressCidr.split("/")[0],
+          ip: addressOf(e.addressCidr),
           mac: e.mac,
         })),
         store: { ...health, ...(health.available ? {} : { error: `tsoverlay: cluster store unavailable: ${health.condition ?? "unknown"}` }) },

@@ -1,21 +1,19 @@
 import path from "node:path";
 import { assembleDomain } from "./assemble.js";
-import type { EgressPort } from "../domain/ports/datapath.js";
 import { EgressGateway } from "../adapters/kernel/egress/egress-gateway.js";
 import { PortDnat } from "../adapters/kernel/port-dnat.js";
 import { Iptables } from "../adapters/kernel/iptables.js";
 import { KernelDatapath } from "../adapters/kernel/datapath/kernel-datapath.js";
-import { networkNetnsPath } from "../adapters/kernel/datapath/context.js";
+import { egressPortOf } from "../adapters/kernel/egress/egress-port.js";
 import { resolveUnderlay } from "../adapters/kernel/underlay.js";
 import { parseIpamConfig } from "../domain/ipam/ipam-config.js";
-import type { HostIpam } from "../domain/ipam/host-ipam.js";
+import type { DomainApi } from "../domain/api.js";
 import type { Logger } from "../lib/log.js";
-import type { OverlayDriver } from "../domain/overlay-driver.js";
 import { failure, success, type Result } from "../lib/result.js";
 import { openEmbeddedStore } from "../adapters/store/embedded-store.js";
 import { openStore } from "../adapters/store/open-store.js";
 import type { Store } from "../domain/ports/store.js";
-import { PortPublisher, type PublishedPort } from "../domain/publish/port-publisher.js";
+import { PortPublisher } from "../domain/publish/port-publisher.js";
 import { AcceptWorkers, ProxyManager } from "../proxy/index.js";
 import type { PluginConfig } from "./config.js";
 
@@ -23,13 +21,7 @@ import type { PluginConfig } from "./config.js";
 const IPV6_HALF_DELAY_MS = 2_000;
 
 /** A running host: what the HTTP edge calls, and how to stop it. */
-export interface Domain {
-  driver: OverlayDriver;
-  ipam: HostIpam;
-  /** Published ports with their counters (docker ps cannot show a remote driver's ports). */
-  ports(): PublishedPort[];
-  /** What the status endpoint shows about the cluster side. */
-  cluster(): Promise<Record<string, unknown>>;
+export interface Domain extends DomainApi {
   stop(): Promise<void>;
 }
 
@@ -58,13 +50,10 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     local = await openEmbeddedStore(path.join(config.stateDir, "local"), log);
     const datapath = new KernelDatapath({ runDir: config.runDir, vtepAddr: vtep, vxlanPort: config.vxlanPort, underlayIfindex: ifindex, log });
     const gateway = new EgressGateway({ bridgeName: config.gatewayBridge, subnet: config.gatewaySubnet, procRoot: config.procRoot, log });
-    const egress: EgressPort = {
-      ensure: (subnet, vni, slot) => gateway.ensureNetwork({ subnet, nsPath: networkNetnsPath(config.runDir, vni), slot }),
-      remove: (subnet, slot) => gateway.removeNetwork({ subnet, slot }),
-    };
+    const egress = egressPortOf(gateway, config.runDir);
     const dnat = new PortDnat({ gatewayBridge: config.gatewayBridge, iptables: new Iptables(), log });
     const proxyLog = log.child({ component: "proxy" });
-    workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog });
+    workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog, logLevel: config.logLevel });
     await workers.start();
     const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
     const domain = await assembleDomain(

@@ -39,7 +39,7 @@ export function asBadRequest<T>(r: Result<T, string>, context?: string): Outcome
 }
 
 /** Thrown by a step that programs the kernel, so that its failure is reported as one. */
-export class KernelStepError extends Error {
+class KernelStepError extends Error {
   constructor(step: string, cause: unknown) {
     super(`${step}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = "KernelStepError";

@@ -1,8 +1,11 @@
+// Over 300 lines on purpose: the driver's operations, each short, read best
+// together — what each one writes, to the store, the kernel or the outbox,
+// and in which order its teardown undoes it.
 import { keys } from "./cluster/keys.js";
 import type { EndpointRecord, NetworkRecord } from "./cluster/records.js";
 import { fromThrown, kernelStep, refuse, within, type Outcome } from "./errors.js";
 import type { HostRegistry } from "./hosts/host-registry.js";
-import { POOL_OVERLAP } from "./ipam/pools.js";
+import { ADDRESS_SPACE, POOL_OVERLAP } from "./ipam/pool-records.js";
 import type { LocalEndpoint, LocalNetwork, LocalState } from "./local/local-state.js";
 import type { Outbox } from "./local/outbox.js";
 import type { ClusterNetworks } from "./network/cluster-networks.js";
@@ -16,9 +19,6 @@ import { addressOf, macFromIpv4, normalizeMac } from "../lib/net.js";
 import { KeyedMutex } from "../lib/keyed-mutex.js";
 import type { Logger } from "../lib/log.js";
 import { success } from "../lib/result.js";
-
-/** The address space our IPAM reports; networks from any other IPAM are refused. */
-export const ADDRESS_SPACE = "tsoverlay";
 
 /** Docker's prefix for container interfaces (eth0, eth1, …). */
 const DEFAULT_IFACE_PREFIX = "eth";
@@ -139,25 +139,30 @@ export class OverlayDriver {
 
   /** Always succeeds on this host but for the kernel; leaving the cluster network is finished through the outbox. */
   async deleteNetwork(networkId: string): Promise<Outcome<void>> {
-    const net = await this.d.local.getNetwork(networkId);
-    if (net === undefined) return refuse("not-found", `network ${networkId} not found`);
-    return this.guard(`network ${networkId}`, net.subnet, async () => {
+    const what = `network ${networkId}`;
+    const net = await this.caught(what, async () => success(await this.d.local.getNetwork(networkId)));
+    if (!net.ok) return net;
+    if (net.value === undefined) return refuse("not-found", `${what} not found`);
+    const { subnet } = net.value;
+    return this.guard(what, subnet, async () => {
       await this.d.local.deleteNetwork(networkId);
-      const seq = await this.d.outbox.add({ kind: "leave-network", subnet: net.subnet });
+      const seq = await this.d.outbox.add({ kind: "leave-network", subnet });
       try {
-        const left = (await this.d.local.endpoints()).filter((e) => e.subnet === net.subnet);
-        if (left.length === 0) await this.teardownDatapath(net.subnet);
+        const left = (await this.d.local.endpoints()).filter((e) => e.subnet === subnet);
+        if (left.length === 0) await this.teardownDatapath(subnet);
       } finally {
         await this.d.outbox.settle(seq, this.d.settings.teardownWaitMs);
       }
-      this.d.log.info({ networkId, subnet: net.subnet }, "network deleted");
+      this.d.log.info({ networkId, subnet }, "network deleted");
       return success(undefined);
     });
   }
 
   async createEndpoint(req: CreateEndpointInput): Promise<Outcome<{ mac?: string }>> {
     const what = `endpoint ${req.endpointId} of network ${req.networkId}`;
-    const net = await this.d.local.getNetwork(req.networkId);
+    const found = await this.caught(what, async () => success(await this.d.local.getNetwork(req.networkId)));
+    if (!found.ok) return found;
+    const net = found.value;
     if (net === undefined) return refuse("not-found", `${what}: network not found`);
     if (req.addressCidr === "") return refuse("bad-request", `${what}: no IPv4 address given`);
     let mac = macFromIpv4(addressOf(req.addressCidr));
@@ -208,9 +213,10 @@ export class OverlayDriver {
     const what = `endpoint ${endpointId} of network ${networkId}`;
     const ep = await this.localEndpoint(networkId, endpointId);
     if (!ep.ok) return ep;
-    const net = await this.d.local.getNetwork(networkId);
-    if (net === undefined) return refuse("not-found", `${what}: network not found`);
-    const rec = await this.recordOf(net);
+    const net = await this.caught(what, async () => success(await this.d.local.getNetwork(networkId)));
+    if (!net.ok) return net;
+    if (net.value === undefined) return refuse("not-found", `${what}: network not found`);
+    const rec = await this.recordOf(net.value);
     if (!rec.ok) return { ok: false, error: within(what, rec.error) };
     const info: JoinInfo = { srcName: endpointIfNames(endpointId).hostIfName, dstPrefix: rec.value.ifacePrefix ?? DEFAULT_IFACE_PREFIX };
     // Docker's own bridge gives an internal network's containers no gateway either.
@@ -243,14 +249,19 @@ export class OverlayDriver {
   ): Promise<Outcome<PublishedPort[]>> {
     const ep = await this.localEndpoint(networkId, endpointId);
     if (!ep.ok) return ep;
-    return this.ports.program(ep.value, ports, opts);
+    return this.caught(`ports of endpoint ${endpointId} of network ${networkId}`, () => this.ports.program(ep.value, ports, opts));
   }
 
+  /**
+   * Unpublishes the endpoint's ports. An endpoint this host does not know has
+   * nothing published: that is a success (what libnetwork also makes of an
+   * answer that the endpoint is unknown here).
+   */
   async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<Outcome<void>> {
-    const ep = await this.localEndpoint(networkId, endpointId);
-    if (!ep.ok) return ep;
-    await this.ports.revoke(endpointId);
-    return success(undefined);
+    return this.caught(`ports of endpoint ${endpointId} of network ${networkId}`, async () => {
+      await this.ports.revoke(endpointId);
+      return success(undefined);
+    });
   }
 
   /**
@@ -297,19 +308,24 @@ export class OverlayDriver {
 
   /** Serializes work on a network, and turns anything it throws into a DomainError with context. */
   private guard<T>(what: string, subnet: string, work: () => Promise<Outcome<T>>): Promise<Outcome<T>> {
-    return this.mutex.run(subnet, async () => {
-      try {
-        return await work();
-      } catch (e) {
-        return { ok: false, error: fromThrown(e, what) };
-      }
-    });
+    return this.mutex.run(subnet, () => this.caught(what, work));
+  }
+
+  /** `work`'s outcome, or what it threw (the local state or the kernel failing) as a DomainError about `what`. */
+  private async caught<T>(what: string, work: () => Promise<Outcome<T>>): Promise<Outcome<T>> {
+    try {
+      return await work();
+    } catch (e) {
+      return { ok: false, error: fromThrown(e, what) };
+    }
   }
 
   private async localEndpoint(networkId: string, endpointId: string): Promise<Outcome<LocalEndpoint>> {
-    const ep = await this.d.local.getEndpoint(endpointId);
-    if (ep === undefined || ep.networkId !== networkId) return refuse("not-found", `endpoint ${endpointId} of network ${networkId} not found`);
-    return success(ep);
+    const what = `endpoint ${endpointId} of network ${networkId}`;
+    const ep = await this.caught(what, async () => success(await this.d.local.getEndpoint(endpointId)));
+    if (!ep.ok) return ep;
+    if (ep.value === undefined || ep.value.networkId !== networkId) return refuse("not-found", `${what} not found`);
+    return success(ep.value);
   }
 
   private mtuOf(rec: NetworkRecord): number {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatIpv4, parseIpv4, POOL_PREFIX, Subnet } from "./net.js";
+import { formatIpv4, isLoopback, parseIpv4, POOL_PREFIX, Subnet } from "./net.js";
 
 const ip = (text: string): number => {
   const parsed = parseIpv4(text);
@@ -110,5 +110,12 @@ describe("Subnet arithmetic", () => {
     expect(all.size).toBe(2 ** 32);
     expect(formatIpv4(all.broadcast)).toBe("255.255.255.255");
     expect(Subnet.containing(ip("192.168.1.77"), 26).toString()).toBe("192.168.1.64/26");
+  });
+});
+
+describe("isLoopback", () => {
+  it("knows 127/8 and ::1 (also IPv4-mapped), and nothing else", () => {
+    for (const ip of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]) expect(isLoopback(ip), ip).toBe(true);
+    for (const ip of ["10.0.0.1", "0.0.0.0", "::", "128.0.0.1", "", "localhost"]) expect(isLoopback(ip), ip).toBe(false);
   });
 });

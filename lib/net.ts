@@ -160,6 +160,11 @@ export function ipFromBytes(bytes: ArrayLike<number>): string {
   return ipaddr.fromByteArray(Array.from(bytes)).toString();
 }
 
+/** An IPv4 address in 127.0.0.0/8 or ::1 (false for what is not an address). */
+export function isLoopback(ip: string): boolean {
+  return net.isIP(ip) !== 0 && ipaddr.process(ip).range() === "loopback";
+}
+
 /** An address in CIDR form with host bits allowed ("10.0.0.7/24": an interface address). */
 export interface IfaceCidr {
   ip: string;

@@ -15,7 +15,7 @@ export interface RetryOptions {
   signal?: AbortSignal;
 }
 
-export function backoffMs(attempt: number, minMs: number, maxMs: number): number {
+function backoffMs(attempt: number, minMs: number, maxMs: number): number {
   return Math.random() * Math.min(maxMs, minMs * 2 ** attempt);
 }
 
@@ -28,4 +28,39 @@ export async function retry<T>(opts: RetryOptions, attempt: (n: number) => Promi
     if (r !== undefined) return r;
   }
   return undefined;
+}
+
+/**
+ * The growing pause of a loop that retries on its own schedule (a watch that
+ * reconnects, a queue that waits for the store, a worker that is restarted):
+ * `next()` gives the pause to take now and doubles the following one up to
+ * `maxMs`; `reset()` after a success starts again from `minMs`. Deterministic,
+ * unlike `retry`'s jittered pauses: these loops run on one host, and their
+ * pauses are logged and asserted on.
+ */
+export class Backoff {
+  private current: number;
+
+  constructor(
+    readonly minMs: number,
+    readonly maxMs: number,
+  ) {
+    this.current = minMs;
+  }
+
+  /** The pause to take now (the next one will be twice as long, up to maxMs). */
+  next(): number {
+    const ms = this.current;
+    this.current = Math.min(this.current * 2, this.maxMs);
+    return ms;
+  }
+
+  /** The pause next() would give, without moving on. */
+  peek(): number {
+    return this.current;
+  }
+
+  reset(): void {
+    this.current = this.minMs;
+  }
 }

@@ -1,16 +1,4 @@
-import type { HostIpam } from "../domain/ipam/host-ipam.js";
-import type { OverlayDriver } from "../domain/overlay-driver.js";
-import type { PublishedPort } from "../domain/publish/port-publisher.js";
-
-/** What the routes call once the domain is up. */
-export interface DomainApi {
-  driver: OverlayDriver;
-  ipam: HostIpam;
-  /** Published ports with their counters (docker ps cannot show a remote driver's ports). */
-  ports(): PublishedPort[];
-  /** What the status endpoint shows about the cluster side. */
-  cluster(): Promise<Record<string, unknown>>;
-}
+import type { DomainApi } from "../domain/api.js";
 
 /**
  * The plugin opens its sockets before it has reached the cluster store (a

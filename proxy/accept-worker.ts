@@ -19,8 +19,8 @@ interface Served {
   servers: Map<number, net.Server>;
 }
 
-// Started by accept-workers.ts with the plugin's environment; LOG_LEVEL is the plugin's setting.
-const log = createLogger(process.env.LOG_LEVEL ?? "info").child({ component: "accept-worker" });
+// Started by accept-workers.ts, which passes the plugin's log level as the one argument.
+const log = createLogger(process.argv[2] ?? "info").child({ component: "accept-worker" });
 const served = new Map<string, Served>();
 let buffers: ReadBufferPool | undefined;
 

@@ -20,6 +20,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import type net from "node:net";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../lib/log.js";
+import { Backoff } from "../lib/retry.js";
 import type { ToParent, ToWorker } from "./accept-protocol.js";
 import type { Binding } from "./binding.js";
 import { newCounters, type ProxyCounters } from "./counters.js";
@@ -34,6 +35,8 @@ const STABLE_MS = 60_000;
 export interface AcceptWorkersOptions {
   count: number;
   log?: Logger;
+  /** The workers' own log level (they log to the same stderr); default "info". */
+  logLevel?: string;
   tcp?: Pick<TcpProxyOptions, "connectTimeoutMs" | "resetOnBackendFailure">;
   readBuffer?: { min?: number; max?: number; budget?: number };
   /** Starts one worker process (tests run the TypeScript source through vite-node). */
@@ -51,7 +54,7 @@ class Worker {
   child: ChildProcess | undefined;
   ready: Promise<boolean> = Promise.resolve(false);
   counters: Record<string, ProxyCounters> = {};
-  restartDelay = RESTART_MIN_MS;
+  readonly restartBackoff = new Backoff(RESTART_MIN_MS, RESTART_MAX_MS);
   private readonly acks = new Map<number, (error: string | undefined) => void>();
 
   request(msg: ToWorker, handle?: net.Server): Promise<string | undefined> {
@@ -92,7 +95,7 @@ export class AcceptWorkers {
 
   constructor(private readonly opts: AcceptWorkersOptions) {
     const script = fileURLToPath(new URL("./accept-worker.js", import.meta.url));
-    this.spawnOne = opts.spawn ?? (() => fork(script, [], { stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" }));
+    this.spawnOne = opts.spawn ?? (() => fork(script, [opts.logLevel ?? "info"], { stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" }));
     for (let i = 0; i < opts.count; i++) this.workers.push(new Worker());
   }
 
@@ -176,10 +179,9 @@ export class AcceptWorkers {
         w.failAll(`worker exited (${signal ?? code})`);
         if (w.child !== child || this.closed) return;
         w.child = undefined;
-        if (Date.now() - startedAt > STABLE_MS) w.restartDelay = RESTART_MIN_MS;
-        log?.error({ code, signal, restartInMs: w.restartDelay }, "accept worker exited; restarting it");
-        const delay = w.restartDelay;
-        w.restartDelay = Math.min(RESTART_MAX_MS, w.restartDelay * 2);
+        if (Date.now() - startedAt > STABLE_MS) w.restartBackoff.reset();
+        const delay = w.restartBackoff.next();
+        log?.error({ code, signal, restartInMs: delay }, "accept worker exited; restarting it");
         setTimeout(() => void this.relaunch(w, index), delay).unref();
       });
     });

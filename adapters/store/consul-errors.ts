@@ -14,7 +14,7 @@ const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "EHOST
  * (agent down, no leader, no servers, timeouts, 5xx): worth retrying. A 4xx
  * is Consul refusing the request (an ACL, a bad request): not worth it.
  */
-export function describeConsulError(baseUrl: string, err: unknown): { error: Error; unavailable?: string } {
+function describeConsulError(baseUrl: string, err: unknown): { error: Error; unavailable?: string } {
   const endpoint = baseUrl.replace(/\/v1$/, "").replace(/^https?:\/\//, "");
   const detail = err as { message?: string; code?: string; isTimeout?: boolean; cause?: { code?: string } } | undefined;
   const code = detail?.code ?? detail?.cause?.code;

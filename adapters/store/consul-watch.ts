@@ -13,6 +13,7 @@
 import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
 import type { Logger } from "../../lib/log.js";
+import { Backoff } from "../../lib/retry.js";
 import type { KV, StoreError, Watch } from "../../domain/ports/store.js";
 import { filterUnder, type ConsulClient, type RequestContext } from "./consul-client.js";
 
@@ -58,7 +59,7 @@ export class ConsulWatch implements Watch {
 
   private async run(): Promise<void> {
     let index = "0";
-    let backoffMs = WATCH_BACKOFF_MIN_MS;
+    const backoff = new Backoff(WATCH_BACKOFF_MIN_MS, WATCH_BACKOFF_MAX_MS);
     const wait = `${this.deps.waitSeconds}s`;
     // Consul adds up to wait/16 of jitter to a blocking query; leave room for it.
     const timeout = this.deps.waitSeconds * 1000 * 1.25 + this.deps.requestTimeoutMs;
@@ -69,16 +70,16 @@ export class ConsulWatch implements Watch {
         const [res, items] = (await this.deps.client.kv.get({ key: this.prefix, recurse: true, index, wait, timeout, ctx })) as [IncomingMessage, unknown];
         if (this.stopped) return;
         index = nextIndex(index, res.headers["x-consul-index"]);
-        backoffMs = WATCH_BACKOFF_MIN_MS;
+        backoff.reset();
         this.deliver(filterUnder(items, this.prefix));
       } catch (err) {
         if (this.stopped) return;
         const error = this.deps.toError(err);
-        this.deps.log.warn({ err: error, prefix: this.prefix, retryInMs: backoffMs }, "consul watch failed; retrying");
+        const retryInMs = backoff.next();
+        this.deps.log.warn({ err: error, prefix: this.prefix, retryInMs }, "consul watch failed; retrying");
         this.report(error);
         index = "0";
-        await this.sleep(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, WATCH_BACKOFF_MAX_MS);
+        await this.sleep(retryInMs);
       } finally {
         this.inFlight = undefined;
       }

@@ -43,7 +43,8 @@ interface Watcher {
 }
 
 /**
- * The in-process key space behind the memory and embedded stores: entries, a
+ * The in-process key space behind the embedded store (and the tests' memory
+ * store, test/support/memory-store.ts): entries, a
  * global monotonically increasing index (like Consul's Raft index, every
  * mutation gets the next one) and in-process watchers. Mutations are split in
  * `plan*` (pure: what would change, or undefined if a CAS lost) and `apply`,

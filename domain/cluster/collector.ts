@@ -1,3 +1,5 @@
+// Over 300 lines on purpose: the collector's two halves (this host's own
+// records, gone hosts' records) share one pass, one lock order and one report.
 /**
  * Keeps the cluster's records honest about hosts: this host's own, and those
  * of hosts that are gone for good.
@@ -32,6 +34,7 @@ import { z } from "zod";
 import type { KV, Store } from "../ports/store.js";
 import { keys, subnetFromKey } from "./keys.js";
 import { EndpointRecord, parseRecord } from "./records.js";
+import { addressOf } from "../../lib/net.js";
 
 const GoneMarker = z.object({
   since: z.string(),
@@ -197,7 +200,7 @@ export class RecordCollector {
     if (mine === undefined) {
       const r = await this.d.ipam.reclaimPool(subnet, self);
       if (r.ok) report.restored++;
-      else report.conflicts.push(`network ${subnet}: cannot take its pool again: ${r.error}`);
+      else report.conflicts.push(`network ${subnet}: cannot take its pool again: ${r.error.message}`);
     }
   }
 
@@ -221,7 +224,7 @@ export class RecordCollector {
     if (net.record === undefined) return; // nothing to rebuild it from; the next call fetches it
     const joined = await this.d.networks.join(subnet, net.record.gatewayCidr, ClusterNetworks.optionsOf(net.record), net.networkId);
     if (joined.ok) report.restored++;
-    else report.conflicts.push(`network ${subnet}: cannot restore this host's membership: ${joined.error}`);
+    else report.conflicts.push(`network ${subnet}: cannot restore this host's membership: ${joined.error.message}`);
   }
 
   private async ownAddresses(
@@ -232,18 +235,18 @@ export class RecordCollector {
     report: CollectorReport,
   ): Promise<void> {
     const self = this.opts.hostId;
-    const used = new Set(eps.map((e) => e.addressCidr.split("/")[0]));
+    const used = new Set(eps.map((e) => addressOf(e.addressCidr)));
     for (const a of addresses) {
       if (a.pool !== subnet || a.record.host !== self || a.record.kind !== "endpoint") continue;
       if (used.has(a.ip) || !this.older(a.record.at)) continue;
       if (await this.d.ipam.dropAddressRecord(a)) report.removed++;
     }
     if (net === undefined) return;
-    const wanted: [string, "endpoint" | "gateway"][] = eps.map((e) => [e.addressCidr.split("/")[0]!, "endpoint"]);
-    if (net.record !== undefined) wanted.push([net.record.gatewayCidr.split("/")[0]!, "gateway"]);
+    const wanted: [string, "endpoint" | "gateway"][] = eps.map((e) => [addressOf(e.addressCidr), "endpoint"]);
+    if (net.record !== undefined) wanted.push([addressOf(net.record.gatewayCidr), "gateway"]);
     for (const [ip, kind] of wanted) {
       const r = await this.d.ipam.reclaimAddress(subnet, ip, self, kind);
-      if (!r.ok) report.conflicts.push(`network ${subnet}: ${r.error}, but this host uses it`);
+      if (!r.ok) report.conflicts.push(`network ${subnet}: ${r.error.message}, but this host uses it`);
       else if (r.value === "restored") report.restored++;
     }
   }

@@ -16,7 +16,7 @@
  *   tsoverlay/v1/endpoints/<subnet>/<endpointId>      endpoint (ip, mac, host, vtep) — what peers program
  *   tsoverlay/v1/gone/<hostId>                        a host seen gone (since when; who collects its records)
  */
-export const ROOT = "tsoverlay/v1";
+const ROOT = "tsoverlay/v1";
 
 export function subnetKey(subnet: string): string {
   return subnet.replace("/", "_");

@@ -14,6 +14,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../../lib/log.js";
+import { Backoff } from "../../lib/retry.js";
 import { isStoreUnavailable, StoreUnavailableError, type EphemeralKey, type KV, type Store, type Watch } from "../ports/store.js";
 
 export interface StoreHealth {
@@ -102,7 +103,7 @@ export class ResilientStore implements Store {
 
   private async attempt<T>(op: string, key: string, call: () => Promise<T>): Promise<T> {
     const started = Date.now();
-    let delay = this.minDelayMs;
+    const backoff = new Backoff(this.minDelayMs, this.maxDelayMs);
     for (;;) {
       try {
         const value = await call();
@@ -113,11 +114,11 @@ export class ResilientStore implements Store {
         const condition = err.unavailable ?? err.message;
         this.down(condition);
         const spent = Date.now() - started;
+        const delay = backoff.peek();
         if (spent + delay > this.opts.budgetMs) {
           throw new StoreUnavailableError(op, key, condition, this.opts.budgetMs > 0 ? Math.max(spent, this.opts.budgetMs) : 0);
         }
-        await sleep(delay);
-        delay = Math.min(delay * 2, this.maxDelayMs);
+        await sleep(backoff.next());
       }
     }
   }

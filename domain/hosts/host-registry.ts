@@ -2,9 +2,10 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { keys } from "../cluster/keys.js";
 import type { Logger } from "../../lib/log.js";
+import { Backoff } from "../../lib/retry.js";
 import type { EphemeralKey, KV, Store, Watch } from "../ports/store.js";
 
-export const HostRecord = z.object({ hostId: z.string(), vtep: z.string(), hostname: z.string(), startedAt: z.string() });
+const HostRecord = z.object({ hostId: z.string(), vtep: z.string(), hostname: z.string(), startedAt: z.string() });
 export type HostRecord = z.infer<typeof HostRecord>;
 
 /**
@@ -24,6 +25,7 @@ export class HostRegistry {
   private delivered = false;
   private stopped = false;
   private retry: NodeJS.Timeout | undefined;
+  private readonly registerBackoff = new Backoff(1_000, 15_000);
   private readonly listeners = new Set<() => void>();
 
   constructor(
@@ -46,7 +48,7 @@ export class HostRegistry {
   /** Starts registering and watching; resolves at once. `started()` resolves when the host list is known. */
   start(): void {
     this.alive.set(this.self.hostId, this.record());
-    void this.register(1_000);
+    void this.register();
     this.watch = this.store.watch(
       keys.hosts(),
       (kvs) => this.update(kvs),
@@ -63,15 +65,16 @@ export class HostRegistry {
     return { ...this.self, hostname: hostname(), startedAt: new Date().toISOString() };
   }
 
-  private async register(delayMs: number): Promise<void> {
+  private async register(): Promise<void> {
     if (this.stopped) return;
     try {
       this.presence = await this.store.putEphemeral(keys.host(this.self.hostId), JSON.stringify(this.record()), this.ttlSeconds);
       if (this.stopped) this.presence.detach();
       else this.log.info({ hostId: this.self.hostId, vtep: this.self.vtep }, "host registered");
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, retryMs: delayMs }, "registering this host failed; retrying");
-      this.retry = setTimeout(() => void this.register(Math.min(delayMs * 2, 15_000)), delayMs);
+      const retryMs = this.registerBackoff.next();
+      this.log.warn({ err: (err as Error).message, retryMs }, "registering this host failed; retrying");
+      this.retry = setTimeout(() => void this.register(), retryMs);
       this.retry.unref();
     }
   }

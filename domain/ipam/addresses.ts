@@ -5,8 +5,8 @@ import { success } from "../../lib/result.js";
 import { asBadRequest, refuse, type Outcome } from "../errors.js";
 import type { KV, Store } from "../ports/store.js";
 import { addressRange, formatIpv4, parseIpv4, type Ipv4, type Subnet } from "../../lib/net.js";
-import { parsePoolId, readPool } from "./pools.js";
-import { backoff, giveUp, MAX_ATTEMPTS } from "./retry.js";
+import { parsePoolId, readPool } from "./pool-records.js";
+import { casRounds, contended } from "../cluster/cas-rounds.js";
 
 /**
  * `addresses/<subnet>/<ip>`. libnetwork sends --aux-address requests with
@@ -125,8 +125,7 @@ export class AddressAllocator {
     const key = keys.address(pool.toString(), formatIpv4(ip.value));
     const context = { pool: pool.toString(), address: formatIpv4(ip.value), host: req.hostId };
 
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
+    const released = await casRounds(async () => {
       const kv = await this.store.get(key);
       if (kv === undefined) {
         this.log.debug(context, "released address was not allocated");
@@ -139,12 +138,11 @@ export class AddressAllocator {
         this.log.warn({ ...context, owner: record.host }, "not releasing an address that another host holds");
         return success(undefined);
       }
-      if (await this.store.delete(key, kv.modifyIndex)) {
-        this.log.debug(context, "address released");
-        return success(undefined);
-      }
-    }
-    return refuse("conflict", giveUp(`releasing address ${formatIpv4(ip.value)} in pool ${pool.toString()}`));
+      if (!(await this.store.delete(key, kv.modifyIndex))) return undefined;
+      this.log.debug(context, "address released");
+      return success(undefined);
+    });
+    return released ?? refuse("conflict", contended(`releasing address ${formatIpv4(ip.value)} in pool ${pool.toString()}`));
   }
 
   /** Every address record of the cluster (gateways included). */
@@ -208,8 +206,7 @@ export class AddressAllocator {
     const last = Math.min(pool.lastHost, subPool?.broadcast ?? pool.lastHost);
     const where = subPool === undefined ? `pool ${pool.toString()}` : `range ${subPool.toString()} of pool ${pool.toString()}`;
 
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
+    const claimed = await casRounds(async (): Promise<Outcome<Ipv4> | undefined> => {
       const taken = new Set((await this.allocated(pool)).map((a) => a.ip));
       const cursor = await this.cursor(pool);
       const start = cursor !== undefined && cursor >= first && cursor < last ? cursor + 1 : first;
@@ -224,9 +221,9 @@ export class AddressAllocator {
           return success(ip);
         }
       }
-      if (!sawFree) return refuse("conflict", `no available IPv4 addresses in ${where}`);
-    }
-    return refuse("conflict", giveUp(`allocating an address in ${where}`));
+      return sawFree ? undefined : refuse("conflict", `no available IPv4 addresses in ${where}`);
+    });
+    return claimed ?? refuse("conflict", contended(`allocating an address in ${where}`));
   }
 
   private async cursor(pool: Subnet): Promise<Ipv4 | undefined> {
@@ -244,8 +241,7 @@ export class AddressAllocator {
   private async claimGateway(pool: Subnet, wanted: Ipv4 | undefined, record: AddressRecord): Promise<Outcome<Ipv4>> {
     const ip = wanted ?? pool.firstHost;
     const key = keys.address(pool.toString(), formatIpv4(ip));
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
+    const claimed = await casRounds(async (): Promise<Outcome<Ipv4> | undefined> => {
       const current = (await this.gateways(pool))[0];
       if (current !== undefined) {
         if (wanted !== undefined && current.ip !== wanted) {
@@ -258,14 +254,15 @@ export class AddressAllocator {
         if ((await this.gateways(pool))[0]?.ip === ip) return success(ip);
         const mine = await this.store.get(key);
         if (mine !== undefined) await this.store.delete(key, mine.modifyIndex);
-        continue;
+        return undefined;
       }
       const holder = await this.store.get(key);
       if (holder !== undefined && decodeAddress(holder).kind !== "gateway") {
         return refuse("conflict", `gateway address ${formatIpv4(ip)} is already in use in pool ${pool.toString()}`);
       }
-    }
-    return refuse("conflict", giveUp(`allocating the gateway of pool ${pool.toString()}`));
+      return undefined;
+    });
+    return claimed ?? refuse("conflict", contended(`allocating the gateway of pool ${pool.toString()}`));
   }
 
   private async allocated(pool: Subnet): Promise<{ ip: Ipv4; kv: KV }[]> {

@@ -12,10 +12,10 @@ export interface IpamConfig {
   vniRange: VniRange;
 }
 
-export const DEFAULT_POOL_RANGE = "10.213.0.0/16";
-export const DEFAULT_POOL_SIZE = 24;
+const DEFAULT_POOL_RANGE = "10.213.0.0/16";
+const DEFAULT_POOL_SIZE = 24;
 
-export const IPAM_ENV = {
+const IPAM_ENV = {
   poolRange: "TSOVERLAY_POOL_RANGE",
   poolSize: "TSOVERLAY_POOL_SIZE",
   vniRange: "TSOVERLAY_VNI_RANGE",
@@ -50,12 +50,12 @@ export function parseIpamConfig(given: IpamConfigText): Result<IpamConfig> {
   return success({ hostId, poolRange: poolRange.value.toString(), poolSize: poolSize.value, vniRange: vniRange.value });
 }
 
-export function parsePoolRange(text: string): Result<Subnet> {
+function parsePoolRange(text: string): Result<Subnet> {
   return Subnet.parse(text.trim(), { min: 1, max: POOL_PREFIX.max });
 }
 
 /** "24" or "/24"; the blocks must fit in the range. */
-export function parsePoolSize(text: string, range: Subnet): Result<number> {
+function parsePoolSize(text: string, range: Subnet): Result<number> {
   const match = /^\/?(\d{1,2})$/.exec(text.trim());
   const size = Number(match?.[1]);
   if (match === null || size < POOL_PREFIX.min || size > POOL_PREFIX.max) {

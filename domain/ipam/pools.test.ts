@@ -6,7 +6,8 @@ import { MemoryStore } from "../../test/support/memory-store.js";
 import { AddressAllocator } from "./addresses.js";
 import { Subnet } from "../../lib/net.js";
 import { jittery, value, error } from "../../test/support/store-helpers.js";
-import { formatPoolId, parsePoolId, PoolAllocator, type PoolRecord, type RequestPoolArgs } from "./pools.js";
+import { formatPoolId, parsePoolId, type PoolRecord } from "./pool-records.js";
+import { PoolAllocator, type RequestPoolArgs } from "./pools.js";
 
 const log = createLogger("silent");
 

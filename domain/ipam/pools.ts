@@ -1,79 +1,16 @@
+// Over 300 lines on purpose: the pool protocol (claim → ready → releasing,
+// one reference per host, stale takeover) is one state machine whose
+// invariants each method relies on; split, they would span files. The record
+// shapes and PoolIDs live in pool-records.ts.
 import { randomUUID } from "node:crypto";
-import { z } from "zod";
 import { keys, subnetFromKey } from "../cluster/keys.js";
 import type { Logger } from "../../lib/log.js";
 import { success } from "../../lib/result.js";
 import { asBadRequest, refuse, type Outcome } from "../errors.js";
 import type { KV, Store } from "../ports/store.js";
 import { POOL_PREFIX, Subnet } from "../../lib/net.js";
-import { backoff, giveUp, MAX_ATTEMPTS, STALE_AFTER_MS } from "./retry.js";
-
-/**
- * PoolID, opaque to Docker, which hands it back in every address request:
- *   "<subnet>"             e.g. "10.10.0.0/24"
- *   "<subnet>|<subPool>"   e.g. "10.10.0.0/24|10.10.0.128/25" (--ip-range)
- * The sub-pool rides in the ID so that address requests stay inside it.
- */
-export interface PoolId {
-  pool: Subnet;
-  subPool?: Subnet;
-}
-
-export function formatPoolId(pool: Subnet, subPool?: Subnet): string {
-  return subPool === undefined ? pool.toString() : `${pool.toString()}|${subPool.toString()}`;
-}
-
-export function parsePoolId(poolId: string): Outcome<PoolId> {
-  const [poolText = "", subPoolText, ...rest] = poolId.split("|");
-  if (rest.length > 0) return refuse("bad-request", `invalid pool ID ${poolId}: expected <subnet> or <subnet>|<sub-pool>`);
-  const pool = Subnet.parse(poolText, POOL_PREFIX);
-  if (!pool.ok) return refuse("bad-request", `invalid pool ID ${poolId}: ${pool.error}`);
-  if (subPoolText === undefined) return success({ pool: pool.value });
-  const subPool = Subnet.parse(subPoolText, undefined, "sub-pool");
-  if (!subPool.ok) return refuse("bad-request", `invalid pool ID ${poolId}: ${subPool.error}`);
-  if (!pool.value.containsSubnet(subPool.value)) {
-    return refuse("bad-request", `invalid pool ID ${poolId}: sub-pool ${subPoolText} is not inside pool ${poolText}`);
-  }
-  return success({ pool: pool.value, subPool: subPool.value });
-}
-
-/**
- * `pools/<subnet>`. A pool is created "claiming", checked against rival
- * claims, then made "ready"; it is marked "releasing" while the last host
- * deletes it. `uid` tells one incarnation of a subnet's pool from the next.
- */
-const PoolRecord = z.object({
-  subnet: z.string(),
-  state: z.enum(["claiming", "ready", "releasing"]),
-  uid: z.string(),
-  host: z.string(),
-  name: z.string().optional(),
-  at: z.string(),
-});
-export type PoolRecord = z.infer<typeof PoolRecord>;
-
-export interface StoredPool {
-  subnet: Subnet;
-  record: PoolRecord;
-  kv: KV;
-}
-
-export async function readPool(store: Store, subnet: Subnet): Promise<StoredPool | undefined> {
-  const kv = await store.get(keys.pool(subnet.toString()));
-  return kv && decodePool(kv);
-}
-
-function decodePool(kv: KV): StoredPool {
-  let record: PoolRecord;
-  try {
-    record = PoolRecord.parse(JSON.parse(kv.value));
-  } catch (err) {
-    throw new Error(`corrupt pool record at ${kv.key}: ${(err as Error).message}`, { cause: err });
-  }
-  const subnet = Subnet.parse(record.subnet);
-  if (!subnet.ok) throw new Error(`corrupt pool record at ${kv.key}: ${subnet.error}`);
-  return { subnet: subnet.value, record, kv };
-}
+import { casRounds, contended, STALE_AFTER_MS } from "../cluster/cas-rounds.js";
+import { decodePool, formatPoolId, parsePoolId, POOL_OVERLAP, readPool, refTime, type PoolRecord, type StoredPool } from "./pool-records.js";
 
 const VALID_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
@@ -106,12 +43,6 @@ export interface PoolAllocatorConfig {
 
 type Created = { kind: "created" } | { kind: "overlap"; other: Subnet } | { kind: "lost" };
 type HeldCheck = "held" | "gone" | "contended";
-
-/** libnetwork's own words (ipamapi.ErrPoolOverlap, as its default IPAM reports it). */
-export const POOL_OVERLAP = "invalid pool request: Pool overlaps with other one on this address space";
-
-/** `pools/<subnet>/refs/<hostId>`: this host holds the pool (one reference per host). */
-const RefRecord = z.object({ at: z.string() });
 
 /**
  * Cluster-wide pools. A pool is identified by its subnet: the same subnet
@@ -201,8 +132,7 @@ export class PoolAllocator {
 
   /** No --subnet but a name: the name's pool, or a new pool bound to the name. */
   private async acquireNamed(name: string, hostId: string): Promise<Outcome<Subnet>> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
+    const acquired = await casRounds(async (): Promise<Outcome<Subnet> | undefined> => {
       const binding = await this.store.get(keys.name(name));
       const subnet = binding === undefined ? await this.allocate(hostId, name) : await this.holdBound(binding, hostId);
       if (!subnet.ok) return subnet;
@@ -212,8 +142,9 @@ export class PoolAllocator {
       await this.release(subnet.value, hostId);
       if (!bound.ok) return bound;
       // Another host bound the name first: use its pool on the next round.
-    }
-    return refuse("conflict", giveUp(`requesting the pool named ${name}`));
+      return undefined;
+    });
+    return acquired ?? refuse("conflict", contended(`requesting the pool named ${name}`));
   }
 
   private async holdBound(binding: KV, hostId: string): Promise<Outcome<Subnet>> {
@@ -225,21 +156,20 @@ export class PoolAllocator {
 
   /** Create-only binding of `names/<name>`; returns the subnet the name ends up bound to. */
   private async bindName(name: string, subnet: Subnet): Promise<Outcome<Subnet>> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const bound = await casRounds(async (): Promise<Outcome<Subnet> | undefined> => {
       if (await this.store.cas(keys.name(name), subnet.toString(), 0)) return success(subnet);
       const binding = await this.store.get(keys.name(name));
-      if (binding === undefined) continue;
-      const bound = Subnet.parse(binding.value, POOL_PREFIX);
-      if (!bound.ok) throw new Error(`corrupt name binding at ${binding.key}: ${bound.error}`);
-      return success(bound.value);
-    }
-    return refuse("conflict", giveUp(`binding the pool name ${name}`));
+      if (binding === undefined) return undefined;
+      const parsed = Subnet.parse(binding.value, POOL_PREFIX);
+      if (!parsed.ok) throw new Error(`corrupt name binding at ${binding.key}: ${parsed.error}`);
+      return success(parsed.value);
+    });
+    return bound ?? refuse("conflict", contended(`binding the pool name ${name}`));
   }
 
   /** The lowest free /poolSize block of the range, created and held by this host. */
   private async allocate(hostId: string, name?: string): Promise<Outcome<Subnet>> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
+    const allocated = await casRounds(async (): Promise<Outcome<Subnet> | undefined> => {
       const pools = await this.listPools();
       let sawFree = false;
       for (const block of this.range.split(this.poolSize)) {
@@ -253,8 +183,9 @@ export class PoolAllocator {
       if (!sawFree && !pools.some((p) => p.record.state !== "ready" && p.subnet.overlaps(this.range))) {
         return refuse("conflict", `no free /${this.poolSize} pool left in the cluster pool range ${this.range.toString()}`);
       }
-    }
-    return refuse("conflict", giveUp(`allocating a /${this.poolSize} pool from ${this.range.toString()}`));
+      return undefined;
+    });
+    return allocated ?? refuse("conflict", contended(`allocating a /${this.poolSize} pool from ${this.range.toString()}`));
   }
 
   /**
@@ -264,19 +195,18 @@ export class PoolAllocator {
    * already started deleting (and we start over).
    */
   private async hold(subnet: Subnet, hostId: string, name?: string): Promise<Outcome<void>> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
+    const held = await casRounds(async (): Promise<Outcome<void> | "contended" | undefined> => {
       const pool = await readPool(this.store, subnet);
       if (pool === undefined) {
         const created = await this.create(subnet, hostId, name);
         if (created.kind === "overlap") {
           return refuse("conflict", `pool ${subnet.toString()} overlaps ${created.other.toString()}, already in use in the cluster`);
         }
-        continue;
+        return undefined;
       }
       if (pool.record.state !== "ready") {
         await this.recoverIfStale(pool);
-        continue;
+        return undefined;
       }
       if (!(await this.store.cas(keys.poolRef(subnet.toString(), hostId), JSON.stringify({ at: this.timestamp() }), 0))) {
         return refuse("conflict", `${POOL_OVERLAP} (${subnet.toString()} is already in use by a tsoverlay network on this host)`);
@@ -287,21 +217,21 @@ export class PoolAllocator {
         return success(undefined);
       }
       await this.store.delete(keys.poolRef(subnet.toString(), hostId));
-      if (check === "contended") break;
-    }
-    return refuse("conflict", giveUp(`requesting pool ${subnet.toString()}`));
+      return check === "contended" ? check : undefined;
+    });
+    return held === undefined || held === "contended" ? refuse("conflict", contended(`requesting pool ${subnet.toString()}`)) : held;
   }
 
   private async confirmHeld(subnet: Subnet, uid: string): Promise<HeldCheck> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
+    const settled = await casRounds(async (): Promise<HeldCheck | undefined> => {
       const pool = await readPool(this.store, subnet);
       if (pool === undefined || pool.record.uid !== uid) return "gone";
       if (pool.record.state === "ready") return "held";
       // "releasing": the releaser either sees our ref and reverts, or deletes.
       await this.recoverIfStale(pool);
-    }
-    return "contended";
+      return undefined;
+    });
+    return settled ?? "contended";
   }
 
   /**
@@ -388,20 +318,19 @@ export class PoolAllocator {
 
   /** When no host holds a ref any more: mark "releasing", check the refs again, delete. */
   private async deleteIfUnused(subnet: Subnet): Promise<void> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
+    const done = await casRounds(async () => {
       const pool = await readPool(this.store, subnet);
-      if (pool === undefined || pool.record.state !== "ready") return;
-      if ((await this.store.list(keys.poolRefs(subnet.toString()))).length > 0) return;
+      if (pool === undefined || pool.record.state !== "ready") return true;
+      if ((await this.store.list(keys.poolRefs(subnet.toString()))).length > 0) return true;
       const releasing: PoolRecord = { ...pool.record, state: "releasing", at: this.timestamp() };
-      if (!(await this.store.cas(pool.kv.key, JSON.stringify(releasing), pool.kv.modifyIndex))) continue;
+      if (!(await this.store.cas(pool.kv.key, JSON.stringify(releasing), pool.kv.modifyIndex))) return undefined;
       const marked = await readPool(this.store, subnet);
       if (marked?.record.uid === pool.record.uid && marked.record.state === "releasing") {
         await this.finishRelease(marked);
       }
-      return;
-    }
-    this.log.warn({ pool: subnet.toString() }, "pool left in the cluster: its record stayed contended");
+      return true;
+    });
+    if (done === undefined) this.log.warn({ pool: subnet.toString() }, "pool left in the cluster: its record stayed contended");
   }
 
   private async finishRelease(pool: StoredPool): Promise<void> {
@@ -439,14 +368,5 @@ export class PoolAllocator {
 
   private timestamp(): string {
     return new Date(this.now()).toISOString();
-  }
-}
-
-/** A reference's time; references written before they carried one count as old. */
-function refTime(kv: KV): string {
-  try {
-    return RefRecord.parse(JSON.parse(kv.value)).at;
-  } catch {
-    return new Date(0).toISOString();
   }
 }

@@ -2,7 +2,7 @@ import { keys } from "../cluster/keys.js";
 import { failure, success, type Result } from "../../lib/result.js";
 import { asBadRequest, refuse, type Outcome } from "../errors.js";
 import type { KV, Store } from "../ports/store.js";
-import { backoff, giveUp, MAX_ATTEMPTS } from "./retry.js";
+import { casRounds, contended } from "../cluster/cas-rounds.js";
 
 /**
  * VXLAN network identifiers, claimed cluster-wide: `vnis/<vni>` holds the
@@ -22,7 +22,7 @@ export const VNI_LIMITS: VniRange = { min: 1, max: 16_777_215 };
  */
 export const DEFAULT_VNI_RANGE: VniRange = { min: 1_048_576, max: VNI_LIMITS.max };
 
-export function isValidVni(vni: number): boolean {
+function isValidVni(vni: number): boolean {
   return Number.isInteger(vni) && vni >= VNI_LIMITS.min && vni <= VNI_LIMITS.max;
 }
 
@@ -55,8 +55,7 @@ export async function claimVni(store: Store, req: ClaimVniRequest): Promise<Outc
   const range = asBadRequest(validateVniRange(req.range));
   if (!range.ok) return range;
 
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    if (attempt > 0) await backoff(attempt);
+  const claimed = await casRounds(async (): Promise<Outcome<number> | undefined> => {
     const claims = await listClaims(store);
     const held = ownedBy(claims, subnet)[0];
     if (held !== undefined) {
@@ -69,10 +68,8 @@ export async function claimVni(store: Store, req: ClaimVniRequest): Promise<Outc
     if (requested !== undefined) {
       const owner = claims.find((c) => c.vni === requested)?.subnet;
       if (owner !== undefined) return refuse("conflict", `VNI ${requested} is already used by network ${owner}`);
-      if (await store.cas(keys.vni(requested), subnet, 0)) {
-        if (await keptClaim(store, requested, subnet)) return success(requested);
-      }
-      continue;
+      if ((await store.cas(keys.vni(requested), subnet, 0)) && (await keptClaim(store, requested, subnet))) return success(requested);
+      return undefined;
     }
 
     const taken = new Set(claims.map((c) => c.vni));
@@ -85,19 +82,19 @@ export async function claimVni(store: Store, req: ClaimVniRequest): Promise<Outc
       if (await keptClaim(store, vni, subnet)) return success(vni);
       break;
     }
-    if (exhausted) return refuse("conflict", `no free VNI left in range ${range.value.min}-${range.value.max} for network ${subnet}`);
-  }
-  return refuse("conflict", giveUp(`claiming a VNI for network ${subnet}`));
+    return exhausted ? refuse("conflict", `no free VNI left in range ${range.value.min}-${range.value.max} for network ${subnet}`) : undefined;
+  });
+  return claimed ?? refuse("conflict", contended(`claiming a VNI for network ${subnet}`));
 }
 
 /** Deletes the claim only if it belongs to `subnet`; returns whether it did. */
 export async function releaseVni(store: Store, vni: number, subnet: string): Promise<boolean> {
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+  const released = await casRounds(async () => {
     const kv = await store.get(keys.vni(vni));
     if (kv === undefined || kv.value !== subnet) return false;
-    if (await store.delete(kv.key, kv.modifyIndex)) return true;
-  }
-  return false;
+    return (await store.delete(kv.key, kv.modifyIndex)) ? true : undefined;
+  });
+  return released ?? false;
 }
 
 interface Claim {

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { casRounds, contended } from "../cluster/cas-rounds.js";
 import { subnetKey } from "../cluster/keys.js";
 import { NetworkRecord } from "../cluster/records.js";
 import type { Store } from "../ports/store.js";
@@ -118,15 +119,18 @@ export class LocalState {
   /** This host's uplink slot for a network: the one it has, or the lowest free (from 1). */
   async egressSlot(subnet: string): Promise<number> {
     const key = SLOTS + subnetKey(subnet);
-    for (;;) {
+    // Networks are locked one by one, so two of them can race for the lowest slot.
+    const slot = await casRounds(async () => {
       const taken = await this.store.list(SLOTS);
       const mine = taken.find((kv) => kv.key === key);
       if (mine !== undefined) return Number(mine.value);
       const used = new Set(taken.map((kv) => Number(kv.value)));
-      let slot = 1;
-      while (used.has(slot)) slot++;
-      if (await this.store.cas(key, String(slot), 0)) return slot;
-    }
+      let free = 1;
+      while (used.has(free)) free++;
+      return (await this.store.cas(key, String(free), 0)) ? free : undefined;
+    });
+    if (slot === undefined) throw new Error(`local state: ${contended(`taking an uplink slot for network ${subnet}`)}`);
+    return slot;
   }
 
   async existingEgressSlot(subnet: string): Promise<number | undefined> {

@@ -27,6 +27,7 @@
 import { EventEmitter } from "node:events";
 import { z } from "zod";
 import type { Logger } from "../../lib/log.js";
+import { Backoff } from "../../lib/retry.js";
 import { isStoreUnavailable, StoreUnavailableError, type Store } from "../ports/store.js";
 
 export const TeardownOp = z.discriminatedUnion("kind", [
@@ -64,12 +65,10 @@ export class Outbox {
   private count = 0;
   private draining: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
-  private retryMs: number;
+  private readonly retry: Backoff;
   private waitingFor: string | undefined;
   private closed = false;
   private readonly events = new EventEmitter();
-  private readonly minRetryMs: number;
-  private readonly maxRetryMs: number;
 
   private constructor(
     private readonly local: Store,
@@ -77,9 +76,7 @@ export class Outbox {
     private readonly log: Logger,
     opts: OutboxOptions,
   ) {
-    this.minRetryMs = opts.minRetryMs ?? 500;
-    this.maxRetryMs = opts.maxRetryMs ?? 15_000;
-    this.retryMs = this.minRetryMs;
+    this.retry = new Backoff(opts.minRetryMs ?? 500, opts.maxRetryMs ?? 15_000);
     this.events.setMaxListeners(0);
   }
 
@@ -161,7 +158,7 @@ export class Outbox {
         this.count = 0;
         this.doneThrough = this.nextSeq - 1;
         this.waitingFor = undefined;
-        this.retryMs = this.minRetryMs;
+        this.retry.reset();
         this.events.emit("progress");
         return;
       }
@@ -173,13 +170,13 @@ export class Outbox {
       } catch (err) {
         if (isStoreUnavailable(err)) {
           this.waitingFor = err.unavailable ?? err.message;
-          this.log.warn({ op, err: err.message, retryMs: this.retryMs, pending: this.count }, "teardown waits for the cluster store");
+          const retryMs = this.retry.next();
+          this.log.warn({ op, err: err.message, retryMs, pending: this.count }, "teardown waits for the cluster store");
           this.retryTimer = setTimeout(() => {
             this.retryTimer = undefined;
             this.kick();
-          }, this.retryMs);
+          }, retryMs);
           this.retryTimer.unref();
-          this.retryMs = Math.min(this.retryMs * 2, this.maxRetryMs);
           this.events.emit("progress");
           return;
         }
@@ -189,7 +186,7 @@ export class Outbox {
       this.count = Math.max(0, this.count - 1);
       this.doneThrough = Math.max(this.doneThrough, seq);
       this.waitingFor = undefined;
-      this.retryMs = this.minRetryMs;
+      this.retry.reset();
       if (op !== undefined) this.log.debug({ op }, "teardown step done");
       this.events.emit("progress");
     }

@@ -1,9 +1,9 @@
 import { keys, subnetFromKey } from "../cluster/keys.js";
 import { NetworkHostRecord, NetworkRecord, parseRecord } from "../cluster/records.js";
 import type { Logger } from "../../lib/log.js";
-import { success } from "../../lib/result.js";
-import { refuse, type Outcome } from "../errors.js";
-import { backoff, giveUp, MAX_ATTEMPTS } from "../ipam/retry.js";
+import { failure, success } from "../../lib/result.js";
+import { refuse, within, type Outcome } from "../errors.js";
+import { casRounds, contended } from "../cluster/cas-rounds.js";
 import type { Store } from "../ports/store.js";
 import type { NetworkOptions } from "./network-options.js";
 
@@ -54,8 +54,7 @@ export class ClusterNetworks {
 
   /** Creates the cluster record or joins the existing one; records this host's membership. */
   async join(subnet: string, gatewayCidr: string, opts: NetworkOptions, networkId: string): Promise<Outcome<NetworkRecord>> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
+    const joined = await casRounds(async (): Promise<Outcome<NetworkRecord> | undefined> => {
       const existing = await this.get(subnet);
       if (existing !== undefined) {
         const askedVni = opts.vni !== undefined && opts.vni !== existing.vni;
@@ -73,7 +72,7 @@ export class ClusterNetworks {
         return success(existing);
       }
       const vni = await this.vnis.claim(subnet, opts.vni);
-      if (!vni.ok) return refuse("conflict", `network ${subnet}: ${vni.error}`);
+      if (!vni.ok) return failure(within(`network ${subnet}`, vni.error));
       const rec: NetworkRecord = { subnet, gatewayCidr, vni: vni.value, createdAt: new Date().toISOString() };
       if (opts.mtu !== undefined) rec.mtu = opts.mtu;
       if (opts.proxyProtocol !== undefined) rec.proxyProtocol = opts.proxyProtocol;
@@ -86,8 +85,9 @@ export class ClusterNetworks {
       }
       // Another host created it first: give back our VNI and compare with theirs.
       await this.vnis.release(vni.value, subnet);
-    }
-    return refuse("conflict", giveUp(`network ${subnet}: creating the cluster record`));
+      return undefined;
+    });
+    return joined ?? refuse("conflict", contended(`network ${subnet}: creating the cluster record`));
   }
 
   /**

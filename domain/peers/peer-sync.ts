@@ -119,7 +119,7 @@ export class PeerSync {
     return out;
   }
 
-  /** Re-syncs every followed network now (e.g. after a local endpoint appeared or went). */
+  /** Re-syncs one followed network now (e.g. after a local endpoint appeared or went). */
   async resync(subnet: string, why: string): Promise<void> {
     await this.sync(subnet, why);
   }

@@ -1,9 +1,11 @@
 import net from "node:net";
-import { expandPortRange, ProxyManager, type ActiveBinding, type Binding } from "../../proxy/index.js";
+import { expandPortRange, type ActiveBinding, type Binding } from "../../proxy/index.js";
 import type { DnatPort, DnatRule } from "../ports/dnat.js";
+import type { PortProxy } from "../ports/port-proxy.js";
 import type { Logger } from "../../lib/log.js";
 import { success } from "../../lib/result.js";
 import { refuse, type Outcome } from "../errors.js";
+import { isLoopback } from "../../lib/net.js";
 
 /** One published port as asked (Docker's port map, in the domain's terms). */
 export interface PortRequest {
@@ -78,7 +80,7 @@ function view(endpointId: string, p: Published): PublishedPort {
 function dnatRuleOf(b: Binding): DnatRule | undefined {
   if (b.proxyProtocol !== undefined) return undefined;
   const any = b.hostIp === "" || b.hostIp === "0.0.0.0";
-  if (!any && (!net.isIPv4(b.hostIp) || b.hostIp.startsWith("127."))) return undefined;
+  if (!any && (!net.isIPv4(b.hostIp) || isLoopback(b.hostIp))) return undefined;
   return { proto: b.proto, hostIp: any ? "" : b.hostIp, hostPort: b.hostPort, containerIp: b.backendIp, containerPort: b.backendPort };
 }
 
@@ -96,7 +98,7 @@ export class PortPublisher {
   private readonly deferIpv6Ms: number | undefined;
 
   constructor(
-    private readonly proxy: ProxyManager,
+    private readonly proxy: PortProxy,
     private readonly log: Logger,
     opts: PortPublisherOptions = { mode: "userland" },
   ) {

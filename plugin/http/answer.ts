@@ -10,10 +10,16 @@ export const ok = (body: Record<string, unknown> = {}): Answer => ({ ok: true, b
 
 export const fail = (error: string, status = 500): Answer => ({ ok: false, status, error });
 
-/** The one place where a domain error's cause becomes an HTTP status; its words go to Docker unchanged. */
-export const STATUS_OF: Record<Cause, number> = {
+/**
+ * The one place where a domain error's cause becomes an HTTP status; its words
+ * go to Docker unchanged. Not-found is not 404: to libnetwork's plugin client
+ * a 404 means "method not implemented", and on Program/RevokeExternalConnectivity
+ * it counts as success — an unknown endpoint's ports would go unpublished
+ * without a word. Docker reads only the words; the statuses are for logs.
+ */
+const STATUS_OF: Record<Cause, number> = {
   "bad-request": 400,
-  "not-found": 404,
+  "not-found": 500,
   conflict: 409,
   "store-unavailable": 503,
   kernel: 500,

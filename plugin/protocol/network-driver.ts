@@ -9,7 +9,7 @@ const Id = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, "must be a non-empty iden
 const Cidr = z.string().regex(/^[0-9a-fA-F.:]+\/\d{1,3}$/, "must be an address in CIDR form");
 const StringMap = z.record(z.string(), z.string());
 
-export const IpamData = z.object({
+const IpamData = z.object({
   AddressSpace: z.string().default(""),
   Pool: Cidr,
   Gateway: Cidr.optional(),
@@ -17,7 +17,7 @@ export const IpamData = z.object({
 });
 export type IpamData = z.infer<typeof IpamData>;
 
-export const NetworkOptions = z
+const NetworkOptions = z
   .object({
     "com.docker.network.generic": z.record(z.string(), z.unknown()).nullish(),
     "com.docker.network.enable_ipv6": z.boolean().optional(),
@@ -52,16 +52,16 @@ export const PortBinding = z.object({
 });
 export type PortBinding = z.infer<typeof PortBinding>;
 
-export const ExposedPort = z.object({ Proto: z.number().int(), Port: z.number().int().min(0).max(65535) });
+const ExposedPort = z.object({ Proto: z.number().int(), Port: z.number().int().min(0).max(65535) });
 
-export const EndpointOptions = z
+const EndpointOptions = z
   .object({
     "com.docker.network.portmap": z.array(PortBinding).nullish(),
     "com.docker.network.endpoint.exposedports": z.array(ExposedPort).nullish(),
   })
   .passthrough();
 
-export const EndpointInterface = z.object({
+const EndpointInterface = z.object({
   Address: z.string().default(""),
   AddressIPv6: z.string().default(""),
   MacAddress: z.string().default(""),

@@ -41,9 +41,9 @@ describe("the running plugin and bad input", () => {
     }
     const alive = await postPlugin(sock, "/NetworkDriver.GetCapabilities");
     expect(alive.body).toEqual({ Scope: "local", ConnectivityScope: "global" });
-    // Unknown endpoint ids are errors, not crashes.
+    // Unknown endpoint ids are errors, not crashes — and never a 404, which Docker reads as "not implemented".
     const join1 = await postPlugin(sock, "/NetworkDriver.Join", { NetworkID: "n".repeat(64), EndpointID: "e".repeat(64), SandboxKey: "/x" });
-    expect(join1.status).toBe(404);
+    expect(join1.status).toBe(500);
     expect((join1.body as { Err: string }).Err).toMatch(/not found/);
   });
 });

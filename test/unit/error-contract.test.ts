@@ -76,11 +76,21 @@ describe("every cause reaches Docker with its status and the domain's words", ()
     expect(r.body).toEqual({ Err: expect.stringMatching(/^network 0123456789ab: unknown option vnii/), Error: expect.any(String) });
   });
 
-  it("not-found → 404", async () => {
+  it("not-found → 500 (a 404 would read as 'not implemented')", async () => {
     await up();
     const r = await post("/NetworkDriver.Join", { NetworkID: NET, EndpointID: "e1", SandboxKey: "/var/run/docker/netns/x" });
-    expect(r.status).toBe(404);
+    expect(r.status).toBe(500);
     expect((r.body as { Err: string }).Err).toBe(`endpoint e1 of network ${NET} not found`);
+  });
+
+  it("ProgramExternalConnectivity for an unknown endpoint fails aloud (a 404 would be taken for success); Revoke of one has nothing to undo", async () => {
+    await up();
+    const Options = { "com.docker.network.portmap": [{ Proto: 6, IP: "", Port: 80, HostIP: "", HostPort: 8080, HostPortEnd: 8080 }] };
+    const program = await post("/NetworkDriver.ProgramExternalConnectivity", { NetworkID: NET, EndpointID: "e9", Options });
+    expect(program.status).toBe(500);
+    expect((program.body as { Err: string }).Err).toBe(`endpoint e9 of network ${NET} not found`);
+    const revoke = await post("/NetworkDriver.RevokeExternalConnectivity", { NetworkID: NET, EndpointID: "e9" });
+    expect(revoke).toMatchObject({ status: 200, body: {} });
   });
 
   it("conflict → 409", async () => {

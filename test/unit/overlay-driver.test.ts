@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { keys } from "../../domain/cluster/keys.js";
-import { ADDRESS_SPACE } from "../../domain/overlay-driver.js";
+import { ADDRESS_SPACE } from "../../domain/ipam/pool-records.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { simHost, stopSimHost, stopSimHosts, type SimHost } from "../support/sim-host.js";
@@ -115,6 +115,14 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     // Removing the refused one cannot take the first one's membership: it never existed.
     expect(await a.d.driver.deleteNetwork("n5")).toMatchObject({ ok: false });
     expect(await cluster.get(keys.networkHost("10.31.0.0/24", "h1"))).toBeDefined();
+  });
+
+  it("refuses a VNI that another network holds, naming that network, as a conflict", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1");
+    expect((await createOn(a, "n1", "10.35.0.0/24", { vni: "7101" })).r.ok).toBe(true);
+    const taken = await createOn(a, "n2", "10.36.0.0/24", { vni: "7101" });
+    expect(taken.r).toEqual({ ok: false, error: { cause: "conflict", message: "network 10.36.0.0/24: VNI 7101 is already used by network 10.35.0.0/24" } });
   });
 
   it("rolls back an endpoint whose datapath fails, leaving nothing published", async () => {
@@ -322,6 +330,18 @@ describe("the record collector", () => {
     expect(await cluster.get(keys.address("10.46.0.0/24", ip))).toBeDefined();
     expect(await cluster.get(keys.networkHost("10.46.0.0/24", "h1"))).toBeDefined();
     expect(await a.d.collector.pass()).toMatchObject({ removed: 0, restored: 0 });
+  });
+
+  it("reports, in words, an address this host uses that another host now holds, and leaves the other's record alone", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1");
+    const n = await createOn(a, "n", "10.49.0.0/24");
+    const ip = await endpointOn(a, "n", n.pool.poolId, "e");
+    const theirs = JSON.stringify({ host: "h2", kind: "endpoint", at: new Date().toISOString() });
+    await cluster.put(keys.address("10.49.0.0/24", ip), theirs);
+    const report = await a.d.collector.pass();
+    expect(report?.conflicts).toEqual([`network 10.49.0.0/24: address ${ip} in pool 10.49.0.0/24 is held by host h2, but this host uses it`]);
+    expect((await cluster.get(keys.address("10.49.0.0/24", ip)))?.value).toBe(theirs);
   });
 
   it("collects a host gone for longer than the grace, once, by one host, and leaves a host that comes back alone", async () => {
