@@ -27,7 +27,9 @@ trap 'rm -f "$report"' EXIT   # the vitest report of the run under way, if this 
 for v in $versions; do
   report=$(mktemp /tmp/tso-vitest.XXXXXX.json)
   projects=()
-  [ "$first" = 1 ] || projects=(--project e2e)
+  # The older versions rerun what Docker can change: the end-to-end tests, but
+  # not the lab's own failed-up test (the lab scripts are the same for all).
+  [ "$first" = 1 ] || projects=(--project e2e --exclude test/e2e/lab-lifecycle.test.ts)
   echo "=== tests on Docker $v${projects:+ (end-to-end)}" >&2
   TSOVERLAY_DOCKER=$v npx vitest run "${projects[@]}" --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=1
   if [ -s "$report" ]; then
