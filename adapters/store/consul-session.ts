@@ -8,6 +8,8 @@ export interface EphemeralDeps {
   log: Logger;
   toError: (op: string, err: unknown) => StoreError;
   onRelease: () => void;
+  /** A renewal went through (Consul is there). */
+  onAnswer: () => void;
 }
 
 /**
@@ -134,6 +136,7 @@ export class ConsulEphemeralKey implements EphemeralKey {
     if (id === undefined || this.released || this.abandoned) return;
     try {
       await this.deps.client.session.renew({ id });
+      this.deps.onAnswer();
     } catch (err) {
       if (this.released || this.abandoned) return;
       if (statusCodeOf(err) === 404) {

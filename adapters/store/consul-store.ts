@@ -149,6 +149,7 @@ export class ConsulStore implements Store {
       requestTimeoutMs: this.requestTimeoutMs,
       toError: (err) => this.error("watch", prefix, err),
       onStop: () => this.watches.delete(watch),
+      onAnswer: () => this.answered(),
     });
     this.watches.add(watch);
     return watch;
@@ -170,6 +171,7 @@ export class ConsulStore implements Store {
       log: this.log.child({ key }),
       toError: (op, err) => this.error(op, key, err),
       onRelease: () => this.ephemeralKeys.delete(ephemeral),
+      onAnswer: () => this.answered(),
     });
     await ephemeral.acquire();
     this.ephemeralKeys.add(ephemeral);
@@ -190,11 +192,19 @@ export class ConsulStore implements Store {
 
   private async call<T>(op: string, key: string, request: () => Promise<T>): Promise<T> {
     if (this.closed) throw new StoreError(op, key, "store is closed");
+    let result: T;
     try {
-      return await request();
+      result = await request();
     } catch (err) {
       throw this.error(op, key, err);
     }
+    this.answered();
+    return result;
+  }
+
+  /** Consul answered: watches backing off after an outage ask again now. */
+  private answered(): void {
+    for (const watch of this.watches) watch.wake();
   }
 
   private error(op: string, key: string, err: unknown): StoreError {

@@ -5,7 +5,8 @@
  * for good on a 400 or a validation error and treats a zero index as an
  * error, while a watch in a long-running plugin must outlive anything Consul
  * answers and come back when Consul does; it backs off to 30 s without jitter
- * (ours: 250 ms to 10 s); and it reports a change whenever the index moves,
+ * (ours: 250 ms to 2 s, and woken as soon as any other request of this store
+ * is answered, so peers learn of changes made right after an outage); and it reports a change whenever the index moves,
  * including for sibling keys outside a prefix's directory, which we filter.
  * What is left of it to reuse (one HTTP call and a timer) is less than what
  * adapting it would take.
@@ -18,7 +19,9 @@ import type { KV, StoreError, Watch } from "../../domain/ports/store.js";
 import { filterUnder, type ConsulClient, type RequestContext } from "./consul-client.js";
 
 const WATCH_BACKOFF_MIN_MS = 250;
-const WATCH_BACKOFF_MAX_MS = 10_000;
+// Short: a retry against a local agent that is down costs a refused connection,
+// and every second a watch sleeps after Consul is back is a second peers miss.
+const WATCH_BACKOFF_MAX_MS = 2_000;
 
 export interface WatchDeps {
   client: ConsulClient;
@@ -27,6 +30,8 @@ export interface WatchDeps {
   requestTimeoutMs: number;
   toError: (err: unknown) => StoreError;
   onStop: () => void;
+  /** This watch was answered after failing: the others may be backing off for nothing. */
+  onAnswer: () => void;
 }
 
 /**
@@ -47,6 +52,11 @@ export class ConsulWatch implements Watch {
     private readonly deps: WatchDeps,
   ) {
     void this.run();
+  }
+
+  /** Consul answered another request of this store: stop backing off and ask now. */
+  wake(): void {
+    this.wakeFromBackoff?.();
   }
 
   stop(): void {
@@ -70,6 +80,7 @@ export class ConsulWatch implements Watch {
         const [res, items] = (await this.deps.client.kv.get({ key: this.prefix, recurse: true, index, wait, timeout, ctx })) as [IncomingMessage, unknown];
         if (this.stopped) return;
         index = nextIndex(index, res.headers["x-consul-index"]);
+        if (backoff.peek() !== WATCH_BACKOFF_MIN_MS) this.deps.onAnswer();
         backoff.reset();
         this.deliver(filterUnder(items, this.prefix));
       } catch (err) {
@@ -108,11 +119,13 @@ export class ConsulWatch implements Watch {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
+      let timer: NodeJS.Timeout | undefined = undefined;
+      const done = (): void => {
         clearTimeout(timer);
+        this.wakeFromBackoff = undefined;
         resolve();
-      }
+      };
+      timer = setTimeout(done, ms);
       this.wakeFromBackoff = done;
     });
   }

@@ -5,7 +5,7 @@
  * $TSOVERLAY_CONSUL_BIN; a missing binary fails the suite, it is not skipped.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -333,8 +333,15 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
     const store = await openConsulStore({ addr: agent.addr, log, requestTimeoutMs: 1_000 });
     process.kill(agent.process.pid!, "SIGSTOP");
     try {
+      // Every thread of the agent has stopped (a loaded machine can take a moment to deliver the stop to all of them).
+      await waitFor("the agent to be stopped", 5_000, async () =>
+        /^\d+ \(.*\) T /.test(readFileSync(`/proc/${agent.process.pid}/stat`, "utf8")) ? true : undefined,
+      );
       const started = Date.now();
-      const error = await store.get("a/b").catch((err: unknown) => err);
+      const error = await store.get("a/b").then(
+        (v: unknown) => `answered ${JSON.stringify(v)}; agent output:\n${agent.output()}`,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(StoreError);
       expect((error as StoreError).unavailable).toMatch(/^Consul at 127\.0\.0\.1:\d+ did not answer in time$/);
       expect(Date.now() - started).toBeLessThan(3_000);

@@ -223,12 +223,21 @@ describe(`Docker ${version}`, () => {
     } finally {
       await labCtl(["consul", "start", "all"]);
     }
-    await consulWritable(h2b);
-    await dockerOk(h2b, ["start", "dv-rs2"]);
-    expect(await ping(h2b, "dv-rs2", peer)).toBe(true);
-    await removeContainers(h2b, ["dv-rs2"]);
-    await removeContainers(h3, ["dv-rs3"]);
-    await removeNetworkOn([h2b, h3], "dv-rs");
+    try {
+      await consulWritable(h2b);
+      await dockerOk(h2b, ["start", "dv-rs2"]);
+      // Both hosts' watches were backing off through the outage; they ask again within 2 s of Consul's return.
+      await waitFor(
+        "dv-rs2 on h2 to reach dv-rs3 on h3 after Consul's return",
+        async () => ((await ping(h2b, "dv-rs2", peer, 1)) ? true : undefined),
+        10_000,
+        200,
+      );
+    } finally {
+      await removeContainers(h2b, ["dv-rs2"]);
+      await removeContainers(h3, ["dv-rs3"]);
+      await removeNetworkOn([h2b, h3], "dv-rs");
+    }
   });
 
   it(
@@ -247,8 +256,13 @@ describe(`Docker ${version}`, () => {
         await labCtl(["host", "start", "2"]);
         h = freshHost("h2");
         await waitFor("h2's plugin to be ready", async () => ((await clusterStatus(h))?.ready ? true : undefined), 60_000, 250);
-        // The container lived through it, and so did its published port.
-        expect((await outsideGet(`http://${h.addr}:18096/`)).stdout).toContain("tsoverlay test image");
+        // The container lived through it, and so did its published port (served again once the plugin is back, if it was restarted).
+        await waitFor(
+          "the published port to answer after the restart",
+          async () => ((await outsideGet(`http://${h.addr}:18096/`)).stdout.includes("tsoverlay test image") ? true : undefined),
+          15_000,
+          250,
+        );
         const connect = await docker(h, ["network", "connect", "dv-alr", "dv-lr"]);
         if (major >= 29) expect(connect.stderr).toMatch(/remote network driver: endpoint .* not found/);
         else expect(connect.code, connect.stderr).toBe(0);
