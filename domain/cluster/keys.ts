@@ -15,6 +15,7 @@
  *   tsoverlay/v1/networks/<subnet>/hosts/<hostId>     this host has the network (its Docker NetworkID)
  *   tsoverlay/v1/endpoints/<subnet>/<endpointId>      endpoint (ip, mac, host, vtep) — what peers program
  *   tsoverlay/v1/gone/<hostId>                        a host seen gone (since when; who collects its records)
+ *   tsoverlay/v1/catalog/<name>                       a Docker network name, cluster-wide: how to create it, or that it was removed
  */
 const ROOT = "tsoverlay/v1";
 
@@ -46,6 +47,8 @@ export const keys = {
   allAddresses: () => `${ROOT}/addresses/`,
   allNetworks: () => `${ROOT}/networks/`,
   allEndpoints: () => `${ROOT}/endpoints/`,
+  catalog: () => `${ROOT}/catalog/`,
+  catalogEntry: (name: string) => `${ROOT}/catalog/${name}`,
   gone: () => `${ROOT}/gone/`,
   goneHost: (hostId: string) => `${ROOT}/gone/${hostId}`,
   endpoints: (subnet: string) => `${ROOT}/endpoints/${subnetKey(subnet)}/`,

@@ -1,3 +1,4 @@
+import type { NetworkCatalog } from "../catalog/catalog.js";
 import type { ClusterIpam } from "../ipam/cluster-ipam.js";
 import type { TeardownOp } from "../local/outbox.js";
 import type { Logger } from "../../lib/log.js";
@@ -15,6 +16,7 @@ export function teardownRunner(d: {
   store: Store;
   ipam: ClusterIpam;
   networks: ClusterNetworks;
+  catalog: NetworkCatalog;
   hostId: string;
   log: Logger;
 }): (op: TeardownOp) => Promise<void> {
@@ -29,6 +31,11 @@ export function teardownRunner(d: {
       case "release-address": {
         const r = await d.ipam.releaseAddress({ hostId: d.hostId, poolId: op.poolId, address: op.address });
         if (!r.ok) d.log.warn({ op, err: r.error }, "releasing an address was refused; nothing to do");
+        return;
+      }
+      case "remove-name": {
+        const removed = await d.catalog.removeName(op.name, op.subnet === "" ? undefined : op.subnet, d.hostId);
+        d.log.info({ network: op.name, subnet: op.subnet || undefined, removed }, "network name removed from the cluster");
         return;
       }
       case "release-pool": {

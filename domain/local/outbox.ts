@@ -35,6 +35,8 @@ export const TeardownOp = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("release-address"), poolId: z.string(), address: z.string() }),
   z.object({ kind: z.literal("leave-network"), subnet: z.string() }),
   z.object({ kind: z.literal("release-pool"), poolId: z.string() }),
+  /** A user removed this network here: the cluster removes it everywhere (subnet "" when this host did not know it). */
+  z.object({ kind: z.literal("remove-name"), name: z.string(), subnet: z.string() }),
 ]);
 export type TeardownOp = z.infer<typeof TeardownOp>;
 

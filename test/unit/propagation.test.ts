@@ -1,0 +1,202 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { NetworkCatalog } from "../../domain/catalog/catalog.js";
+import { NetworkPropagation } from "../../domain/catalog/propagation.js";
+import { createLogger } from "../../lib/log.js";
+import { FakeDocker, tsoverlaySpec } from "../support/fake-docker.js";
+import { FlakyStore } from "../support/flaky-store.js";
+import { MemoryStore } from "../support/memory-store.js";
+
+const log = createLogger("silent");
+const stops: (() => void)[] = [];
+afterEach(() => {
+  for (const s of stops.splice(0)) s();
+});
+
+interface Host {
+  docker: FakeDocker;
+  prop: NetworkPropagation;
+  catalog: NetworkCatalog;
+}
+
+/** A host whose daemon's events and the catalog's changes reach its propagation, as the DockerFollower wires them. */
+function host(store: MemoryStore, hostId: string, now: () => number = Date.now): Host {
+  const docker = new FakeDocker();
+  const catalog = new NetworkCatalog(store, now);
+  const prop = new NetworkPropagation({ docker, catalog, hostId, drivers: ["tsoverlay"], log, pruneWindowMs: 30, tombstoneTtlMs: 3_600_000 });
+  docker.subscribe((e) => prop.onEvent(e));
+  const watch = catalog.watch(
+    () => void prop.reconcile("catalog changed"),
+    () => undefined,
+  );
+  stops.push(() => {
+    watch.stop();
+    prop.stop();
+  });
+  return { docker, prop, catalog };
+}
+
+async function until(what: string, probe: () => boolean | Promise<boolean>, ms = 2_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe("networks created once (propagation through the catalog)", () => {
+  it("a network created on one host is created on the others with the same subnet, gateway, range, options and labels", async () => {
+    const store = new MemoryStore();
+    const [a, b] = [host(store, "h1"), host(store, "h2")];
+    const spec = tsoverlaySpec("web", "10.60.0.0/24", {
+      ipRange: "10.60.0.128/25",
+      options: { mtu: "1400" },
+      labels: { team: "blue" },
+      ipamOptions: { name: "web" },
+    });
+    a.docker.userCreates(spec);
+    await until("h2 to have web", () => b.docker.nets.has("web"));
+    const { id: _id, ...copy } = b.docker.nets.get("web")!;
+    expect(copy).toEqual(spec);
+    expect((await a.catalog.get("web"))?.entry).toMatchObject({ state: "active", host: "h1", spec: { subnet: "10.60.0.0/24" } });
+    // h2's own create event for its copy publishes nothing new.
+    await b.prop.reconcile("test");
+    expect(a.docker.calls).toEqual([]);
+  });
+
+  it("a host that starts later gets the cluster's networks, and publishes its own", async () => {
+    const store = new MemoryStore();
+    const a = host(store, "h1");
+    a.docker.userCreates(tsoverlaySpec("one", "10.61.0.0/24"));
+    await until("one to be published", async () => (await a.catalog.get("one")) !== undefined);
+    const late = host(store, "h3");
+    late.docker.nets.set("mine", { ...tsoverlaySpec("mine", "10.62.0.0/24"), id: "m1" }); // made while its plugin was away
+    await late.prop.reconcile("daemon answers");
+    expect(late.docker.nets.has("one")).toBe(true);
+    await until("h1 to get mine", () => a.docker.nets.has("mine"));
+  });
+
+  it("docker network rm on any host removes it everywhere; a host with containers on it keeps it until they are gone", async () => {
+    const store = new MemoryStore();
+    const [a, b, c] = [host(store, "h1"), host(store, "h2"), host(store, "h3")];
+    a.docker.userCreates(tsoverlaySpec("db", "10.63.0.0/24"));
+    await until("db everywhere", () => b.docker.nets.has("db") && c.docker.nets.has("db"));
+    c.docker.attach("db", "c1");
+    b.docker.userRemoves("db");
+    await until("db to leave h1", () => !a.docker.nets.has("db"));
+    expect((await a.catalog.get("db"))?.entry.state).toBe("removed");
+    await until("h3 to say db drains", () => c.prop.status().draining.includes("db"));
+    expect(c.docker.nets.has("db")).toBe(true);
+    c.docker.detach("db", "c1");
+    await until("db to leave h3", () => !c.docker.nets.has("db"));
+    expect(c.prop.status().draining).toEqual([]);
+  });
+
+  it("docker network prune stays on its host: the cluster keeps the network, and the host gets it back", async () => {
+    const store = new MemoryStore();
+    const [a, b] = [host(store, "h1"), host(store, "h2")];
+    a.docker.userCreates(tsoverlaySpec("keep", "10.64.0.0/24"));
+    await until("keep on h2", () => b.docker.nets.has("keep"));
+    b.docker.userPrunes();
+    await new Promise((r) => setTimeout(r, 80)); // past the prune window
+    expect((await a.catalog.get("keep"))?.entry.state).toBe("active");
+    expect(a.docker.nets.has("keep")).toBe(true);
+    await b.prop.reconcile("periodic");
+    expect(b.docker.nets.has("keep")).toBe(true);
+  });
+
+  it("two hosts creating one name with different subnets: the first to publish wins, the other's is undone and its host told why", async () => {
+    const store = new MemoryStore();
+    const [a, b] = [host(store, "h1"), host(store, "h2")];
+    a.docker.userCreates(tsoverlaySpec("app", "10.65.0.0/24"));
+    b.docker.userCreates(tsoverlaySpec("app", "10.66.0.0/24"));
+    await until(
+      "both hosts on the winner's app",
+      () => a.docker.nets.get("app")?.subnet === "10.65.0.0/24" && b.docker.nets.get("app")?.subnet === "10.65.0.0/24",
+    );
+    expect((await a.catalog.get("app"))?.entry.spec.subnet).toBe("10.65.0.0/24");
+    expect(b.prop.status().refused).toEqual([
+      {
+        name: "app",
+        problem:
+          "network app: this host's is 10.66.0.0/24, the cluster's app is 10.65.0.0/24 (created on h1); one name is one network: remove one of them or pick another name (refused: the 10.66.0.0/24 network was removed again)",
+        at: expect.any(String),
+      },
+    ]);
+    expect(b.prop.status().problems).toEqual([]);
+  });
+
+  it("a clashing network that was there before the worker is reported, not removed", async () => {
+    const store = new MemoryStore();
+    const a = host(store, "h1");
+    a.docker.userCreates(tsoverlaySpec("app", "10.65.0.0/24"));
+    await until("app published", async () => (await a.catalog.get("app")) !== undefined);
+    const c = host(store, "h3");
+    c.docker.nets.set("app", { ...tsoverlaySpec("app", "10.66.0.0/24"), id: "x" }); // created while h3's plugin was away
+    await c.prop.reconcile("daemon answers");
+    expect(c.prop.status().problems.map((p) => p.problem)).toEqual([
+      expect.stringMatching(/this host's is 10\.66\.0\.0\/24, the cluster's app is 10\.65\.0\.0\/24/),
+    ]);
+    expect(c.docker.nets.get("app")?.subnet).toBe("10.66.0.0/24");
+    expect((await a.catalog.get("app"))?.entry.spec.subnet).toBe("10.65.0.0/24");
+  });
+
+  it("a tombstone removes a late host's copy; tombstones are swept after their time", async () => {
+    const store = new MemoryStore();
+    let now = Date.parse("2026-01-01T00:00:00Z");
+    const a = host(store, "h1", () => now);
+    a.docker.userCreates(tsoverlaySpec("old", "10.68.0.0/24"));
+    await until("old published", async () => (await a.catalog.get("old")) !== undefined);
+    const late = host(store, "h2", () => now);
+    late.docker.nets.set("old", { ...tsoverlaySpec("old", "10.68.0.0/24"), id: "o2" }); // its copy, from before it went down
+    a.docker.userRemoves("old");
+    await until("old tombstoned", async () => (await a.catalog.get("old"))?.entry.state === "removed");
+    await late.prop.reconcile("daemon answers");
+    expect(late.docker.nets.has("old")).toBe(false);
+    now += 2 * 3_600_000;
+    await a.prop.reconcile("periodic");
+    expect(await a.catalog.get("old")).toBeUndefined();
+  });
+});
+
+describe("a removal while the cluster store is away", () => {
+  it("is handed to the durable queue (removeName) with its subnet, or with its name alone for a network this host never saw", async () => {
+    const store = new FlakyStore(new MemoryStore());
+    const docker = new FakeDocker();
+    const queued: [string, string][] = [];
+    const prop = new NetworkPropagation({
+      docker,
+      catalog: new NetworkCatalog(store),
+      hostId: "h1",
+      drivers: ["tsoverlay"],
+      log,
+      pruneWindowMs: 20,
+      removeName: async (name, subnet) => void queued.push([name, subnet]),
+    });
+    stops.push(() => prop.stop());
+    docker.subscribe((e) => prop.onEvent(e));
+    docker.nets.set("seen", { ...tsoverlaySpec("seen", "10.69.0.0/24"), id: "s1" });
+    await prop.reconcile("daemon answers");
+    store.down();
+    docker.userRemoves("seen");
+    docker.nets.set("unseen", { ...tsoverlaySpec("unseen", "10.69.1.0/24"), id: "u1" }); // appeared while nothing was watching
+    docker.userRemoves("unseen");
+    await until("both removals queued", () => queued.length === 2);
+    expect(queued).toEqual([
+      ["seen", "10.69.0.0/24"],
+      ["unseen", ""],
+    ]);
+  });
+});
+
+describe("the catalog", () => {
+  it("removes a name only while it is active and, when given, still that subnet's; a second removal does nothing", async () => {
+    const catalog = new NetworkCatalog(new MemoryStore());
+    expect(await catalog.publish(tsoverlaySpec("x", "10.69.2.0/24"), "h1", 0)).toBe(true);
+    expect(await catalog.removeName("x", "10.69.3.0/24", "h2")).toBe(false);
+    expect((await catalog.get("x"))?.entry.state).toBe("active");
+    expect(await catalog.removeName("x", "10.69.2.0/24", "h2")).toBe(true);
+    expect((await catalog.get("x"))?.entry).toMatchObject({ state: "removed", host: "h2" });
+    expect(await catalog.removeName("x", undefined, "h2")).toBe(false);
+    expect(await catalog.removeName("never", undefined, "h2")).toBe(false);
+  });
+});
