@@ -31,6 +31,12 @@ export interface DriverSettings {
   storeBudgetMs: number;
   /** How long a teardown call waits for its cluster part before answering anyway (ms). */
   teardownWaitMs: number;
+  /**
+   * The name service's address (the gateway bridge's), when it runs. An
+   * --internal network then gets a host-only uplink and its containers a
+   * route to this one address, so their names resolve too.
+   */
+  nameServer?: string;
 }
 
 export interface DriverDeps {
@@ -73,6 +79,8 @@ export interface JoinInfo {
   dstPrefix: string;
   /** Absent on an internal network: containers get no default route through it. */
   gateway?: string;
+  /** Routes the container gets through this network besides (an internal network's route to the name service). */
+  routes?: { destination: string; nextHop: string }[];
 }
 
 /**
@@ -209,10 +217,15 @@ export class OverlayDriver {
   }
 
   /** Names the veth end made by CreateEndpoint for Docker, and says which gateway to route through. */
-  async join(networkId: string, endpointId: string): Promise<Outcome<JoinInfo>> {
+  async join(networkId: string, endpointId: string, sandbox?: string): Promise<Outcome<JoinInfo>> {
     const what = `endpoint ${endpointId} of network ${networkId}`;
     const ep = await this.localEndpoint(networkId, endpointId);
     if (!ep.ok) return ep;
+    // Which container this endpoint belongs to: the name service scopes a query by it.
+    if (sandbox !== undefined && ep.value.sandbox !== sandbox) {
+      const kept = await this.caught(what, async () => success(await this.d.local.putEndpoint({ ...ep.value, sandbox })));
+      if (!kept.ok) return kept;
+    }
     const net = await this.caught(what, async () => success(await this.d.local.getNetwork(networkId)));
     if (!net.ok) return net;
     if (net.value === undefined) return refuse("not-found", `${what}: network not found`);
@@ -221,6 +234,9 @@ export class OverlayDriver {
     const info: JoinInfo = { srcName: endpointIfNames(endpointId).hostIfName, dstPrefix: rec.value.ifacePrefix ?? DEFAULT_IFACE_PREFIX };
     // Docker's own bridge gives an internal network's containers no gateway either.
     if (rec.value.internal !== true) info.gateway = addressOf(rec.value.gatewayCidr);
+    else if (this.d.settings.nameServer !== undefined) {
+      info.routes = [{ destination: `${this.d.settings.nameServer}/32`, nextHop: addressOf(rec.value.gatewayCidr) }];
+    }
     return success(info);
   }
 
@@ -303,7 +319,31 @@ export class OverlayDriver {
       ip: addressOf(ep.addressCidr),
       mac: ep.mac,
       ...(ep.name === undefined ? {} : { name: ep.name }),
+      ...(ep.names === undefined ? {} : { names: ep.names }),
     };
+  }
+
+  /**
+   * The container's names on this endpoint's network (its name, its network
+   * aliases), as the Docker API reports them: kept with the endpoint and in
+   * its cluster record, where every host's name service finds them. Returns
+   * false for an endpoint this host does not have.
+   */
+  async setNames(endpointId: string, names: string[]): Promise<boolean> {
+    const found = await this.d.local.getEndpoint(endpointId);
+    if (found === undefined) return false;
+    // In Docker's order: the container's name first (the status endpoint shows it as the endpoint's name).
+    const wanted = [...new Set(names.map((n) => n.toLowerCase()))];
+    return this.mutex.run(found.subnet, async () => {
+      const ep = await this.d.local.getEndpoint(endpointId);
+      if (ep === undefined) return false;
+      const updated: LocalEndpoint = { ...ep, names: wanted };
+      await this.d.local.putEndpoint(updated);
+      const key = keys.endpoint(ep.subnet, ep.endpointId);
+      const record = JSON.stringify(this.endpointRecord(updated));
+      if ((await this.d.store.get(key))?.value !== record) await this.d.store.put(key, record);
+      return true;
+    });
   }
 
   /** Serializes work on a network, and turns anything it throws into a DomainError with context. */
@@ -351,10 +391,12 @@ export class OverlayDriver {
   private async ensureDatapath(rec: NetworkRecord, waitForPeers: boolean): Promise<void> {
     const spec: NetworkSpec = { subnet: rec.subnet, gatewayCidr: rec.gatewayCidr, vni: rec.vni, mtu: this.mtuOf(rec) };
     await kernelStep("setting up the network's namespace", () => this.d.datapath.ensureNetwork(spec));
-    // An internal network has no uplink at all, so nothing can route its traffic out.
-    if (rec.internal !== true) {
+    // An internal network has no way out: no uplink at all, or, when the name
+    // service runs, one that reaches nothing but the gateway bridge's address.
+    const internal = rec.internal === true;
+    if (!internal || this.d.settings.nameServer !== undefined) {
       const slot = await this.d.local.egressSlot(rec.subnet);
-      await kernelStep("setting up the network's uplink", () => this.d.egress.ensure(rec.subnet, rec.vni, slot));
+      await kernelStep("setting up the network's uplink", () => this.d.egress.ensure(rec.subnet, rec.vni, slot, { hostOnly: internal }));
     }
     await this.d.peers.start(rec.subnet, waitForPeers ? 2_000 : 0);
   }

@@ -31,7 +31,7 @@ export interface IptablesOptions {
   netnsPath?: string;
 }
 
-const ARG_RE = /^[A-Za-z0-9_.,/:!-]+$/;
+const ARG_RE = /^[A-Za-z0-9_.,/:!+-]+$/;
 const TIMEOUT_MS = 30_000;
 /** Upper bound on `-D` loops (a rule duplicated by hand many times). */
 const MAX_DELETE_LOOPS = 64;

@@ -27,8 +27,10 @@ export const EndpointRecord = z.object({
   vtep: z.string(),
   ip: z.string(),
   mac: z.string(),
-  /** The container's name, when Docker gave it (29 and later). */
+  /** The endpoint name Docker gave the IPAM: the container's name on 29; on 28, its short ID (as seen on the lab). */
   name: z.string().optional(),
+  /** Every name the container answers to on this network: its name and its network aliases (from the Docker API). */
+  names: z.array(z.string()).optional(),
 });
 export type EndpointRecord = z.infer<typeof EndpointRecord>;
 

@@ -23,6 +23,10 @@ export const LocalEndpoint = z.object({
   mac: z.string(),
   /** The container's name, when Docker gave it to the IPAM (29 and later). */
   name: z.string().optional(),
+  /** The container's names on this network (its name, network aliases), as the Docker API reports them. */
+  names: z.array(z.string()).optional(),
+  /** Docker's sandbox key (from Join): endpoints with the same one belong to one container. */
+  sandbox: z.string().optional(),
 });
 export type LocalEndpoint = z.infer<typeof LocalEndpoint>;
 

@@ -89,6 +89,25 @@ export class PeerSync {
     return [...this.networks].map(([subnet, e]) => ({ subnet, delivered: e.delivered, endpoints: e.endpoints.length }));
   }
 
+  /**
+   * Every endpoint record of a followed network on a live host, this host's
+   * own included; for an address claimed twice, the newest. What the name
+   * service answers from.
+   */
+  records(subnet: string): EndpointRecord[] {
+    const entry = this.networks.get(subnet);
+    if (entry === undefined) return [];
+    const self = this.hosts.self.hostId;
+    const seen = new Set<string>();
+    const out: EndpointRecord[] = [];
+    for (const { rec } of [...entry.endpoints].sort((a, b) => b.index - a.index)) {
+      if (seen.has(rec.ip) || (rec.hostId !== self && !this.hosts.isAlive(rec.hostId))) continue;
+      seen.add(rec.ip);
+      out.push(rec);
+    }
+    return out;
+  }
+
   /** The remote peers this host should program for the network (see the design note). */
   async desired(subnet: string): Promise<PeerEntry[]> {
     const entry = this.networks.get(subnet);

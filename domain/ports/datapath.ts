@@ -67,9 +67,12 @@ export function endpointIfNames(endpointId: string): EndpointLinks {
 /**
  * Egress for one network on this host: an uplink from its namespace to the
  * host's gateway bridge, routed and NATed to the host's address. `slot`
- * numbers the network's uplink on this host (stable across restarts).
+ * numbers the network's uplink on this host (stable across restarts). A
+ * `hostOnly` uplink (an --internal network that still reaches the host's
+ * name service) has no default route and no NAT: only the gateway bridge's
+ * own address is reachable through it.
  */
 export interface EgressPort {
-  ensure(subnet: string, vni: number, slot: number): Promise<void>;
+  ensure(subnet: string, vni: number, slot: number, opts?: { hostOnly?: boolean }): Promise<void>;
   remove(subnet: string, slot: number): Promise<void>;
 }

@@ -135,13 +135,17 @@ export function networkRoutes(gate: ReadinessGate): Map<string, Handler> {
   routes.set(
     "/NetworkDriver.Join",
     route(gate, "Join", JoinRequest, async (req, { driver }) => {
-      const r = await driver.join(req.NetworkID, req.EndpointID);
+      const r = await driver.join(req.NetworkID, req.EndpointID, req.SandboxKey);
       if (!r.ok) return failed(r.error);
       // Gateway must be a plain address; with it Docker routes through this
       // endpoint and asks this driver for external connectivity.
       return ok({
         InterfaceName: { SrcName: r.value.srcName, DstPrefix: r.value.dstPrefix },
         ...(r.value.gateway === undefined ? {} : { Gateway: r.value.gateway }),
+        // RouteType 0: through NextHop (1 would be a directly connected route).
+        ...(r.value.routes === undefined
+          ? {}
+          : { StaticRoutes: r.value.routes.map((x) => ({ Destination: x.destination, RouteType: 0, NextHop: x.nextHop })) }),
       });
     }),
   );

@@ -403,4 +403,28 @@ describe("EgressGateway on a simulated host", () => {
     expect(ipLink(ns.net2, "gw0")).toBeUndefined();
     await gw.removeNetwork({ subnet: NET2, slot: 2 }); // twice is fine
   });
+
+  it("a host-only uplink (an --internal network with the name service): the bridge's address and nothing else, no NAT; the bridge outlives the last network when kept", async () => {
+    await gw.close();
+    gw = new EgressGateway({ hostNetnsPath: ns.host, log, keepBridge: true });
+    gateways.push(gw);
+    await gw.ensureBridge();
+    expect(addrs(ns.host, "tsogw0")).toEqual(["100.72.0.1/24"]);
+    await gw.ensureNetwork({ ...spec1(), hostOnly: true });
+    expect(routes(ns.net1).filter((r) => r.startsWith("default"))).toEqual([]);
+    expect(ipt("nat", NAT_CHAIN)).toEqual([`-N ${NAT_CHAIN}`]);
+    // The container reaches the bridge's address (the name service), and nothing beyond it.
+    inNs(ns.c1, "ip", "route", "replace", "100.72.0.1/32", "via", "10.10.0.1");
+    expect(pingOk(ns.c1, "100.72.0.1")).toBe(true);
+    expect(fetchFails(ns.c1)).toBe(true);
+    // The same network with a way out again: default route and NAT come back.
+    await gw.ensureNetwork(spec1());
+    expect(routes(ns.net1).filter((r) => r.startsWith("default"))).toEqual(["default via 100.72.0.1 dev gw0"]);
+    expect(ipt("nat", NAT_CHAIN)).toEqual([`-N ${NAT_CHAIN}`, masq(NET1)]);
+    await gw.ensureNetwork({ ...spec1(), hostOnly: true });
+    expect(routes(ns.net1).filter((r) => r.startsWith("default"))).toEqual([]);
+    await gw.removeNetwork({ subnet: NET1, slot: 1 });
+    expect(ipt("filter").join("\n")).not.toContain("TSOVERLAY");
+    expect(addrs(ns.host, "tsogw0")).toEqual(["100.72.0.1/24"]);
+  });
 });

@@ -22,7 +22,7 @@ export interface SimHost {
   kernel: FakeKernel;
   /** The host-private store: survives a simulated plugin restart. */
   local: MemoryStore;
-  egress: EgressPort & { slots: Map<string, number> };
+  egress: EgressPort & { slots: Map<string, number>; hostOnly: Set<string> };
 }
 
 const running = new Set<SimHost>();
@@ -42,17 +42,26 @@ export async function simHost(
   cluster: FlakyStore,
   hostId: string,
   from?: SimHost,
-  settings: { storeRetryMs?: number; gcGraceMs?: number } = {},
+  settings: { storeRetryMs?: number; gcGraceMs?: number; nameServer?: string } = {},
 ): Promise<SimHost> {
   if (from !== undefined) await stopSimHost(from);
   const kernel = from?.kernel ?? new FakeKernel();
   const datapath = new FakeDatapath(kernel);
   const local = from?.local ?? new MemoryStore();
   const slots = from?.egress.slots ?? new Map<string, number>();
+  const hostOnly = from?.egress.hostOnly ?? new Set<string>();
   const egress: SimHost["egress"] = {
     slots,
-    ensure: async (subnet, _vni, slot) => void slots.set(subnet, slot),
-    remove: async (subnet) => void slots.delete(subnet),
+    hostOnly,
+    ensure: async (subnet, _vni, slot, opts) => {
+      slots.set(subnet, slot);
+      if (opts?.hostOnly === true) hostOnly.add(subnet);
+      else hostOnly.delete(subnet);
+    },
+    remove: async (subnet) => {
+      slots.delete(subnet);
+      hostOnly.delete(subnet);
+    },
   };
   const d = await assembleDomain(
     { cluster, local, datapath, egress, publisher: new PortPublisher(new ProxyManager(), log) },
@@ -66,7 +75,10 @@ export async function simHost(
       gcIntervalMs: 3_600_000,
       gcGraceMs: settings.gcGraceMs ?? 600_000,
       teardownWaitMs: 50,
+      propagate: false,
+      driverNames: ["tsoverlay"],
       ownRecordGraceMs: 0,
+      ...(settings.nameServer === undefined ? {} : { nameServer: settings.nameServer }),
     },
     log,
   );

@@ -298,6 +298,24 @@ describe("--internal", () => {
     });
   });
 
+  it("with the name service on: a host-only uplink, and a route to the name service alone for its containers", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1", undefined, { nameServer: "100.72.0.1" });
+    const n = await createOn(a, "n", "10.44.0.0/24", {}, true);
+    await endpointOn(a, "n", n.pool.poolId, "e");
+    expect([...a.egress.hostOnly]).toEqual(["10.44.0.0/24"]);
+    expect(value(await a.d.driver.join("n", "e"))).toEqual({
+      srcName: "tsoe",
+      dstPrefix: "eth",
+      routes: [{ destination: "100.72.0.1/32", nextHop: "10.44.0.1" }],
+    });
+    // A network with a way out needs no route of its own: its default route reaches the bridge.
+    const m = await createOn(a, "m", "10.43.0.0/24");
+    await endpointOn(a, "m", m.pool.poolId, "f");
+    expect(value(await a.d.driver.join("m", "f"))).toEqual({ srcName: "tsof", dstPrefix: "eth", gateway: "10.43.0.1" });
+    expect([...a.egress.hostOnly]).toEqual(["10.44.0.0/24"]);
+  });
+
   it("honours the container interface prefix", async () => {
     const cluster = new FlakyStore(new MemoryStore());
     const a = await host(cluster, "h1");
@@ -384,5 +402,28 @@ describe("the record collector", () => {
     expect(await cluster.get(keys.endpoint("10.47.0.0/24", "ec"))).toBeDefined();
     expect(await cluster.get(keys.networkHost("10.47.0.0/24", "h3"))).toBeDefined();
     expect(await cluster.get(keys.poolRef("10.47.0.0/24", "h3"))).toBeDefined();
+  });
+});
+
+describe("names for the name service", () => {
+  it("Join keeps the container's sandbox; names from the Docker API reach the endpoint's cluster record, and other hosts' name services", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const [a, b] = [await host(cluster, "h1"), await host(cluster, "h2")];
+    const na = await createOn(a, "n", "10.50.0.0/24");
+    await createOn(b, "n", "10.50.0.0/24");
+    const ipA = await endpointOn(a, "n", na.pool.poolId, "ea");
+    const ipB = await endpointOn(b, "n", na.pool.poolId, "eb");
+    value(await a.d.driver.join("n", "ea", "/var/run/docker/netns/abc"));
+    expect((await a.local.list("")).some((kv) => kv.value.includes('"endpointId":"ea"') && kv.value.includes('"sandbox":"/var/run/docker/netns/abc"'))).toBe(
+      true,
+    );
+    expect(await b.d.driver.setNames("eb", ["Web", "api", "web"])).toBe(true);
+    expect(await a.d.driver.setNames("nope", ["x"])).toBe(false);
+    const rec = JSON.parse((await cluster.get(keys.endpoint("10.50.0.0/24", "eb")))!.value) as { names: string[] };
+    expect(rec.names).toEqual(["web", "api"]); // Docker's order (the container's name first), lower-cased, once each
+    await until("h1's name service to know web", async () => {
+      const r = await a.d.names.decide({ name: "web", type: "A", source: ipA });
+      return r.kind === "addresses" && r.ips.join() === ipB;
+    });
   });
 });

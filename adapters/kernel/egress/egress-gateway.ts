@@ -74,6 +74,8 @@ export interface EgressGatewayOptions {
   hostNetnsPath?: string;
   /** Where /proc is mounted writable (e.g. "/host/proc" in a container); default "/proc". */
   procRoot?: string;
+  /** Keep the bridge (and its address) with no network left: the name service listens on it. */
+  keepBridge?: boolean;
   /** iptables binary (default "iptables", looked up in PATH). */
   iptables?: string;
   log: Logger;
@@ -86,6 +88,8 @@ export interface EgressNetworkSpec {
   nsPath: string;
   /** ≥ 1; the network's leg gets the gateway subnet's address `first host + slot`. */
   slot: number;
+  /** No default route, no NAT: the namespace reaches the bridge's own address only (an --internal network's name service). */
+  hostOnly?: boolean;
 }
 
 export interface EgressNetworkRef {
@@ -110,6 +114,7 @@ export class EgressGateway {
   private readonly maxSlot: number;
   private readonly hostNetnsPath: string | undefined;
   private readonly procRoot: string;
+  private readonly keepBridge: boolean;
   private readonly rules: EgressRules;
   private readonly log: Logger;
 
@@ -134,6 +139,7 @@ export class EgressGateway {
     this.maxSlot = 2 ** (32 - this.gw.prefix) - 3;
     this.hostNetnsPath = opts.hostNetnsPath;
     this.procRoot = opts.procRoot ?? "/proc";
+    this.keepBridge = opts.keepBridge === true;
     const bin = opts.iptables ?? "iptables";
     if (bin === "" || bin.startsWith("-")) throw new EgressError(`egress: invalid iptables binary ${JSON.stringify(bin)}`);
     this.log = opts.log.child({ component: "egress" });
@@ -158,6 +164,13 @@ export class EgressGateway {
   /** Removes the network's route, NAT rule and leg; the last one out removes the shared pieces. */
   removeNetwork(ref: EgressNetworkRef): Promise<void> {
     return this.mutex.run(() => this.doRemove(ref));
+  }
+
+  /** The bridge and its address, with or without networks (the name service listens on the address). */
+  ensureBridge(): Promise<void> {
+    return this.mutex.run(async () => {
+      await this.ensureShared("the gateway bridge");
+    });
   }
 
   /** Releases the host rtnetlink socket; kernel state stays. */
@@ -215,12 +228,14 @@ export class EgressGateway {
 
     const log = this.log.child({ subnet: network, slot, netns: spec.nsPath });
     const side = await this.ensureShared(network);
-    await ensureLeg(side, { network, slot, nsPath: spec.nsPath, legIp }, log);
+    const hostOnly = spec.hostOnly === true;
+    await ensureLeg(side, { network, slot, nsPath: spec.nsPath, legIp, hostOnly }, log);
     await ensureHostRoute(side, network, cidr, legIp);
-    await this.rules.ensureMasquerade(network, cidr);
+    if (hostOnly) await this.rules.removeMasquerade(network, cidr);
+    else await this.rules.ensureMasquerade(network, cidr);
 
     this.networks.set(network, { subnet: cidr, slot, nsPath: spec.nsPath });
-    log.info({ leg: `${legIp}/${this.gw.prefix}`, bridge: this.bridgeName }, "egress ready");
+    log.info({ leg: `${legIp}/${this.gw.prefix}`, bridge: this.bridgeName, hostOnly }, "egress ready");
   }
 
   /** The bridge, host forwarding, both chains, their rules and jumps. */
@@ -258,6 +273,7 @@ export class EgressGateway {
   private async removeShared(): Promise<void> {
     const what = "shared egress state";
     await this.rules.removeChains(what);
+    if (this.keepBridge) return;
     const host = this.host();
     await egressStep(what, `deleting bridge ${this.bridgeName}`, () => removeGatewayBridge(host, this.bridgeName));
     this.log.info({ bridge: this.bridgeName }, "egress gateway removed (no network left)");

@@ -10,7 +10,7 @@ import type { EgressGateway } from "./egress-gateway.js";
  */
 export function egressPortOf(gateway: EgressGateway, runDir: string): EgressPort {
   return {
-    ensure: (subnet, vni, slot) => gateway.ensureNetwork({ subnet, nsPath: networkNetnsPath(runDir, vni), slot }),
+    ensure: (subnet, vni, slot, opts) => gateway.ensureNetwork({ subnet, nsPath: networkNetnsPath(runDir, vni), slot, hostOnly: opts?.hostOnly === true }),
     remove: (subnet, slot) => gateway.removeNetwork({ subnet, slot }),
   };
 }

@@ -48,6 +48,8 @@ export interface LegSpec {
   nsPath: string;
   /** The leg's address in the gateway subnet. */
   legIp: string;
+  /** No default route: the leg's own subnet (the bridge's address) is all the namespace reaches. */
+  hostOnly?: boolean;
 }
 
 /** The veth pair, its host end on the bridge (isolated, up), its namespace end addressed, forwarding and the default route. */
@@ -76,8 +78,16 @@ export async function ensureLeg(gw: GatewaySide, leg: LegSpec, log: Logger): Pro
       }
     });
 
-    await egressStep(network, `default route via ${gw.bridgeIp} in ${nsPath}`, async () => {
+    await egressStep(network, `${leg.hostOnly === true ? "no" : "a"} default route via ${gw.bridgeIp} in ${nsPath}`, async () => {
       const routes = await mainRoutes(nsl, 0);
+      if (leg.hostOnly === true) {
+        for (const r of routes)
+          await nlCall("delete default route", `link ${NS_LEG_NAME}`, () => nsl.delRoute(routeData(0), r.oif === undefined ? {} : { oif: r.oif }, PLAIN), [
+            "ESRCH",
+            "ENOENT",
+          ]);
+        return;
+      }
       const ours = routes.some((r) => r.gateway === gw.bridgeIp && r.oif === nsEnd.index);
       if (ours && routes.length === 1) return;
       await nlCall("replace default route", `link ${NS_LEG_NAME}`, () =>
