@@ -15,9 +15,19 @@ import type { PortPublisher } from "../domain/publish/port-publisher.js";
 import { ResilientStore } from "../domain/cluster/resilient-store.js";
 import type { Store } from "../domain/ports/store.js";
 import { addressOf } from "../lib/net.js";
+import { NetworkCatalog } from "../domain/catalog/catalog.js";
+import { DockerFollower } from "../domain/catalog/docker-follower.js";
+import { NetworkPropagation } from "../domain/catalog/propagation.js";
+import { ContainerNames } from "../domain/names/container-names.js";
+import { NameService } from "../domain/names/name-service.js";
+import type { DockerPort } from "../domain/ports/docker.js";
 
 /** How long a teardown call waits for its cluster part before answering Docker anyway. */
 const TEARDOWN_WAIT_MS = 3_000;
+/** Removed network names are remembered this long, so hosts that were down still remove their copies. */
+const TOMBSTONE_TTL_MS = 24 * 3600_000;
+/** Networks are reconciled with the catalog on every event and change, and at least this often. */
+const CATALOG_RECONCILE_MS = 30_000;
 /** Address and pool records of this host younger than this are never collected (Docker allocates them just before use). */
 const OWN_RECORD_GRACE_MS = 60_000;
 
@@ -30,6 +40,8 @@ export interface DomainAdapters {
   datapath: Datapath;
   egress: EgressPort;
   publisher: PortPublisher;
+  /** This host's Docker daemon; without it, networks stay per host and names come from Docker 29's IPAM only. */
+  docker?: DockerPort;
 }
 
 export interface DomainSettings {
@@ -42,6 +54,14 @@ export interface DomainSettings {
   reconcileMs: number;
   gcIntervalMs: number;
   gcGraceMs: number;
+  /** The name service's address, when it runs (see DriverSettings.nameServer). */
+  nameServer?: string;
+  /** Create once: networks made on one host appear on all (needs `docker`). */
+  propagate: boolean;
+  /** The driver names that are tsoverlay on this daemon. */
+  driverNames: readonly string[];
+  /** How often the catalog is reconciled with the daemon, besides events (ms). */
+  catalogReconcileMs?: number;
   /** Overrides for tests. */
   teardownWaitMs?: number;
   ownRecordGraceMs?: number;
@@ -58,6 +78,10 @@ export interface AssembledDomain {
   hosts: HostRegistry;
   peers: PeerSync;
   collector: RecordCollector;
+  /** Answers the DNS listener: names of containers across hosts. */
+  names: NameService;
+  catalog: NetworkCatalog;
+  propagation: NetworkPropagation | undefined;
   /** Restores the datapath from local state, then starts the background work (collector, queued teardown). */
   start(): Promise<void>;
   status(): Promise<Record<string, unknown>>;
@@ -81,7 +105,8 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     },
   };
   const networks = new ClusterNetworks(store, vnis, s.hostId, log);
-  const outbox = await Outbox.open(a.local, teardownRunner({ store, ipam, networks, hostId: s.hostId, log }), { log });
+  const catalog = new NetworkCatalog(store);
+  const outbox = await Outbox.open(a.local, teardownRunner({ store, ipam, networks, catalog, hostId: s.hostId, log }), { log });
   const hosts = new HostRegistry(store, { hostId: s.hostId, vtep: s.vtep }, log, s.hostTtlSeconds);
   const localOf = async (subnet: string): Promise<{ ip: string; mac: string }[]> =>
     (await local.endpoints()).filter((e) => e.subnet === subnet).map((e) => ({ ip: addressOf(e.addressCidr), mac: e.mac }));
@@ -98,7 +123,14 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     networks,
     publisher: a.publisher,
     nameOf: (subnet, ip) => ipam.nameOf(subnet, ip),
-    settings: { hostId: s.hostId, vtep: s.vtep, underlayMtu: s.underlayMtu, storeBudgetMs: s.storeRetryMs, teardownWaitMs },
+    settings: {
+      hostId: s.hostId,
+      vtep: s.vtep,
+      underlayMtu: s.underlayMtu,
+      storeBudgetMs: s.storeRetryMs,
+      teardownWaitMs,
+      ...(s.nameServer === undefined ? {} : { nameServer: s.nameServer }),
+    },
     log,
   });
   const collector = new RecordCollector(
@@ -121,6 +153,36 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     },
   );
   const hostIpam = new HostIpam(ipam, outbox, { hostId: s.hostId, storeBudgetMs: s.storeRetryMs, teardownWaitMs });
+  const names = new NameService({ localEndpoints: () => local.endpoints(), recordsOf: (subnet) => peers.records(subnet) });
+  const docker = a.docker;
+  const propagation =
+    docker !== undefined && s.propagate
+      ? new NetworkPropagation({
+          docker,
+          catalog,
+          hostId: s.hostId,
+          drivers: s.driverNames,
+          log,
+          tombstoneTtlMs: TOMBSTONE_TTL_MS,
+          removeName: async (name, subnet) => void (await outbox.add({ kind: "remove-name", name, subnet })),
+        })
+      : undefined;
+  const follower =
+    docker === undefined
+      ? undefined
+      : new DockerFollower({
+          docker,
+          catalog,
+          propagation,
+          names: new ContainerNames({
+            docker,
+            setNames: (endpointId, n) => driver.setNames(endpointId, n),
+            localNetworkIds: async () => [...new Set((await local.endpoints()).map((e) => e.networkId))],
+            log,
+          }),
+          log,
+          reconcileMs: s.catalogReconcileMs ?? CATALOG_RECONCILE_MS,
+        });
 
   return {
     driver,
@@ -131,11 +193,15 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     hosts,
     peers,
     collector,
+    names,
+    catalog,
+    propagation,
     start: async () => {
       hosts.start();
       await driver.restore();
       collector.start();
       outbox.kick();
+      follower?.start();
     },
     status: async () => {
       const health = store.health();
@@ -159,9 +225,21 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
         },
         peers: peers.followed(),
         collector: collector.status(),
+        docker: follower === undefined ? { following: false, reason: "no Docker API socket configured" } : { following: follower.following },
+        ...(propagation === undefined ? {} : { propagation: propagation.status() }),
+        networks: peers.followed().map((f) => ({
+          subnet: f.subnet,
+          names:
+            propagation
+              ?.status()
+              .networks.filter((n) => n.subnet === f.subnet)
+              .map((n) => n.name) ?? [],
+          endpoints: peers.records(f.subnet).map((r) => ({ host: r.hostId, ip: r.ip, name: r.names?.[0] ?? r.name ?? null, names: r.names ?? [] })),
+        })),
       };
     },
     stop: async () => {
+      await follower?.stop();
       await collector.stop();
       await outbox.close();
       peers.stopAll();

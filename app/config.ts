@@ -51,6 +51,17 @@ const EnvSchema = z.object({
     .min(1)
     .max(24 * 3600)
     .default(60),
+  // This host's Docker API, for networks created once and container names ("off": neither).
+  TSOVERLAY_DOCKER_SOCKET: z.string().min(1).default("/var/run/docker.sock"),
+  // Create once: a tsoverlay network made on one host appears on every host.
+  TSOVERLAY_PROPAGATE: z.enum(["true", "false", "1", "0"]).default("true"),
+  // The names this daemon knows the plugin by (`docker network create -d NAME`), comma-separated.
+  TSOVERLAY_DRIVER_NAMES: z.string().min(1).default("tsoverlay"),
+  // The name service for containers (set the daemon's "dns" to the gateway bridge's address to use it).
+  TSOVERLAY_DNS: z.enum(["on", "off"]).default("on"),
+  TSOVERLAY_DNS_PORT: z.coerce.number().int().min(1).max(65535).default(53),
+  // Where names that are not the overlay's go; default: the host's /etc/resolv.conf.
+  TSOVERLAY_DNS_UPSTREAMS: z.string().optional(),
   // Checked by the IPAM's own parser (parseIpamConfig), which names the setting in its errors.
   TSOVERLAY_POOL_RANGE: z.string().optional(),
   TSOVERLAY_POOL_SIZE: z.string().optional(),
@@ -84,6 +95,14 @@ export interface PluginConfig {
   gcGraceMs: number;
   /** Period of the record collector (ms). */
   gcIntervalMs: number;
+  /** This host's Docker API socket; undefined when turned off. */
+  dockerSocket: string | undefined;
+  propagate: boolean;
+  driverNames: string[];
+  /** The DNS listener's port on the gateway bridge address; undefined when turned off. */
+  dnsPort: number | undefined;
+  /** Explicit upstream resolvers (else the host's resolv.conf). */
+  dnsUpstreams: string[] | undefined;
   /** The IPAM's settings as given (parsed once the host id is known). */
   ipam: { poolRange?: string; poolSize?: string; vniRange?: string };
 }
@@ -124,10 +143,22 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
     storeRetryMs: Math.round(e.TSOVERLAY_STORE_RETRY_S * 1000),
     gcGraceMs: e.TSOVERLAY_GC_GRACE_S * 1000,
     gcIntervalMs: e.TSOVERLAY_GC_INTERVAL_S * 1000,
+    dockerSocket: e.TSOVERLAY_DOCKER_SOCKET === "off" ? undefined : e.TSOVERLAY_DOCKER_SOCKET,
+    propagate: e.TSOVERLAY_PROPAGATE === "true" || e.TSOVERLAY_PROPAGATE === "1",
+    driverNames: list(e.TSOVERLAY_DRIVER_NAMES),
+    dnsPort: e.TSOVERLAY_DNS === "on" ? e.TSOVERLAY_DNS_PORT : undefined,
+    dnsUpstreams: e.TSOVERLAY_DNS_UPSTREAMS === undefined ? undefined : list(e.TSOVERLAY_DNS_UPSTREAMS),
     ipam: {
       ...(e.TSOVERLAY_POOL_RANGE === undefined ? {} : { poolRange: e.TSOVERLAY_POOL_RANGE }),
       ...(e.TSOVERLAY_POOL_SIZE === undefined ? {} : { poolSize: e.TSOVERLAY_POOL_SIZE }),
       ...(e.TSOVERLAY_VNI_RANGE === undefined ? {} : { vniRange: e.TSOVERLAY_VNI_RANGE }),
     },
   });
+}
+
+function list(text: string): string[] {
+  return text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }

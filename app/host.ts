@@ -15,6 +15,10 @@ import { openStore } from "../adapters/store/open-store.js";
 import type { Store } from "../domain/ports/store.js";
 import { PortPublisher } from "../domain/publish/port-publisher.js";
 import { AcceptWorkers, ProxyManager } from "../proxy/index.js";
+import { DockerApi } from "../adapters/docker/docker-api.js";
+import { DnsListener } from "../adapters/dns/dns-listener.js";
+import { HostResolvers } from "../adapters/dns/upstreams.js";
+import { ensureDnsGuard } from "../adapters/kernel/dns-guard.js";
 import type { PluginConfig } from "./config.js";
 
 /** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
@@ -45,11 +49,21 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
   let raw: Store | undefined;
   let local: Store | undefined;
   let workers: AcceptWorkers | undefined;
+  let docker: DockerApi | undefined;
   try {
     raw = await openStore({ consulAddr: config.consulAddr, consulToken: config.consulToken, consulSsl: config.consulSsl, stateDir: config.stateDir }, log);
     local = await openEmbeddedStore(path.join(config.stateDir, "local"), log);
     const datapath = new KernelDatapath({ runDir: config.runDir, vtepAddr: vtep, vxlanPort: config.vxlanPort, underlayIfindex: ifindex, log });
-    const gateway = new EgressGateway({ bridgeName: config.gatewayBridge, subnet: config.gatewaySubnet, procRoot: config.procRoot, log });
+    const gateway = new EgressGateway({
+      bridgeName: config.gatewayBridge,
+      subnet: config.gatewaySubnet,
+      procRoot: config.procRoot,
+      keepBridge: config.dnsPort !== undefined,
+      log,
+    });
+    // The name service listens on the gateway bridge's own address: every container reaches it through its network's uplink.
+    const nameServer = config.dnsPort === undefined ? undefined : gateway.bridgeIp;
+    docker = config.dockerSocket === undefined ? undefined : new DockerApi({ socketPath: config.dockerSocket, log });
     const egress = egressPortOf(gateway, config.runDir);
     const dnat = new PortDnat({ gatewayBridge: config.gatewayBridge, iptables: new Iptables(), log });
     const proxyLog = log.child({ component: "proxy" });
@@ -57,7 +71,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     await workers.start();
     const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
     const domain = await assembleDomain(
-      { cluster: raw, local, datapath, egress, publisher },
+      { cluster: raw, local, datapath, egress, publisher, ...(docker === undefined ? {} : { docker }) },
       {
         hostId,
         vtep,
@@ -67,14 +81,33 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         reconcileMs: config.reconcileMs,
         gcIntervalMs: config.gcIntervalMs,
         gcGraceMs: config.gcGraceMs,
+        propagate: config.propagate,
+        driverNames: config.driverNames,
+        ...(nameServer === undefined ? {} : { nameServer }),
       },
       log,
     );
     await domain.start();
+    let dns: DnsListener | undefined;
+    let dnsDown = nameServer === undefined ? "the name service is off (TSOVERLAY_DNS=off)" : "";
+    if (nameServer !== undefined && config.dnsPort !== undefined) {
+      const listen = [{ host: nameServer, port: config.dnsPort }];
+      await gateway.ensureBridge();
+      await ensureDnsGuard(new Iptables(), nameServer, config.dnsPort, config.gatewayBridge);
+      const upstreams = new HostResolvers({ ...(config.dnsUpstreams === undefined ? {} : { servers: config.dnsUpstreams }), exclude: listen, log });
+      dns = new DnsListener({ listen, resolver: domain.names, upstreams, log });
+      const started = await dns.start();
+      // Not fatal: networks work without names (a host DNS server may hold the port).
+      if (!started.ok) {
+        log.error({ err: started.error }, "the name service is not running");
+        dnsDown = `the name service could not start: ${started.error}`;
+        dns = undefined;
+      }
+    }
     // After re-publishing: DNAT rules of endpoints gone while we were down, or all of them after a switch to userland.
     await publisher.pruneFastPath(dnat);
     log.info({ hostId, vtep, underlayMtu: mtu, consul: config.consulAddr || "embedded", proxyMode: config.proxyMode }, "tsoverlay ready");
-    const [r, l, w] = [raw, local, workers];
+    const [r, l, w, d] = [raw, local, workers, docker];
     const backend = config.consulAddr ? "consul" : "embedded";
     return success({
       driver: domain.driver,
@@ -82,10 +115,25 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       ports: () => publisher.list(),
       cluster: async () => {
         const st = await domain.status();
-        return { ...st, store: { backend, ...(st.store as object) } };
+        return {
+          ...st,
+          store: { backend, ...(st.store as object) },
+          names:
+            dns === undefined
+              ? { serving: false, reason: dnsDown }
+              : {
+                  serving: true,
+                  address: `${nameServer}:${config.dnsPort}`,
+                  // The one setting per host that names across hosts need (README, "Names across hosts").
+                  setting: `containers use it when the daemon's "dns" setting (daemon.json) lists ${nameServer} before the host's resolvers`,
+                  ...dns.stats(),
+                },
+        };
       },
       stop: async () => {
+        await dns?.close();
         await domain.stop();
+        d?.close();
         await publisher.closeAll();
         await w.close();
         await datapath.close();
@@ -96,6 +144,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     });
   } catch (e) {
     await workers?.close().catch(() => undefined);
+    docker?.close();
     await raw?.close().catch(() => undefined);
     await local?.close().catch(() => undefined);
     return failure((e as Error).message);

@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { cpus, release } from "node:os";
 import { tables } from "../e2e/support/cluster.js";
 import { consulKeys, docker, dockerOk, LAB_JSON, LAB_SCRIPT, pluginPid, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
-import { networkVni } from "../e2e/support/overlay.js";
+import { createNetworkOn, networkVni, removeNetworkOn } from "../e2e/support/overlay.js";
 import { percentile, round } from "./stats.js";
 
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 100);
@@ -169,7 +169,7 @@ async function main(): Promise<void> {
   if (!reuse) await lab(["up", "--hosts", "3"]);
   const l = readLab();
   try {
-    for (const h of l.hosts) await dockerOk(h, ["network", "create", "-d", "tsoverlay", "--ipam-driver", "tsoverlay", "--subnet", SUBNET, NET]);
+    await createNetworkOn(l.hosts, NET, SUBNET); // once; the plugin creates it on the other hosts
     // One long-lived container per host keeps each host's overlay namespace (and its tables) in place between cycles.
     for (const [i, h] of l.hosts.entries())
       await dockerOk(h, ["run", "-d", "--name", `churn-anchor-${i}`, "--network", NET, "--ip", `10.97.0.${10 + i}`, l.testImage, "sleep", "3600"]);
@@ -245,7 +245,7 @@ async function main(): Promise<void> {
     console.log("wrote bench/results/churn.json");
   } finally {
     for (const [i, h] of l.hosts.entries()) await docker(h, ["rm", "-f", `churn-anchor-${i}`]);
-    for (const h of l.hosts) await docker(h, ["network", "rm", NET]);
+    await removeNetworkOn(l.hosts, NET);
     if (!reuse) await lab(["down"]);
   }
 }

@@ -4,7 +4,7 @@
  * the versions where it exists. Tests that do not apply to the lab's version
  * are not registered at all, so nothing here is ever skipped.
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { docker, dockerOk, inOverlayNs, readLab, run, waitFor, type LabHost } from "./support/lab.js";
 import { clusterStatus, consulWritable, freshHost, labCtl } from "./support/cluster.js";
@@ -21,9 +21,14 @@ const outsideGet = (url: string) => run("nsenter", [`--net=/run/netns/${lab.outs
 const defaultRoute = async (h: LabHost, c: string, family: "-4" | "-6" = "-4"): Promise<string> =>
   (await dockerOk(h, ["exec", c, "ip", family, "route", "show", "default"])).split("\n")[0] ?? "";
 
-/** Rewrites a host's daemon.json and restarts its dockerd (the plugin and containers come back with it). */
+/** The lab's own daemon.json of each host (its `dns` setting), kept under every reconfiguration. */
+const labDaemonConfig = new Map<string, Record<string, unknown>>();
+
+/** Rewrites a host's daemon.json (the lab's settings plus `config`) and restarts its dockerd (the plugin and containers come back with it). */
 async function reconfigure(h: LabHost, config: Record<string, unknown>): Promise<LabHost> {
-  writeFileSync(`${h.dataDir}/daemon.json`, JSON.stringify(config));
+  const file = `${h.dataDir}/daemon.json`;
+  if (!labDaemonConfig.has(h.name)) labDaemonConfig.set(h.name, JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>);
+  writeFileSync(file, JSON.stringify({ ...labDaemonConfig.get(h.name), ...config }));
   await labCtl(["host", "stop", h.name.slice(1)]);
   await labCtl(["host", "start", h.name.slice(1)]);
   const fresh = freshHost(h.name);

@@ -46,7 +46,7 @@ describe("egress through the gateway bridge", () => {
     expect(await ping(h1, "eg-a2", ips.b2!, 1)).toBe(true);
   });
 
-  it("keeps its rules in its own chains and removes them, and the bridge, with the last network", async () => {
+  it("keeps its rules in its own chains and removes them with the last network; the bridge stays for the name service", async () => {
     const rules = async (table: string) => (await inNetns(h1.netns, ["iptables", "-t", table, "-S"])).stdout;
     expect(await rules("filter")).toMatch(/-A FORWARD -j TSOVERLAY-FWD/);
     expect(await rules("nat")).toMatch(/-A TSOVERLAY-POSTROUTING -s 10\.42\.1\.0\/24 .*MASQUERADE/);
@@ -55,9 +55,18 @@ describe("egress through the gateway bridge", () => {
     await removeNetworkOn(hosts, "egress-1");
     await removeNetworkOn(hosts, "egress-2");
     for (const h of hosts) {
-      expect((await inNetns(h.netns, ["iptables", "-S"])).stdout).not.toMatch(/TSOVERLAY/);
+      const filter = (await inNetns(h.netns, ["iptables", "-S"])).stdout;
+      expect(filter).not.toMatch(/TSOVERLAY-FWD/);
+      // What is left is the name service's: its guard, and the bridge address it listens on.
+      expect(filter.split("\n").filter((l) => l.includes("TSOVERLAY"))).toEqual([
+        "-N TSOVERLAY-INPUT",
+        "-A INPUT -d 100.72.0.1/32 -j TSOVERLAY-INPUT",
+        ...["tsogw0", "docker+", "br-+", "lo"].flatMap((i) => ["udp", "tcp"].map((p) => `-A TSOVERLAY-INPUT -i ${i} -p ${p} -m ${p} --dport 53 -j ACCEPT`)),
+        "-A TSOVERLAY-INPUT -p udp -m udp --dport 53 -j DROP",
+        "-A TSOVERLAY-INPUT -p tcp -m tcp --dport 53 -j DROP",
+      ]);
       expect((await inNetns(h.netns, ["iptables", "-t", "nat", "-S"])).stdout).not.toMatch(/TSOVERLAY/);
-      expect((await inNetns(h.netns, ["ip", "link", "show", "tsogw0"])).code).not.toBe(0);
+      expect((await inNetns(h.netns, ["ip", "-br", "addr", "show", "tsogw0"])).stdout).toMatch(/100\.72\.0\.1\/24/);
     }
   });
 });

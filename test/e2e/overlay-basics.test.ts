@@ -75,27 +75,20 @@ describe("one overlay across hosts", () => {
     expect((await docker(h1, ["network", "inspect", "bad-opt"])).code).not.toBe(0);
   });
 
-  it("refuses the same subnet with different options on another host", async () => {
-    await createNetworkOn([h1], "ident-a", "10.38.0.0/24", ["-o", "vni=7001"]);
+  it("refuses, on another host, the same name or the same subnet with different options: one cluster network of each", async () => {
+    await createNetworkOn([h1, h2], "ident-a", "10.38.0.0/24", ["-o", "vni=7001"]);
     try {
-      const r = await docker(h2, [
-        "network",
-        "create",
-        "-d",
-        "tsoverlay",
-        "--ipam-driver",
-        "tsoverlay",
-        "--subnet",
-        "10.38.0.0/24",
-        "-o",
-        "vni=7002",
-        "ident-a",
-      ]);
-      expect(r.code).not.toBe(0);
-      expect(r.stderr).toMatch(/already exists in the cluster with .*vni=7001.*asked for .*vni=7002/);
-      expect((await docker(h2, ["network", "inspect", "ident-a"])).code).not.toBe(0);
+      const args = ["network", "create", "-d", "tsoverlay", "--ipam-driver", "tsoverlay", "--subnet", "10.38.0.0/24", "-o", "vni=7002"];
+      const sameName = await docker(h2, [...args, "ident-a"]);
+      expect(sameName.code).not.toBe(0);
+      expect(sameName.stderr).toMatch(/already exists/);
+      const sameSubnet = await docker(h2, [...args, "ident-b"]);
+      expect(sameSubnet.code).not.toBe(0);
+      expect(sameSubnet.stderr).toMatch(/Pool overlaps with other one on this address space/);
+      expect((await docker(h2, ["network", "inspect", "ident-b"])).code).not.toBe(0);
+      expect(await dockerOk(h2, ["network", "inspect", "-f", "{{json .Options}}", "ident-a"])).toBe('{"vni":"7001"}');
     } finally {
-      await removeNetworkOn([h1], "ident-a");
+      await removeNetworkOn([h1, h2], "ident-a");
     }
   });
 

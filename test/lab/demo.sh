@@ -2,6 +2,7 @@
 # `npm run demo`: a 2-host lab, one tsoverlay network on both hosts, a
 # container on each, a cross-host ping and HTTP fetch — then the commands to
 # keep exploring. Leaves the lab up; `npm run lab -- down` removes it.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 LAB_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$LAB_DIR/lib/common.sh"
@@ -17,31 +18,41 @@ NET=demo
 SUBNET=10.99.0.0/24
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
-for h in 1 2; do
-  if ! dk "$h" network inspect "$NET" >/dev/null 2>&1; then
-    step "docker -H unix://$(host_sock "$h") network create -d tsoverlay --ipam-driver tsoverlay --subnet $SUBNET $NET"
-    dk "$h" network create -d tsoverlay --ipam-driver tsoverlay --subnet "$SUBNET" "$NET"
-  fi
-  dk "$h" rm -f "demo-h$h" >/dev/null 2>&1 || true
-  step "docker -H unix://$(host_sock "$h") run -d --name demo-h$h --network $NET $TEST_IMAGE httpd -f -p 80 -h /var/www"
-  dk "$h" run -d --name "demo-h$h" --network "$NET" "$TEST_IMAGE" httpd -f -p 80 -h /var/www
-done
-ip1=$(dk 1 inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" demo-h1)
-ip2=$(dk 2 inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" demo-h2)
-echo "demo-h1 on h1 ($(host_addr 1)) has $ip1; demo-h2 on h2 ($(host_addr 2)) has $ip2"
+# Created once, on h1: the plugin creates it on h2 too.
+if ! dk 1 network inspect "$NET" >/dev/null 2>&1; then
+  step "docker -H unix://$(host_sock 1) network create -d tsoverlay --ipam-driver tsoverlay --subnet $SUBNET $NET"
+  dk 1 network create -d tsoverlay --ipam-driver tsoverlay --subnet "$SUBNET" "$NET"
+fi
+step "docker -H unix://$(host_sock 2) network ls --filter driver=tsoverlay"
+wait_for 10 dk 2 network inspect "$NET" || die "$NET did not reach h2"
+dk 2 network ls --filter driver=tsoverlay
 
-step "docker -H unix://$(host_sock 1) exec demo-h1 ping -c 3 $ip2"
-dk 1 exec demo-h1 ping -c 3 "$ip2"
-step "docker -H unix://$(host_sock 2) exec demo-h2 wget -qO- http://$ip1/"
-dk 2 exec demo-h2 wget -qO- "http://$ip1/"
+dk 1 rm -f demo-web >/dev/null 2>&1 || true
+dk 2 rm -f demo-client >/dev/null 2>&1 || true
+step "docker -H unix://$(host_sock 1) run -d --name demo-web --network $NET -p 8080:80 $TEST_IMAGE httpd -f -p 80 -h /var/www"
+dk 1 run -d --name demo-web --network "$NET" -p 8080:80 "$TEST_IMAGE" httpd -f -p 80 -h /var/www
+step "docker -H unix://$(host_sock 2) run -d --name demo-client --network $NET $TEST_IMAGE sleep 3600"
+dk 2 run -d --name demo-client --network "$NET" "$TEST_IMAGE" sleep 3600
+
+# By name, from h2 to h1 (the name service; the daemons' "dns" setting points at it).
+step "docker -H unix://$(host_sock 2) exec demo-client ping -c 3 demo-web"
+wait_for 10 dk 2 exec demo-client nslookup demo-web || die "demo-web does not resolve on h2"
+dk 2 exec demo-client ping -c 3 demo-web
+step "docker -H unix://$(host_sock 2) exec demo-client wget -qO- http://demo-web/"
+dk 2 exec demo-client wget -qO- http://demo-web/
+# A published port, from outside the cluster.
+step "nsenter --net=/run/netns/$NS_OUTSIDE curl -s http://$(host_addr 1):8080/"
+in_ns "$NS_OUTSIDE" curl -s "http://$(host_addr 1):8080/"
 
 cat <<EOT
 
-tsoverlay works across hosts: demo-h1 on h1 and demo-h2 on h2 share $NET ($SUBNET) over VXLAN.
+tsoverlay works across hosts: $NET ($SUBNET) was created once, on h1, and is on h2 too;
+demo-client on h2 reaches demo-web on h1 by name over VXLAN, and the outside reaches
+demo-web through h1's published port 8080.
 Keep exploring:
-  docker -H unix://$(host_sock 1) network inspect $NET
-  docker -H unix://$(host_sock 2) exec -it demo-h2 sh
-  docker -H unix://$(host_sock 1) run --rm --network $NET $TEST_IMAGE ping -c 2 $ip2
+  docker -H unix://$(host_sock 2) network inspect $NET
+  docker -H unix://$(host_sock 2) exec -it demo-client sh
+  curl --unix-socket $(host_plugins 1)/tsoverlay.sock http://x/tsoverlay/status
   nsenter --net=/run/netns/$(host_ns 1) $CONSUL_BIN kv get -recurse tsoverlay/v1/
   npm run lab -- status
   npm run lab -- down        # removes everything

@@ -1,17 +1,36 @@
 import { keys } from "../../../domain/cluster/keys.js";
-import { consulGetJson, docker, dockerOk, type Lab, type LabHost } from "./lab.js";
+import { consulGetJson, docker, dockerOk, waitFor, type Lab, type LabHost } from "./lab.js";
 
 export const IPAM = ["--ipam-driver", "tsoverlay"];
 
-/** `docker network create -d tsoverlay --ipam-driver tsoverlay --subnet S NAME` on each given host. */
+/**
+ * `docker network create -d tsoverlay --ipam-driver tsoverlay --subnet S NAME`
+ * on the first host; the plugin creates it on the others (create once), and
+ * this waits until each given host lists it with that subnet.
+ */
 export async function createNetworkOn(hosts: LabHost[], name: string, subnet: string, extra: string[] = []): Promise<void> {
-  for (const h of hosts) {
-    await dockerOk(h, ["network", "create", "-d", "tsoverlay", ...IPAM, "--subnet", subnet, ...extra, name]);
+  const [first, ...others] = hosts;
+  if (first === undefined) return;
+  await dockerOk(first, ["network", "create", "-d", "tsoverlay", ...IPAM, "--subnet", subnet, ...extra, name]);
+  for (const h of others) {
+    await waitFor(`network ${name} on ${h.name}`, async () => ((await networkSubnet(h, name)) === subnet ? true : undefined), 10_000);
   }
 }
 
+/** `docker network rm NAME` on the first host that has it (it goes everywhere); waits until no given host lists it. */
 export async function removeNetworkOn(hosts: LabHost[], name: string): Promise<void> {
-  for (const h of hosts) await docker(h, ["network", "rm", name]);
+  for (const h of hosts) {
+    if ((await docker(h, ["network", "rm", name])).code === 0) break;
+  }
+  for (const h of hosts) {
+    await waitFor(`network ${name} to leave ${h.name}`, async () => ((await networkSubnet(h, name)) === undefined ? true : undefined), 15_000);
+  }
+}
+
+/** The network's subnet on a host, or undefined if the host has no network of that name. */
+export async function networkSubnet(h: LabHost, name: string): Promise<string | undefined> {
+  const r = await docker(h, ["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", name]);
+  return r.code === 0 ? r.stdout.trim() : undefined;
 }
 
 /** Starts a long-running test container attached to a network; returns its address there. */

@@ -16,6 +16,10 @@ CONSUL_BIN="$LAB_CACHE/consul-$CONSUL_VERSION/consul"
 
 NS_UNDERLAY=tso-ul
 NS_OUTSIDE=tso-out
+# The outside server's name in the hosts' resolver (not an overlay name: the plugin forwards it).
+OUTSIDE_NAME=outside.lab
+# The plugin's name service: the gateway bridge's address (TSOVERLAY_GATEWAY_SUBNET's first host).
+LAB_NAME_SERVER=100.72.0.1
 UL_BRIDGE=ul0
 UL_PREFIX=198.18.0          # underlay /24: .1 router, .2-.4 consul, .11.. hosts
 OUT_PREFIX=198.19.0         # "internet" /24 behind the router: .1 router, .2 server

@@ -28,11 +28,13 @@ host_mntns_up() {
   mntns_dir_up
   touch "$f"
   # shellcheck disable=SC2016 # the script expands its own $1 (the plugin folder, passed after it)
+  # Each host also gets its own /etc/resolv.conf: the lab's resolver (underlay.sh), as a host's own would be.
   unshare --mount="$f" --propagation slave sh -c '
       set -e
       mount -t tmpfs -o mode=755 tso-run /run
       mkdir -p /run/docker/plugins
-      mount --bind "$1" /run/docker/plugins' sh "$(host_plugins "$i")"
+      mount --bind "$1" /run/docker/plugins
+      mount --bind "$2" /etc/resolv.conf' sh "$(host_plugins "$i")" "$LAB_DATA/resolv.conf"
 }
 
 host_mntns_down() {
@@ -45,13 +47,14 @@ host_mntns_down() {
 dockerd_start() {
   local i=$1 data bin; data=$(host_data "$i")
   bin=$(docker_bin_dir "${LAB_DOCKER:?}")
-  mkdir -p "$data/exec" "$data/docker" "$data/tsoverlay-state" "$(host_plugins "$i")"
-  [ -f "$data/daemon.json" ] || echo '{}' >"$data/daemon.json"
+  mkdir -p "$data/exec" "$data/docker" "$data/tsoverlay-state" "$data/api" "$(host_plugins "$i")"
+  # Containers ask the plugin's name service first (the gateway bridge's address), then the host's resolver.
+  [ -f "$data/daemon.json" ] || printf '{"dns": ["%s", "%s"]}\n' "$LAB_NAME_SERVER" "$OUT_PREFIX.2" >"$data/daemon.json"
   host_mntns_up "$i"
   # dockerd finds containerd, runc and docker-proxy in PATH: that version's own first.
   setsid nsenter --mount="$(host_mntns "$i")" --net="/run/netns/$(host_ns "$i")" \
     env PATH="${bin:+$bin:}$PATH" "${bin:-/usr/sbin}/dockerd" --data-root "$data/docker" --exec-root "$data/exec" --pidfile "$data/docker.pid" \
-      -H "unix://$(host_sock "$i")" --config-file "$data/daemon.json" --cgroup-parent "/$(host_ns "$i")" \
+      -H "unix://$(host_sock "$i")" -H "unix://$data/api/docker.sock" --config-file "$data/daemon.json" --cgroup-parent "/$(host_ns "$i")" \
       >>"$data/dockerd.log" 2>&1 </dev/null &
   echo $! >"$LAB_RUN/pids/dockerd-h$i.pid"
 }

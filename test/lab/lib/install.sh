@@ -21,6 +21,8 @@ ensure_packages() {
   [ -e /usr/include/seccomp.h ] || missing+=(libseccomp-dev)
   command -v nft >/dev/null || missing+=(nftables)
   command -v findmnt >/dev/null || missing+=(util-linux)
+  # The hosts' own resolver (a DNS server in the `outside` namespace): names that are not the overlay's.
+  command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
   # Not for the lab itself: `npm run lint:sh` checks the shell scripts with it.
   command -v shellcheck >/dev/null || missing+=(shellcheck)
   if [ ${#missing[@]} -gt 0 ]; then

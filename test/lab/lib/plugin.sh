@@ -5,7 +5,7 @@
 # Gone hosts are collected after 30 s (not 10 min) so that the tests can watch it happen.
 
 plugin_up() {
-  local hosts=$1 i repo dir="$LAB_DATA/plugin" workers
+  local hosts=$1 i repo dir="$LAB_DATA/plugin" workers drivers="tsoverlay,$PLUGIN_NAME"
   repo=$(cd "$LAB_DIR/../.." && pwd)
   DOCKER_HOST="unix://$(host_sock 1)" "$repo/scripts/plugin-build.sh" "$dir"
   for i in $(seq 1 "$hosts"); do
@@ -15,6 +15,7 @@ plugin_up() {
       LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" TSOVERLAY_RECONCILE_MS=2000 \
       TSOVERLAY_GC_GRACE_S=30 TSOVERLAY_GC_INTERVAL_S=5 \
       TSOVERLAY_PROXY_WORKERS="$workers" \
-      state.source="$(host_data "$i")/tsoverlay-state"
+      TSOVERLAY_DRIVER_NAMES="$drivers" \
+      state.source="$(host_data "$i")/tsoverlay-state" docker-api.source="$(host_data "$i")/api"
   done
 }

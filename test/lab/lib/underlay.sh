@@ -62,6 +62,12 @@ CGI
   spawn_in_ns "$NS_OUTSIDE" "$LAB_DATA/outside/httpd.log" outside-httpd \
     /bin/busybox httpd -f -p 80 -h "$www"
   wait_for 10 in_ns "$NS_OUTSIDE" curl -sf "http://$OUT_PREFIX.2/" || die "outside httpd did not start"
+  # The hosts' resolver (their /etc/resolv.conf names it): knows the outside server as $OUTSIDE_NAME.
+  spawn_in_ns "$NS_OUTSIDE" "$LAB_DATA/outside/dnsmasq.log" outside-dns \
+    dnsmasq --keep-in-foreground --log-facility=- --no-resolv --no-hosts --bind-interfaces \
+      --listen-address="$OUT_PREFIX.2" --address="/$OUTSIDE_NAME/$OUT_PREFIX.2" --local=/lab/ --pid-file=
+  wait_for 10 in_ns "$NS_OUTSIDE" /bin/busybox nslookup -type=a "$OUTSIDE_NAME" "$OUT_PREFIX.2" || die "the outside resolver did not start (log: $LAB_DATA/outside/dnsmasq.log)"
+  printf 'nameserver %s\n' "$OUT_PREFIX.2" >"$LAB_DATA/resolv.conf"
 }
 
 underlay_down() {
