@@ -165,6 +165,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
           log,
           tombstoneTtlMs: TOMBSTONE_TTL_MS,
           removeName: async (name, subnet) => void (await outbox.add({ kind: "remove-name", name, subnet })),
+          pending: local.pendingDestroys,
         })
       : undefined;
   const follower =

@@ -44,6 +44,16 @@ export interface PropagationDeps {
   pruneWindowMs?: number;
   /** Tombstones older than this are swept (ms). */
   tombstoneTtlMs?: number;
+  /**
+   * Where destroys wait out the prune window, durably: a `docker network rm`
+   * followed at once by a plugin stop (a dockerd restart) is still told to the
+   * cluster when the plugin is back. Kept in memory only when absent (tests).
+   */
+  pending?: {
+    add(d: { name: string; subnet: string }): Promise<void>;
+    remove(name: string): Promise<void>;
+    all(): Promise<{ name: string; subnet: string }[]>;
+  };
 }
 
 export interface PropagationStatus {
@@ -68,6 +78,7 @@ export class NetworkPropagation {
   private readonly refused: PropagationStatus["refused"] = [];
   private pendingDestroys: { name: string; subnet: string }[] = [];
   private pruneTimer: NodeJS.Timeout | undefined;
+  private restoredPending = false;
   private readonly log: Logger;
 
   constructor(private readonly d: PropagationDeps) {
@@ -119,7 +130,8 @@ export class NetworkPropagation {
         const net = this.known.get(e.networkId) ?? { name: e.name, subnet: "" };
         this.known.delete(e.networkId);
         if (this.removing.delete(e.networkId) || !this.ours(e.driver)) return;
-        this.pendingDestroys.push(net);
+        this.pendingDestroys.push({ name: net.name, subnet: net.subnet });
+        await this.d.pending?.add({ name: net.name, subnet: net.subnet });
         clearTimeout(this.pruneTimer);
         this.pruneTimer = setTimeout(() => void this.mutex.run(() => this.flushDestroys()), this.d.pruneWindowMs ?? 1_000);
         return;
@@ -128,6 +140,7 @@ export class NetworkPropagation {
         if (this.pendingDestroys.length > 0) {
           this.log.info({ networks: this.pendingDestroys.map((n) => n.name) }, "networks pruned on this host; the cluster keeps them");
         }
+        for (const n of this.pendingDestroys) await this.d.pending?.remove(n.name);
         this.pendingDestroys = [];
         clearTimeout(this.pruneTimer);
         return;
@@ -145,10 +158,15 @@ export class NetworkPropagation {
   private async flushDestroys(): Promise<void> {
     const destroyed = this.pendingDestroys;
     this.pendingDestroys = [];
+    await this.tellRemoved(destroyed);
+  }
+
+  private async tellRemoved(destroyed: { name: string; subnet: string }[]): Promise<void> {
     for (const net of destroyed) {
       this.log.info({ network: net.name, subnet: net.subnet || undefined }, "network removed here: removing it from the cluster");
       if (this.d.removeName !== undefined) await this.d.removeName(net.name, net.subnet);
       else await this.d.catalog.removeName(net.name, net.subnet === "" ? undefined : net.subnet, this.d.hostId);
+      await this.d.pending?.remove(net.name);
     }
   }
 
@@ -213,6 +231,13 @@ export class NetworkPropagation {
   }
 
   private async doReconcile(why: string): Promise<void> {
+    // Once, at start: removals the plugin saw before it stopped and had not told yet (it stopped inside the prune window).
+    if (!this.restoredPending) {
+      this.restoredPending = true;
+      const waiting = new Set(this.pendingDestroys.map((n) => n.name));
+      const left = ((await this.d.pending?.all()) ?? []).filter((n) => !waiting.has(n.name));
+      if (left.length > 0) await this.tellRemoved(left);
+    }
     // The daemon first: what it has is known here even when the store does not answer.
     const local = (await this.d.docker.networks(this.d.drivers)).filter((n) => this.ours(n.driver));
     this.known.clear();

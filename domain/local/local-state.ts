@@ -69,6 +69,10 @@ class Records<T> {
 
 const SLOTS = "local/egress-slots/";
 
+/** A `docker network rm` seen here and not yet told to the cluster (propagation waits a moment for a prune event). */
+const PendingDestroy = z.object({ name: z.string(), subnet: z.string() });
+export type PendingDestroy = z.infer<typeof PendingDestroy>;
+
 /** A published port as remembered: the host port actually bound, so a restart binds the same one. */
 export type StoredPort = z.output<typeof PortRequests>[number];
 
@@ -76,12 +80,21 @@ export class LocalState {
   private readonly nets: Records<LocalNetwork>;
   private readonly eps: Records<LocalEndpoint>;
   private readonly ports: Records<StoredPort[]>;
+  private readonly destroys: Records<PendingDestroy>;
 
   constructor(private readonly store: Store) {
+    this.destroys = new Records(store, "local/pending-destroys/", PendingDestroy);
     this.nets = new Records(store, "local/networks/", LocalNetwork);
     this.eps = new Records(store, "local/endpoints/", LocalEndpoint);
     this.ports = new Records(store, "local/ports/", PortRequests);
   }
+
+  /** Network removals seen here whose fate (cluster-wide rm, or a local prune) is not decided yet: they outlive a restart. */
+  readonly pendingDestroys = {
+    add: (d: PendingDestroy): Promise<void> => this.destroys.put(encodeURIComponent(d.name), d),
+    remove: (name: string): Promise<void> => this.destroys.delete(encodeURIComponent(name)),
+    all: (): Promise<PendingDestroy[]> => this.destroys.all(),
+  };
 
   putNetwork(n: LocalNetwork): Promise<void> {
     return this.nets.put(n.networkId, n);

@@ -46,11 +46,11 @@ afterAll(async () => {
 describe("a network created once", () => {
   it("is on every host within 2 s, with the same subnet, options and labels; containers on each host join it and reach each other by name", async () => {
     const t0 = Date.now();
-    await createOnce(h1, "cn-one", ["--subnet", "10.90.0.0/24", "-o", "mtu=1400", "--label", "team=blue"]);
+    await createOnce(h1, "cn-one", ["--subnet", "10.160.0.0/24", "-o", "mtu=1400", "--label", "team=blue"]);
     const created = Date.now();
     const delays: number[] = [];
     for (const h of [h2, h3]) {
-      await waitFor(`cn-one on ${h.name}`, async () => ((await networkSubnet(h, "cn-one")) === "10.90.0.0/24" ? true : undefined), 10_000, 20);
+      await waitFor(`cn-one on ${h.name}`, async () => ((await networkSubnet(h, "cn-one")) === "10.160.0.0/24" ? true : undefined), 10_000, 20);
       delays.push(Date.now() - created);
       const inspected = await dockerOk(h, ["network", "inspect", "-f", "{{json .Options}} {{json .Labels}} {{.Driver}}", "cn-one"]);
       expect(inspected).toBe('{"mtu":"1400"} {"team":"blue"} tsoverlay');
@@ -70,17 +70,17 @@ describe("a network created once", () => {
   it("a host whose dockerd and plugin start after the network was made gets it too", async () => {
     await labCtl(["host", "stop", "3"]);
     try {
-      await createOnce(h1, "cn-late", ["--subnet", "10.91.0.0/24"]);
+      await createOnce(h1, "cn-late", ["--subnet", "10.161.0.0/24"]);
       await waitFor("cn-late on h2", async () => ((await networkSubnet(h2, "cn-late")) !== undefined ? true : undefined), 10_000);
     } finally {
       await labCtl(["host", "start", "3"]);
     }
     const h3now = freshHost("h3");
-    await waitFor("cn-late on h3 after its start", async () => ((await networkSubnet(h3now, "cn-late")) === "10.91.0.0/24" ? true : undefined), 60_000, 200);
+    await waitFor("cn-late on h3 after its start", async () => ((await networkSubnet(h3now, "cn-late")) === "10.161.0.0/24" ? true : undefined), 60_000, 200);
   });
 
   it("a dockerd restart with --restart=always containers on a propagated network does not hang (no Docker API call inside a driver call)", async () => {
-    await createOnce(h1, "cn-boot", ["--subnet", "10.89.0.0/24"]);
+    await createOnce(h1, "cn-boot", ["--subnet", "10.159.0.0/24"]);
     await waitFor("cn-boot on h2", async () => ((await networkSubnet(h2, "cn-boot")) !== undefined ? true : undefined), 10_000);
     await start(h2, "cn-boot-a", "cn-boot", ["--restart", "always"]);
     const t0 = Date.now();
@@ -98,14 +98,14 @@ describe("a network created once", () => {
   });
 
   it("docker network rm on any host removes it everywhere; a host with a container on it keeps it until the container goes", async () => {
-    await createOnce(h1, "cn-rm", ["--subnet", "10.92.0.0/24"]);
+    await createOnce(h1, "cn-rm", ["--subnet", "10.162.0.0/24"]);
     for (const h of [h2, h3]) await waitFor(`cn-rm on ${h.name}`, async () => ((await networkSubnet(h, "cn-rm")) !== undefined ? true : undefined), 10_000);
     await start(h3, "cn-stay", "cn-rm");
     await dockerOk(h2, ["network", "rm", "cn-rm"]);
     await waitFor("cn-rm to leave h1", async () => ((await networkSubnet(h1, "cn-rm")) === undefined ? true : undefined), 10_000);
     // h3 keeps it, usable, and says it is being removed.
     await new Promise((r) => setTimeout(r, 1_000));
-    expect(await networkSubnet(h3, "cn-rm")).toBe("10.92.0.0/24");
+    expect(await networkSubnet(h3, "cn-rm")).toBe("10.162.0.0/24");
     const status = (await clusterStatus(h3)) as unknown as { propagation?: { draining: string[] } } | undefined;
     expect(status?.propagation?.draining).toContain("cn-rm");
     await removeContainers(h3, ["cn-stay"]);
@@ -115,8 +115,8 @@ describe("a network created once", () => {
 
   it("two hosts creating one name with different subnets at once: one network wins everywhere, the other host is told why", async () => {
     const [a, b] = await Promise.all([
-      docker(h1, ["network", "create", "-d", "tsoverlay", ...IPAM, "--subnet", "10.95.0.0/24", "cn-twin"]),
-      docker(h2, ["network", "create", "-d", "tsoverlay", ...IPAM, "--subnet", "10.96.0.0/24", "cn-twin"]),
+      docker(h1, ["network", "create", "-d", "tsoverlay", ...IPAM, "--subnet", "10.165.0.0/24", "cn-twin"]),
+      docker(h2, ["network", "create", "-d", "tsoverlay", ...IPAM, "--subnet", "10.166.0.0/24", "cn-twin"]),
     ]);
     networks.add("cn-twin");
     expect(a.code === 0 || b.code === 0).toBe(true);
@@ -131,18 +131,18 @@ describe("a network created once", () => {
       100,
     );
     if (a.code !== 0 || b.code !== 0) return; // one daemon refused it itself ("already exists"): nothing was undone
-    const loser = settled === "10.95.0.0/24" ? h2 : h1;
+    const loser = settled === "10.165.0.0/24" ? h2 : h1;
     const status = (await clusterStatus(loser)) as unknown as { propagation?: { refused: { problem: string }[] } } | undefined;
     expect(status?.propagation?.refused.map((r) => r.problem)).toContainEqual(
-      expect.stringMatching(/network cn-twin: this host's is 10\.9[56]\.0\.0\/24, the cluster's cn-twin is 10\.9[56]\.0\.0\/24 .*pick another name/),
+      expect.stringMatching(/network cn-twin: this host's is 10\.16[56]\.0\.0\/24, the cluster's cn-twin is 10\.16[56]\.0\.0\/24 .*pick another name/),
     );
   });
 });
 
 describe("names across hosts", () => {
   it("resolve by name and by network alias; a shared alias answers with every address; a stopped container's name goes within 1 s; other networks' containers do not see them; other names go to the host's resolver", async () => {
-    await createOnce(h1, "cn-names", ["--subnet", "10.97.0.0/24"]);
-    await createOnce(h1, "cn-other", ["--subnet", "10.98.0.0/24"]);
+    await createOnce(h1, "cn-names", ["--subnet", "10.167.0.0/24"]);
+    await createOnce(h1, "cn-other", ["--subnet", "10.168.0.0/24"]);
     for (const n of ["cn-names", "cn-other"]) await waitFor(`${n} on h2`, async () => ((await networkSubnet(h2, n)) !== undefined ? true : undefined), 10_000);
     await start(h1, "cn-asker", "cn-names");
     await start(h2, "cn-web", "cn-names", ["--network-alias", "web", "--network-alias", "front"]);
@@ -167,7 +167,7 @@ describe("names across hosts", () => {
     };
     expect(st.names.serving).toBe(true);
     expect(st.names.setting).toContain(NAME_SERVER);
-    const net = st.networks.find((n) => n.subnet === "10.97.0.0/24");
+    const net = st.networks.find((n) => n.subnet === "10.167.0.0/24");
     expect(net?.names).toEqual(["cn-names"]);
     expect(net?.endpoints.map((e) => `${e.name}@${e.host}=${e.ip}`).sort()).toEqual(
       [`cn-asker@${h1.addr}=${await ipOf(h1, "cn-asker", "cn-names")}`, `cn-web@${h2.addr}=${web}`, `cn-web2@${h3.addr}=${web2}`].sort(),
@@ -180,7 +180,7 @@ describe("names across hosts", () => {
   });
 
   it("resolve on an --internal network too", async () => {
-    await createOnce(h1, "cn-int", ["--internal", "--subnet", "10.99.0.0/24"]);
+    await createOnce(h1, "cn-int", ["--internal", "--subnet", "10.169.0.0/24"]);
     await waitFor("cn-int on h2", async () => ((await networkSubnet(h2, "cn-int")) !== undefined ? true : undefined), 10_000);
     await start(h1, "cn-int-a", "cn-int");
     await start(h2, "cn-int-b", "cn-int");

@@ -5,6 +5,7 @@ import { createLogger } from "../../lib/log.js";
 import { FakeDocker, tsoverlaySpec } from "../support/fake-docker.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { LocalState } from "../../domain/local/local-state.js";
 
 const log = createLogger("silent");
 const stops: (() => void)[] = [];
@@ -89,6 +90,39 @@ describe("networks created once (propagation through the catalog)", () => {
     c.docker.detach("db", "c1");
     await until("db to leave h3", () => !c.docker.nets.has("db"));
     expect(c.prop.status().draining).toEqual([]);
+  });
+
+  it("a docker network rm followed at once by a plugin stop (a dockerd restart) is still told to the cluster when the plugin is back", async () => {
+    const store = new MemoryStore();
+    const a = host(store, "h1");
+    const docker = new FakeDocker();
+    const catalog = new NetworkCatalog(store);
+    const pending = new LocalState(new MemoryStore()).pendingDestroys;
+    const start = (): NetworkPropagation => {
+      const p = new NetworkPropagation({ docker, catalog, hostId: "h2", drivers: ["tsoverlay"], log, pruneWindowMs: 30, pending });
+      stops.push(() => p.stop());
+      return p;
+    };
+    const before = start();
+    docker.subscribe((e) => before.onEvent(e));
+    a.docker.userCreates(tsoverlaySpec("brief", "10.69.0.0/24"));
+    await until("brief published", async () => (await catalog.get("brief")) !== undefined);
+    await before.reconcile("daemon answers");
+    expect(docker.nets.has("brief")).toBe(true);
+    docker.userRemoves("brief");
+    await until("the removal to be kept", async () => (await pending.all()).length === 1);
+    // The plugin stops inside the prune window: nothing was told yet.
+    before.stop();
+    docker.subscribe(() => undefined); // the event stream ends with the plugin
+    await new Promise((r) => setTimeout(r, 80));
+    expect((await catalog.get("brief"))?.entry.state).toBe("active");
+    // Back: the removal goes to the cluster instead of the network coming back here.
+    const after = start();
+    await after.reconcile("daemon answers");
+    expect((await catalog.get("brief"))?.entry.state).toBe("removed");
+    expect(docker.nets.has("brief")).toBe(false);
+    expect(await pending.all()).toEqual([]);
+    await until("brief to leave h1", () => !a.docker.nets.has("brief"));
   });
 
   it("docker network prune stays on its host: the cluster keeps the network, and the host gets it back", async () => {
