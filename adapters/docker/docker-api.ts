@@ -1,4 +1,6 @@
 /**
+ * (Over 300 lines on purpose: the one home of talking to dockerd: version, networks, containers, events, and their errors.)
+ *
  * This host's Docker daemon over its HTTP API on a unix socket: the handful
  * of calls the propagation of networks and the names of containers need.
  *

@@ -1,3 +1,4 @@
+// Over 300 lines on purpose: the one home of address records: request, release, list, reclaim; each a CAS on one key.
 import { z } from "zod";
 import { keys, subnetFromKey } from "../cluster/keys.js";
 import type { Logger } from "../../lib/log.js";
