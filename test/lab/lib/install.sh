@@ -25,6 +25,8 @@ ensure_packages() {
   command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
   # Not for the lab itself: `npm run lint:sh` checks the shell scripts with it.
   command -v shellcheck >/dev/null || missing+=(shellcheck)
+  # Nor this: the text of the benches' PNG charts (test/bench/charts.ts).
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq

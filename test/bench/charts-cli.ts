@@ -1,0 +1,23 @@
+/** `npm run bench -- charts [FILE.json ...]`: draws the given results files, or all of bench/results. */
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { renderFile } from "./charts.js";
+
+const dir = "bench/results";
+const args = process.argv.slice(2).filter((a) => a !== "--");
+const targets =
+  args.length > 0
+    ? args
+    : readdirSync(dir)
+        .filter((f) => f.endsWith(".json"))
+        .map((f) => join(dir, f));
+let failed = 0;
+for (const file of targets) {
+  try {
+    console.log(`wrote ${await renderFile(file)}`);
+  } catch (err) {
+    failed++;
+    console.error(`charts: ${(err as Error).message}`);
+  }
+}
+if (failed > 0) process.exit(1);
