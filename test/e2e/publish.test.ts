@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker, dockerOk, inNetns, readLab, type LabHost } from "./support/lab.js";
 import { createNetworkOn, removeContainers, removeNetworkOn } from "./support/overlay.js";
-import { endpointId, publishedPorts } from "./support/publish.js";
+import { endpointId, pluginStatus, publishedPorts } from "./support/publish.js";
 
 const lab = readLab();
 const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
@@ -41,9 +41,18 @@ describe("published ports through the embedded proxy", () => {
   });
 
   it("serves -p 18080:80 to a remote client, to the host on its own address and 127.0.0.1, and to containers via the host address", async () => {
-    expect((await curl(lab.outside, `http://${h1.addr}:18080/`)).stdout).toContain(PAGE);
-    expect((await curl(h1, `http://${h1.addr}:18080/`)).stdout).toContain(PAGE);
-    expect((await curl(h1, "http://127.0.0.1:18080/")).stdout).toContain(PAGE);
+    for (const [from, url] of [
+      [lab.outside, `http://${h1.addr}:18080/`],
+      [h1, `http://${h1.addr}:18080/`],
+      [h1, "http://127.0.0.1:18080/"],
+    ] as const) {
+      const r = await curl(from, url);
+      // On a failure, say what curl saw, and what the kernel and the plugin hold for the port.
+      const why = r.stdout.includes(PAGE)
+        ? ""
+        : [r.stderr, (await inNetns(h1.netns, ["iptables", "-t", "nat", "-S"])).stdout, JSON.stringify(await pluginStatus(h1))].join("\n");
+      expect(r.stdout, `${from.netns} → ${url}: ${why}`).toContain(PAGE);
+    }
     const fromOtherHost = await docker(h2, ["run", "--rm", lab.testImage, "timeout", "10", "wget", "-qO-", `http://${h1.addr}:18080/`]);
     expect(fromOtherHost.stdout).toContain(PAGE);
     const hairpin = await docker(h1, ["run", "--rm", lab.testImage, "timeout", "10", "wget", "-qO-", `http://${h1.addr}:18080/`]);
