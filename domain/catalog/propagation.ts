@@ -136,14 +136,18 @@ export class NetworkPropagation {
         this.pruneTimer = setTimeout(() => void this.mutex.run(() => this.flushDestroys()), this.d.pruneWindowMs ?? 1_000);
         return;
       }
-      case "networks-pruned":
+      case "networks-pruned": {
         if (this.pendingDestroys.length > 0) {
           this.log.info({ networks: this.pendingDestroys.map((n) => n.name) }, "networks pruned on this host; the cluster keeps them");
         }
         for (const n of this.pendingDestroys) await this.d.pending?.remove(n.name);
+        const pruned = this.pendingDestroys.length > 0;
         this.pendingDestroys = [];
         clearTimeout(this.pruneTimer);
+        // The cluster keeps them: this host gets its copies back now.
+        if (pruned) await this.doReconcile("networks pruned here");
         return;
+      }
       case "network-disconnected": {
         const net = this.known.get(e.networkId);
         if (net !== undefined && this.draining.has(net.name)) await this.removeHere(net);
@@ -246,8 +250,10 @@ export class NetworkPropagation {
     const byName = new Map(entries.map((e) => [e.entry.name, e]));
     for (const net of local) await this.adopt(net, false);
     const localNames = new Set(local.map((n) => n.name));
+    // Removed here a moment ago and waiting out the prune window: not brought back meanwhile (a prune reconciles again).
+    const waiting = new Set(this.pendingDestroys.map((n) => n.name));
     for (const [name, s] of byName) {
-      if (s.entry.state === "active" && !localNames.has(name)) await this.createHere(s);
+      if (s.entry.state === "active" && !localNames.has(name) && !waiting.has(name)) await this.createHere(s);
       if (s.entry.state === "removed" && !localNames.has(name)) this.draining.delete(name);
     }
     if (this.d.tombstoneTtlMs !== undefined) await this.d.catalog.sweep(this.d.tombstoneTtlMs);

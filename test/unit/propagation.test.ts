@@ -125,6 +125,21 @@ describe("networks created once (propagation through the catalog)", () => {
     await until("brief to leave h1", () => !a.docker.nets.has("brief"));
   });
 
+  it("a network removed right after its creation stays removed: a reconcile inside the prune window does not bring it back", async () => {
+    const store = new MemoryStore();
+    const [a, b] = [host(store, "h1"), host(store, "h2")];
+    a.docker.userCreates(tsoverlaySpec("blink", "10.68.0.0/24"));
+    await until("blink published", async () => (await a.catalog.get("blink")) !== undefined);
+    a.docker.userRemoves("blink");
+    // The catalog still says active (the removal waits for a possible prune event): h1 must not create it again.
+    await a.prop.reconcile("catalog changed");
+    expect(a.docker.nets.has("blink")).toBe(false);
+    await until("blink removed in the cluster", async () => (await a.catalog.get("blink"))?.entry.state === "removed");
+    await until("blink gone from h2", () => !b.docker.nets.has("blink"));
+    await a.prop.reconcile("periodic");
+    expect(a.docker.nets.has("blink")).toBe(false);
+  });
+
   it("docker network prune stays on its host: the cluster keeps the network, and the host gets it back", async () => {
     const store = new MemoryStore();
     const [a, b] = [host(store, "h1"), host(store, "h2")];
@@ -134,7 +149,7 @@ describe("networks created once (propagation through the catalog)", () => {
     await new Promise((r) => setTimeout(r, 80)); // past the prune window
     expect((await a.catalog.get("keep"))?.entry.state).toBe("active");
     expect(a.docker.nets.has("keep")).toBe(true);
-    await b.prop.reconcile("periodic");
+    // Back on h2 at once (the prune event reconciles), not only at the next periodic reconcile.
     expect(b.docker.nets.has("keep")).toBe(true);
   });
 
