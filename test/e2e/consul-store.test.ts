@@ -382,11 +382,14 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
         () => changes++,
         (err) => errors.push(err),
       );
-      await sleep(4_000);
+      // Each attempt is held by the server (about 1 s, longer on a loaded machine), then backoff 250, 500 ms:
+      // three reports take at least 0.75 s of pauses plus the holds, never a hot loop.
+      const started = Date.now();
+      await waitFor("three reported failures", 20_000, async () => (errors.length >= 3 ? true : undefined));
+      const took = Date.now() - started;
       watch.stop();
       const reported = errors.length;
-      // Each attempt is held 1 s by the server, then backoff 250, 500, 1000 ms: a handful of attempts, not a hot loop.
-      expect(reported).toBeGreaterThanOrEqual(2);
+      expect(took).toBeGreaterThanOrEqual(750);
       expect(reported).toBeLessThanOrEqual(4);
       expect(errors[0]).toBeInstanceOf(StoreError);
       expect(errors[0]!.message).toMatch(/^store watch net: Consul at .* has no leader/);
