@@ -21,6 +21,7 @@ versions=${TSOVERLAY_DOCKER:-29 28 20.10}
 status=0
 total_passed=0 total_failed=0 total_skipped=0
 lines=()
+failures=()
 first=1
 report=
 trap 'rm -f "$report"' EXIT   # the vitest report of the run under way, if this shell dies in it
@@ -37,6 +38,21 @@ for v in $versions; do
       const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
       console.log(r.numPassedTests, r.numFailedTests, r.numPendingTests + r.numTodoTests);
     ' "$report")
+    # CI shows only the end of the output: name each failure there, with the
+    # first line of its message, so a failed run says what failed.
+    while IFS= read -r f; do failures+=("$f"); done < <(node -e '
+      const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      for (const file of r.testResults ?? []) {
+        const rel = require("path").relative(process.cwd(), file.name);
+        for (const t of file.assertionResults ?? []) {
+          if (t.status !== "failed") continue;
+          const msg = (t.failureMessages?.[0] ?? "").split("\n")[0].slice(0, 300);
+          console.log("failed (Docker " + process.argv[2] + "): " + rel + " > " + t.fullName + ": " + msg);
+        }
+        if ((file.assertionResults ?? []).length === 0 && file.status === "failed")
+          console.log("failed (Docker " + process.argv[2] + "): " + rel + ": " + (file.message ?? "").split("\n")[0].slice(0, 300));
+      }
+    ' "$report" "$v")
   else
     passed=0 failed=1 skipped=0
     status=1
@@ -53,7 +69,8 @@ if [ "$leftover" != 0 ]; then
   bash test/lab/lab.sh down || true
   status=1
 fi
-# The plain closing lines CI reads: one per Docker version, then the total.
+# The plain closing lines CI reads: each failure, one line per Docker version, then the total.
+for f in "${failures[@]}"; do echo "$f"; done
 for l in "${lines[@]}"; do echo "$l"; done
 echo "summary: $total_passed passed, $total_failed failed, $total_skipped skipped"
 exit $status
