@@ -7,13 +7,14 @@
  *   adapters/  kernel (netns, links, neighbors, iptables, egress, DNAT) and store (Consul, embedded)
  *   proxy/     the embedded port proxy, a library
  *   lib/       small shared helpers (results, logging, IP math, mutexes, retries)
+ *   cli/       the `tsoverlay` command, a client of the plugin's socket
  *
  * Imports run edge → domain → (ports implemented by) adapters; app/ may import anything
  * but the edge, and only the process entry imports app/. Nothing imports test code,
  * no cycles anywhere, and every product file is reachable from a process entry
  * (none exists only for tests).
  */
-const PRODUCT = "^(plugin|app|domain|adapters|proxy|lib)/";
+const PRODUCT = "^(plugin|app|domain|adapters|proxy|lib|cli)/";
 module.exports = {
   forbidden: [
     { name: "no-circular", severity: "error", comment: "no import cycles", from: {}, to: { circular: true } },
@@ -45,6 +46,13 @@ module.exports = {
       from: { path: "^adapters/" },
       to: { path: "^(plugin|app|proxy|test)/|^domain/(?!ports/|errors\\.ts$)" },
     },
+    {
+      name: "cli-is-a-client",
+      severity: "error",
+      comment: "the CLI talks to the plugin over its socket; it borrows the domain's view types, never its code",
+      from: { path: "^cli/" },
+      to: { path: "^(plugin|app|adapters|proxy|test)/|^domain/", dependencyTypesNot: ["type-only"] },
+    },
     { name: "edge-never-reaches-adapters", severity: "error", from: { path: "^plugin/" }, to: { path: "^adapters/" } },
     {
       name: "only-the-process-entry-composes",
@@ -57,8 +65,8 @@ module.exports = {
       name: "product-reachable-from-an-entry",
       severity: "error",
       comment: "a product file that no process entry reaches exists only for tests (or for nothing)",
-      from: { path: "^plugin/main\\.ts$|^proxy/accept-worker\\.ts$" },
-      to: { path: PRODUCT, pathNot: "\\.d\\.ts$|^plugin/main\\.ts$|^proxy/accept-worker\\.ts$", reachable: false },
+      from: { path: "^plugin/main\\.ts$|^proxy/accept-worker\\.ts$|^cli/main\\.ts$" },
+      to: { path: PRODUCT, pathNot: "\\.d\\.ts$|^plugin/main\\.ts$|^proxy/accept-worker\\.ts$|^cli/main\\.ts$", reachable: false },
     },
     {
       name: "product-imports-no-test-code",

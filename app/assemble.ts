@@ -5,12 +5,12 @@ import { HostRegistry } from "../domain/hosts/host-registry.js";
 import { ClusterIpam } from "../domain/ipam/cluster-ipam.js";
 import { HostIpam } from "../domain/ipam/host-ipam.js";
 import type { IpamConfig } from "../domain/ipam/ipam-config.js";
-import { LocalState } from "../domain/local/local-state.js";
+import { LocalState, type LocalEndpoint, type LocalNetwork } from "../domain/local/local-state.js";
 import { Outbox } from "../domain/local/outbox.js";
 import type { Logger } from "../lib/log.js";
 import { ClusterNetworks, type VniAllocator } from "../domain/network/cluster-networks.js";
 import { OverlayDriver } from "../domain/overlay-driver.js";
-import { PeerSync } from "../domain/peers/peer-sync.js";
+import { peerReportOf, PeerSync, type PeerReport } from "../domain/peers/peer-sync.js";
 import type { PortPublisher } from "../domain/publish/port-publisher.js";
 import { ResilientStore } from "../domain/cluster/resilient-store.js";
 import type { Store } from "../domain/ports/store.js";
@@ -21,6 +21,10 @@ import { NetworkPropagation } from "../domain/catalog/propagation.js";
 import { ContainerNames } from "../domain/names/container-names.js";
 import { NameService } from "../domain/names/name-service.js";
 import type { DockerPort } from "../domain/ports/docker.js";
+import { ClusterView } from "../domain/cluster/cluster-view.js";
+import { onScrape } from "../lib/metrics.js";
+import { domainGauges } from "./metric-sources.js";
+import { ClusterAsk } from "../domain/cluster/cluster-ask.js";
 
 /** How long a teardown call waits for its cluster part before answering Docker anyway. */
 const TEARDOWN_WAIT_MS = 3_000;
@@ -28,6 +32,8 @@ const TEARDOWN_WAIT_MS = 3_000;
 const TOMBSTONE_TTL_MS = 24 * 3600_000;
 /** Networks are reconciled with the catalog on every event and change, and at least this often. */
 const CATALOG_RECONCILE_MS = 30_000;
+/** How long `tsoverlay peers` waits for every live host's answer. */
+const PEERS_ASK_MS = 5_000;
 /** Address and pool records of this host younger than this are never collected (Docker allocates them just before use). */
 const OWN_RECORD_GRACE_MS = 60_000;
 
@@ -46,6 +52,8 @@ export interface DomainAdapters {
 
 export interface DomainSettings {
   hostId: string;
+  /** This plugin's version (package.json), shown in its host record. */
+  pluginVersion?: string;
   vtep: string;
   underlayMtu: number;
   ipam: IpamConfig;
@@ -82,6 +90,13 @@ export interface AssembledDomain {
   names: NameService;
   catalog: NetworkCatalog;
   propagation: NetworkPropagation | undefined;
+  /** The whole cluster as the store has it (`tsoverlay ps|networks|hosts|ports`). */
+  view: ClusterView;
+  localEndpoints(): Promise<LocalEndpoint[]>;
+  /** This host's networks that have endpoints here (with their cluster records as last seen). */
+  localNetworks(): Promise<LocalNetwork[]>;
+  /** Every live host's peer tables against what it should program, read now (`tsoverlay peers`). */
+  peerReport(): Promise<PeerReport>;
   /** Restores the datapath from local state, then starts the background work (collector, queued teardown). */
   start(): Promise<void>;
   status(): Promise<Record<string, unknown>>;
@@ -107,7 +122,12 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   const networks = new ClusterNetworks(store, vnis, s.hostId, log);
   const catalog = new NetworkCatalog(store);
   const outbox = await Outbox.open(a.local, teardownRunner({ store, ipam, networks, catalog, hostId: s.hostId, log }), { log });
-  const hosts = new HostRegistry(store, { hostId: s.hostId, vtep: s.vtep }, log, s.hostTtlSeconds);
+  const hosts = new HostRegistry(
+    store,
+    { hostId: s.hostId, vtep: s.vtep, ...(s.pluginVersion === undefined ? {} : { pluginVersion: s.pluginVersion }) },
+    log,
+    s.hostTtlSeconds,
+  );
   const localOf = async (subnet: string): Promise<{ ip: string; mac: string }[]> =>
     (await local.endpoints()).filter((e) => e.subnet === subnet).map((e) => ({ ip: addressOf(e.addressCidr), mac: e.mac }));
   const peers = new PeerSync(store, a.datapath, hosts, localOf, log, s.reconcileMs);
@@ -183,7 +203,12 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
           }),
           log,
           reconcileMs: s.catalogReconcileMs ?? CATALOG_RECONCILE_MS,
+          onDaemon: (version) => hosts.describeDocker(version),
         });
+
+  let unscrape: (() => void) | undefined;
+  const asks = new ClusterAsk(store, hosts, log.child({ component: "asks" }));
+  asks.handle("peers", () => peers.check());
 
   return {
     driver,
@@ -197,13 +222,22 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     names,
     catalog,
     propagation,
+    view: new ClusterView(store, hosts),
     start: async () => {
       hosts.start();
       await driver.restore();
       collector.start();
       outbox.kick();
       follower?.start();
+      unscrape = onScrape(domainGauges({ local, peers, hosts, store, outbox }));
+      asks.start();
     },
+    localEndpoints: () => local.endpoints(),
+    localNetworks: async () => {
+      const used = new Set((await local.endpoints()).map((e) => e.networkId));
+      return (await local.networks()).filter((n) => used.has(n.networkId));
+    },
+    peerReport: async () => peerReportOf(await asks.ask("peers", PEERS_ASK_MS)),
     status: async () => {
       const health = store.health();
       return {
@@ -240,6 +274,8 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
       };
     },
     stop: async () => {
+      unscrape?.();
+      asks.stop();
       await follower?.stop();
       await collector.stop();
       await outbox.close();

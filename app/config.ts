@@ -62,6 +62,8 @@ const EnvSchema = z.object({
   TSOVERLAY_DNS_PORT: z.coerce.number().int().min(1).max(65535).default(53),
   // Where names that are not the overlay's go; default: the host's /etc/resolv.conf.
   TSOVERLAY_DNS_UPSTREAMS: z.string().optional(),
+  // Prometheus metrics on this TCP address (HOST:PORT, [V6]:PORT or :PORT for every address); unset: none.
+  TSOVERLAY_METRICS_ADDR: z.string().optional(),
   // Checked by the IPAM's own parser (parseIpamConfig), which names the setting in its errors.
   TSOVERLAY_POOL_RANGE: z.string().optional(),
   TSOVERLAY_POOL_SIZE: z.string().optional(),
@@ -103,6 +105,8 @@ export interface PluginConfig {
   dnsPort: number | undefined;
   /** Explicit upstream resolvers (else the host's resolv.conf). */
   dnsUpstreams: string[] | undefined;
+  /** Where Prometheus metrics are served; undefined: not at all. */
+  metricsAddr: { host: string; port: number } | undefined;
   /** The IPAM's settings as given (parsed once the host id is known). */
   ipam: { poolRange?: string; poolSize?: string; vniRange?: string };
 }
@@ -123,7 +127,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   if (relative !== undefined) {
     return failure(`invalid environment: TSOVERLAY_SOCKETS: socket path ${relative} is not absolute`);
   }
+  const metricsAddr = e.TSOVERLAY_METRICS_ADDR === undefined ? undefined : parseListenAddress(e.TSOVERLAY_METRICS_ADDR);
+  if (metricsAddr === null) {
+    return failure(`invalid environment: TSOVERLAY_METRICS_ADDR: ${e.TSOVERLAY_METRICS_ADDR} is not HOST:PORT, [IPV6]:PORT or :PORT`);
+  }
   return success({
+    metricsAddr,
     logLevel: e.LOG_LEVEL,
     sockets,
     consulAddr: e.CONSUL_HTTP_ADDR,
@@ -154,6 +163,16 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
       ...(e.TSOVERLAY_VNI_RANGE === undefined ? {} : { vniRange: e.TSOVERLAY_VNI_RANGE }),
     },
   });
+}
+
+/** "198.18.0.11:9473", "[::1]:9473", ":9473" (every address); null when it is none of these. */
+function parseListenAddress(text: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
+  if (m === null) return null;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  const host = m[1] ?? m[2] ?? "";
+  return { host: host === "" ? "0.0.0.0" : host, port };
 }
 
 function list(text: string): string[] {

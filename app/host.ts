@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { assembleDomain } from "./assemble.js";
 import { EgressGateway } from "../adapters/kernel/egress/egress-gateway.js";
@@ -20,9 +21,16 @@ import { DnsListener } from "../adapters/dns/dns-listener.js";
 import { HostResolvers } from "../adapters/dns/upstreams.js";
 import { ensureDnsGuard } from "../adapters/kernel/dns-guard.js";
 import type { PluginConfig } from "./config.js";
+import { onScrape } from "../lib/metrics.js";
+import { hostGauges } from "./metric-sources.js";
+import { runDoctor } from "./doctor.js";
+import { runProbe } from "./probe.js";
 
 /** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
 const IPV6_HALF_DELAY_MS = 2_000;
+
+/** package.json's version, beside dist/ in the repo and in the plugin image alike. */
+const PLUGIN_VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 /** A running host: what the HTTP edge calls, and how to stop it. */
 export interface Domain extends DomainApi {
@@ -75,6 +83,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       {
         hostId,
         vtep,
+        pluginVersion: PLUGIN_VERSION,
         underlayMtu: mtu,
         ipam: ipamCfg.value,
         storeRetryMs: config.storeRetryMs,
@@ -104,6 +113,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         dns = undefined;
       }
     }
+    const unscrape = onScrape(hostGauges(publisher, () => dns?.stats()));
     // After re-publishing: DNAT rules of endpoints gone while we were down, or all of them after a switch to userland.
     await publisher.pruneFastPath(dnat);
     log.info({ hostId, vtep, underlayMtu: mtu, consul: config.consulAddr || "embedded", proxyMode: config.proxyMode }, "tsoverlay ready");
@@ -113,6 +123,37 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       driver: domain.driver,
       ipam: domain.ipam,
       ports: () => publisher.list(),
+      view: () => domain.view.read(),
+      peers: () => domain.peerReport(),
+      probe: async (target, network) =>
+        runProbe({
+          target,
+          network,
+          snapshot: await domain.view.read(),
+          vtep,
+          vxlanPort: config.vxlanPort,
+          underlay: { ifindex, mtuAtStart: mtu },
+          localEndpoints: await domain.localEndpoints(),
+          localNetworks: await domain.localNetworks(),
+        }),
+      doctor: () =>
+        runDoctor({
+          procRoot: config.procRoot,
+          underlay: { ifindex, mtuAtStart: mtu },
+          iptables: new Iptables(),
+          store: r,
+          consulAddr: config.consulAddr,
+          docker: d,
+          networks: () => domain.localNetworks(),
+          status: async () => {
+            const health = domain.store.health();
+            return {
+              pendingTeardown: domain.outbox.status().pending,
+              storeCondition: health.condition,
+              names: dns === undefined ? { serving: false, reason: dnsDown } : { serving: true, address: `${nameServer}:${config.dnsPort}` },
+            };
+          },
+        }),
       cluster: async () => {
         const st = await domain.status();
         return {
@@ -131,6 +172,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         };
       },
       stop: async () => {
+        unscrape();
         await dns?.close();
         await domain.stop();
         d?.close();

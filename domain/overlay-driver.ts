@@ -2,7 +2,7 @@
 // together — what each one writes, to the store, the kernel or the outbox,
 // and in which order its teardown undoes it.
 import { keys } from "./cluster/keys.js";
-import type { EndpointRecord, NetworkRecord } from "./cluster/records.js";
+import type { EndpointRecord, NetworkRecord, RecordPort } from "./cluster/records.js";
 import { fromThrown, kernelStep, refuse, within, type Outcome } from "./errors.js";
 import type { HostRegistry } from "./hosts/host-registry.js";
 import { ADDRESS_SPACE, POOL_OVERLAP } from "./ipam/pool-records.js";
@@ -265,7 +265,9 @@ export class OverlayDriver {
   ): Promise<Outcome<PublishedPort[]>> {
     const ep = await this.localEndpoint(networkId, endpointId);
     if (!ep.ok) return ep;
-    return this.caught(`ports of endpoint ${endpointId} of network ${networkId}`, () => this.ports.program(ep.value, ports, opts));
+    const published = await this.caught(`ports of endpoint ${endpointId} of network ${networkId}`, () => this.ports.program(ep.value, ports, opts));
+    if (published.ok && published.value.length > 0) this.recordPorts(endpointId, published.value.map(recordPort));
+    return published;
   }
 
   /**
@@ -275,9 +277,22 @@ export class OverlayDriver {
    */
   async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<Outcome<void>> {
     return this.caught(`ports of endpoint ${endpointId} of network ${networkId}`, async () => {
+      // The cluster record keeps its ports: Docker deletes the endpoint (and its record) right after.
       await this.ports.revoke(endpointId);
       return success(undefined);
     });
+  }
+
+  /**
+   * Shows the endpoint's published ports in its cluster record (for `tsoverlay
+   * ps` on other hosts), beside the Docker call rather than inside it: a store
+   * that is away must not fail or delay publishing. A record that could not be
+   * written keeps its old ports until the next change.
+   */
+  private recordPorts(endpointId: string, ports: RecordPort[]): void {
+    void this.updateRecord(endpointId, (ep) => ({ ...ep, published: ports })).catch((e: unknown) =>
+      this.d.log.warn({ endpointId, err: (e as Error).message }, "recording published ports in the cluster store failed"),
+    );
   }
 
   /**
@@ -320,6 +335,7 @@ export class OverlayDriver {
       mac: ep.mac,
       ...(ep.name === undefined ? {} : { name: ep.name }),
       ...(ep.names === undefined ? {} : { names: ep.names }),
+      ...(ep.published === undefined || ep.published.length === 0 ? {} : { ports: ep.published }),
     };
   }
 
@@ -330,14 +346,19 @@ export class OverlayDriver {
    * false for an endpoint this host does not have.
    */
   async setNames(endpointId: string, names: string[]): Promise<boolean> {
-    const found = await this.d.local.getEndpoint(endpointId);
-    if (found === undefined) return false;
     // In Docker's order: the container's name first (the status endpoint shows it as the endpoint's name).
     const wanted = [...new Set(names.map((n) => n.toLowerCase()))];
+    return this.updateRecord(endpointId, (ep) => ({ ...ep, names: wanted }));
+  }
+
+  /** Changes a local endpoint and its cluster record together, under the network's lock; false if the endpoint is not (or no longer) here. */
+  private async updateRecord(endpointId: string, change: (ep: LocalEndpoint) => LocalEndpoint): Promise<boolean> {
+    const found = await this.d.local.getEndpoint(endpointId);
+    if (found === undefined) return false;
     return this.mutex.run(found.subnet, async () => {
       const ep = await this.d.local.getEndpoint(endpointId);
       if (ep === undefined) return false;
-      const updated: LocalEndpoint = { ...ep, names: wanted };
+      const updated = change(ep);
       await this.d.local.putEndpoint(updated);
       const key = keys.endpoint(ep.subnet, ep.endpointId);
       const record = JSON.stringify(this.endpointRecord(updated));
@@ -432,4 +453,8 @@ export class OverlayDriver {
     }
     await kernelStep("removing the network's namespace", () => this.d.datapath.removeNetwork(subnet));
   }
+}
+
+function recordPort(p: PublishedPort): RecordPort {
+  return { proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort, containerPort: p.containerPort, via: p.kernelDnat ? "dnat" : "proxy" };
 }

@@ -4,8 +4,9 @@ import { loadConfig } from "../app/config.js";
 import { startDomain, type Domain } from "../app/host.js";
 import { createApp } from "./http/app.js";
 import { listenUnix, type Listener } from "./http/listen.js";
+import { listenMetrics } from "./http/metrics.js";
 import { ReadinessGate } from "./readiness.js";
-import { buildRoutes, statusOf } from "./routes/index.js";
+import { buildRoutes, clusterOf, doctorOf, peersOf, probeOf, statusOf } from "./routes/index.js";
 
 /**
  * Process entry: the same program runs as a managed plugin (config.json) and
@@ -24,7 +25,13 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   const gate = new ReadinessGate();
 
-  const app = createApp(buildRoutes(gate), log, () => statusOf(gate));
+  const app = createApp(buildRoutes(gate), log, {
+    status: () => statusOf(gate),
+    cluster: () => clusterOf(gate),
+    peers: () => peersOf(gate),
+    doctor: () => doctorOf(gate),
+    probe: (q) => probeOf(gate, q),
+  });
   const listeners: Listener[] = [];
   for (const path of config.sockets) {
     try {
@@ -32,6 +39,17 @@ async function main(): Promise<void> {
       log.info({ socket: path }, "serving plugin protocol");
     } catch (e) {
       log.fatal({ socket: path, err: (e as Error).message }, "cannot listen");
+      process.exit(1);
+    }
+  }
+
+  if (config.metricsAddr !== undefined) {
+    try {
+      const l = await listenMetrics(config.metricsAddr, log);
+      listeners.push(l);
+      log.info({ address: l.path }, "serving Prometheus metrics on /metrics");
+    } catch (e) {
+      log.fatal({ err: (e as Error).message }, "cannot serve metrics");
       process.exit(1);
     }
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the managed plugin: compiles the TypeScript, builds the Dockerfile
 # on the daemon at $DOCKER_HOST, and lays out OUT_DIR/{config.json,rootfs/}
-# for `docker plugin create`.
+# for `docker plugin create`. Leaves the image tsoverlay/cli on that daemon.
 # usage: DOCKER_HOST=unix:///… scripts/plugin-build.sh OUT_DIR
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -29,6 +29,9 @@ cp -r "$repo/node_modules" "$ctx/"
 
 tag=tsoverlay/plugin-rootfs:build
 dkr build -q -t "$tag" --build-arg "BASE_IMAGE=$base_image" "$ctx" >/dev/null
+# The same files as an image whose entry is the `tsoverlay` CLI, for hosts without Node:
+#   docker run --rm -v /run/docker/plugins:/run/docker/plugins:ro tsoverlay/cli ps
+printf 'FROM %s\nENTRYPOINT ["/usr/local/bin/node", "/opt/tsoverlay/dist/cli/main.js"]\n' "$tag" | dkr build -q -t tsoverlay/cli - >/dev/null
 cid=$(dkr create "$tag")
 rm -rf "$out"; mkdir -p "$out/rootfs"
 dkr export "$cid" | tar -C "$out/rootfs" -x

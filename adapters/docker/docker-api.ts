@@ -21,7 +21,7 @@ import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { refuse, type Outcome } from "../../domain/errors.js";
-import type { ContainerEndpoint, DockerEvent, DockerNetwork, DockerPort, NetworkSpec, RemoveResult } from "../../domain/ports/docker.js";
+import type { ContainerEndpoint, DaemonFacts, DockerEvent, DockerNetwork, DockerPort, NetworkSpec, RemoveResult } from "../../domain/ports/docker.js";
 import type { Logger } from "../../lib/log.js";
 import { Backoff } from "../../lib/retry.js";
 import { success } from "../../lib/result.js";
@@ -139,6 +139,18 @@ export class DockerApi implements DockerPort {
       }
       await sleep(backoff.next(), undefined, { signal });
     }
+  }
+
+  async daemonFacts(): Promise<DaemonFacts> {
+    const version = z
+      .object({ Version: z.string(), Components: z.array(z.object({ Name: z.string(), Version: z.string() })).nullish() })
+      .parse((await this.call("GET", "/version", "reading the daemon's version")).body);
+    const info = z.object({ LiveRestoreEnabled: z.boolean().optional() }).parse((await this.call("GET", "/info", "reading the daemon's info")).body);
+    return {
+      version: version.Version,
+      liveRestore: info.LiveRestoreEnabled === true,
+      runcVersion: version.Components?.find((c) => c.Name === "runc")?.Version,
+    };
   }
 
   async networks(drivers: readonly string[]): Promise<DockerNetwork[]> {

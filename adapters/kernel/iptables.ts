@@ -65,6 +65,15 @@ export class Iptables {
     });
   }
 
+  /** A built-in chain's policy ("ACCEPT", "DROP"), or undefined for a chain of our own or none. */
+  policy(table: Table, chain: string): Promise<string | undefined> {
+    return this.serial(async () => {
+      const r = await this.spawn(table, ["-S", chain]);
+      if (r.code !== 0) return undefined;
+      return /^-P \S+ (\S+)$/m.exec(r.stdout)?.[1];
+    });
+  }
+
   chainExists(table: Table, chain: string): Promise<boolean> {
     return this.serial(() => this.chainExistsNow(table, chain));
   }

@@ -25,7 +25,7 @@ export class ConsulEphemeralKey implements EphemeralKey {
 
   constructor(
     readonly key: string,
-    private readonly value: string,
+    private value: string,
     private readonly ttlSeconds: number,
     private readonly deps: EphemeralDeps,
   ) {}
@@ -95,6 +95,20 @@ export class ConsulEphemeralKey implements EphemeralKey {
     this.deps.log.info({ session: previous }, "ephemeral key taken over from the previous process");
     this.scheduleRenewal();
     return true;
+  }
+
+  /** A new value under the same session; a later re-acquire writes it too. */
+  async update(value: string): Promise<void> {
+    this.value = value;
+    const id = this.sessionId;
+    if (id === undefined || this.released || this.abandoned) return;
+    let held: boolean;
+    try {
+      held = await this.deps.client.kv.set({ key: this.key, value, acquire: id });
+    } catch (err) {
+      throw this.deps.toError("update", err);
+    }
+    if (!held) throw this.deps.toError("update", `session ${id} no longer holds the key`);
   }
 
   /** Destroys the session; Consul deletes the key (behavior=delete). Idempotent. */

@@ -122,6 +122,9 @@ export class EmbeddedStore implements Store {
         this.liveEphemeralKeys.delete(handle);
         if (!this.closed) await this.delete(key);
       },
+      update: async (next: string) => {
+        if (!released) await this.mutate("putEphemeral", key, () => this.keyspace.planPut(key, next, true));
+      },
       detach: () => {
         released = true;
         this.liveEphemeralKeys.delete(handle);

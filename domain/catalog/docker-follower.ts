@@ -26,6 +26,8 @@ export interface DockerFollowerDeps {
   names: ContainerNames;
   log: Logger;
   reconcileMs: number;
+  /** Told the daemon's version each time it answers after being away. */
+  onDaemon?: (version: string) => Promise<void>;
 }
 
 export class DockerFollower {
@@ -75,6 +77,13 @@ export class DockerFollower {
     while (!signal.aborted) {
       try {
         await this.d.docker.waitReady(signal);
+        if (this.d.onDaemon !== undefined) {
+          const told = this.d.onDaemon;
+          void this.d.docker
+            .daemonFacts()
+            .then((f) => told(f.version))
+            .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "reading the daemon's version failed"));
+        }
         const stream = this.d.docker.events((e) => {
           this.d.propagation?.onEvent(e);
           this.d.names.onEvent(e);

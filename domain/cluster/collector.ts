@@ -30,19 +30,10 @@ import type { HostRegistry } from "../hosts/host-registry.js";
 import type { LocalEndpoint, LocalNetwork, LocalState } from "../local/local-state.js";
 import type { Outbox } from "../local/outbox.js";
 import { ClusterNetworks } from "../network/cluster-networks.js";
-import { z } from "zod";
 import type { KV, Store } from "../ports/store.js";
 import { keys, subnetFromKey } from "./keys.js";
-import { EndpointRecord, parseRecord } from "./records.js";
+import { EndpointRecord, GoneMarker, parseRecord } from "./records.js";
 import { addressOf } from "../../lib/net.js";
-
-const GoneMarker = z.object({
-  since: z.string(),
-  by: z.string(),
-  collector: z.string().optional(),
-  claimedAt: z.string().optional(),
-});
-type GoneMarker = z.infer<typeof GoneMarker>;
 
 /** A collector that claimed a marker and then vanished is replaced after this long. */
 const CLAIM_TIMEOUT_MS = 60_000;

@@ -16,6 +16,8 @@
  *   tsoverlay/v1/endpoints/<subnet>/<endpointId>      endpoint (ip, mac, host, vtep) — what peers program
  *   tsoverlay/v1/gone/<hostId>                        a host seen gone (since when; who collects its records)
  *   tsoverlay/v1/catalog/<name>                       a Docker network name, cluster-wide: how to create it, or that it was removed
+ *   tsoverlay/v1/asks/<id>                            a question to every host (`tsoverlay peers`), short-lived
+ *   tsoverlay/v1/answers/<id>/<hostId>                one host's answer to it
  */
 const ROOT = "tsoverlay/v1";
 
@@ -51,6 +53,10 @@ export const keys = {
   catalogEntry: (name: string) => `${ROOT}/catalog/${name}`,
   gone: () => `${ROOT}/gone/`,
   goneHost: (hostId: string) => `${ROOT}/gone/${hostId}`,
+  asks: () => `${ROOT}/asks/`,
+  ask: (id: string) => `${ROOT}/asks/${id}`,
+  answers: (id: string) => `${ROOT}/answers/${id}/`,
+  answer: (id: string, hostId: string) => `${ROOT}/answers/${id}/${hostId}`,
   endpoints: (subnet: string) => `${ROOT}/endpoints/${subnetKey(subnet)}/`,
   endpoint: (subnet: string, endpointId: string) => `${ROOT}/endpoints/${subnetKey(subnet)}/${endpointId}`,
 };

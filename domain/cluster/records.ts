@@ -20,6 +20,17 @@ export type NetworkRecord = z.infer<typeof NetworkRecord>;
 export const NetworkHostRecord = z.object({ hostId: z.string(), networkId: z.string() });
 export type NetworkHostRecord = z.infer<typeof NetworkHostRecord>;
 
+/** A published port as the cluster sees it (`tsoverlay ps` on any host): which host port reaches which container port, and what carries it. */
+export const RecordPort = z.object({
+  proto: z.enum(["tcp", "udp"]),
+  hostIp: z.string(),
+  hostPort: z.number().int(),
+  containerPort: z.number().int(),
+  /** "dnat": the kernel forwards non-loopback IPv4 (the proxy keeps the rest); "proxy": the userland proxy carries all. */
+  via: z.enum(["dnat", "proxy"]),
+});
+export type RecordPort = z.infer<typeof RecordPort>;
+
 export const EndpointRecord = z.object({
   endpointId: z.string(),
   networkId: z.string(),
@@ -31,8 +42,19 @@ export const EndpointRecord = z.object({
   name: z.string().optional(),
   /** Every name the container answers to on this network: its name and its network aliases (from the Docker API). */
   names: z.array(z.string()).optional(),
+  /** Its published ports (absent: none, or written by an older plugin). */
+  ports: z.array(RecordPort).optional(),
 });
 export type EndpointRecord = z.infer<typeof EndpointRecord>;
+
+/** `gone/<host>`: a host seen gone, since when, and who collects its records. */
+export const GoneMarker = z.object({
+  since: z.string(),
+  by: z.string(),
+  collector: z.string().optional(),
+  claimedAt: z.string().optional(),
+});
+export type GoneMarker = z.infer<typeof GoneMarker>;
 
 export function parseRecord<T>(schema: z.ZodType<T>, value: string): T | undefined {
   try {

@@ -14,6 +14,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../../lib/log.js";
+import { metrics } from "../../lib/metrics.js";
 import { Backoff } from "../../lib/retry.js";
 import { isStoreUnavailable, StoreUnavailableError, type EphemeralKey, type KV, type Store, type Watch } from "../ports/store.js";
 
@@ -105,11 +106,15 @@ export class ResilientStore implements Store {
     const started = Date.now();
     const backoff = new Backoff(this.minDelayMs, this.maxDelayMs);
     for (;;) {
+      const sent = performance.now();
       try {
         const value = await call();
+        metrics.storeRequestSeconds.observe({ op }, (performance.now() - sent) / 1000);
         this.up();
         return value;
       } catch (err) {
+        metrics.storeRequestSeconds.observe({ op }, (performance.now() - sent) / 1000);
+        metrics.storeErrors.inc({ op, kind: isStoreUnavailable(err) ? "unavailable" : "refused" });
         if (!isStoreUnavailable(err)) throw err;
         const condition = err.unavailable ?? err.message;
         this.down(condition);

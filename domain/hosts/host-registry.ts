@@ -5,7 +5,15 @@ import type { Logger } from "../../lib/log.js";
 import { Backoff } from "../../lib/retry.js";
 import type { EphemeralKey, KV, Store, Watch } from "../ports/store.js";
 
-const HostRecord = z.object({ hostId: z.string(), vtep: z.string(), hostname: z.string(), startedAt: z.string() });
+export const HostRecord = z.object({
+  hostId: z.string(),
+  vtep: z.string(),
+  hostname: z.string(),
+  startedAt: z.string(),
+  /** The plugin's version, and the Docker daemon's once it has answered (`tsoverlay hosts`). */
+  pluginVersion: z.string().optional(),
+  dockerVersion: z.string().optional(),
+});
 export type HostRecord = z.infer<typeof HostRecord>;
 
 /**
@@ -27,10 +35,12 @@ export class HostRegistry {
   private retry: NodeJS.Timeout | undefined;
   private readonly registerBackoff = new Backoff(1_000, 15_000);
   private readonly listeners = new Set<() => void>();
+  private readonly startedAt = new Date().toISOString();
+  private dockerVersion: string | undefined;
 
   constructor(
     private readonly store: Store,
-    readonly self: { hostId: string; vtep: string },
+    readonly self: { hostId: string; vtep: string; pluginVersion?: string },
     private readonly log: Logger,
     private readonly ttlSeconds = 15,
   ) {}
@@ -62,7 +72,22 @@ export class HostRegistry {
   }
 
   private record(): HostRecord {
-    return { ...this.self, hostname: hostname(), startedAt: new Date().toISOString() };
+    return {
+      ...this.self,
+      hostname: hostname(),
+      startedAt: this.startedAt,
+      ...(this.dockerVersion === undefined ? {} : { dockerVersion: this.dockerVersion }),
+    };
+  }
+
+  /** The Docker daemon's version, shown in this host's record from now on (best effort: a failed write waits for the next registration). */
+  async describeDocker(version: string): Promise<void> {
+    if (version === this.dockerVersion) return;
+    this.dockerVersion = version;
+    this.alive.set(this.self.hostId, this.record());
+    await this.presence
+      ?.update(JSON.stringify(this.record()))
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "updating this host's record failed"));
   }
 
   private async register(): Promise<void> {

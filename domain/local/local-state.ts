@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { casRounds, contended } from "../cluster/cas-rounds.js";
 import { subnetKey } from "../cluster/keys.js";
-import { NetworkRecord } from "../cluster/records.js";
+import { NetworkRecord, RecordPort } from "../cluster/records.js";
 import type { Store } from "../ports/store.js";
 
 /**
@@ -27,6 +27,8 @@ export const LocalEndpoint = z.object({
   names: z.array(z.string()).optional(),
   /** Docker's sandbox key (from Join): endpoints with the same one belong to one container. */
   sandbox: z.string().optional(),
+  /** Its published ports, as its cluster record shows them. */
+  published: z.array(RecordPort).optional(),
 });
 export type LocalEndpoint = z.infer<typeof LocalEndpoint>;
 

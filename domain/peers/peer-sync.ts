@@ -1,9 +1,36 @@
 import { keys } from "../cluster/keys.js";
 import { EndpointRecord, parseRecord } from "../cluster/records.js";
 import type { Datapath, PeerEntry } from "../ports/datapath.js";
+import { driftOf, type PeerDrift } from "./peer-drift.js";
 import type { HostRegistry } from "../hosts/host-registry.js";
 import type { Logger } from "../../lib/log.js";
+import { metrics } from "../../lib/metrics.js";
 import type { KV, Store, Watch } from "../ports/store.js";
+
+/** One network's tables against its desired peers; `checked` is false until the store has answered (nothing is desired yet). */
+export interface PeerCheck extends PeerDrift {
+  subnet: string;
+  peers: number;
+  checked: boolean;
+}
+
+/** `tsoverlay peers`: each live host's check of its kernel tables, and the live hosts that did not answer. */
+export interface PeerReport {
+  hosts: { hostId: string; networks: PeerCheck[] | null; error: string | null }[];
+  missing: string[];
+}
+
+/** The report from every host's answer to "peers" (see ClusterAsk); an answer is another host's JSON: nothing of its shape is trusted. */
+export function peerReportOf(asked: { answers: Map<string, unknown>; missing: string[] }): PeerReport {
+  const hosts = [...asked.answers]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([hostId, a]) => {
+      if (Array.isArray(a)) return { hostId, networks: a as PeerCheck[], error: null };
+      const e = (a as { error?: unknown } | null)?.error;
+      return { hostId, networks: null, error: typeof e === "string" ? e : "unreadable answer" };
+    });
+  return { hosts, missing: asked.missing };
+}
 
 /** What this host has on a network itself: its own endpoints win over any record that claims their address or MAC. */
 export type LocalEndpointsOf = (subnet: string) => Promise<{ ip: string; mac: string }[]>;
@@ -138,6 +165,23 @@ export class PeerSync {
     return out;
   }
 
+  /**
+   * Compares each followed network's kernel tables with the peers desired,
+   * changing nothing (`tsoverlay peers`): what the next reconcile would repair.
+   */
+  async check(): Promise<PeerCheck[]> {
+    const out: PeerCheck[] = [];
+    for (const [subnet, entry] of this.networks) {
+      if (!entry.delivered || !this.hosts.ready || !this.datapath.hasNetwork(subnet)) {
+        out.push({ subnet, peers: 0, checked: false, missing: [], stale: [], extra: [] });
+        continue;
+      }
+      const desired = await this.desired(subnet);
+      out.push({ subnet, peers: desired.length, checked: true, ...driftOf(desired, await this.datapath.peerTables(subnet)) });
+    }
+    return out;
+  }
+
   /** Re-syncs one followed network now (e.g. after a local endpoint appeared or went). */
   async resync(subnet: string, why: string): Promise<void> {
     await this.sync(subnet, why);
@@ -151,18 +195,26 @@ export class PeerSync {
       return rec === undefined ? [] : [{ rec, index: kv.modifyIndex }];
     });
     entry.delivered = true;
-    void this.sync(subnet, "endpoints changed");
+    void this.sync(subnet, "endpoints changed", performance.now());
   }
 
   private async reconcileAll(why: string): Promise<void> {
     for (const subnet of this.networks.keys()) await this.sync(subnet, why);
   }
 
-  private async sync(subnet: string, why: string): Promise<void> {
+  /** `changedAt`: when a store change reached this host (performance.now()), to measure the time until it is programmed. */
+  private async sync(subnet: string, why: string, changedAt?: number): Promise<void> {
     const entry = this.networks.get(subnet);
     if (entry === undefined || !entry.delivered || !this.hosts.ready || !this.datapath.hasNetwork(subnet)) return;
     try {
       const r = await this.datapath.syncPeers(subnet, await this.desired(subnet));
+      if (changedAt !== undefined) metrics.peerSyncSeconds.observe((performance.now() - changedAt) / 1000);
+      if (why === "periodic") {
+        for (const [table, n] of Object.entries(r.tables ?? {})) {
+          if (n.added > 0) metrics.reconcileRepairs.inc({ table, action: "added" }, n.added);
+          if (n.removed > 0) metrics.reconcileRepairs.inc({ table, action: "removed" }, n.removed);
+        }
+      }
       if (r.added > 0 || r.removed > 0) {
         const level = why === "periodic" ? "warn" : "info";
         this.log[level]({ subnet, added: r.added, removed: r.removed, why }, why === "periodic" ? "repaired peer drift" : "peers programmed");

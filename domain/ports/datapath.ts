@@ -39,6 +39,20 @@ export interface PeerEntry {
 export interface PeerSyncReport {
   added: number;
   removed: number;
+  /** The same, per kernel table. */
+  tables?: Partial<Record<PeerTable, { added: number; removed: number }>>;
+}
+
+export type PeerTable = "neighbor" | "fdb" | "bridge_fdb";
+
+/** The kernel's peer tables of a network, as read. */
+export interface PeerTables {
+  /** Neighbor entries on the VXLAN device: ip → mac. */
+  neighbors: { ip: string; mac: string }[];
+  /** The VXLAN device's FDB: mac → remote VTEP. */
+  fdb: { mac: string; dst: string }[];
+  /** The bridge's own entries on the VXLAN port (its local address left out). */
+  bridge: { mac: string; kind: "static" | "learned" }[];
 }
 
 export interface Datapath {
@@ -55,6 +69,8 @@ export interface Datapath {
    * endpoints only): adds what is missing, removes what is not desired.
    */
   syncPeers(subnet: string, desired: PeerEntry[]): Promise<PeerSyncReport>;
+  /** What the network's three peer tables hold now (read only: `tsoverlay peers` compares it with what is desired). */
+  peerTables(subnet: string): Promise<PeerTables>;
   close(): Promise<void>;
 }
 

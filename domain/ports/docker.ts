@@ -50,9 +50,19 @@ export type DockerEvent =
 
 export type RemoveResult = "removed" | "in-use" | "gone";
 
+/** What `tsoverlay doctor` checks of the daemon. */
+export interface DaemonFacts {
+  version: string;
+  liveRestore: boolean;
+  /** The runc the daemon runs containers with, when it says. */
+  runcVersion: string | undefined;
+}
+
 export interface DockerPort {
   /** Resolves once the daemon answers (its API is silent while it starts); rejects when `signal` aborts. */
   waitReady(signal: AbortSignal): Promise<void>;
+  /** The daemon's version, live-restore setting and runc (GET /version and /info). */
+  daemonFacts(): Promise<DaemonFacts>;
   /** The daemon's networks of the given drivers. */
   networks(drivers: readonly string[]): Promise<DockerNetwork[]>;
   network(id: string): Promise<DockerNetwork | undefined>;

@@ -49,6 +49,8 @@ export interface EphemeralKey {
   readonly key: string;
   /** Deletes the key now. */
   release(): Promise<void>;
+  /** Changes the key's value; it stays held (and lapses) as before. */
+  update(value: string): Promise<void>;
   /**
    * Stops keeping the key alive without deleting it: it lapses after its TTL
    * unless a successor process takes it over. Used on a plugin stop, which must

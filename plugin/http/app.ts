@@ -1,5 +1,6 @@
 import express, { type NextFunction, type Request, type Response } from "express";
 import type { Logger } from "../../lib/log.js";
+import { metrics } from "../../lib/metrics.js";
 import { errorBody, type Answer } from "./answer.js";
 
 const PLUGIN_MEDIA_TYPE = "application/vnd.docker.plugins.v1.2+json";
@@ -25,18 +26,23 @@ function send(res: Response, status: number, body: unknown): void {
 }
 
 /** The plugin's HTTP edge: POST /<Subsystem>.<Method>, JSON in, JSON out. */
-export function createApp(routes: RouteTable, log: Logger, status?: () => Promise<unknown>): express.Express {
+/** Read-only views served with GET /tsoverlay/<name>; a thrown error with a `status` (e.g. 503) answers with it. */
+export type Views = Readonly<Record<string, (query: Readonly<Record<string, string>>) => Promise<unknown>>>;
+
+export function createApp(routes: RouteTable, log: Logger, views: Views = {}): express.Express {
   const app = express();
   app.disable("x-powered-by");
   // Not part of Docker's protocol: what `docker ps` cannot show for a remote driver
-  // (published ports), for `curl --unix-socket …/tsoverlay.sock http://x/tsoverlay/status`.
-  if (status !== undefined) {
-    app.get("/tsoverlay/status", async (_req: Request, res: Response) => {
+  // (published ports, the cluster), for the `tsoverlay` CLI and `curl --unix-socket …/tsoverlay.sock http://x/tsoverlay/status`.
+  for (const [name, view] of Object.entries(views)) {
+    app.get(`/tsoverlay/${name}`, async (req: Request, res: Response) => {
+      const query = Object.fromEntries(Object.entries(req.query).flatMap(([k, v]) => (typeof v === "string" ? [[k, v]] : [])));
       try {
-        res.json(await status());
+        res.json(await view(query));
       } catch (e) {
-        log.error({ err: (e as Error).message }, "status failed");
-        send(res, 500, errorBody(`status: ${(e as Error).message}`));
+        const status = (e as { status?: unknown }).status;
+        if (typeof status !== "number") log.error({ view: name, err: (e as Error).message }, "view failed");
+        send(res, typeof status === "number" ? status : 500, errorBody(`${name}: ${(e as Error).message}`));
       }
     });
   }
@@ -66,6 +72,7 @@ export function createApp(routes: RouteTable, log: Logger, status?: () => Promis
       answer = { ok: false, status: 500, error: `${path}: internal error: ${(e as Error).message}` };
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    metrics.driverCallSeconds.observe({ call: path.slice(1), result: answer.ok ? "ok" : "error" }, ms / 1000);
     if (answer.ok) {
       log.debug({ path, ms }, "request served");
       send(res, 200, answer.body);

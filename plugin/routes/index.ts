@@ -13,6 +13,42 @@ export function buildRoutes(gate: ReadinessGate): RouteTable {
   return routes;
 }
 
+/** GET /tsoverlay/cluster: every host, network and endpoint of the cluster (what `tsoverlay ps|networks|hosts|ports` show). */
+export async function clusterOf(gate: ReadinessGate): Promise<unknown> {
+  const s = gate.current;
+  if (!s.ready) throw new NotReady(s.reason);
+  return s.view();
+}
+
+/** GET /tsoverlay/peers: every live host's kernel peer tables against what it should program. */
+export async function peersOf(gate: ReadinessGate): Promise<unknown> {
+  const s = gate.current;
+  if (!s.ready) throw new NotReady(s.reason);
+  return s.peers();
+}
+
+/** GET /tsoverlay/doctor: this host checked for what has bitten users. */
+export async function doctorOf(gate: ReadinessGate): Promise<unknown> {
+  const s = gate.current;
+  if (!s.ready) throw new NotReady(s.reason);
+  return s.doctor();
+}
+
+/** GET /tsoverlay/probe?target=HOST|ADDRESS[&network=NET]: VXLAN probes to a peer's VTEP. */
+export async function probeOf(gate: ReadinessGate, query: Readonly<Record<string, string>>): Promise<unknown> {
+  const s = gate.current;
+  if (!s.ready) throw new NotReady(s.reason);
+  const target = query.target;
+  if (target === undefined || target === "")
+    throw Object.assign(new Error("target is required: a host (its address or name) or a container address"), { status: 400 });
+  return s.probe(target, query.network === "" ? undefined : query.network);
+}
+
+/** The plugin has not started its domain yet (the reason says why): answered 503. */
+export class NotReady extends Error {
+  readonly status = 503;
+}
+
 /** GET /tsoverlay/status on the plugin's sockets: readiness, published ports, and the cluster side (store health, queued teardown, hosts, peers). */
 export async function statusOf(gate: ReadinessGate): Promise<Record<string, unknown>> {
   const s = gate.current;

@@ -226,8 +226,8 @@ describe("KernelDatapath on two simulated hosts", () => {
     }
     const [a, b] = hosts;
     // Per peer: a neighbor entry, the device's FDB entry and a static entry in br0's table.
-    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 3, removed: 0 });
-    expect(await b.dp.syncPeers(SUBNET, [peerOf(a)])).toEqual({ added: 3, removed: 0 });
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 3, removed: 0 });
+    expect(await b.dp.syncPeers(SUBNET, [peerOf(a)])).toMatchObject({ added: 3, removed: 0 });
 
     expect(pingOk(a.c, ipOf(b))).toBe(true);
     expect(pingOk(b.c, ipOf(a))).toBe(true);
@@ -247,19 +247,19 @@ describe("KernelDatapath on two simulated hosts", () => {
     expect(stats[0]?.stats64.tx.packets).toBeGreaterThan(0);
 
     // In sync: nothing to do.
-    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 0, removed: 0 });
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 0, removed: 0 });
   });
 
   it("syncPeers removes what is not desired: a dropped peer (ping stops) and entries added by hand", async () => {
     const [a, b] = hosts;
-    expect(await a.dp.syncPeers(SUBNET, [])).toEqual({ added: 0, removed: 3 });
+    expect(await a.dp.syncPeers(SUBNET, [])).toMatchObject({ added: 0, removed: 3 });
     expect(remoteFdb(a.ovl)).toEqual([]);
     expect(bridgeOnVxlan(a.ovl)).toEqual([]);
     expect(neighs(a.ovl)).toEqual([]);
     inNs(a.c, "ip", "neigh", "flush", "dev", "eth0");
     expect(pingOk(a.c, ipOf(b), 1)).toBe(false);
 
-    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 3, removed: 0 });
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 3, removed: 0 });
     expect(pingOk(a.c, ipOf(b))).toBe(true);
 
     // Foreign entries: an extra peer, a flood list of two VTEPs, an extra neighbor.
@@ -268,15 +268,15 @@ describe("KernelDatapath on two simulated hosts", () => {
     inNs(a.ovl, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan0", "dst", "192.0.2.98", "self", "permanent");
     inNs(a.ovl, "ip", "neigh", "add", "10.77.0.99", "lladdr", "02:00:00:00:00:99", "dev", "vxlan0", "nud", "permanent");
     expect(remoteFdb(a.ovl)).toHaveLength(4);
-    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 0, removed: 4 });
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 0, removed: 4 });
     expect(remoteFdb(a.ovl)).toEqual([`${b.ep.mac.toLowerCase()} ${b.vtep}`]);
     expect(fdb(a.ovl).map((e) => e.mac)).not.toContain("00:00:00:00:00:00");
     expect(neighs(a.ovl)).toEqual([`${ipOf(b)} ${b.ep.mac.toLowerCase()} PERMANENT`]);
 
     // A moved peer (new VTEP) is replaced in place; a changed MAC replaces both entries.
-    expect(await a.dp.syncPeers(SUBNET, [{ ...peerOf(b), vtep: "192.0.2.77" }])).toEqual({ added: 1, removed: 0 });
+    expect(await a.dp.syncPeers(SUBNET, [{ ...peerOf(b), vtep: "192.0.2.77" }])).toMatchObject({ added: 1, removed: 0 });
     expect(remoteFdb(a.ovl)).toEqual([`${b.ep.mac.toLowerCase()} 192.0.2.77`]);
-    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 1, removed: 0 });
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 1, removed: 0 });
     expect(pingOk(a.c, ipOf(b))).toBe(true);
 
     // Conflicting input is refused before anything is touched.
@@ -298,7 +298,7 @@ describe("KernelDatapath on two simulated hosts", () => {
       a.dp.syncPeers(SUBNET, [peerOf(b)]),
     ]);
     // Had they interleaved, the counts would not add up this neatly.
-    expect(results).toEqual([
+    expect(results.map(({ added, removed }) => ({ added, removed }))).toEqual([
       { added: 60, removed: 0 },
       { added: 0, removed: 60 },
       { added: 60, removed: 0 },
@@ -351,7 +351,7 @@ describe("KernelDatapath on two simulated hosts", () => {
     await dp.ensureNetwork(NET);
     expect(dp.hasNetwork(SUBNET)).toBe(true);
     await dp.ensureEndpoint(SUBNET, a.ep, 1450);
-    expect(await dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 0, removed: 0 });
+    expect(await dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 0, removed: 0 });
     expect(ipLinks(a.ovl).map((l) => `${l.ifname}#${l.ifindex}`)).toEqual(before);
     expect(
       ipLinks(a.h)
@@ -467,7 +467,7 @@ describe("KernelDatapath on two simulated hosts", () => {
     expect(pingOk(a.c, "10.77.0.20")).toBe(true);
     inNs(a.ovl, "bridge", "fdb", "add", "02:42:0a:4d:00:99", "dev", "vxlan0", "master", "dynamic");
     expect(bridgeOnVxlan(a.ovl)).toContain("02:42:0a:4d:00:99 learned");
-    expect(await a.dp.syncPeers(SUBNET, [peerOf(b), onB])).toEqual({ added: 0, removed: 1 });
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b), onB])).toMatchObject({ added: 0, removed: 1 });
 
     // Then it moves to host 1 with a new endpoint; the container never sends.
     await b.dp.removeEndpoint(SUBNET, moving.endpointId);
@@ -481,10 +481,10 @@ describe("KernelDatapath on two simulated hosts", () => {
     await b.dp.syncPeers(SUBNET, [peerOf(a), { ...onB, vtep: a.vtep }]);
     inNs(b.c, "ip", "neigh", "flush", "dev", "eth0");
     expect(pingOk(b.c, "10.77.0.20", 1)).toBe(true);
-    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toEqual({ added: 0, removed: 0 });
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 0, removed: 0 });
 
     await a.dp.removeEndpoint(SUBNET, moved.endpointId);
-    expect(await b.dp.syncPeers(SUBNET, [peerOf(a)])).toEqual({ added: 0, removed: 3 });
+    expect(await b.dp.syncPeers(SUBNET, [peerOf(a)])).toMatchObject({ added: 0, removed: 3 });
     expect(pingOk(a.c, ipOf(b))).toBe(true);
   });
 

@@ -6,6 +6,7 @@
 set -euo pipefail
 LAB_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$LAB_DIR/lib/common.sh"
+REPO=$(cd "$LAB_DIR/../.." && pwd)
 [ "$(id -u)" = 0 ] || die "the demo needs root (namespaces, dockerd): run it with sudo"
 
 if [ -e "$LAB_STATE" ]; then
@@ -43,6 +44,12 @@ dk 2 exec demo-client wget -qO- http://demo-web/
 # A published port, from outside the cluster.
 step "nsenter --net=/run/netns/$NS_OUTSIDE curl -s http://$(host_addr 1):8080/"
 in_ns "$NS_OUTSIDE" curl -s "http://$(host_addr 1):8080/"
+# What docker ps cannot show: every container of the cluster, with its host and published port.
+# (The port reaches the cluster record beside Docker's call: give it a moment.)
+demo_port_recorded() { node "$REPO/dist/cli/main.js" --socket "$(host_plugins 2)/tsoverlay.sock" ports --json | grep -q '"hostPort": 8080'; }
+wait_for 10 demo_port_recorded || true
+step "npx tsoverlay --socket $(host_plugins 2)/tsoverlay.sock ps"
+node "$REPO/dist/cli/main.js" --socket "$(host_plugins 2)/tsoverlay.sock" ps
 
 cat <<EOT
 
@@ -52,6 +59,7 @@ demo-web through h1's published port 8080.
 Keep exploring:
   docker -H unix://$(host_sock 2) network inspect $NET
   docker -H unix://$(host_sock 2) exec -it demo-client sh
+  npx tsoverlay --socket $(host_plugins 1)/tsoverlay.sock hosts      # also: networks, ports, peers, doctor, probe
   curl --unix-socket $(host_plugins 1)/tsoverlay.sock http://x/tsoverlay/status
   nsenter --net=/run/netns/$(host_ns 1) $CONSUL_BIN kv get -recurse tsoverlay/v1/
   npm run lab -- status

@@ -146,13 +146,29 @@ cmd_consul() {
   write_lab_json_pids
 }
 
+# A host's own Consul client agent (what `tsoverlay doctor` must notice gone).
+cmd_agent() {
+  [ -e "$LAB_STATE" ] || die "the lab is down"
+  # shellcheck source=/dev/null # lab.env is written by cmd_up
+  . "$LAB_STATE"
+  local verb=${1:-} i=${2:-}
+  if ! { [[ $i =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] && [ "$i" -le "$HOSTS" ]; }; then die "usage: lab.sh agent stop|start 1..$HOSTS"; fi
+  case $verb in
+    stop) consul_agent_stop "$i" ;;
+    start) pidfile_running "$LAB_RUN/pids/consul-h$i.pid" || consul_agent_start "$i" ;;
+    *) die "usage: lab.sh agent stop|start 1..$HOSTS" ;;
+  esac
+  write_lab_json_pids
+}
+
 case ${1:-} in
   up) shift; cmd_up "$@" ;;
+  agent) shift; cmd_agent "$@" ;;
   packages) ensure_packages ;;
   plugin) cmd_plugin ;;
   consul) shift; cmd_consul "$@" ;;
   host) shift; cmd_host "$@" ;;
   down) cmd_down ;;
   status) shift; cmd_status "$@" ;;
-  *) echo "usage: lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10] | down | status [--json] | packages | plugin | consul stop|start N|all | host stop|start|kill|revive N" >&2; exit 2 ;;
+  *) echo "usage: lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10] | down | status [--json] | packages | plugin | consul stop|start N|all | agent stop|start N | host stop|start|kill|revive N" >&2; exit 2 ;;
 esac

@@ -20,6 +20,7 @@ import {
   type NetworkSpec,
   type PeerEntry,
   type PeerSyncReport,
+  type PeerTables,
 } from "../../domain/ports/datapath.js";
 
 export interface FakeEndpoint {
@@ -161,6 +162,16 @@ export class FakeDatapath implements Datapath {
       }
     }
     return { added, removed };
+  }
+
+  async peerTables(subnet: string): Promise<PeerTables> {
+    const n = this.mustNetwork(subnet);
+    return {
+      neighbors: [...n.neighbors].map(([ip, mac]) => ({ ip, mac })),
+      fdb: [...n.fdb].map(([mac, dst]) => ({ mac, dst })),
+      // The fake has no bridge: its static entries are the FDB's MACs.
+      bridge: [...n.fdb.keys()].map((mac) => ({ mac, kind: "static" as const })),
+    };
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { refuse, type Outcome } from "../../domain/errors.js";
-import type { ContainerEndpoint, DockerEvent, DockerNetwork, DockerPort, NetworkSpec, RemoveResult } from "../../domain/ports/docker.js";
+import type { ContainerEndpoint, DaemonFacts, DockerEvent, DockerNetwork, DockerPort, NetworkSpec, RemoveResult } from "../../domain/ports/docker.js";
 import { success } from "../../lib/result.js";
 
 /**
@@ -19,6 +19,10 @@ export class FakeDocker implements DockerPort {
   readonly calls: string[] = [];
 
   async waitReady(): Promise<void> {}
+
+  async daemonFacts(): Promise<DaemonFacts> {
+    return { version: "29.8.1", liveRestore: false, runcVersion: "1.5.1" };
+  }
 
   async networks(drivers: readonly string[]): Promise<DockerNetwork[]> {
     return [...this.nets.values()].filter((n) => drivers.includes(n.driver));

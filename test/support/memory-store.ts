@@ -66,6 +66,9 @@ export class MemoryStore implements Store {
         released = true;
         await this.delete(key);
       },
+      update: async (next: string) => {
+        if (!released) await this.put(key, next);
+      },
       detach: () => {
         released = true;
       },

@@ -28,10 +28,7 @@ const gate = new ReadinessGate();
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "tso-errors-"));
   sock = join(dir, "plugin.sock");
-  listener = await listenUnix(
-    createApp(buildRoutes(gate), createLogger("silent"), () => statusOf(gate)),
-    sock,
-  );
+  listener = await listenUnix(createApp(buildRoutes(gate), createLogger("silent"), { status: () => statusOf(gate) }), sock);
 });
 
 afterAll(async () => {
@@ -47,7 +44,16 @@ afterEach(async () => {
 async function up(): Promise<void> {
   cluster = new FlakyStore(new MemoryStore());
   h = await simHost(cluster, "h1", undefined, { storeRetryMs: 100 });
-  gate.ready({ driver: h.d.driver, ipam: h.d.ipam, ports: () => [], cluster: () => h.d.status() });
+  gate.ready({
+    driver: h.d.driver,
+    ipam: h.d.ipam,
+    ports: () => [],
+    cluster: () => h.d.status(),
+    view: () => h.d.view.read(),
+    peers: () => h.d.peerReport(),
+    doctor: async () => [],
+    probe: () => Promise.reject(new Error("no probe in a unit test")),
+  });
 }
 
 const NET = "0123456789ab";

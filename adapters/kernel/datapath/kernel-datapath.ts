@@ -39,7 +39,7 @@
  * peer-tables.ts (the three tables above), context.ts (names, paths, state).
  */
 import { createRtNetlink, type RtNetlinkSocket } from "netlink";
-import type { Datapath, EndpointLinks, EndpointSpec, NetworkSpec, PeerEntry, PeerSyncReport } from "../../../domain/ports/datapath.js";
+import type { Datapath, EndpointLinks, EndpointSpec, NetworkSpec, PeerEntry, PeerSyncReport, PeerTables } from "../../../domain/ports/datapath.js";
 import { KeyedMutex } from "../../../lib/keyed-mutex.js";
 import type { Logger } from "../../../lib/log.js";
 import { normalizeIp, normalizeSubnet, parseIpv4 } from "../../../lib/net.js";
@@ -47,7 +47,7 @@ import { openRtnetlinkIn } from "../netns.js";
 import { DEFAULT_VXLAN_PORT, type DatapathContext, type NetworkState } from "./context.js";
 import { ensureEndpoint, removeEndpoint } from "./endpoint.js";
 import { ensureNetwork, removeNetwork } from "./network.js";
-import { syncPeerTables } from "./peer-tables.js";
+import { readPeerTables, syncPeerTables } from "./peer-tables.js";
 
 export interface KernelDatapathOptions {
   /** Directory for runtime state; namespaces are mounted at `<runDir>/netns/vni-<vni>`. */
@@ -133,6 +133,11 @@ export class KernelDatapath implements Datapath {
   async syncPeers(subnet: string, desired: PeerEntry[]): Promise<PeerSyncReport> {
     const key = normalizeSubnet(subnet);
     return this.run(key, () => syncPeerTables(this.ctx, this.mustNetwork(key), desired));
+  }
+
+  async peerTables(subnet: string): Promise<PeerTables> {
+    const key = normalizeSubnet(subnet);
+    return this.run(key, () => readPeerTables(this.mustNetwork(key)));
   }
 
   /**

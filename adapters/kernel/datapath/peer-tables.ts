@@ -11,7 +11,7 @@
  * flood lists and anything br0 learned included.
  */
 import type { RtNetlinkSocket } from "netlink";
-import type { PeerEntry, PeerSyncReport } from "../../../domain/ports/datapath.js";
+import type { PeerEntry, PeerSyncReport, PeerTables } from "../../../domain/ports/datapath.js";
 import { normalizeIp } from "../../../lib/net.js";
 import { mustGetLink } from "../links.js";
 import {
@@ -41,8 +41,14 @@ export async function syncPeerTables(ctx: DatapathContext, st: NetworkState, des
   const ifindex = (await mustGetLink(nl, VXLAN_NAME)).index;
   let added = 0;
   let removed = 0;
-  for (const sync of [syncFdb, syncNeighbors, syncBridgeFdb]) {
+  const tables: NonNullable<PeerSyncReport["tables"]> = {};
+  for (const [table, sync] of [
+    ["fdb", syncFdb],
+    ["neighbor", syncNeighbors],
+    ["bridge_fdb", syncBridgeFdb],
+  ] as const) {
     const r = await sync(nl, ifindex, want);
+    tables[table] = r;
     added += r.added;
     removed += r.removed;
   }
@@ -51,7 +57,18 @@ export async function syncPeerTables(ctx: DatapathContext, st: NetworkState, des
   } else {
     ctx.log.debug({ subnet: st.spec.subnet, peers: want.neigh.size }, "peers in sync");
   }
-  return { added, removed };
+  return { added, removed, tables };
+}
+
+/** The three tables as they are (for a check that changes nothing). */
+export async function readPeerTables(st: NetworkState): Promise<PeerTables> {
+  const ifindex = (await mustGetLink(st.nl, VXLAN_NAME)).index;
+  const [neighbors, fdb, bridge] = [await listNeighbors(st.nl, ifindex), await listFdbEntries(st.nl, ifindex), await listBridgeFdb(st.nl, ifindex)];
+  return {
+    neighbors: neighbors.map((n) => ({ ip: n.ip, mac: n.mac ?? "incomplete" })),
+    fdb: fdb.map((e) => ({ mac: e.mac, dst: e.dst })),
+    bridge: bridge.flatMap((e) => (e.kind === "local" ? [] : [{ mac: e.mac, kind: e.kind }])),
+  };
 }
 
 function indexPeers(desired: PeerEntry[]): WantedPeers {

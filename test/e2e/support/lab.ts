@@ -35,6 +35,8 @@ export interface Lab {
   mtu: number;
   outside: { netns: string; addr: string };
   underlayRouter: string;
+  /** The namespace holding the underlay bridge (its ports are named after the hosts: h1, h2…). */
+  underlayNetns: string;
   pluginName: string;
   testImage: string;
   consulBin: string;

@@ -25,14 +25,17 @@ consul_server_start() {
     "${args[@]}"
 }
 
-# Stops Consul server $1 (by its PID, as a crash or a shutdown would).
-consul_server_stop() {
-  local pidf="$LAB_RUN/pids/consul-c$1.pid" pid
-  [ -f "$pidf" ] || die "no Consul server c$1"
+# Stops the Consul agent whose PID file is $1 (as a crash or a shutdown would); $2 names it.
+consul_stop_pidfile() {
+  local pidf=$1 pid
+  [ -f "$pidf" ] || die "no $2"
   pid=$(cat "$pidf")
   kill -TERM "$pid" 2>/dev/null || true
   wait_for 30 not_running "$pid" || kill -KILL "$pid" 2>/dev/null || true
 }
+
+# Stops Consul server $1.
+consul_server_stop() { consul_stop_pidfile "$LAB_RUN/pids/consul-c$1.pid" "Consul server c$1"; }
 
 # Starts host $1's Consul client agent (on 127.0.0.1:8500 in the host's namespace).
 consul_agent_start() {
@@ -45,6 +48,9 @@ consul_agent_start() {
     -bind="$(host_addr "$i")" -client=127.0.0.1 \
     "${args[@]}"
 }
+
+# Stops host $1's Consul client agent.
+consul_agent_stop() { consul_stop_pidfile "$LAB_RUN/pids/consul-h$1.pid" "Consul agent on h$1"; }
 
 consul_up() {
   local hosts=$1 i conf="$LAB_DATA/consul/common.hcl"

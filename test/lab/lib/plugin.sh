@@ -3,6 +3,7 @@
 # on every host, pointed at that host's Consul agent and underlay address.
 # h1 runs one proxy accept worker (auto gives none on 2 vCPUs) so the tests exercise it.
 # Gone hosts are collected after 30 s (not 10 min) so that the tests can watch it happen.
+# Every host serves Prometheus metrics on its underlay address, port 9473.
 
 plugin_up() {
   local hosts=$1 i repo dir="$LAB_DATA/plugin" workers drivers="tsoverlay,$PLUGIN_NAME"
@@ -15,7 +16,7 @@ plugin_up() {
       LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" TSOVERLAY_RECONCILE_MS=2000 \
       TSOVERLAY_GC_GRACE_S=30 TSOVERLAY_GC_INTERVAL_S=5 \
       TSOVERLAY_PROXY_WORKERS="$workers" \
-      TSOVERLAY_DRIVER_NAMES="$drivers" \
+      TSOVERLAY_DRIVER_NAMES="$drivers" TSOVERLAY_METRICS_ADDR="$(host_addr "$i"):9473" \
       state.source="$(host_data "$i")/tsoverlay-state" docker-api.source="$(host_data "$i")/api"
   done
 }

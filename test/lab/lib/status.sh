@@ -17,11 +17,11 @@ write_lab_json() {
       '. + [{name: $name, netns: $netns, addr: $addr, dockerSock: $sock, pluginsDir: $plugins, dataDir: $data,
              mntns: $mntns, dockerVersion: $docker, dockerdPid: $dpid, consulPid: $cpid}]' <<<"$hostlist")
   done
-  jq -n --argjson mtu "$mtu" --arg outNs "$NS_OUTSIDE" --arg outAddr "$OUT_PREFIX.2" --arg router "$UL_PREFIX.1" \
+  jq -n --argjson mtu "$mtu" --arg outNs "$NS_OUTSIDE" --arg outAddr "$OUT_PREFIX.2" --arg router "$UL_PREFIX.1" --arg ulNs "$NS_UNDERLAY" \
     --arg plugin "$PLUGIN_NAME" --arg image "$TEST_IMAGE" --arg consulBin "$CONSUL_BIN" \
     --arg dockerCli "$DOCKER_CLI" --arg docker "${LAB_DOCKER:-}" \
     --argjson consul "$consul" --argjson hosts "$hostlist" \
-    '{mtu: $mtu, outside: {netns: $outNs, addr: $outAddr}, underlayRouter: $router, pluginName: $plugin,
+    '{mtu: $mtu, outside: {netns: $outNs, addr: $outAddr}, underlayRouter: $router, underlayNetns: $ulNs, pluginName: $plugin,
       testImage: $image, consulBin: $consulBin, dockerCli: $dockerCli, docker: $docker, consul: $consul, hosts: $hosts}' >"$LAB_JSON.tmp"
   mv "$LAB_JSON.tmp" "$LAB_JSON"
 }

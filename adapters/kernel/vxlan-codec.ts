@@ -1,6 +1,8 @@
 /**
+ * Over 300 lines on purpose: one wire format, layer by layer, kept together.
+ *
  * VXLAN datagram codec: pure encode/decode of the UDP payload a VTEP sends and
- * receives. No I/O.
+ * receives. No I/O. `tsoverlay probe` builds and reads its packets with it.
  *
  * Layers handled, and why:
  * - VXLAN header (RFC 7348): carries the VNI that selects the overlay network.

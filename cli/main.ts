@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from "commander";
+import type { ClusterSnapshot } from "../domain/cluster/cluster-view.js";
+import { hosts, networks, ports, ps, UsageError, type Output } from "./cluster-commands.js";
+import { findSocket, getView, PluginRefused, PluginUnreachable } from "./plugin-client.js";
+import { probe } from "./probe-command.js";
+import { peers } from "./peers-command.js";
+import { doctor } from "./doctor-command.js";
+import type { Finding, ProbeReport } from "../domain/api.js";
+import type { PeerReport } from "../domain/peers/peer-sync.js";
+
+/**
+ * The `tsoverlay` command: what Docker cannot show of a remote driver's
+ * networks, for the whole cluster, from any host. It asks the local plugin
+ * (which reads the cluster store) and prints Docker-style tables, or JSON.
+ *
+ * Exit status: 0 done; 1 the command ran and found a problem; 2 a usage
+ * error (an unknown command, option or network); 3 the plugin could not be
+ * reached or is not ready.
+ */
+
+/** A probe runs a few dozen exchanges of at most a second each. */
+const PROBE_TIMEOUT_MS = 90_000;
+const EXIT = { ok: 0, problem: 1, usage: 2, unreachable: 3 } as const;
+
+interface Globals {
+  socket?: string;
+  json?: boolean;
+}
+
+function program(): Command {
+  const root = new Command("tsoverlay")
+    .description("See tsoverlay networks across the cluster: containers, ports and hosts on every host")
+    .addOption(new Option("--socket <path>", "the plugin's socket (default: $TSOVERLAY_SOCKET, /run/docker/plugins/tsoverlay.sock, or a managed plugin's)"))
+    .option("--json", "print JSON instead of a table")
+    .addHelpText(
+      "after",
+      "\nExit status: 0 done, 1 a problem was found, 2 usage error, 3 the plugin could not be reached.\nRun 'tsoverlay COMMAND --help' for more on a command.",
+    )
+    .showHelpAfterError()
+    .exitOverride();
+  const snapshotCommand = (name: string, description: string, render: (s: ClusterSnapshot, network: string | undefined) => Output, takesNetwork: boolean) => {
+    const c = root.command(name).description(description);
+    if (takesNetwork) c.argument("[network]", "only this network (its name or subnet)");
+    c.action(async (network: string | undefined) => {
+      const g = root.opts<Globals>();
+      const snapshot = (await getView(findSocket(g.socket), "cluster")) as ClusterSnapshot;
+      finish(render(snapshot, typeof network === "string" ? network : undefined), g);
+    });
+  };
+  snapshotCommand("ps", "List every container endpoint of every tsoverlay network on every host, with its published ports", ps, true);
+  snapshotCommand("networks", "List the cluster's tsoverlay networks", (s) => networks(s), false);
+  snapshotCommand("hosts", "List the hosts running the plugin: VTEP, liveness, versions, endpoints", (s) => hosts(s), false);
+  root
+    .command("peers")
+    .description("Check every host's neighbor and FDB entries against what it should program: missing, stale, extra (exit 1 on any)")
+    .argument("[network]", "only this network (its name or subnet)")
+    .action(async (network: string | undefined) => {
+      const g = root.opts<Globals>();
+      const socket = findSocket(g.socket);
+      const [report, snapshot] = await Promise.all([getView(socket, "peers"), getView(socket, "cluster")]);
+      finish(peers(report as PeerReport, snapshot as ClusterSnapshot, network), g);
+    });
+  root
+    .command("doctor")
+    .description(
+      "Check this host for what breaks overlay networks (kernel, forwarding, MTU, Consul, Docker, the plugin), each with its fix (exit 1 on a problem)",
+    )
+    .action(async () => {
+      const g = root.opts<Globals>();
+      finish(doctor((await getView(findSocket(g.socket), "doctor")) as Finding[]), g);
+    });
+  root
+    .command("probe")
+    .description(
+      "Send VXLAN probes to a peer's VTEP: reachability, round trip, path MTU; tells 'UDP 4789 blocked', 'MTU too small' and 'peer not answering' apart (exit 1 unless all is well)",
+    )
+    .argument("<target>", "a host (its address or name) or a container address")
+    .option("--network <network>", "the network whose VNI to probe with (default: one with containers on both hosts)")
+    .action(async (target: string, o: { network?: string }) => {
+      const g = root.opts<Globals>();
+      finish(probe((await getView(findSocket(g.socket), "probe", { target, network: o.network }, PROBE_TIMEOUT_MS)) as ProbeReport), g);
+    });
+  snapshotCommand("ports", "List every published port on every host, and what carries it (kernel DNAT or the proxy)", ports, true);
+  return root;
+}
+
+/** Prints the output as asked; problems found make the exit status 1. */
+function finish(out: Output, g: Globals): void {
+  process.stdout.write(g.json === true ? `${JSON.stringify(out.json, null, 2)}\n` : out.text);
+  if ((out.problems ?? 0) > 0) process.exitCode = EXIT.problem;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const root = program();
+  try {
+    await root.parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : EXIT.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (e instanceof UsageError || e instanceof PluginRefused) {
+      process.stderr.write(`tsoverlay: ${e.message}\n`);
+      return EXIT.usage;
+    }
+    if (e instanceof PluginUnreachable) {
+      process.stderr.write(`tsoverlay: ${e.message}\n`);
+      return EXIT.unreachable;
+    }
+    process.stderr.write(`tsoverlay: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);

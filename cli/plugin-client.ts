@@ -1,0 +1,71 @@
+import { existsSync, readdirSync } from "node:fs";
+import http from "node:http";
+import path from "node:path";
+
+/**
+ * How the CLI reaches the plugin: GET /tsoverlay/<view> on the plugin's unix
+ * socket, as `curl --unix-socket` would. The plugin holds the cluster store's
+ * address and credentials, so the CLI needs nothing else on a host.
+ */
+
+/** Where a host service serves (its default TSOVERLAY_SOCKETS), then where Docker keeps managed plugins' sockets. */
+const DEFAULT_SOCKET = "/run/docker/plugins/tsoverlay.sock";
+const MANAGED_PLUGINS_DIR = "/run/docker/plugins";
+const TIMEOUT_MS = 10_000;
+
+/** Why the CLI could not get an answer: exit status 3 (see cli/main.ts). */
+export class PluginUnreachable extends Error {}
+
+/** --socket, else $TSOVERLAY_SOCKET, else the host service's socket, else a managed plugin's (/run/docker/plugins/<id>/tsoverlay.sock). */
+export function findSocket(given: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const explicit = given ?? env.TSOVERLAY_SOCKET;
+  if (explicit !== undefined && explicit !== "") return explicit;
+  if (existsSync(DEFAULT_SOCKET)) return DEFAULT_SOCKET;
+  let dirs: string[] = [];
+  try {
+    dirs = readdirSync(MANAGED_PLUGINS_DIR);
+  } catch {
+    // no Docker plugins directory: the error below says what was looked for
+  }
+  for (const d of dirs) {
+    const candidate = path.join(MANAGED_PLUGINS_DIR, d, "tsoverlay.sock");
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new PluginUnreachable(
+    `no tsoverlay plugin socket found (looked at ${DEFAULT_SOCKET} and ${MANAGED_PLUGINS_DIR}/*/tsoverlay.sock); give one with --socket or TSOVERLAY_SOCKET`,
+  );
+}
+
+/** The plugin refused the request as given (HTTP 400): the caller's mistake, in the plugin's words. */
+export class PluginRefused extends Error {}
+
+/**
+ * The view's JSON. A 400 is a PluginRefused; any other error, or no answer
+ * within `timeoutMs`, a PluginUnreachable; both with the plugin's words.
+ */
+export function getView(socketPath: string, view: string, query: Record<string, string | undefined> = {}, timeoutMs = TIMEOUT_MS): Promise<unknown> {
+  const params = new URLSearchParams(Object.entries(query).flatMap(([k, v]): [string, string][] => (v === undefined ? [] : [[k, v]])));
+  const path = `/tsoverlay/${view}${params.size > 0 ? `?${params.toString()}` : ""}`;
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, path, method: "GET", timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          reject(new PluginUnreachable(`the plugin at ${socketPath} answered ${view} with something that is not JSON (HTTP ${res.statusCode})`));
+          return;
+        }
+        if (res.statusCode === 200) resolve(body);
+        else if (res.statusCode === 400) reject(new PluginRefused((body as { Err?: string }).Err ?? text));
+        else reject(new PluginUnreachable(`the plugin at ${socketPath} answered HTTP ${res.statusCode}: ${(body as { Err?: string }).Err ?? text}`));
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
+    req.on("error", (e) => reject(new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${e.message}`)));
+    req.end();
+  });
+}

@@ -1,0 +1,132 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/**
+ * Every Prometheus family the plugin exports, in one place (names, help,
+ * labels, buckets), on a registry of our own rather than prom-client's
+ * global one. Two kinds:
+ *
+ *  - events, counted where they happen: store requests, driver calls, peer
+ *    syncs and repairs;
+ *  - state, read at scrape time from what the status endpoint already
+ *    knows (endpoints, peers, ports, proxy and DNS counters): a scrape
+ *    source registered by the composition sets those gauges just before the
+ *    registry is rendered, so no copy of that state is kept up to date here.
+ *    Cumulative ones (proxy, DNS) are counters set from the owner's own
+ *    count: they restart at 0 when their port (or the plugin) does, which
+ *    Prometheus reads as a counter reset.
+ *
+ * Nothing is served unless TSOVERLAY_METRICS_ADDR is set (plugin/http/metrics.ts).
+ */
+
+export const registry = new Registry();
+
+/** Seconds buckets for calls that take a millisecond to a few seconds. */
+const CALL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export const metrics = {
+  driverCallSeconds: new Histogram({
+    name: "tsoverlay_driver_call_duration_seconds",
+    help: "Time to answer a call of Docker's plugin protocol, by endpoint (e.g. NetworkDriver.CreateEndpoint) and result",
+    labelNames: ["call", "result"] as const,
+    buckets: CALL_BUCKETS,
+    registers: [registry],
+  }),
+  storeRequestSeconds: new Histogram({
+    name: "tsoverlay_store_request_duration_seconds",
+    help: "Time of one request to the cluster store, by operation (get, put, cas, delete, list, ...)",
+    labelNames: ["op"] as const,
+    buckets: CALL_BUCKETS,
+    registers: [registry],
+  }),
+  storeErrors: new Counter({
+    name: "tsoverlay_store_errors_total",
+    help: "Failed requests to the cluster store, by operation and kind (unavailable: no answer or no leader; refused: the store answered no)",
+    labelNames: ["op", "kind"] as const,
+    registers: [registry],
+  }),
+  peerSyncSeconds: new Histogram({
+    name: "tsoverlay_watch_lag_seconds",
+    help: "From a change of a network's endpoint records reaching this host (store watch) to its kernel tables programmed",
+    buckets: CALL_BUCKETS,
+    registers: [registry],
+  }),
+  reconcileRepairs: new Counter({
+    name: "tsoverlay_reconcile_repairs_total",
+    help: "Kernel entries the periodic reconcile found wrong and fixed, by table (neighbor, fdb, bridge_fdb) and action (added, removed)",
+    labelNames: ["table", "action"] as const,
+    registers: [registry],
+  }),
+  networks: new Gauge({
+    name: "tsoverlay_networks",
+    help: "Networks with at least one endpoint on this host",
+    registers: [registry],
+  }),
+  endpoints: new Gauge({
+    name: "tsoverlay_endpoints",
+    help: "Container endpoints on this host, by network subnet",
+    labelNames: ["network"] as const,
+    registers: [registry],
+  }),
+  peersProgrammed: new Gauge({
+    name: "tsoverlay_peers_programmed",
+    help: "Remote endpoints this host programs (neighbor + FDB entries), by network subnet",
+    labelNames: ["network"] as const,
+    registers: [registry],
+  }),
+  hostsAlive: new Gauge({
+    name: "tsoverlay_hosts_alive",
+    help: "Hosts of the cluster alive as this host sees them (itself included)",
+    registers: [registry],
+  }),
+  storeUp: new Gauge({
+    name: "tsoverlay_store_up",
+    help: "1 when the cluster store answered the last request, 0 while it is unavailable",
+    registers: [registry],
+  }),
+  pendingTeardown: new Gauge({
+    name: "tsoverlay_pending_teardown",
+    help: "Teardown steps queued until the cluster store answers",
+    registers: [registry],
+  }),
+  publishedPorts: new Gauge({
+    name: "tsoverlay_published_ports",
+    help: "Ports published on this host, by protocol and by what carries non-loopback IPv4 (dnat or proxy)",
+    labelNames: ["proto", "via"] as const,
+    registers: [registry],
+  }),
+  proxyConnections: new Counter({
+    name: "tsoverlay_proxy_connections_total",
+    help: "Connections (TCP) or flows (UDP) the proxy accepted per published port, since the port was published",
+    labelNames: ["host_port", "proto"] as const,
+    registers: [registry],
+  }),
+  proxyBytes: new Counter({
+    name: "tsoverlay_proxy_bytes_total",
+    help: "Payload bytes the proxy carried per published port (in: client to container, out: container to client), since the port was published",
+    labelNames: ["host_port", "proto", "direction"] as const,
+    registers: [registry],
+  }),
+  dnsQueries: new Counter({
+    name: "tsoverlay_dns_queries_total",
+    help: "Queries the name service answered since the plugin started, by result (answered, no_data, forwarded, forward_failed, resolver_failed)",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  }),
+};
+
+type ScrapeSource = () => Promise<void> | void;
+const sources = new Set<ScrapeSource>();
+
+/** Registers what sets the state gauges at scrape time; returns its removal. */
+export function onScrape(source: ScrapeSource): () => void {
+  sources.add(source);
+  return () => sources.delete(source);
+}
+
+/** The exposition text: state gauges refreshed first (a failing source leaves its gauges as they were). */
+export async function scrape(): Promise<string> {
+  await Promise.all([...sources].map(async (s) => s()));
+  return registry.metrics();
+}
+
+export const CONTENT_TYPE = registry.contentType;
