@@ -134,6 +134,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   const teardownWaitMs = s.teardownWaitMs ?? TEARDOWN_WAIT_MS;
   const driver = new OverlayDriver({
     store,
+    recordStore: store.withBudget(0),
     local,
     outbox,
     datapath: a.datapath,
@@ -153,14 +154,16 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     },
     log,
   });
+  // The collector works under the driver's locks: through a store that fails at once when away (see withBudget).
+  const background = store.withBudget(0);
   const collector = new RecordCollector(
     {
-      store,
+      store: background,
       local,
       outbox,
       hosts,
-      ipam,
-      networks,
+      ipam: new ClusterIpam(background, s.ipam, log),
+      networks: new ClusterNetworks(background, vnis, s.hostId, log),
       endpointRecord: (ep) => driver.endpointRecord(ep),
       exclusive: (subnet, work) => driver.exclusive(subnet, work),
       log: log.child({ component: "collector" }),

@@ -41,6 +41,8 @@ export interface DriverSettings {
 
 export interface DriverDeps {
   store: Store;
+  /** The same store without retries, for record updates made under a network's lock beside Docker's calls (names, ports). */
+  recordStore: Store;
   local: LocalState;
   outbox: Outbox;
   datapath: Datapath;
@@ -362,7 +364,8 @@ export class OverlayDriver {
       await this.d.local.putEndpoint(updated);
       const key = keys.endpoint(ep.subnet, ep.endpointId);
       const record = JSON.stringify(this.endpointRecord(updated));
-      if ((await this.d.store.get(key))?.value !== record) await this.d.store.put(key, record);
+      // Under the lock: a store that is away fails this at once (the collector writes the record later), never holding Docker's calls.
+      if ((await this.d.recordStore.get(key))?.value !== record) await this.d.recordStore.put(key, record);
       return true;
     });
   }

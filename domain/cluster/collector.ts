@@ -250,8 +250,11 @@ export class RecordCollector {
     }
     for (const ep of eps) {
       const key = keys.endpoint(subnet, ep.endpointId);
-      if (endpoints.some((e) => e.kv.key === key)) continue;
-      if (await this.d.store.cas(key, JSON.stringify(this.d.endpointRecord(ep)), 0)) report.restored++;
+      const want = JSON.stringify(this.d.endpointRecord(ep));
+      const have = endpoints.find((e) => e.kv.key === key);
+      // Missing, or behind what this host knows (names or ports recorded while the store was away).
+      if (have?.kv.value === want) continue;
+      if (await this.d.store.cas(key, want, have?.kv.modifyIndex ?? 0)) report.restored++;
     }
   }
 

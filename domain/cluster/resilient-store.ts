@@ -36,7 +36,8 @@ export interface ResilientStoreOptions {
 }
 
 export class ResilientStore implements Store {
-  private state: StoreHealth = { available: true };
+  /** Shared with the views of withBudget: one store, one health. */
+  private health$: { state: StoreHealth } = { state: { available: true } };
   private readonly minDelayMs: number;
   private readonly maxDelayMs: number;
 
@@ -48,12 +49,23 @@ export class ResilientStore implements Store {
     this.maxDelayMs = opts.maxDelayMs ?? 1_000;
   }
 
+  /**
+   * The same store and health with another retry budget. Background work
+   * that holds a network's lock uses 0: an outage fails it at once (its next
+   * pass retries) instead of keeping Docker's calls waiting for the lock.
+   */
+  withBudget(budgetMs: number): ResilientStore {
+    const view = new ResilientStore(this.inner, { ...this.opts, budgetMs });
+    view.health$ = this.health$;
+    return view;
+  }
+
   get budgetMs(): number {
     return this.opts.budgetMs;
   }
 
   health(): StoreHealth {
-    return { ...this.state };
+    return { ...this.health$.state };
   }
 
   get(key: string): Promise<KV | undefined> {
@@ -129,15 +141,15 @@ export class ResilientStore implements Store {
   }
 
   private up(): void {
-    if (this.state.available) return;
-    this.opts.log.info({ was: this.state.condition, since: this.state.since }, "cluster store available again");
-    this.state = { available: true };
+    if (this.health$.state.available) return;
+    this.opts.log.info({ was: this.health$.state.condition, since: this.health$.state.since }, "cluster store available again");
+    this.health$.state = { available: true };
   }
 
   private down(condition: string): void {
-    if (!this.state.available && this.state.condition === condition) return;
+    if (!this.health$.state.available && this.health$.state.condition === condition) return;
     const message = `tsoverlay: cluster store unavailable: ${condition}`;
     this.opts.log.warn({ err: message }, "cluster store unavailable; retrying");
-    this.state = { available: false, condition, since: this.state.since ?? new Date().toISOString() };
+    this.health$.state = { available: false, condition, since: this.health$.state.since ?? new Date().toISOString() };
   }
 }

@@ -103,35 +103,38 @@ describe("the cluster store away", () => {
     expect(await ping(h2, "lc-o2", ip)).toBe(true);
 
     await labCtl(["consul", "stop", "all"]);
-    const [rm, ms] = await timed(docker(h1, ["rm", "-f", "lc-o1"]));
-    expect(rm.code, rm.stderr).toBe(0);
-    expect(ms).toBeLessThan(10_000);
-    // Gone from this host at once: no veth end left in the host.
-    const links = await run("nsenter", [`--net=/run/netns/${h1.netns}`, "ip", "-o", "link", "show"]);
-    expect(links.stdout).not.toContain(`tso${ep.slice(0, 9)}`);
-    const during = await clusterStatus(h1);
-    expect(during?.store?.available).toBe(false);
-    expect(during?.store?.error).toMatch(/^tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 /);
-    expect(during?.pendingTeardown?.pending).toBeGreaterThanOrEqual(2);
+    try {
+      const [rm, ms] = await timed(docker(h1, ["rm", "-f", "lc-o1"]));
+      expect(rm.code, rm.stderr).toBe(0);
+      expect(ms).toBeLessThan(10_000);
+      // Gone from this host at once: no veth end left in the host.
+      const links = await run("nsenter", [`--net=/run/netns/${h1.netns}`, "ip", "-o", "link", "show"]);
+      expect(links.stdout).not.toContain(`tso${ep.slice(0, 9)}`);
+      const during = await clusterStatus(h1);
+      expect(during?.store?.available).toBe(false);
+      expect(during?.store?.error).toMatch(/^tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 /);
+      expect(during?.pendingTeardown?.pending).toBeGreaterThanOrEqual(2);
 
-    // The plugin restarts while Consul is still away: it comes up, and keeps what it owes the cluster.
-    const before = await pluginPid(h1);
-    process.kill(before!, "SIGKILL");
-    await waitFor(
-      "h1's plugin to come back ready",
-      async () => {
-        const pid = await pluginPid(h1);
-        const s = pid !== undefined && pid !== before ? await clusterStatus(h1) : undefined;
-        return s?.ready === true ? s : undefined;
-      },
-      60_000,
-      200,
-    );
-    expect((await clusterStatus(h1))?.pendingTeardown?.pending).toBeGreaterThanOrEqual(2);
-    // It serves from its own state: the container that stayed still talks across hosts.
-    expect(await ping(h1, "lc-o3", ip2)).toBe(true);
-
-    await labCtl(["consul", "start", "all"]);
+      // The plugin restarts while Consul is still away: it comes up, and keeps what it owes the cluster.
+      const before = await pluginPid(h1);
+      process.kill(before!, "SIGKILL");
+      await waitFor(
+        "h1's plugin to come back ready",
+        async () => {
+          const pid = await pluginPid(h1);
+          const s = pid !== undefined && pid !== before ? await clusterStatus(h1) : undefined;
+          return s?.ready === true ? s : undefined;
+        },
+        60_000,
+        200,
+      );
+      expect((await clusterStatus(h1))?.pendingTeardown?.pending).toBeGreaterThanOrEqual(2);
+      // It serves from its own state: the container that stayed still talks across hosts.
+      expect(await ping(h1, "lc-o3", ip2)).toBe(true);
+    } finally {
+      // Whatever failed above: the servers come back, or every later test waits for them in vain.
+      await labCtl(["consul", "start", "all"]);
+    }
     await waitFor("the queued teardown to land", async () => ((await clusterStatus(h1))?.pendingTeardown?.pending === 0 ? true : undefined), 90_000, 500);
     expect(await consulKeys(h1, keys.endpoint(SUBNET, ep))).toEqual([]);
     expect(await consulKeys(h1, keys.address(SUBNET, ip))).toEqual([]);

@@ -135,6 +135,23 @@ describe("the cluster view (GET /tsoverlay/cluster) over a shared store", () => 
     expect(partial.missing).toEqual(["198.18.0.32"]);
   }, 15_000);
 
+  it("names recorded while the store is away fail at once (no lock held through the outage), and the collector writes them when it is back", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await simHost(cluster, "198.18.0.41");
+    const p = await network(a, "net-n");
+    await endpoint(a, "net-n", p, "ep-n");
+    cluster.down();
+    const t0 = Date.now();
+    await expect(a.d.driver.setNames("ep-n", ["api"])).rejects.toThrow();
+    expect(Date.now() - t0).toBeLessThan(200);
+    await cluster.up();
+    const record = async () => JSON.parse((await cluster.get(keys.endpoint(SUBNET, "ep-n")))!.value) as { names?: string[] };
+    expect((await record()).names).toBeUndefined();
+    expect(await a.d.collector.pass()).toMatchObject({ restored: 1 });
+    expect((await record()).names).toEqual(["api"]);
+    expect(await a.d.collector.pass()).toMatchObject({ restored: 0 });
+  });
+
   it("metrics: the state gauges are read at scrape time from the running host", async () => {
     const cluster = new FlakyStore(new MemoryStore());
     const a = await simHost(cluster, "198.18.0.21");
