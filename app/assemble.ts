@@ -95,6 +95,8 @@ export interface AssembledDomain {
   localEndpoints(): Promise<LocalEndpoint[]>;
   /** This host's networks that have endpoints here (with their cluster records as last seen). */
   localNetworks(): Promise<LocalNetwork[]>;
+  /** Questions to every live host through the store ("peers", "clock"). */
+  asks: ClusterAsk;
   /** Every live host's peer tables against what it should program, read now (`tsoverlay peers`). */
   peerReport(): Promise<PeerReport>;
   /** Restores the datapath from local state, then starts the background work (collector, queued teardown). */
@@ -212,6 +214,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   let unscrape: (() => void) | undefined;
   const asks = new ClusterAsk(store, hosts, log.child({ component: "asks" }));
   asks.handle("peers", () => peers.check());
+  asks.handle("clock", async () => ({ now: Date.now() }));
 
   return {
     driver,
@@ -241,6 +244,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
       return (await local.networks()).filter((n) => used.has(n.networkId));
     },
     peerReport: async () => peerReportOf(await asks.ask("peers", PEERS_ASK_MS)),
+    asks,
     status: async () => {
       const health = store.health();
       return {

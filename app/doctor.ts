@@ -7,6 +7,7 @@ import type { LocalNetwork } from "../domain/local/local-state.js";
 import type { DockerPort } from "../domain/ports/docker.js";
 import { isStoreUnavailable, type Store } from "../domain/ports/store.js";
 import type { Finding } from "../domain/api.js";
+import type { ClusterAsk } from "../domain/cluster/cluster-ask.js";
 
 /**
  * `tsoverlay doctor`: this host checked for what has bitten users, each
@@ -30,10 +31,37 @@ export interface DoctorInputs {
   networks: () => Promise<LocalNetwork[]>;
   /** The plugin's own state, as the status endpoint has it. */
   status: () => Promise<{ pendingTeardown: number; storeCondition: string | undefined; names: { serving: boolean; reason?: string; address?: string } }>;
+  /** Every live host's clock against this one's (see ClusterAsk "clock"). */
+  clocks: () => Promise<ClockReading[]>;
 }
 
+/** A host's clock as read through the store: `at` is its time when it answered, seen between `askedAt` and `seenAt` here. */
+export interface ClockReading {
+  hostId: string;
+  at: number;
+  askedAt: number;
+  seenAt: number;
+}
+
+/** How long the clock check waits for every live host's answer. */
+const CLOCK_ASK_MS = 3_000;
+
+/** Every live host's time, asked through the store (each host answers "clock" with its Date.now()). */
+export async function clockReadings(asks: ClusterAsk): Promise<ClockReading[]> {
+  const askedAt = Date.now();
+  const { answers } = await asks.ask("clock", CLOCK_ASK_MS);
+  const seenAt = Date.now();
+  return [...answers].flatMap(([hostId, a]) => {
+    const at = (a as { now?: unknown } | null)?.now;
+    return typeof at === "number" ? [{ hostId, at, askedAt, seenAt }] : [];
+  });
+}
+
+/** Skew that breaks things: Consul sessions and TTLs, "gone since", the record collector's grace. */
+const CLOCK_SKEW_MS = 2_000;
+
 export async function runDoctor(d: DoctorInputs): Promise<Finding[]> {
-  const checks = [kernelModules, forwarding, forwardChain, underlayMtu, clusterStore, daemon, pluginState];
+  const checks = [kernelModules, forwarding, forwardChain, underlayMtu, clusterStore, clocks, daemon, pluginState];
   const out: Finding[] = [];
   for (const check of checks) {
     try {
@@ -145,6 +173,26 @@ async function clusterStore(d: DoctorInputs): Promise<Finding[]> {
       },
     ];
   }
+}
+
+/** This host's clock against the others': an answer stamped outside [asked, seen] by more than the tolerance is skew. */
+export async function clocks(d: Pick<DoctorInputs, "clocks">): Promise<Finding[]> {
+  const readings = await d.clocks();
+  const skewed = readings.flatMap((r) => {
+    const off = r.at < r.askedAt ? r.at - r.askedAt : r.at > r.seenAt ? r.at - r.seenAt : 0;
+    return Math.abs(off) > CLOCK_SKEW_MS ? [`${r.hostId} ${off > 0 ? "ahead by" : "behind by"} ${(Math.abs(off) / 1000).toFixed(1)} s`] : [];
+  });
+  if (skewed.length > 0) {
+    return [
+      {
+        check: "clock",
+        status: "warn",
+        detail: `clocks disagree with this host's: ${skewed.join(", ")} (liveness, "gone since" and the record collector's grace read time)`,
+        fix: "run a time service (chrony or systemd-timesyncd) on every host",
+      },
+    ];
+  }
+  return [{ check: "clock", status: "ok", detail: `${readings.length} host(s) within ${CLOCK_SKEW_MS / 1000} s of this one` }];
 }
 
 /** Docker releases known to misbehave with remote network drivers (see docker-versions.md). */

@@ -23,7 +23,7 @@ import { ensureDnsGuard } from "../adapters/kernel/dns-guard.js";
 import type { PluginConfig } from "./config.js";
 import { onScrape } from "../lib/metrics.js";
 import { hostGauges } from "./metric-sources.js";
-import { runDoctor } from "./doctor.js";
+import { clockReadings, runDoctor } from "./doctor.js";
 import { runProbe } from "./probe.js";
 
 /** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
@@ -145,6 +145,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
           consulAddr: config.consulAddr,
           docker: d,
           networks: () => domain.localNetworks(),
+          clocks: () => clockReadings(domain.asks),
           status: async () => {
             const health = domain.store.health();
             return {

@@ -284,9 +284,10 @@ describe("tsoverlay probe", () => {
     expect((JSON.parse(byAddress.stdout) as ProbeJson).verdict).toBe("ok");
   });
 
-  it("with UDP 4789 dropped by a firewall rule on the way, says the port is blocked (the host still answers ping)", async () => {
-    const rule = ["INPUT", "-p", "udp", "--dport", "4789", "-s", h1.addr, "-j", "DROP"];
-    const add = await inNetns(h2.netns, ["iptables", "-w", "5", "-I", ...rule]);
+  it("with UDP 4789 dropped by an iptables rule in the underlay, says the port is blocked (the host still answers ping)", async () => {
+    // The underlay is a bridge whose frames pass iptables (br_netfilter, bridge-nf-call-iptables=1 in its namespace).
+    const rule = ["FORWARD", "-p", "udp", "--dport", "4789", "-s", h1.addr, "-d", h2.addr, "-j", "DROP"];
+    const add = await inNetns(lab.underlayNetns, ["iptables", "-w", "5", "-I", ...rule]);
     expect(add.code, add.stderr).toBe(0);
     try {
       const r = await probe(["--json"]);
@@ -295,7 +296,7 @@ describe("tsoverlay probe", () => {
       expect(p.verdict).toBe("udp-blocked");
       expect(p.summary).toContain(`UDP 4789 blocked: ${h2.addr} answers ping`);
     } finally {
-      await inNetns(h2.netns, ["iptables", "-w", "5", "-D", ...rule]);
+      await inNetns(lab.underlayNetns, ["iptables", "-w", "5", "-D", ...rule]);
     }
   });
 
@@ -382,7 +383,8 @@ describe("tsoverlay doctor", () => {
     const d = await doctor(h3);
     expect(d.findings.filter((f) => f.status === "problem")).toEqual([]);
     expect(d.code).toBe(0);
-    expect(d.findings.map((f) => f.check)).toEqual(expect.arrayContaining(["ip_forward", "FORWARD chain", "underlay MTU", "cluster store", "Docker"]));
+    expect(d.findings.map((f) => f.check)).toEqual(expect.arrayContaining(["ip_forward", "FORWARD chain", "underlay MTU", "cluster store", "clock", "Docker"]));
+    expect(d.findings.find((f) => f.check === "clock")).toMatchObject({ status: "ok", detail: "3 host(s) within 2 s of this one" });
   });
 
   it("names ip_forward off, with its fix", async () => {

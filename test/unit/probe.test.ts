@@ -3,6 +3,7 @@ import { hear, MIN_PROBE_SIZE, plainPing, vxlanProbe } from "../../adapters/kern
 import type { ProbeOutcome } from "../../adapters/kernel/probe/vxlan-prober.js";
 import { decodeIpv4, decodeVxlanDatagram, encodeIpv4, encodeVxlanDatagram, internetChecksum } from "../../adapters/kernel/vxlan-codec.js";
 import { runProbe, type ProbeInputs } from "../../app/probe.js";
+import { clocks } from "../../app/doctor.js";
 import type { ClusterSnapshot } from "../../domain/cluster/cluster-view.js";
 
 const SPEC = {
@@ -167,6 +168,17 @@ function inputs(target: string, vxlan: (size: number) => ProbeOutcome, ping: Pro
     open: () => ({ vxlan: async (size) => vxlan(size), ping: async () => ping, close: async () => undefined }),
   };
 }
+
+describe("tsoverlay doctor's clock check", () => {
+  it("warns about a host whose clock is outside the asking window by more than 2 s, and only then", async () => {
+    const reading = (hostId: string, at: number) => ({ hostId, at, askedAt: 10_000, seenAt: 10_300 });
+    expect(await clocks({ clocks: async () => [reading("a", 10_100), reading("b", 8_500), reading("c", 12_000)] })).toEqual([
+      { check: "clock", status: "ok", detail: "3 host(s) within 2 s of this one" },
+    ]);
+    const [f] = await clocks({ clocks: async () => [reading("a", 10_100), reading("b", 4_000), reading("c", 15_300)] });
+    expect(f).toMatchObject({ status: "warn", detail: expect.stringContaining("b behind by 6.0 s, c ahead by 5.0 s") });
+  });
+});
 
 describe("tsoverlay probe's verdicts", () => {
   it("ok when the path carries what the network needs; MTU too small when a router quotes less, or when large probes go unanswered", async () => {
