@@ -212,7 +212,8 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
         });
 
   let unscrape: (() => void) | undefined;
-  const asks = new ClusterAsk(store, hosts, log.child({ component: "asks" }));
+  // An operator's question fails at once while the store is away (the answer says why) rather than after the retry budget.
+  const asks = new ClusterAsk(store.withBudget(0), hosts, log.child({ component: "asks" }));
   asks.handle("peers", () => peers.check());
   asks.handle("clock", async () => ({ now: Date.now() }));
 

@@ -93,9 +93,16 @@ export class HostRegistry {
   private async register(): Promise<void> {
     if (this.stopped) return;
     try {
-      this.presence = await this.store.putEphemeral(keys.host(this.self.hostId), JSON.stringify(this.record()), this.ttlSeconds);
-      if (this.stopped) this.presence.detach();
-      else this.log.info({ hostId: this.self.hostId, vtep: this.self.vtep }, "host registered");
+      const written = JSON.stringify(this.record());
+      this.presence = await this.store.putEphemeral(keys.host(this.self.hostId), written, this.ttlSeconds);
+      if (this.stopped) {
+        this.presence.detach();
+        return;
+      }
+      this.log.info({ hostId: this.self.hostId, vtep: this.self.vtep }, "host registered");
+      // Told the daemon's version while the key was being taken: write it now.
+      const now = JSON.stringify(this.record());
+      if (now !== written) await this.presence.update(now);
     } catch (err) {
       const retryMs = this.registerBackoff.next();
       this.log.warn({ err: (err as Error).message, retryMs }, "registering this host failed; retrying");

@@ -1,0 +1,32 @@
+import { describe, expect, it } from "vitest";
+import { keys } from "../../domain/cluster/keys.js";
+import { HostRegistry } from "../../domain/hosts/host-registry.js";
+import type { EphemeralKey } from "../../domain/ports/store.js";
+import { createLogger } from "../../lib/log.js";
+import { MemoryStore } from "../support/memory-store.js";
+
+/** A store whose ephemeral writes take a while, as a Consul session does. */
+class SlowSessions extends MemoryStore {
+  release: () => void = () => undefined;
+  override async putEphemeral(key: string, value: string, ttlSeconds: number): Promise<EphemeralKey> {
+    await new Promise<void>((r) => (this.release = r));
+    return super.putEphemeral(key, value, ttlSeconds);
+  }
+}
+
+describe("HostRegistry's record", () => {
+  it("carries the daemon's version even when told it while the key was still being taken", async () => {
+    const store = new SlowSessions();
+    const reg = new HostRegistry(store, { hostId: "198.18.0.9", vtep: "198.18.0.9", pluginVersion: "0.1.0" }, createLogger("silent"));
+    reg.start();
+    await new Promise((r) => setTimeout(r, 10));
+    await reg.describeDocker("28.5.2");
+    store.release();
+    const record = async () => JSON.parse((await store.get(keys.host("198.18.0.9")))?.value ?? "{}") as { dockerVersion?: string; pluginVersion?: string };
+    for (let i = 0; i < 100 && (await record()).dockerVersion === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await record()).toMatchObject({ dockerVersion: "28.5.2", pluginVersion: "0.1.0" });
+    await reg.describeDocker("29.8.1");
+    expect((await record()).dockerVersion).toBe("29.8.1");
+    reg.stop();
+  });
+});
