@@ -1,4 +1,4 @@
-import { hostSysctl, linkMtu, moduleState } from "../adapters/kernel/host-checks.js";
+import { linkMtu, moduleState, readSysctl } from "../adapters/kernel/host-checks.js";
 import type { Iptables } from "../adapters/kernel/iptables.js";
 import { FWD_CHAIN } from "../adapters/kernel/egress/rules.js";
 import { keys } from "../domain/cluster/keys.js";
@@ -89,7 +89,7 @@ function kernelModules(d: DoctorInputs): Finding[] {
     );
   }
   if (moduleState(d.procRoot, "br_netfilter") !== "absent") {
-    const calls = hostSysctl(d.procRoot, "net/bridge/bridge-nf-call-iptables");
+    const calls = readSysctl("net/bridge/bridge-nf-call-iptables", d.procRoot);
     out.push({
       check: "br_netfilter",
       status: "info",
@@ -100,7 +100,7 @@ function kernelModules(d: DoctorInputs): Finding[] {
 }
 
 async function forwarding(d: DoctorInputs): Promise<Finding[]> {
-  const v = hostSysctl(d.procRoot, "net/ipv4/ip_forward");
+  const v = readSysctl("net/ipv4/ip_forward", d.procRoot);
   const outward = (await d.networks()).filter((n) => n.record?.internal !== true);
   if (v === "1") return [{ check: "ip_forward", status: "ok", detail: "net.ipv4.ip_forward=1" }];
   return [

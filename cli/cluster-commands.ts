@@ -1,6 +1,7 @@
 import type { ClusterSnapshot, EndpointView } from "../domain/cluster/cluster-view.js";
 import type { RecordPort } from "../domain/cluster/records.js";
 import { table } from "./table.js";
+import { parseIpv4 } from "../lib/net.js";
 
 /**
  * `ps`, `networks`, `hosts`, `ports`: each turns one cluster snapshot (GET
@@ -113,6 +114,9 @@ export function ports(s: ClusterSnapshot, network: string | undefined): Output {
 }
 
 function ipOrder(a: string, b: string): number {
-  const n = (ip: string): number => ip.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
+  const n = (ip: string): number => {
+    const v = parseIpv4(ip);
+    return v.ok ? v.value : 0;
+  };
   return n(a) - n(b);
 }

@@ -4,14 +4,14 @@ import { createRtNetlink } from "netlink";
 import { mustGetLink } from "./links.js";
 
 /**
- * Read-only looks at the host for `tsoverlay doctor`: sysctls, kernel
- * modules, an interface's MTU. The plugin runs in the host's network
- * namespace, so /proc/sys/net under the host's /proc (TSOVERLAY_PROC) is the
- * host's own.
+ * Read-only looks at the host: sysctls of the plugin's own namespace, kernel
+ * modules, an interface's MTU (for `tsoverlay doctor`, and egress's check of
+ * ip_forward). The plugin runs in the host's network namespace, so its own
+ * /proc/sys/net is the host's. Other namespaces: `readSysctlIn` in netns.ts.
  */
 
-/** A sysctl under net/… ("net/ipv4/ip_forward"), or undefined when the key does not exist. */
-export function hostSysctl(procRoot: string, key: string): string | undefined {
+/** A sysctl of this process's own namespace ("net/ipv4/ip_forward"); undefined when the key does not exist. */
+export function readSysctl(key: string, procRoot = "/proc"): string | undefined {
   try {
     return readFileSync(path.join(procRoot, "sys", ...key.split("/")), "utf8").trim();
   } catch {

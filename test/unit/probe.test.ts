@@ -85,44 +85,14 @@ describe("probe packets", () => {
   });
 });
 
+function hostView(vtep: string, hostname: string, endpoints: number): ClusterSnapshot["hosts"][number] {
+  return { hostId: vtep, vtep, hostname, alive: true, startedAt: null, goneSince: null, pluginVersion: null, dockerVersion: null, endpoints };
+}
+
 const SNAP: ClusterSnapshot = {
   self: "198.18.0.11",
   at: "t",
-  hosts: [
-    {
-      hostId: "198.18.0.11",
-      vtep: "198.18.0.11",
-      hostname: "h1",
-      alive: true,
-      startedAt: null,
-      goneSince: null,
-      pluginVersion: null,
-      dockerVersion: null,
-      endpoints: 1,
-    },
-    {
-      hostId: "198.18.0.12",
-      vtep: "198.18.0.12",
-      hostname: "h2",
-      alive: true,
-      startedAt: null,
-      goneSince: null,
-      pluginVersion: null,
-      dockerVersion: null,
-      endpoints: 1,
-    },
-    {
-      hostId: "198.18.0.13",
-      vtep: "198.18.0.13",
-      hostname: "h3",
-      alive: true,
-      startedAt: null,
-      goneSince: null,
-      pluginVersion: null,
-      dockerVersion: null,
-      endpoints: 0,
-    },
-  ],
+  hosts: [hostView("198.18.0.11", "h1", 1), hostView("198.18.0.12", "h2", 1), hostView("198.18.0.13", "h3", 0)],
   networks: [{ names: ["net"], subnet: "10.9.0.0/24", vni: 4242, gateway: "10.9.0.1/24", internal: false, mtu: null, hosts: [], endpoints: 2 }],
   endpoints: [
     {

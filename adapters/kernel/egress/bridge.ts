@@ -7,6 +7,7 @@ import path from "node:path";
 import type { RtNetlinkSocket } from "netlink";
 import { deleteLink, ensureAddress, ensureBridge, getLinkByName, setUp, type LinkInfo } from "../links.js";
 import { readSysctlIn, writeSysctlIn } from "../netns.js";
+import { readSysctl } from "../host-checks.js";
 import { PLAIN, macToBuffer, nlCall } from "../rtnetlink.js";
 
 /** Ensures the bridge with `mac`, `cidr` and up; returns it as found before the changes. */
@@ -39,8 +40,7 @@ export function enableHostForwarding(hostNetnsPath: string | undefined, procRoot
     return true;
   }
   // Our own namespace: /proc/sys/net resolves against the calling thread's.
-  const file = path.join(procRoot, "sys", "net", "ipv4", "ip_forward");
-  if (fs.readFileSync(file, "utf8").trim() === "1") return false;
-  fs.writeFileSync(file, "1");
+  if (readSysctl("net/ipv4/ip_forward", procRoot) === "1") return false;
+  fs.writeFileSync(path.join(procRoot, "sys", "net", "ipv4", "ip_forward"), "1");
   return true;
 }

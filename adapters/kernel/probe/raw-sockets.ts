@@ -1,4 +1,5 @@
 import koffi from "koffi";
+import { ipToBytes } from "../../../lib/net.js";
 
 /**
  * Raw IPv4 sockets for `tsoverlay probe` (Node has none): one that sends
@@ -50,7 +51,7 @@ function errnoName(): string {
 function sockaddrIn(ip: string): Buffer {
   const a = Buffer.alloc(16);
   a.writeUInt16LE(AF_INET, 0);
-  ip.split(".").forEach((o, i) => a.writeUInt8(Number(o), 4 + i));
+  Buffer.from(ipToBytes(ip)).copy(a, 4);
   return a;
 }
 
