@@ -3,6 +3,7 @@ import { Mutex } from "../../lib/keyed-mutex.js";
 import { casRounds, contended } from "../cluster/cas-rounds.js";
 import type { DockerEvent, DockerNetwork, DockerPort } from "../ports/docker.js";
 import { specOf, type NetworkCatalog, type StoredEntry } from "./catalog.js";
+import { LeavingNames } from "./leaving-names.js";
 
 /**
  * Create once, remove once: keeps this host's Docker networks of our driver
@@ -22,9 +23,13 @@ import { specOf, type NetworkCatalog, type StoredEntry } from "./catalog.js";
  * name cluster-wide; destroys followed within a second by a prune event are a
  * `docker network prune`, which stays local: every copy on a host without
  * containers is "unused", and a prune must not empty the cluster.
+ * A name removed here is not created again while the catalog still calls
+ * it active (see LeavingNames).
  */
 /** How many refusals the status endpoint shows. */
 const REFUSALS_KEPT = 20;
+/** Enough for a removal to go through the durable queue while the store answers. */
+const LEAVING_HOLD_MS = 60_000;
 
 export interface PropagationDeps {
   docker: DockerPort;
@@ -44,6 +49,8 @@ export interface PropagationDeps {
   pruneWindowMs?: number;
   /** Tombstones older than this are swept (ms). */
   tombstoneTtlMs?: number;
+  /** How long a name removed here is not created again while the catalog still says active (ms). */
+  leavingHoldMs?: number;
   /**
    * Where destroys wait out the prune window, durably: a `docker network rm`
    * followed at once by a plugin stop (a dockerd restart) is still told to the
@@ -77,12 +84,15 @@ export class NetworkPropagation {
   private readonly problems = new Map<string, string>();
   private readonly refused: PropagationStatus["refused"] = [];
   private pendingDestroys: { name: string; subnet: string }[] = [];
+  /** Names removed here and not yet removed in the catalog (see the design note), with their subnet ("" unknown). */
+  private readonly leaving: LeavingNames;
   private pruneTimer: NodeJS.Timeout | undefined;
   private restoredPending = false;
   private readonly log: Logger;
 
   constructor(private readonly d: PropagationDeps) {
     this.log = d.log.child({ component: "propagation" });
+    this.leaving = new LeavingNames(d.leavingHoldMs ?? LEAVING_HOLD_MS);
   }
 
   status(): PropagationStatus {
@@ -131,6 +141,7 @@ export class NetworkPropagation {
         this.known.delete(e.networkId);
         if (this.removing.delete(e.networkId) || !this.ours(e.driver)) return;
         this.pendingDestroys.push({ name: net.name, subnet: net.subnet });
+        this.leaving.mark(net.name, net.subnet);
         await this.d.pending?.add({ name: net.name, subnet: net.subnet });
         clearTimeout(this.pruneTimer);
         this.pruneTimer = setTimeout(() => void this.mutex.run(() => this.flushDestroys()), this.d.pruneWindowMs ?? 1_000);
@@ -140,7 +151,10 @@ export class NetworkPropagation {
         if (this.pendingDestroys.length > 0) {
           this.log.info({ networks: this.pendingDestroys.map((n) => n.name) }, "networks pruned on this host; the cluster keeps them");
         }
-        for (const n of this.pendingDestroys) await this.d.pending?.remove(n.name);
+        for (const n of this.pendingDestroys) {
+          await this.d.pending?.remove(n.name);
+          this.leaving.forget(n.name);
+        }
         const pruned = this.pendingDestroys.length > 0;
         this.pendingDestroys = [];
         clearTimeout(this.pruneTimer);
@@ -167,6 +181,7 @@ export class NetworkPropagation {
 
   private async tellRemoved(destroyed: { name: string; subnet: string }[]): Promise<void> {
     for (const net of destroyed) {
+      this.leaving.mark(net.name, net.subnet);
       this.log.info({ network: net.name, subnet: net.subnet || undefined }, "network removed here: removing it from the cluster");
       if (this.d.removeName !== undefined) await this.d.removeName(net.name, net.subnet);
       else await this.d.catalog.removeName(net.name, net.subnet === "" ? undefined : net.subnet, this.d.hostId);
@@ -244,18 +259,25 @@ export class NetworkPropagation {
     }
     // The daemon first: what it has is known here even when the store does not answer.
     const local = (await this.d.docker.networks(this.d.drivers)).filter((n) => this.ours(n.driver));
+    const localIds = new Set(local.map((n) => n.id));
+    for (const gone of this.known.values()) {
+      // Gone without our removal: its destroy event is queued behind this reconcile.
+      if (!localIds.has(gone.id) && !this.removing.has(gone.id)) this.leaving.mark(gone.name, gone.subnet);
+    }
     this.known.clear();
     for (const n of local) this.known.set(n.id, n);
     const entries = await this.d.catalog.all();
     const byName = new Map(entries.map((e) => [e.entry.name, e]));
     for (const net of local) await this.adopt(net, false);
     const localNames = new Set(local.map((n) => n.name));
-    // Removed here a moment ago and waiting out the prune window: not brought back meanwhile (a prune reconciles again).
-    const waiting = new Set(this.pendingDestroys.map((n) => n.name));
     for (const [name, s] of byName) {
-      if (s.entry.state === "active" && !localNames.has(name) && !waiting.has(name)) await this.createHere(s);
+      if (s.entry.state === "active" && !localNames.has(name) && !this.leaving.holds(name, s.entry.spec.subnet)) await this.createHere(s);
       if (s.entry.state === "removed" && !localNames.has(name)) this.draining.delete(name);
     }
+    this.leaving.settle(
+      (name) => localNames.has(name),
+      (name) => byName.get(name)?.entry.state === "active",
+    );
     if (this.d.tombstoneTtlMs !== undefined) await this.d.catalog.sweep(this.d.tombstoneTtlMs);
     this.log.debug({ why, local: local.length, catalog: entries.length }, "networks reconciled");
   }

@@ -82,6 +82,14 @@ export class FakeDocker implements DockerPort {
     this.emit({ kind: "network-destroyed", networkId: net.id, name, driver: net.driver });
   }
 
+  /** As `docker network rm`, with the destroy event still on its way: the returned function delivers it. */
+  userRemovesEventLater(name: string): () => void {
+    const net = this.nets.get(name);
+    if (net === undefined) throw new Error(`no network ${name}`);
+    this.nets.delete(name);
+    return () => this.emit({ kind: "network-destroyed", networkId: net.id, name, driver: net.driver });
+  }
+
   /** As `docker network prune`: every network without containers goes, then one prune event. */
   userPrunes(): void {
     for (const net of [...this.nets.values()]) if ((this.attached.get(net.id)?.size ?? 0) === 0) this.userRemoves(net.name);

@@ -140,6 +140,65 @@ describe("networks created once (propagation through the catalog)", () => {
     expect(a.docker.nets.has("blink")).toBe(false);
   });
 
+  it("a reconcile that runs before the destroy event is handled does not bring back the network a user just removed", async () => {
+    const store = new MemoryStore();
+    const [a, b] = [host(store, "h1"), host(store, "h2")];
+    a.docker.userCreates(tsoverlaySpec("quick", "10.70.0.0/24"));
+    await until("quick on h2", () => b.docker.nets.has("quick"));
+    const deliver = a.docker.userRemovesEventLater("quick");
+    // The daemon no longer has it, the catalog still says active, and no destroy event was seen yet.
+    await a.prop.reconcile("catalog changed");
+    expect(a.docker.nets.has("quick")).toBe(false);
+    deliver();
+    await until("quick removed in the cluster", async () => (await a.catalog.get("quick"))?.entry.state === "removed");
+    await until("quick gone from h2", () => !b.docker.nets.has("quick"));
+  });
+
+  it("a removal waiting in the durable queue is not undone by a reconcile; a network gone without any event comes back after the hold", async () => {
+    const store = new MemoryStore();
+    const a = host(store, "h1");
+    const docker = new FakeDocker();
+    const catalog = new NetworkCatalog(store);
+    const queued: { name: string; subnet: string }[] = [];
+    const p = new NetworkPropagation({
+      docker,
+      catalog,
+      hostId: "h2",
+      drivers: ["tsoverlay"],
+      log,
+      pruneWindowMs: 10,
+      leavingHoldMs: 150,
+      removeName: async (name, subnet) => void queued.push({ name, subnet }), // the store is away: it waits in the queue
+    });
+    stops.push(() => p.stop());
+    docker.subscribe((e) => p.onEvent(e));
+    a.docker.userCreates(tsoverlaySpec("slow", "10.71.0.0/24"));
+    a.docker.userCreates(tsoverlaySpec("lost", "10.72.0.0/24"));
+    await until("both published", async () => (await catalog.all()).length === 2);
+    await p.reconcile("daemon answers");
+    await until("both known here", () => p.status().networks.length === 2);
+    docker.userRemoves("slow");
+    await until("the removal to be queued", () => queued.length === 1);
+    expect(queued).toEqual([{ name: "slow", subnet: "10.71.0.0/24" }]);
+    docker.userRemovesEventLater("lost"); // its event never comes
+    await p.reconcile("catalog changed");
+    expect(docker.nets.has("slow")).toBe(false);
+    expect(docker.nets.has("lost")).toBe(false);
+    // The queue delivers: the cluster removes it.
+    await catalog.removeName("slow", "10.71.0.0/24", "h2");
+    await p.reconcile("catalog changed");
+    await new Promise((r) => setTimeout(r, 200)); // past the hold
+    await p.reconcile("periodic");
+    expect(docker.nets.has("lost")).toBe(true);
+    expect(docker.nets.has("slow")).toBe(false);
+    // The name is free to be created again here.
+    a.docker.userRemoves("slow");
+    a.docker.userCreates(tsoverlaySpec("slow", "10.73.0.0/24"));
+    await until("the new slow published", async () => (await catalog.get("slow"))?.entry.spec.subnet === "10.73.0.0/24");
+    await p.reconcile("catalog changed");
+    expect(docker.nets.get("slow")?.subnet).toBe("10.73.0.0/24");
+  });
+
   it("docker network prune stays on its host: the cluster keeps the network, and the host gets it back", async () => {
     const store = new MemoryStore();
     const [a, b] = [host(store, "h1"), host(store, "h2")];
