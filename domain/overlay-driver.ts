@@ -279,8 +279,9 @@ export class OverlayDriver {
    */
   async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<Outcome<void>> {
     return this.caught(`ports of endpoint ${endpointId} of network ${networkId}`, async () => {
-      // The cluster record keeps its ports: Docker deletes the endpoint (and its record) right after.
       await this.ports.revoke(endpointId);
+      // Not only before a delete: a `docker network disconnect` moves a container's ports to another endpoint.
+      if (((await this.d.local.getEndpoint(endpointId))?.published?.length ?? 0) > 0) this.recordPorts(endpointId, []);
       return success(undefined);
     });
   }

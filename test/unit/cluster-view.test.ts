@@ -95,6 +95,14 @@ describe("the cluster view (GET /tsoverlay/cluster) over a shared store", () => 
     ]);
     expect(networks(seen).text).toMatch(/^NAME\s+SUBNET\s+VNI/);
 
+    // Revoked (a disconnect moves the ports elsewhere): the record no longer claims them.
+    value(await a.d.driver.revokeExternalConnectivity("net-a", "ep-a"));
+    await until("ep-a's ports to leave b's view", async () => {
+      const s = await b.d.view.read();
+      return s.endpoints.find((e) => e.endpointId === "ep-a")?.ports.length === 0 ? s : undefined;
+    });
+    expect(ports(await b.d.view.read(), undefined).json).toEqual([]);
+
     // Host a goes away (its liveness key lapses): its endpoint stays listed, marked down.
     await stopSimHost(a);
     await cluster.delete(keys.host("198.18.0.11"));
