@@ -16,7 +16,7 @@ import { ResilientStore } from "../domain/cluster/resilient-store.js";
 import type { Store } from "../domain/ports/store.js";
 import { addressOf } from "../lib/net.js";
 import { NetworkCatalog } from "../domain/catalog/catalog.js";
-import { DockerFollower } from "../domain/catalog/docker-follower.js";
+import { DockerFollower, type DaemonListener } from "../domain/catalog/docker-follower.js";
 import { NetworkPropagation } from "../domain/catalog/propagation.js";
 import { ContainerNames } from "../domain/names/container-names.js";
 import { NameService } from "../domain/names/name-service.js";
@@ -48,6 +48,8 @@ export interface DomainAdapters {
   publisher: PortPublisher;
   /** This host's Docker daemon; without it, networks stay per host and names come from Docker 29's IPAM only. */
   docker?: DockerPort;
+  /** Others that follow the daemon's events beside the domain's own. */
+  daemonListeners?: readonly DaemonListener[];
 }
 
 export interface DomainSettings {
@@ -209,6 +211,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
           log,
           reconcileMs: s.catalogReconcileMs ?? CATALOG_RECONCILE_MS,
           onDaemon: (version) => hosts.describeDocker(version),
+          ...(a.daemonListeners === undefined ? {} : { listeners: a.daemonListeners }),
         });
 
   let unscrape: (() => void) | undefined;

@@ -19,7 +19,8 @@ import { AcceptWorkers, ProxyManager } from "../proxy/index.js";
 import { DockerApi } from "../adapters/docker/docker-api.js";
 import { DnsListener } from "../adapters/dns/dns-listener.js";
 import { HostResolvers } from "../adapters/dns/upstreams.js";
-import { ensureDnsGuard } from "../adapters/kernel/dns-guard.js";
+import { allowDockerBridges, ensureDnsGuard } from "../adapters/kernel/dns-guard.js";
+import { DockerBridgeGuard } from "./dns-bridges.js";
 import type { PluginConfig } from "./config.js";
 import { onScrape } from "../lib/metrics.js";
 import { hostGauges } from "./metric-sources.js";
@@ -78,8 +79,21 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog, logLevel: config.logLevel });
     await workers.start();
     const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
+    const dnsPort = config.dnsPort;
+    const bridgeGuard =
+      docker === undefined || nameServer === undefined || dnsPort === undefined
+        ? undefined
+        : new DockerBridgeGuard({ docker, allow: (bridges) => allowDockerBridges(new Iptables(), dnsPort, config.gatewayBridge, bridges), log });
     const domain = await assembleDomain(
-      { cluster: raw, local, datapath, egress, publisher, ...(docker === undefined ? {} : { docker }) },
+      {
+        cluster: raw,
+        local,
+        datapath,
+        egress,
+        publisher,
+        ...(docker === undefined ? {} : { docker }),
+        ...(bridgeGuard === undefined ? {} : { daemonListeners: [bridgeGuard] }),
+      },
       {
         hostId,
         vtep,
@@ -103,6 +117,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       const listen = [{ host: nameServer, port: config.dnsPort }];
       await gateway.ensureBridge();
       await ensureDnsGuard(new Iptables(), nameServer, config.dnsPort, config.gatewayBridge);
+      bridgeGuard?.start();
       const upstreams = new HostResolvers({ ...(config.dnsUpstreams === undefined ? {} : { servers: config.dnsUpstreams }), exclude: listen, log });
       dns = new DnsListener({ listen, resolver: domain.names, upstreams, log });
       const started = await dns.start();

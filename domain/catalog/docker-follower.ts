@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../../lib/log.js";
 import { Backoff } from "../../lib/retry.js";
 import type { ContainerNames } from "../names/container-names.js";
-import type { DockerPort } from "../ports/docker.js";
+import type { DockerEvent, DockerPort } from "../ports/docker.js";
 import type { Watch } from "../ports/store.js";
 import type { NetworkCatalog } from "./catalog.js";
 import type { NetworkPropagation } from "./propagation.js";
@@ -18,6 +18,12 @@ import type { NetworkPropagation } from "./propagation.js";
  * daemon restarted). Catalog changes and a timer reconcile too; every
  * reconcile is idempotent, so their overlaps are harmless.
  */
+/** Anything else that follows the daemon's events, and reads the daemon again each time it answers after being away. */
+export interface DaemonListener {
+  onEvent(e: DockerEvent): void;
+  resync(): void;
+}
+
 export interface DockerFollowerDeps {
   docker: DockerPort;
   catalog: NetworkCatalog;
@@ -28,6 +34,7 @@ export interface DockerFollowerDeps {
   reconcileMs: number;
   /** Told the daemon's version each time it answers after being away. */
   onDaemon?: (version: string) => Promise<void>;
+  listeners?: readonly DaemonListener[];
 }
 
 export class DockerFollower {
@@ -87,10 +94,12 @@ export class DockerFollower {
         const stream = this.d.docker.events((e) => {
           this.d.propagation?.onEvent(e);
           this.d.names.onEvent(e);
+          for (const l of this.d.listeners ?? []) l.onEvent(e);
         }, signal);
         stream.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
         this.connected = true;
         this.log.info("following the Docker daemon");
+        for (const l of this.d.listeners ?? []) l.resync();
         if (this.d.propagation !== undefined) await this.reconcile(this.d.propagation, "daemon answers");
         await this.d.names.refreshAll().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "reading container names failed"));
         await stream;

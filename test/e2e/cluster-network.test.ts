@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { clusterStatus, freshHost, labCtl } from "./support/cluster.js";
-import { docker, dockerOk, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
+import { docker, dockerOk, inNetns, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
 import { IPAM, networkSubnet, ping, removeContainers } from "./support/overlay.js";
 
 const lab = readLab();
@@ -208,6 +208,23 @@ describe("names across hosts", () => {
     } finally {
       await run("nsenter", [`--net=${router}`, "ip", "route", "del", `${NAME_SERVER}/32`]);
     }
+  });
+
+  it("a Docker bridge with a name of its own asks the name service too; its rule goes with its network", async () => {
+    const iface = "tsocustom0";
+    const guard = async (): Promise<string> => (await inNetns(h1.netns, ["iptables", "-S", "TSOVERLAY-INPUT"])).stdout;
+    networks.add("cn-bridge");
+    await dockerOk(h1, ["network", "create", "-o", `com.docker.network.bridge.name=${iface}`, "cn-bridge"]);
+    await waitFor(`the guard to let ${iface} ask`, async () => ((await guard()).includes(`-i ${iface} `) ? true : undefined), 5_000, 100);
+    // The name service as its only resolver: an answer means its queries were not dropped.
+    const r = await docker(h1, ["run", "--rm", "--network", "cn-bridge", "--dns", NAME_SERVER, lab.testImage, "nslookup", "-type=a", "outside.lab"], {
+      timeoutMs: 30_000,
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain(lab.outside.addr);
+    await dockerOk(h1, ["network", "rm", "cn-bridge"]);
+    networks.delete("cn-bridge");
+    await waitFor(`${iface}'s rule to go`, async () => (!(await guard()).includes(`-i ${iface} `) ? true : undefined), 5_000, 100);
   });
 
   it("keep resolving across a plugin restart: no failed lookup longer than the restart", async () => {
