@@ -35,10 +35,19 @@ export async function consulLeader(lab: Lab, via: LabHost): Promise<number> {
   return i + 1;
 }
 
-/** Waits until Consul accepts writes again through host h's agent. */
+/** How long writes must keep succeeding before Consul counts as back (ms). */
+const STEADY_MS = 5_000;
+
+/**
+ * Waits until writes through `via`'s agent succeed, and keep succeeding for
+ * STEADY_MS. Right after every server was started again, an agent took one
+ * write and then answered "no servers to talk to" for over 10 s (seen once,
+ * in CI on 20.10): a single success does not mean Consul is back.
+ */
 export async function consulWritable(via: LabHost): Promise<void> {
+  let since: number | undefined;
   await waitFor(
-    "Consul to accept writes",
+    "Consul to accept writes, steadily",
     async () => {
       const r = await run("nsenter", [
         `--net=/run/netns/${via.netns}`,
@@ -52,7 +61,12 @@ export async function consulWritable(via: LabHost): Promise<void> {
         "x",
         "http://127.0.0.1:8500/v1/kv/lab-probe",
       ]);
-      return r.code === 0 ? true : undefined;
+      if (r.code !== 0) {
+        since = undefined;
+        return undefined;
+      }
+      since ??= Date.now();
+      return Date.now() - since >= STEADY_MS ? true : undefined;
     },
     90_000,
     250,
