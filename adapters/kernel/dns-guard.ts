@@ -48,7 +48,8 @@ export async function removeDnsGuard(ipt: Iptables, address: string, port: numbe
  * names iptables would not take, are skipped.
  */
 export async function allowDockerBridges(ipt: Iptables, port: number, gatewayBridge: string, bridges: readonly string[]): Promise<void> {
-  const covered = (n: string): boolean => n === gatewayBridge || n === "lo" || n.startsWith("docker") || n.startsWith("br-");
+  // The fixed rules' own patterns ("docker+" is iptables' prefix match).
+  const covered = (n: string): boolean => n === gatewayBridge || DOCKER_SIDE.some((p) => (p.endsWith("+") ? n.startsWith(p.slice(0, -1)) : n === p));
   const wanted = new Set(bridges.filter((n) => IFACE_RE.test(n) && !covered(n)));
   const present = new Set<string>();
   for (const line of (await ipt.listRules("filter", DNS_GUARD_CHAIN)) ?? []) {

@@ -84,7 +84,7 @@ export class NetworkPropagation {
   private readonly problems = new Map<string, string>();
   private readonly refused: PropagationStatus["refused"] = [];
   private pendingDestroys: { name: string; subnet: string }[] = [];
-  /** Names removed here and not yet removed in the catalog (see the design note), with their subnet ("" unknown). */
+  /** Names removed here and not yet removed in the catalog (see LeavingNames). */
   private readonly leaving: LeavingNames;
   private pruneTimer: NodeJS.Timeout | undefined;
   private restoredPending = false;
