@@ -10,7 +10,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["test/unit/**/*.test.ts", "{plugin,app,domain,adapters,lib,proxy}/**/*.test.ts"],
+          include: ["test/unit/**/*.test.ts"],
           environment: "node",
         },
       },

@@ -1,5 +1,5 @@
-import type { ClusterSnapshot, EndpointView } from "../domain/cluster/cluster-view.js";
-import type { RecordPort } from "../domain/cluster/records.js";
+import type { ClusterSnapshot, EndpointView } from "../driver/cluster/cluster-view.js";
+import type { RecordPort } from "../driver/cluster/records.js";
 import { table } from "./table.js";
 import { parseIpv4 } from "../lib/net.js";
 

@@ -1,4 +1,4 @@
-import type { Finding } from "../domain/api.js";
+import type { Finding } from "../driver/api.js";
 import type { Output } from "./cluster-commands.js";
 
 const MARK: Record<Finding["status"], string> = { ok: "ok", info: "info", warn: "WARN", problem: "PROBLEM" };

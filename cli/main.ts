@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import type { ClusterSnapshot } from "../domain/cluster/cluster-view.js";
+import type { ClusterSnapshot } from "../driver/cluster/cluster-view.js";
 import { hosts, networks, ports, ps, UsageError, type Output } from "./cluster-commands.js";
 import { findSocket, getView, PluginRefused, PluginUnreachable } from "./plugin-client.js";
 import { probe } from "./probe-command.js";
 import { peers } from "./peers-command.js";
 import { doctor } from "./doctor-command.js";
-import type { Finding, ProbeReport } from "../domain/api.js";
-import type { PeerReport } from "../domain/peers/peer-sync.js";
+import type { Finding, ProbeReport } from "../driver/api.js";
+import type { PeerReport } from "../driver/peers/peer-sync.js";
 
 /**
  * The `tsoverlay` command: what Docker cannot show of a remote driver's

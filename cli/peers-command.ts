@@ -1,5 +1,5 @@
-import type { ClusterSnapshot } from "../domain/cluster/cluster-view.js";
-import type { PeerReport } from "../domain/peers/peer-sync.js";
+import type { ClusterSnapshot } from "../driver/cluster/cluster-view.js";
+import type { PeerReport } from "../driver/peers/peer-sync.js";
 import { UsageError, type Output } from "./cluster-commands.js";
 import { table } from "./table.js";
 

@@ -1,4 +1,4 @@
-import type { ProbeReport } from "../domain/api.js";
+import type { ProbeReport } from "../driver/api.js";
 import type { Output } from "./cluster-commands.js";
 
 /** `tsoverlay probe`: the verdict in one line, then what was measured. */

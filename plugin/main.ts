@@ -1,7 +1,7 @@
 import { createLogger } from "../lib/log.js";
 import { retry } from "../lib/retry.js";
-import { loadConfig } from "../app/config.js";
-import { startDomain, type Domain } from "../app/host.js";
+import { loadConfig } from "./compose/config.js";
+import { startDomain, type Domain } from "./compose/host.js";
 import { createApp } from "./http/app.js";
 import { listenUnix, type Listener } from "./http/listen.js";
 import { listenMetrics } from "./http/metrics.js";

@@ -1,4 +1,4 @@
-import type { DomainApi } from "../domain/api.js";
+import type { DomainApi } from "../driver/api.js";
 
 /**
  * The plugin opens its sockets before it has reached the cluster store (a

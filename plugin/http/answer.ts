@@ -1,4 +1,4 @@
-import type { Cause, DomainError } from "../../domain/errors.js";
+import type { Cause, DomainError } from "../../driver/errors.js";
 
 /**
  * What a route handler gives back. Failures carry the HTTP status and a message

@@ -1,4 +1,4 @@
-import { ADDRESS_SPACE } from "../../domain/ipam/pool-records.js";
+import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
 import { fail, failed, ok } from "../http/answer.js";
 import type { Handler } from "../http/app.js";
 import { ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest, RequestPoolRequest } from "../protocol/ipam-driver.js";

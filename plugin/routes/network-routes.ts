@@ -1,4 +1,4 @@
-import type { PortRequest } from "../../domain/publish/port-publisher.js";
+import type { PortRequest } from "../../driver/publish/port-publisher.js";
 import { fail, failed, ok, type Answer } from "../http/answer.js";
 import type { Handler } from "../http/app.js";
 import {
@@ -43,7 +43,7 @@ function stringOptions(generic: Record<string, unknown> | null | undefined): str
   return out;
 }
 
-/** NetworkDriver.*: validation and Docker's shapes here, behaviour in domain/. */
+/** NetworkDriver.*: validation and Docker's shapes here, behaviour in driver/. */
 export function networkRoutes(gate: ReadinessGate): Map<string, Handler> {
   const routes = new Map<string, Handler>();
 

@@ -2,7 +2,7 @@ import type { z } from "zod";
 import { fail, type Answer } from "../http/answer.js";
 import type { Handler } from "../http/app.js";
 import { validate } from "../protocol/validate.js";
-import type { DomainApi } from "../../domain/api.js";
+import type { DomainApi } from "../../driver/api.js";
 import type { ReadinessGate } from "../readiness.js";
 
 /**

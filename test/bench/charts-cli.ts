@@ -1,9 +1,9 @@
-/** `npm run bench -- charts [FILE.json ...]`: draws the given results files, or all of bench/results. */
+/** `npm run bench -- charts [FILE.json ...]`: draws the given results files, or all of test/bench/results. */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { renderFile } from "./charts.js";
 
-const dir = "bench/results";
+const dir = "test/bench/results";
 const args = process.argv.slice(2).filter((a) => a !== "--");
 const targets =
   args.length > 0

@@ -1,6 +1,6 @@
 /**
  * Bench results as PNG charts, written beside the JSON they come from
- * (bench/results/NAME.json → NAME.png).
+ * (test/bench/results/NAME.json → NAME.png).
  *
  * Design note. A chart is a Vega-Lite spec built from a results file: a
  * declarative spec is a few lines per panel, where hand-drawn SVG would be
@@ -14,7 +14,7 @@
  * targets are judged on.
  *
  * `npm run bench -- charts [FILE.json ...]` (charts-cli.ts) renders the
- * given results files, or all of bench/results/*.json.
+ * given results files, or all of test/bench/results/*.json.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { Resvg } from "@resvg/resvg-js";

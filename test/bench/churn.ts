@@ -18,7 +18,7 @@
  *
  * Uses the running lab if there is one (and leaves it up), otherwise brings
  * up three hosts and takes them down at the end. BENCH_CYCLES (100),
- * BENCH_PER_HOST (3). Writes bench/results/churn.json.
+ * BENCH_PER_HOST (3). Writes test/bench/results/churn.json.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
@@ -239,10 +239,10 @@ async function main(): Promise<void> {
       rssSecondHalfKb: Object.fromEntries(Object.keys(end.rssKb).map((h) => [h, end.rssKb[h]! - mid.rssKb[h]!])),
       cycles,
     };
-    mkdirSync("bench/results", { recursive: true });
-    writeFileSync("bench/results/churn.json", JSON.stringify(result, null, 2) + "\n");
+    mkdirSync("test/bench/results", { recursive: true });
+    writeFileSync("test/bench/results/churn.json", JSON.stringify(result, null, 2) + "\n");
     console.log(JSON.stringify({ summary: result.summary, targets: result.targets, growth: grew, rssSeries }, null, 2));
-    console.log("wrote bench/results/churn.json");
+    console.log("wrote test/bench/results/churn.json");
   } finally {
     for (const [i, h] of l.hosts.entries()) await docker(h, ["rm", "-f", `churn-anchor-${i}`]);
     await removeNetworkOn(l.hosts, NET);

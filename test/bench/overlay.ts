@@ -5,7 +5,7 @@
  * overlay (swarm mode) on the same hosts; Join/CreateEndpoint latency inside
  * the plugin (its own request timings); and convergence: container started on
  * host A → first ping reply seen from host B, over 20 trials.
- * Writes bench/results/overlay.json.
+ * Writes test/bench/results/overlay.json.
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -178,8 +178,8 @@ async function main(): Promise<void> {
     settings: { iperfSeconds: SECONDS, convergenceTrials: TRIALS },
     runs,
   };
-  mkdirSync("bench/results", { recursive: true });
-  writeFileSync("bench/results/overlay.json", JSON.stringify(result, null, 2) + "\n");
+  mkdirSync("test/bench/results", { recursive: true });
+  writeFileSync("test/bench/results/overlay.json", JSON.stringify(result, null, 2) + "\n");
   for (const r of runs as { underlayMtu: number; throughputGbits: object; ratios: object; pluginLatencyMs: object; convergenceMs: object }[]) {
     console.log(`underlay MTU ${r.underlayMtu}`);
     console.log(`  throughput Gbit/s ${JSON.stringify(r.throughputGbits)}`);
@@ -187,7 +187,7 @@ async function main(): Promise<void> {
     console.log(`  plugin ms         ${JSON.stringify(r.pluginLatencyMs)}`);
     console.log(`  convergence ms    ${JSON.stringify(r.convergenceMs)}`);
   }
-  console.log("wrote bench/results/overlay.json");
+  console.log("wrote test/bench/results/overlay.json");
 }
 
 main().catch((e: unknown) => {

@@ -6,8 +6,8 @@
  * concurrent connect/echo/close loops), TCP and UDP round-trip time (64 B ping-pong), UDP
  * requests per second (50 flows), and memory per published port with 1,000 TCP bindings.
  * Prints a table with ours/docker-proxy ratios against the targets (reported, never enforced)
- * and writes bench/results/proxy.json (BENCH_PROXY_WORKERS=N: our proxy with N accept workers,
- * written to bench/results/proxy-workers-N.json instead).
+ * and writes test/bench/results/proxy.json (BENCH_PROXY_WORKERS=N: our proxy with N accept workers,
+ * written to test/bench/results/proxy-workers-N.json instead).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir } from "node:os";
@@ -24,7 +24,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 20_000);
 /** Accept workers for our proxy's traffic runs (the plugin's TSOVERLAY_PROXY_WORKERS); memory is always measured without. */
 const WORKERS = Number(process.env.BENCH_PROXY_WORKERS ?? 0);
-const RESULTS = WORKERS > 0 ? `bench/results/proxy-workers-${WORKERS}.json` : "bench/results/proxy.json";
+const RESULTS = WORKERS > 0 ? `test/bench/results/proxy-workers-${WORKERS}.json` : "test/bench/results/proxy.json";
 const CONCURRENCY = 50;
 const BINDINGS = 1000;
 const NETNS = "tsb-proxy";
@@ -245,7 +245,7 @@ async function main(): Promise<void> {
     loadAverage1_5_15: { start: loadAtStart, end: loadavg().map((l) => round(l, 2)) },
   };
   const result = { meta: { ...(await meta()), ...timing }, ...results(measured) };
-  mkdirSync("bench/results", { recursive: true });
+  mkdirSync("test/bench/results", { recursive: true });
   writeFileSync(RESULTS, JSON.stringify(result, null, 2) + "\n");
   printTable(
     rows(measured),

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# `npm run bench -- NAME`: runs a benchmark and writes bench/results/NAME.json,
+# `npm run bench -- NAME`: runs a benchmark and writes test/bench/results/NAME.json,
 # and its chart beside it (NAME.png). `npm run bench -- charts [FILE.json...]`
-# draws the charts again from results files (all of bench/results by default).
+# draws the charts again from results files (all of test/bench/results by default).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 name=${1:-}
 charts() { npx vite-node test/bench/charts-cli.ts -- "$@"; }
 case $name in
   overlay) shift; [ "$(id -u)" = 0 ] || { echo "the overlay benchmark drives the lab: run it as root" >&2; exit 1; }
-           npm run --silent build && npx vite-node test/bench/overlay.ts -- "$@" && charts bench/results/overlay.json ;;
+           npm run --silent build && npx vite-node test/bench/overlay.ts -- "$@" && charts test/bench/results/overlay.json ;;
   churn) shift; [ "$(id -u)" = 0 ] || { echo "the churn benchmark drives the lab: run it as root" >&2; exit 1; }
-         npm run --silent build && npx vite-node test/bench/churn.ts -- "$@" && charts bench/results/churn.json ;;
+         npm run --silent build && npx vite-node test/bench/churn.ts -- "$@" && charts test/bench/results/churn.json ;;
   proxy) shift; [ "$(id -u)" = 0 ] || { echo "the proxy benchmark creates a network namespace: run it as root" >&2; exit 1; }
-         out=bench/results/proxy.json; [ "${BENCH_PROXY_WORKERS:-0}" = 0 ] || out=bench/results/proxy-workers-$BENCH_PROXY_WORKERS.json
+         out=test/bench/results/proxy.json; [ "${BENCH_PROXY_WORKERS:-0}" = 0 ] || out=test/bench/results/proxy-workers-$BENCH_PROXY_WORKERS.json
          npx vite-node test/bench/proxy.ts -- "$@" && charts "$out" ;;
   charts) shift; charts "$@" ;;
   *) echo "usage: npm run bench -- overlay|proxy|churn|charts" >&2; exit 2 ;;

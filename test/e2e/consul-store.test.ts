@@ -10,10 +10,10 @@ import { createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../app/config.js";
+import { loadConfig } from "../../plugin/compose/config.js";
 import { createLogger } from "../../lib/log.js";
-import { consulBaseUrl, openConsulStore, type ConsulStore } from "../../adapters/store/consul-store.js";
-import { StoreError, type KV, type Store } from "../../domain/ports/store.js";
+import { consulBaseUrl, openConsulStore, type ConsulStore } from "../../driver/store/consul-store.js";
+import { StoreError, type KV, type Store } from "../../driver/contracts/store.js";
 
 const CONSUL_BIN = process.env.TSOVERLAY_CONSUL_BIN ?? "/var/cache/tsoverlay/consul-v1.20.6/consul";
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");

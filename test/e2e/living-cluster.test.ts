@@ -4,7 +4,7 @@
  * a plugin restart during an outage, and a host that dies for good.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keys } from "../../domain/cluster/keys.js";
+import { keys } from "../../driver/cluster/keys.js";
 import { consulKeys, docker, dockerOk, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
 import { clusterStatus, consulLeader, consulWritable, forgotten, freshHost, labCtl, timed } from "./support/cluster.js";
 import { containerIp, createNetworkOn, networkVni, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";

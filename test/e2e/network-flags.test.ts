@@ -4,7 +4,7 @@
  * Docker 28 and later.)
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { keys } from "../../domain/cluster/keys.js";
+import { keys } from "../../driver/cluster/keys.js";
 import { consulGetJson, docker, dockerOk, inOverlayNs, readLab, run, waitFor } from "./support/lab.js";
 import { IPAM, containerIp, createNetworkOn, networkSubnet, networkVni, ping, removeContainers, startContainer } from "./support/overlay.js";
 

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { decodeVxlanDatagram } from "../../adapters/kernel/vxlan-codec.js";
+import { decodeVxlanDatagram } from "../../driver/kernel/vxlan-codec.js";
 import { consulHttp, dockerOk, readLab, waitFor } from "./support/lab.js";
 import { createNetworkOn, networkVni, removeContainers, removeNetworkOn, startContainer, subnetKey } from "./support/overlay.js";
 

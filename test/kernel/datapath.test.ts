@@ -10,11 +10,11 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { endpointIfNames, type EndpointSpec, type NetworkSpec, type PeerEntry } from "../../domain/ports/datapath.js";
-import { KernelDatapath } from "../../adapters/kernel/datapath/kernel-datapath.js";
-import { networkNetnsPath, tempVxlanName } from "../../adapters/kernel/datapath/context.js";
-import { createVethPair, ensureAddress, getLinkByName, setUp } from "../../adapters/kernel/links.js";
-import { deleteNamedNetns, isNetnsMount, openNetnsFd, openRtnetlinkIn } from "../../adapters/kernel/netns.js";
+import { endpointIfNames, type EndpointSpec, type NetworkSpec, type PeerEntry } from "../../driver/contracts/datapath.js";
+import { KernelDatapath } from "../../driver/kernel/datapath/kernel-datapath.js";
+import { networkNetnsPath, tempVxlanName } from "../../driver/kernel/datapath/context.js";
+import { createVethPair, ensureAddress, getLinkByName, setUp } from "../../driver/kernel/links.js";
+import { deleteNamedNetns, isNetnsMount, openNetnsFd, openRtnetlinkIn } from "../../driver/kernel/netns.js";
 import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno, type IpLink } from "./support/scratch.js";
 

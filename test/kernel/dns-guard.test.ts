@@ -4,8 +4,8 @@
  * DROPs, and the fixed rules stay.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { allowDockerBridges, DNS_GUARD_CHAIN, ensureDnsGuard } from "../../adapters/kernel/dns-guard.js";
-import { Iptables } from "../../adapters/kernel/iptables.js";
+import { allowDockerBridges, DNS_GUARD_CHAIN, ensureDnsGuard } from "../../driver/kernel/dns-guard.js";
+import { Iptables } from "../../driver/kernel/iptables.js";
 import { Scratch } from "./support/scratch.js";
 
 const scratch = new Scratch("tsk-dnsguard-");

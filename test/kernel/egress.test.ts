@@ -15,12 +15,12 @@ import fs from "node:fs";
 import path from "node:path";
 import type { RtNetlinkSocket } from "netlink";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { EgressGateway } from "../../adapters/kernel/egress/egress-gateway.js";
-import { EgressError } from "../../adapters/kernel/egress/errors.js";
-import { hostLegName } from "../../adapters/kernel/egress/legs.js";
-import { FWD_CHAIN, NAT_CHAIN } from "../../adapters/kernel/egress/rules.js";
-import { createVethPair, ensureAddress, ensureBridge, setMaster, setUp } from "../../adapters/kernel/links.js";
-import { deleteNamedNetns, openNetnsFd, readSysctlIn } from "../../adapters/kernel/netns.js";
+import { EgressGateway } from "../../driver/kernel/egress/egress-gateway.js";
+import { EgressError } from "../../driver/kernel/egress/errors.js";
+import { hostLegName } from "../../driver/kernel/egress/legs.js";
+import { FWD_CHAIN, NAT_CHAIN } from "../../driver/kernel/egress/rules.js";
+import { createVethPair, ensureAddress, ensureBridge, setMaster, setUp } from "../../driver/kernel/links.js";
+import { deleteNamedNetns, openNetnsFd, readSysctlIn } from "../../driver/kernel/netns.js";
 import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno } from "./support/scratch.js";
 

@@ -23,8 +23,8 @@ import {
   setUp,
   vxlanMismatch,
   type VxlanSpec,
-} from "../../adapters/kernel/links.js";
-import { deleteFdbEntry, deleteNeighbor, listFdbEntries, listNeighbors, replaceFdbEntry, replaceNeighbor } from "../../adapters/kernel/neighbors.js";
+} from "../../driver/kernel/links.js";
+import { deleteFdbEntry, deleteNeighbor, listFdbEntries, listNeighbors, replaceFdbEntry, replaceNeighbor } from "../../driver/kernel/neighbors.js";
 import {
   NetnsError,
   createNamedNetns,
@@ -34,8 +34,8 @@ import {
   readSysctlIn,
   runInNetns,
   writeSysctlIn,
-} from "../../adapters/kernel/netns.js";
-import { NetlinkError } from "../../adapters/kernel/rtnetlink.js";
+} from "../../driver/kernel/netns.js";
+import { NetlinkError } from "../../driver/kernel/rtnetlink.js";
 
 /** A link's MAC as our own link reads see it. */
 const macOf = async (nl: RtNetlinkSocket, name: string): Promise<string> => (await mustGetLink(nl, name)).mac!;

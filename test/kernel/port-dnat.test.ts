@@ -16,12 +16,12 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DNAT_CHAIN, PortDnat } from "../../adapters/kernel/port-dnat.js";
-import type { DnatRule } from "../../domain/ports/dnat.js";
-import { Iptables, IptablesError } from "../../adapters/kernel/iptables.js";
-import { setupChain, teardownChain, type Chain } from "../../adapters/kernel/chain.js";
-import { createVethPair, ensureAddress, setUp } from "../../adapters/kernel/links.js";
-import { openNetnsFd, writeSysctlIn } from "../../adapters/kernel/netns.js";
+import { DNAT_CHAIN, PortDnat } from "../../driver/kernel/port-dnat.js";
+import type { DnatRule } from "../../driver/contracts/dnat.js";
+import { Iptables, IptablesError } from "../../driver/kernel/iptables.js";
+import { setupChain, teardownChain, type Chain } from "../../driver/kernel/chain.js";
+import { createVethPair, ensureAddress, setUp } from "../../driver/kernel/links.js";
+import { openNetnsFd, writeSysctlIn } from "../../driver/kernel/netns.js";
 import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs, selfNetnsIno } from "./support/scratch.js";
 

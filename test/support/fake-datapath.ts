@@ -21,7 +21,7 @@ import {
   type PeerEntry,
   type PeerSyncReport,
   type PeerTables,
-} from "../../domain/ports/datapath.js";
+} from "../../driver/contracts/datapath.js";
 
 export interface FakeEndpoint {
   spec: EndpointSpec;

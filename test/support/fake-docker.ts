@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { refuse, type Outcome } from "../../domain/errors.js";
-import type { ContainerEndpoint, DaemonFacts, DockerEvent, DockerNetwork, DockerPort, NetworkSpec, RemoveResult } from "../../domain/ports/docker.js";
+import { refuse, type Outcome } from "../../driver/errors.js";
+import type { ContainerEndpoint, DaemonFacts, DockerEvent, DockerNetwork, DockerPort, NetworkSpec, RemoveResult } from "../../driver/contracts/docker.js";
 import { success } from "../../lib/result.js";
 
 /**

@@ -1,4 +1,4 @@
-import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "../../domain/ports/store.js";
+import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "../../driver/contracts/store.js";
 
 /**
  * A Store that can be switched "unavailable" for unit tests of what the

@@ -1,5 +1,5 @@
-import { assertValidKey, Keyspace } from "../../adapters/store/keyspace.js";
-import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "../../domain/ports/store.js";
+import { assertValidKey, Keyspace } from "../../driver/store/keyspace.js";
+import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "../../driver/contracts/store.js";
 
 /**
  * In-memory Store for unit tests of pure logic. Every operation completes

@@ -1,12 +1,12 @@
 /**
  * A simulated host for unit tests: the real domain, assembled as the plugin
- * assembles it (app/assemble.ts), over a shared cluster store and a fake
+ * assembles it (plugin/compose/assemble.ts), over a shared cluster store and a fake
  * kernel. Passing `from` restarts that host's plugin: same host-private
  * store, same kernel state.
  */
-import { assembleDomain, type AssembledDomain } from "../../app/assemble.js";
-import type { EgressPort } from "../../domain/ports/datapath.js";
-import { PortPublisher } from "../../domain/publish/port-publisher.js";
+import { assembleDomain, type AssembledDomain } from "../../plugin/compose/assemble.js";
+import type { EgressPort } from "../../driver/contracts/datapath.js";
+import { PortPublisher } from "../../driver/publish/port-publisher.js";
 import { createLogger } from "../../lib/log.js";
 import { ProxyManager } from "../../proxy/index.js";
 import { FakeDatapath, FakeKernel } from "./fake-datapath.js";

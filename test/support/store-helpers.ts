@@ -1,6 +1,6 @@
 import type { Result } from "../../lib/result.js";
 import type { MemoryStore } from "./memory-store.js";
-import type { Store } from "../../domain/ports/store.js";
+import type { Store } from "../../driver/contracts/store.js";
 
 /** Delays every store call by a random number of ticks, so concurrent callers interleave differently each run. */
 export function jittery(store: MemoryStore): Store {

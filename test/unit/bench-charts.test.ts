@@ -55,12 +55,12 @@ describe("bench charts", () => {
     expect(other.equals(png)).toBe(false);
   }, 60_000);
 
-  it("renders each results file the benches have written (bench/results)", async () => {
-    const files = readdirSync("bench/results").filter((f) => f.endsWith(".json"));
+  it("renders each results file the benches have written (test/bench/results)", async () => {
+    const files = readdirSync("test/bench/results").filter((f) => f.endsWith(".json"));
     expect(files.length).toBeGreaterThan(0);
     const kinds = new Set<string>();
     for (const f of files) {
-      const results = JSON.parse(readFileSync(join("bench/results", f), "utf8")) as Record<string, unknown>;
+      const results = JSON.parse(readFileSync(join("test/bench/results", f), "utf8")) as Record<string, unknown>;
       kinds.add(kindOf(results));
       const { width, height } = pngSize(await renderPng(results));
       expect(width * height, f).toBeGreaterThan(100_000);

@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { loadConfig } from "../../app/config.js";
+import { loadConfig } from "../../plugin/compose/config.js";
 import { hosts, networks, portText, ports, ps, UsageError } from "../../cli/cluster-commands.js";
 import { table } from "../../cli/table.js";
 import { peers } from "../../cli/peers-command.js";
-import type { ClusterSnapshot } from "../../domain/cluster/cluster-view.js";
-import { keys } from "../../domain/cluster/keys.js";
-import { ADDRESS_SPACE } from "../../domain/ipam/pool-records.js";
+import type { ClusterSnapshot } from "../../driver/cluster/cluster-view.js";
+import { keys } from "../../driver/cluster/keys.js";
+import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
 import { scrape } from "../../lib/metrics.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";

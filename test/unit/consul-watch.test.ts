@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ConsulWatch } from "../../adapters/store/consul-watch.js";
-import type { ConsulClient } from "../../adapters/store/consul-client.js";
-import { StoreError, type KV } from "../../domain/ports/store.js";
+import { ConsulWatch } from "../../driver/store/consul-watch.js";
+import type { ConsulClient } from "../../driver/store/consul-client.js";
+import { StoreError, type KV } from "../../driver/contracts/store.js";
 import { createLogger } from "../../lib/log.js";
 
 /** A client whose blocking queries fail while `down` and otherwise answer at once, or hold until `release()`. */

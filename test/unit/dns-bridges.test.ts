@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { DockerBridgeGuard } from "../../app/dns-bridges.js";
+import { DockerBridgeGuard } from "../../plugin/compose/dns-bridges.js";
 import { createLogger } from "../../lib/log.js";
-import type { NetworkSpec } from "../../domain/ports/docker.js";
+import type { NetworkSpec } from "../../driver/contracts/docker.js";
 import { FakeDocker } from "../support/fake-docker.js";
 
 const bridge = (name: string, subnet: string, iface?: string): NetworkSpec => ({

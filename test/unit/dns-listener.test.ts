@@ -6,9 +6,9 @@ import { join } from "node:path";
 import dnsPacket from "dns-packet";
 import type { DecodedPacket, OptAnswer, Packet, PacketOpt, RecordType } from "dns-packet";
 import { afterEach, describe, expect, it } from "vitest";
-import { DnsListener, type DnsListenerOptions } from "../../adapters/dns/dns-listener.js";
-import { HostResolvers, parseResolvConf, plainAddress, type HostPort, type UpstreamSource } from "../../adapters/dns/upstreams.js";
-import type { NameDecision, NameQuestion, NameResolver } from "../../domain/ports/names.js";
+import { DnsListener, type DnsListenerOptions } from "../../driver/dns/dns-listener.js";
+import { HostResolvers, parseResolvConf, plainAddress, type HostPort, type UpstreamSource } from "../../driver/dns/upstreams.js";
+import type { NameDecision, NameQuestion, NameResolver } from "../../driver/contracts/names.js";
 import { createLogger } from "../../lib/log.js";
 
 // Real sockets on 127.0.0.1, every port picked by the kernel. Nothing waits a

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { DockerApi, olderOf } from "../../adapters/docker/docker-api.js";
-import type { DockerEvent } from "../../domain/ports/docker.js";
+import { DockerApi, olderOf } from "../../driver/docker/docker-api.js";
+import type { DockerEvent } from "../../driver/contracts/docker.js";
 import { createLogger } from "../../lib/log.js";
 
 // The adapter's own logic — version negotiation, Docker's JSON into the

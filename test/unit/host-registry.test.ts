@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { keys } from "../../domain/cluster/keys.js";
-import { HostRegistry } from "../../domain/hosts/host-registry.js";
-import type { EphemeralKey } from "../../domain/ports/store.js";
+import { keys } from "../../driver/cluster/keys.js";
+import { HostRegistry } from "../../driver/hosts/host-registry.js";
+import type { EphemeralKey } from "../../driver/contracts/store.js";
 import { createLogger } from "../../lib/log.js";
 import { MemoryStore } from "../support/memory-store.js";
 

@@ -14,12 +14,12 @@ const run = promisify(execFile);
 
 /** A clean miniature of the product: every layer, both process entries, each import the right way. */
 const CLEAN: Record<string, string> = {
-  "plugin/main.ts": 'import "../app/host.js";\nimport "./routes.js";\n',
-  "plugin/routes.ts": 'import "../domain/driver.js";\n',
-  "app/host.ts": 'import "../domain/driver.js";\nimport "../adapters/store.js";\nimport "../proxy/manager.js";\n',
-  "domain/driver.ts": 'import "./ports/store.js";\nimport "../lib/result.js";\n',
-  "domain/ports/store.ts": "export interface Store { get(): void }\n",
-  "adapters/store.ts": 'import type { Store } from "../domain/ports/store.js";\nexport const s: Store | undefined = undefined;\n',
+  "plugin/main.ts": 'import "./compose/host.js";\nimport "./routes.js";\n',
+  "plugin/routes.ts": 'import "../driver/driver.js";\n',
+  "plugin/compose/host.ts": 'import "../../driver/driver.js";\nimport "../../driver/store/consul.js";\nimport "../../proxy/manager.js";\n',
+  "driver/driver.ts": 'import "./contracts/store.js";\nimport "../lib/result.js";\n',
+  "driver/contracts/store.ts": "export interface Store { get(): void }\n",
+  "driver/store/consul.ts": 'import type { Store } from "../contracts/store.js";\nexport const s: Store | undefined = undefined;\n',
   "proxy/manager.ts": 'import "../lib/result.js";\n',
   "proxy/accept-worker.ts": 'import "./manager.js";\n',
   "lib/result.ts": "export const ok = true;\n",
@@ -39,50 +39,63 @@ async function violations(changes: Record<string, string>): Promise<string[]> {
     writeFileSync(join(root, file), text);
   }
   writeFileSync(join(root, "tsconfig.check.json"), JSON.stringify({ compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext", strict: true } }));
-  const args = ["plugin", "app", "domain", "adapters", "proxy", "lib", "--config", join(REPO, ".dependency-cruiser.cjs"), "--output-type", "json"];
+  const args = ["plugin", "driver", "proxy", "lib", "--config", join(REPO, ".dependency-cruiser.cjs"), "--output-type", "json"];
   // depcruise exits non-zero when it finds violations; the JSON is on stdout either way.
   const out = await run(DEPCRUISE, args, { cwd: root }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? "" }));
   const result = JSON.parse(out.stdout) as { summary: { violations: { rule: { name: string }; from: string; to: string }[] } };
   return result.summary.violations.map((v) => `${v.rule.name}: ${v.from} → ${v.to}`);
 }
 
-describe("the layer rules (npm run check:deps)", () => {
+// Each case spawns depcruise (1–3 s on a busy 2-core machine), some twice.
+describe("the layer rules (npm run check:deps)", { timeout: 30_000 }, () => {
   it("pass a tree whose imports all run the right way", async () => {
     expect(await violations({})).toEqual([]);
   });
 
   it("fail an import from an adapter into the edge", async () => {
-    expect(await violations({ "plugin/routes.ts": 'import "../domain/driver.js";\nimport "../adapters/store.js";\n' })).toEqual([
-      "edge-never-reaches-adapters: plugin/routes.ts → adapters/store.ts",
+    expect(await violations({ "plugin/routes.ts": 'import "../driver/driver.js";\nimport "../driver/store/consul.js";\n' })).toEqual([
+      "edge-never-reaches-adapters: plugin/routes.ts → driver/store/consul.ts",
+    ]);
+  });
+
+  it("fail the edge reaching the composition, and the composition reaching the edge", async () => {
+    expect(await violations({ "plugin/routes.ts": 'import "../driver/driver.js";\nimport "./compose/host.js";\n' })).toContain(
+      "only-the-process-entry-composes: plugin/routes.ts → plugin/compose/host.ts",
+    );
+    expect(await violations({ "plugin/compose/host.ts": CLEAN["plugin/compose/host.ts"] + 'import "../routes.js";\n' })).toEqual([
+      "composition-is-not-edge: plugin/compose/host.ts → plugin/routes.ts",
     ]);
   });
 
   it("fail an import from proxy/ into the domain", async () => {
-    expect(await violations({ "proxy/manager.ts": 'import "../lib/result.js";\nimport "../domain/driver.js";\n' })).toEqual([
-      "proxy-is-a-library: proxy/manager.ts → domain/driver.ts",
+    expect(await violations({ "proxy/manager.ts": 'import "../lib/result.js";\nimport "../driver/driver.js";\n' })).toEqual([
+      "proxy-is-a-library: proxy/manager.ts → driver/driver.ts",
     ]);
   });
 
-  it("fail the domain reaching an adapter, and an adapter reaching past the domain's ports", async () => {
-    expect(await violations({ "domain/driver.ts": 'import "./ports/store.js";\nimport "../adapters/store.js";\n' })).toContain(
-      "domain-knows-no-edge-no-adapter: domain/driver.ts → adapters/store.ts",
+  it("fail the domain reaching an adapter, and an adapter reaching past the domain's contracts", async () => {
+    expect(await violations({ "driver/driver.ts": 'import "./contracts/store.js";\nimport "./store/consul.js";\n' })).toContain(
+      "domain-knows-no-edge-no-adapter: driver/driver.ts → driver/store/consul.ts",
     );
-    expect(await violations({ "adapters/store.ts": 'import "../domain/driver.js";\n' })).toEqual([
-      "adapters-know-only-domain-ports: adapters/store.ts → domain/driver.ts",
+    expect(await violations({ "driver/store/consul.ts": 'import "../driver.js";\n' })).toEqual([
+      "adapters-know-only-domain-contracts: driver/store/consul.ts → driver/driver.ts",
     ]);
   });
 
   it("fail a cycle, product code importing test code, and a product file only tests reach", async () => {
-    const cycle = await violations({ "domain/driver.ts": 'import "./ports/store.js";\nimport "./peers.js";\n', "domain/peers.ts": 'import "./driver.js";\n' });
+    const cycle = await violations({
+      "driver/driver.ts": 'import "./contracts/store.js";\nimport "./peers.js";\n',
+      "driver/peers.ts": 'import "./driver.js";\n',
+    });
     expect(
       cycle.filter((v) => v.startsWith("no-circular:")),
       cycle.join("\n"),
-    ).toEqual(["no-circular: domain/driver.ts → domain/peers.ts"]);
-    expect(await violations({ "app/host.ts": CLEAN["app/host.ts"] + 'import "../test/support/fake.js";\n' })).toEqual([
-      "product-imports-no-test-code: app/host.ts → test/support/fake.ts",
+    ).toEqual(["no-circular: driver/driver.ts → driver/peers.ts"]);
+    expect(await violations({ "plugin/compose/host.ts": CLEAN["plugin/compose/host.ts"] + 'import "../../test/support/fake.js";\n' })).toEqual([
+      "product-imports-no-test-code: plugin/compose/host.ts → test/support/fake.ts",
     ]);
-    expect(await violations({ "domain/orphan.ts": "export const unused = 1;\n" })).toEqual([
-      "product-reachable-from-an-entry: domain/orphan.ts → domain/orphan.ts",
+    expect(await violations({ "driver/orphan.ts": "export const unused = 1;\n" })).toEqual([
+      "product-reachable-from-an-entry: driver/orphan.ts → driver/orphan.ts",
     ]);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
-import { isUnderPrefix } from "../../adapters/store/keyspace.js";
+import { isUnderPrefix } from "../../driver/store/keyspace.js";
 import { MemoryStore } from "../support/memory-store.js";
-import { StoreError, type KV, type Store } from "../../domain/ports/store.js";
+import { StoreError, type KV, type Store } from "../../driver/contracts/store.js";
 
 async function incrementWithRetry(store: Store, key: string): Promise<void> {
   for (;;) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import type { EndpointRecord } from "../../domain/cluster/records.js";
-import type { LocalEndpoint } from "../../domain/local/local-state.js";
-import { NameService } from "../../domain/names/name-service.js";
+import type { EndpointRecord } from "../../driver/cluster/records.js";
+import type { LocalEndpoint } from "../../driver/local/local-state.js";
+import { NameService } from "../../driver/names/name-service.js";
 
 /** Two networks; this host has containers on both (one of them on both); other hosts' records as the peer watches hold them. */
 const local: LocalEndpoint[] = [

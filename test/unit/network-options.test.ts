@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseNetworkOptions } from "../../domain/network/network-options.js";
+import { parseNetworkOptions } from "../../driver/network/network-options.js";
 
 describe("-o options of a tsoverlay network", () => {
   it("accepts any valid VNI, including ones below the automatic range", () => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { keys } from "../../domain/cluster/keys.js";
-import { ADDRESS_SPACE } from "../../domain/ipam/pool-records.js";
+import { keys } from "../../driver/cluster/keys.js";
+import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { simHost, stopSimHost, stopSimHosts, type SimHost } from "../support/sim-host.js";

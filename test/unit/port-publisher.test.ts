@@ -2,9 +2,9 @@ import dgram from "node:dgram";
 import net from "node:net";
 import os from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
-import type { DnatRule } from "../../domain/ports/dnat.js";
+import type { DnatRule } from "../../driver/contracts/dnat.js";
 import { createLogger } from "../../lib/log.js";
-import { PortPublisher, type DnatPort, type PortRequest, type PublishedPort } from "../../domain/publish/port-publisher.js";
+import { PortPublisher, type DnatPort, type PortRequest, type PublishedPort } from "../../driver/publish/port-publisher.js";
 import { ProxyManager } from "../../proxy/index.js";
 
 // PortPublisher over a real ProxyManager (loopback / wildcard sockets, ephemeral

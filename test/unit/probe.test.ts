@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { hear, MIN_PROBE_SIZE, plainPing, vxlanProbe } from "../../adapters/kernel/probe/probe-packets.js";
-import type { ProbeOutcome } from "../../adapters/kernel/probe/vxlan-prober.js";
-import { decodeIpv4, decodeVxlanDatagram, encodeIpv4, encodeVxlanDatagram, internetChecksum } from "../../adapters/kernel/vxlan-codec.js";
-import { runProbe, type ProbeInputs } from "../../app/probe.js";
-import { clocks } from "../../app/doctor.js";
-import type { ClusterSnapshot } from "../../domain/cluster/cluster-view.js";
+import { hear, MIN_PROBE_SIZE, plainPing, vxlanProbe } from "../../driver/kernel/probe/probe-packets.js";
+import type { ProbeOutcome } from "../../driver/kernel/probe/vxlan-prober.js";
+import { decodeIpv4, decodeVxlanDatagram, encodeIpv4, encodeVxlanDatagram, internetChecksum } from "../../driver/kernel/vxlan-codec.js";
+import { runProbe, type ProbeInputs } from "../../plugin/compose/probe.js";
+import { clocks } from "../../plugin/compose/doctor.js";
+import type { ClusterSnapshot } from "../../driver/cluster/cluster-view.js";
 
 const SPEC = {
   srcVtep: "198.18.0.11",

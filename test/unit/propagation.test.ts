@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { NetworkCatalog } from "../../domain/catalog/catalog.js";
-import { NetworkPropagation } from "../../domain/catalog/propagation.js";
+import { NetworkCatalog } from "../../driver/catalog/catalog.js";
+import { NetworkPropagation } from "../../driver/catalog/propagation.js";
 import { createLogger } from "../../lib/log.js";
 import { FakeDocker, tsoverlaySpec } from "../support/fake-docker.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";
-import { LocalState } from "../../domain/local/local-state.js";
+import { LocalState } from "../../driver/local/local-state.js";
 
 const log = createLogger("silent");
 const stops: (() => void)[] = [];

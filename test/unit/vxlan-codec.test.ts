@@ -17,7 +17,7 @@ import {
   parseMac,
   type ArpPacket,
   type VxlanDatagram,
-} from "../../adapters/kernel/vxlan-codec.js";
+} from "../../driver/kernel/vxlan-codec.js";
 import type { Result } from "../../lib/result.js";
 
 /** Hex string (whitespace ignored) to bytes. */

@@ -1,4 +1,4 @@
-import { keys } from "../../../domain/cluster/keys.js";
+import { keys } from "../../../driver/cluster/keys.js";
 import { consulGetJson, docker, dockerOk, waitFor, type Lab, type LabHost } from "./lab.js";
 
 export const IPAM = ["--ipam-driver", "tsoverlay"];
@@ -52,7 +52,7 @@ export async function ping(host: LabHost, container: string, ip: string, count =
   return r.code === 0;
 }
 
-export { subnetKey } from "../../../domain/cluster/keys.js";
+export { subnetKey } from "../../../driver/cluster/keys.js";
 
 export async function networkVni(host: LabHost, subnet: string): Promise<number> {
   const rec = await consulGetJson<{ vni: number }>(host, keys.network(subnet));

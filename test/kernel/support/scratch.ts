@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { RtNetlinkSocket } from "netlink";
-import { createNamedNetns, deleteNamedNetns, openRtnetlinkIn } from "../../../adapters/kernel/netns.js";
+import { createNamedNetns, deleteNamedNetns, openRtnetlinkIn } from "../../../driver/kernel/netns.js";
 
 /** The inode of the calling thread's network namespace: no call may leave the test elsewhere. */
 export const selfNetnsIno = (): number => fs.statSync("/proc/thread-self/ns/net").ino;

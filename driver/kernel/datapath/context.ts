@@ -1,0 +1,61 @@
+/**
+ * What the datapath's modules share: the names and paths of a network's
+ * pieces, its in-memory state, and the context every operation runs with.
+ */
+import path from "node:path";
+import type { RtNetlinkSocket } from "netlink";
+import type { NetworkSpec } from "../../contracts/datapath.js";
+import { normalizeMac, parseIfaceCidr4, type IfaceCidr } from "../../../lib/net.js";
+import type { Logger } from "../../../lib/log.js";
+
+export const BRIDGE_NAME = "br0";
+export const VXLAN_NAME = "vxlan0";
+export const DEFAULT_VXLAN_PORT = 4789;
+/** Host-side temporary names of VXLAN devices on their way into a namespace. */
+export const TEMP_VXLAN_PREFIX = "vx-";
+export const ZERO_MAC = "00:00:00:00:00:00";
+
+/** The namespace path of a VNI under `runDir`. */
+export function networkNetnsPath(runDir: string, vni: number): string {
+  return path.join(runDir, "netns", `vni-${vni}`);
+}
+
+/** Host-side temporary name of a network's VXLAN device (≤ 9 chars). */
+export function tempVxlanName(vni: number): string {
+  return `${TEMP_VXLAN_PREFIX}${vni.toString(16)}`;
+}
+
+/** Settings and the host socket, the same for every network. */
+export interface DatapathContext {
+  runDir: string;
+  /** This host's underlay IPv4 address (canonical form). */
+  vtepAddr: string;
+  vxlanPort: number;
+  underlayIfindex: number | undefined;
+  /** rtnetlink in the namespace that plays the host (opened on first use). */
+  host(): RtNetlinkSocket;
+  log: Logger;
+}
+
+export interface NetworkState {
+  spec: NetworkSpec;
+  nsPath: string;
+  /** rtnetlink socket opened inside the network's namespace. */
+  nl: RtNetlinkSocket;
+  /** The last ensureNetwork completed (false while one runs, or after it failed). */
+  ready: boolean;
+}
+
+/** "10.0.0.7/24" → { ip, prefix }, or a TypeError. */
+export function ipv4Cidr(cidr: string): IfaceCidr {
+  const parsed = parseIfaceCidr4(cidr);
+  if (!parsed.ok) throw new TypeError(parsed.error);
+  return parsed.value;
+}
+
+/** Lower-case colon form of a MAC, or a TypeError. */
+export function canonicalMac(mac: string): string {
+  const m = normalizeMac(mac);
+  if (m === undefined) throw new TypeError(`invalid MAC address ${JSON.stringify(mac)}`);
+  return m;
+}

@@ -1,0 +1,146 @@
+/**
+ * Remote endpoints in a network's kernel tables. Each peer is three static
+ * entries, one per table a frame meets on its way out (see the design note
+ * in kernel-datapath.ts for why the third one exists):
+ *   - a permanent neighbor entry on vxlan0 (ip → mac), answered locally by
+ *     the device's ARP proxy;
+ *   - an FDB entry of the device (mac → remote VTEP);
+ *   - a static entry in br0's own table (mac → the vxlan0 port).
+ * A sync makes each table hold exactly the desired peers: it adds what is
+ * missing or different and removes everything else, hand-made entries,
+ * flood lists and anything br0 learned included.
+ */
+import type { RtNetlinkSocket } from "netlink";
+import type { PeerEntry, PeerSyncReport, PeerTables } from "../../contracts/datapath.js";
+import { normalizeIp } from "../../../lib/net.js";
+import { mustGetLink } from "../links.js";
+import {
+  deleteBridgeFdb,
+  deleteFdbEntry,
+  deleteNeighbor,
+  listBridgeFdb,
+  listFdbEntries,
+  listNeighbors,
+  replaceBridgeFdbStatic,
+  replaceFdbEntry,
+  replaceNeighbor,
+} from "../neighbors.js";
+import { VXLAN_NAME, ZERO_MAC, canonicalMac, type DatapathContext, type NetworkState } from "./context.js";
+
+interface WantedPeers {
+  /** ip → mac */
+  neigh: Map<string, string>;
+  /** mac → vtep */
+  fdb: Map<string, string>;
+}
+
+/** Makes the network's three tables hold exactly `desired`; validates everything before touching the kernel. */
+export async function syncPeerTables(ctx: DatapathContext, st: NetworkState, desired: PeerEntry[]): Promise<PeerSyncReport> {
+  const want = indexPeers(desired);
+  const nl = st.nl;
+  const ifindex = (await mustGetLink(nl, VXLAN_NAME)).index;
+  let added = 0;
+  let removed = 0;
+  const tables: NonNullable<PeerSyncReport["tables"]> = {};
+  for (const [table, sync] of [
+    ["fdb", syncFdb],
+    ["neighbor", syncNeighbors],
+    ["bridge_fdb", syncBridgeFdb],
+  ] as const) {
+    const r = await sync(nl, ifindex, want);
+    tables[table] = r;
+    added += r.added;
+    removed += r.removed;
+  }
+  if (added > 0 || removed > 0) {
+    ctx.log.info({ subnet: st.spec.subnet, peers: want.neigh.size, added, removed }, "peers synced");
+  } else {
+    ctx.log.debug({ subnet: st.spec.subnet, peers: want.neigh.size }, "peers in sync");
+  }
+  return { added, removed, tables };
+}
+
+/** The three tables as they are (for a check that changes nothing). */
+export async function readPeerTables(st: NetworkState): Promise<PeerTables> {
+  const ifindex = (await mustGetLink(st.nl, VXLAN_NAME)).index;
+  const [neighbors, fdb, bridge] = [await listNeighbors(st.nl, ifindex), await listFdbEntries(st.nl, ifindex), await listBridgeFdb(st.nl, ifindex)];
+  return {
+    neighbors: neighbors.map((n) => ({ ip: n.ip, mac: n.mac ?? "incomplete" })),
+    fdb: fdb.map((e) => ({ mac: e.mac, dst: e.dst })),
+    bridge: bridge.flatMap((e) => (e.kind === "local" ? [] : [{ mac: e.mac, kind: e.kind }])),
+  };
+}
+
+function indexPeers(desired: PeerEntry[]): WantedPeers {
+  const neigh = new Map<string, string>();
+  const fdb = new Map<string, string>();
+  for (const p of desired) {
+    const ip = normalizeIp(p.ip);
+    const mac = canonicalMac(p.mac);
+    const vtep = normalizeIp(p.vtep);
+    if (mac === ZERO_MAC) throw new TypeError(`peer ${ip}: the all-zeros MAC is not a peer`);
+    const m = neigh.get(ip);
+    if (m !== undefined && m !== mac) throw new TypeError(`peer ${ip} listed with two MACs (${m}, ${mac})`);
+    const v = fdb.get(mac);
+    if (v !== undefined && v !== vtep) throw new TypeError(`peer MAC ${mac} listed behind two VTEPs (${v}, ${vtep})`);
+    neigh.set(ip, mac);
+    fdb.set(mac, vtep);
+  }
+  return { neigh, fdb };
+}
+
+/** vxlan0's FDB: mac → vtep (a MAC may carry several destinations after `append`). */
+async function syncFdb(nl: RtNetlinkSocket, ifindex: number, want: WantedPeers): Promise<PeerSyncReport> {
+  let added = 0;
+  let removed = 0;
+  const have = await listFdbEntries(nl, ifindex);
+  for (const [mac, dst] of want.fdb) {
+    if (have.some((e) => e.mac === mac && e.dst === dst && e.permanent)) continue;
+    await replaceFdbEntry(nl, { ifindex, mac, dst });
+    added++;
+  }
+  // Read again: a replace moved a MAC's entry to its new VTEP in place, which is no removal.
+  for (const e of await listFdbEntries(nl, ifindex)) {
+    if (want.fdb.get(e.mac) === e.dst) continue;
+    await deleteFdbEntry(nl, { ifindex, mac: e.mac, dst: e.dst });
+    removed++;
+  }
+  return { added, removed };
+}
+
+/** Neighbors on vxlan0: ip → mac (answered by the device's ARP proxy). */
+async function syncNeighbors(nl: RtNetlinkSocket, ifindex: number, want: WantedPeers): Promise<PeerSyncReport> {
+  let added = 0;
+  let removed = 0;
+  const have = await listNeighbors(nl, ifindex);
+  const haveByIp = new Map(have.map((n) => [n.ip, n.mac]));
+  for (const [ip, mac] of want.neigh) {
+    if (haveByIp.get(ip) === mac) continue;
+    await replaceNeighbor(nl, { ifindex, ip, mac });
+    added++;
+  }
+  for (const n of have) {
+    if (want.neigh.has(n.ip)) continue;
+    await deleteNeighbor(nl, { ifindex, ip: n.ip });
+    removed++;
+  }
+  return { added, removed };
+}
+
+/** br0's table on the vxlan0 port: exactly the remote MACs, static (nothing learned survives). */
+async function syncBridgeFdb(nl: RtNetlinkSocket, ifindex: number, want: WantedPeers): Promise<PeerSyncReport> {
+  let added = 0;
+  let removed = 0;
+  const have = await listBridgeFdb(nl, ifindex);
+  for (const mac of want.fdb.keys()) {
+    if (have.some((e) => e.mac === mac && e.kind === "static")) continue;
+    await replaceBridgeFdbStatic(nl, ifindex, mac);
+    added++;
+  }
+  for (const e of have) {
+    if (e.kind === "local" || (e.kind === "static" && want.fdb.has(e.mac))) continue;
+    await deleteBridgeFdb(nl, ifindex, e.mac);
+    removed++;
+  }
+  return { added, removed };
+}

@@ -1,0 +1,224 @@
+import net from "node:net";
+import { expandPortRange, type ActiveBinding, type Binding } from "../../proxy/index.js";
+import type { DnatPort, DnatRule } from "../contracts/dnat.js";
+import type { PortProxy } from "../contracts/port-proxy.js";
+import type { Logger } from "../../lib/log.js";
+import { success } from "../../lib/result.js";
+import { refuse, type Outcome } from "../errors.js";
+import { isLoopback } from "../../lib/net.js";
+
+/** One published port as asked (Docker's port map, in the domain's terms). */
+export interface PortRequest {
+  proto: "tcp" | "udp";
+  /** "" = every address, both families. */
+  hostIp: string;
+  /** 0 = an ephemeral port from the kernel's local port range. */
+  hostPort: number;
+  hostPortEnd: number;
+  containerPort: number;
+}
+
+/** A port that is being served, as shown to users. */
+export interface PublishedPort {
+  endpointId: string;
+  proto: "tcp" | "udp";
+  hostIp: string;
+  hostPort: number;
+  containerIp: string;
+  containerPort: number;
+  /** Non-loopback IPv4 traffic is DNATed by the kernel (hybrid mode); the rest goes through the proxy. */
+  kernelDnat: boolean;
+}
+
+/**
+ * "userland": every connection goes through the proxy (the container sees the
+ * host as its client). "hybrid": the kernel DNATs non-loopback IPv4 traffic
+ * (the container sees the real client); the proxy keeps loopback, IPv6 and
+ * hairpin traffic, and holds the port so that a clash fails at publish time.
+ */
+export type ProxyMode = "userland" | "hybrid";
+export const PROXY_MODES: readonly ProxyMode[] = ["userland", "hybrid"];
+
+export type { DnatPort, DnatRule } from "../contracts/dnat.js";
+
+export interface PortPublisherOptions {
+  mode: ProxyMode;
+  /** Required in hybrid mode. */
+  dnat?: DnatPort;
+  /**
+   * Bind the [::] half of "" this long after the IPv4 half (see Binding.deferIpv6Ms). Docker
+   * 29 chooses a gateway per address family, and when a container's other network becomes its
+   * IPv6 gateway just after this one was programmed, Docker does not tell a remote driver: that
+   * network's own [::] binding must find the port free. Default: at once.
+   */
+  deferIpv6Ms?: number;
+}
+
+interface Published {
+  active: ActiveBinding;
+  dnat?: DnatRule;
+}
+
+function view(endpointId: string, p: Published): PublishedPort {
+  const b = p.active.binding;
+  return {
+    endpointId,
+    proto: b.proto,
+    hostIp: b.hostIp,
+    hostPort: b.hostPort,
+    containerIp: b.backendIp,
+    containerPort: b.backendPort,
+    kernelDnat: p.dnat !== undefined,
+  };
+}
+
+/**
+ * The DNAT rule a binding gets in hybrid mode, if any: IPv4 non-loopback host
+ * addresses only, and never with a PROXY header (the backend expects one on
+ * every connection, which only the proxy can write).
+ */
+function dnatRuleOf(b: Binding): DnatRule | undefined {
+  if (b.proxyProtocol !== undefined) return undefined;
+  const any = b.hostIp === "" || b.hostIp === "0.0.0.0";
+  if (!any && (!net.isIPv4(b.hostIp) || isLoopback(b.hostIp))) return undefined;
+  return { proto: b.proto, hostIp: any ? "" : b.hostIp, hostPort: b.hostPort, containerIp: b.backendIp, containerPort: b.backendPort };
+}
+
+/**
+ * docker-proxy's job for the endpoints whose Join made this driver the
+ * gateway: every published port is held and served by the in-process proxy,
+ * which reaches the container on its overlay address through the egress
+ * uplink; in hybrid mode the kernel also DNATs what it can (see ProxyMode).
+ * An endpoint's ports are all published or none are.
+ */
+export class PortPublisher {
+  private readonly byEndpoint = new Map<string, Published[]>();
+  readonly mode: ProxyMode;
+  private readonly dnat: DnatPort | undefined;
+  private readonly deferIpv6Ms: number | undefined;
+
+  constructor(
+    private readonly proxy: PortProxy,
+    private readonly log: Logger,
+    opts: PortPublisherOptions = { mode: "userland" },
+  ) {
+    if (opts.mode === "hybrid" && opts.dnat === undefined) throw new Error("port publisher: hybrid mode needs the kernel DNAT fast path");
+    this.mode = opts.mode;
+    this.dnat = opts.mode === "hybrid" ? opts.dnat : undefined;
+    this.deferIpv6Ms = opts.deferIpv6Ms;
+  }
+
+  /**
+   * `ipv4Only`: another network publishes the container's IPv6 side (Docker's
+   * no_proxy_6to4): "" binds 0.0.0.0 only, and IPv6 host addresses are left
+   * to that network, as Docker's bridge leaves them.
+   */
+  async publish(
+    endpointId: string,
+    containerIp: string,
+    requests: PortRequest[],
+    proxyProtocol?: "v1" | "v2",
+    opts: { ipv4Only?: boolean } = {},
+  ): Promise<Outcome<PublishedPort[]>> {
+    await this.revoke(endpointId);
+    if (opts.ipv4Only === true) {
+      requests = requests.filter((r) => !net.isIPv6(r.hostIp)).map((r) => (r.hostIp === "" ? { ...r, hostIp: "0.0.0.0" } : r));
+    }
+    const done: Published[] = [];
+    const undo = async (): Promise<void> => {
+      await this.unpublish(endpointId, done, false);
+    };
+    for (const req of requests) {
+      const proto = req.proto;
+      const plan = expandPortRange({
+        proto,
+        hostIp: req.hostIp,
+        hostPort: req.hostPort,
+        hostPortEnd: req.hostPortEnd === 0 ? undefined : req.hostPortEnd,
+        backendIp: containerIp,
+        backendPort: req.containerPort,
+        // The header only makes sense on a byte stream.
+        ...(proxyProtocol !== undefined && proto === "tcp" ? { proxyProtocol } : {}),
+        ...(req.hostIp === "" && this.deferIpv6Ms !== undefined ? { deferIpv6Ms: this.deferIpv6Ms } : {}),
+      });
+      if (!plan.ok) {
+        await undo();
+        return refuse("bad-request", plan.error);
+      }
+      const wanted: (Binding | Binding[])[] = plan.value.kind === "each" ? plan.value.bindings : [plan.value.candidates];
+      for (const w of wanted) {
+        const r = Array.isArray(w) ? await this.proxy.addAny(w) : await this.proxy.add(w);
+        if (!r.ok) {
+          await undo();
+          // A host port in use (or none free in a range): Docker's own wording, from the proxy.
+          return refuse("conflict", r.error);
+        }
+        const p: Published = { active: r.value };
+        done.push(p);
+        const rule = this.dnat && dnatRuleOf(r.value.binding);
+        if (this.dnat && rule) {
+          try {
+            await this.dnat.add(rule);
+          } catch (err) {
+            await undo();
+            return refuse("kernel", `publishing ${r.value.id} on the kernel fast path: ${(err as Error).message}`);
+          }
+          p.dnat = rule;
+        }
+      }
+    }
+    this.byEndpoint.set(endpointId, done);
+    const ports = done.map((p) => view(endpointId, p));
+    for (const p of ports) this.log.info({ ...p }, "port published");
+    return success(ports);
+  }
+
+  /** Closes the endpoint's listeners and their connections, and drops its DNAT rules; the ports are free at once. */
+  async revoke(endpointId: string): Promise<void> {
+    const published = this.byEndpoint.get(endpointId);
+    if (published === undefined) return;
+    this.byEndpoint.delete(endpointId);
+    await this.unpublish(endpointId, published, true);
+  }
+
+  /**
+   * Makes the kernel's DNAT rules match what is published (after a restart
+   * and the re-publishing of restored endpoints; in userland mode: none).
+   */
+  async pruneFastPath(dnat: DnatPort | undefined = this.dnat): Promise<void> {
+    const keep = [...this.byEndpoint.values()].flat().flatMap((p) => (p.dnat ? [p.dnat] : []));
+    await dnat?.prune(keep);
+  }
+
+  /** What is published, with the addresses actually listening ("" may be IPv4 only, see deferIpv6Ms) and the counters. */
+  list(): (PublishedPort & { listening: string[]; counters: ActiveBinding["counters"] })[] {
+    const out = [];
+    const live = new Map(this.proxy.list().map((a) => [a.id, a]));
+    for (const [endpointId, published] of this.byEndpoint) {
+      for (const p of published) {
+        const now = live.get(p.active.id) ?? p.active;
+        out.push({ ...view(endpointId, p), listening: now.addresses.map((a) => a.address), counters: now.counters });
+      }
+    }
+    return out;
+  }
+
+  /** Stops serving (process exit): listeners close; DNAT rules stay, so the fast path outlives a restart. */
+  async closeAll(): Promise<void> {
+    this.byEndpoint.clear();
+    await this.proxy.closeAll();
+  }
+
+  /** DNAT first (no new connections are steered to the container), then the proxy. */
+  private async unpublish(endpointId: string, published: Published[], logIt: boolean): Promise<void> {
+    for (const p of published) {
+      if (p.dnat) {
+        await this.dnat?.remove(p.dnat).catch((err: unknown) => {
+          this.log.error({ endpointId, id: p.active.id, err: (err as Error).message }, "removing a port's DNAT rule failed");
+        });
+      }
+      await this.proxy.remove(p.active);
+      if (logIt) this.log.info({ endpointId, id: p.active.id }, "port unpublished");
+    }
+  }
+}

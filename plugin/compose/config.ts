@@ -1,0 +1,183 @@
+import { availableParallelism } from "node:os";
+import { z } from "zod";
+import { failure, success, type Result } from "../../lib/result.js";
+import { PROXY_MODES, type ProxyMode } from "../../driver/publish/port-publisher.js";
+
+/**
+ * The one place the process's configuration is read. Everything below takes
+ * typed values from here; nothing else reads the environment.
+ */
+
+/**
+ * Process configuration, read once from the environment. The managed plugin
+ * gets these from config.json `env` (set with `docker plugin set`); the host
+ * service gets them from its unit file.
+ */
+const EnvSchema = z.object({
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  // Comma-separated unix socket paths to serve the plugin protocol on.
+  TSOVERLAY_SOCKETS: z.string().min(1).default("/run/docker/plugins/tsoverlay.sock"),
+  CONSUL_HTTP_ADDR: z.string().default(""),
+  CONSUL_HTTP_TOKEN: z.string().default(""),
+  // As the consul CLI reads it: https for an address given without a scheme.
+  CONSUL_HTTP_SSL: z.enum(["true", "false", "1", "0"]).default("false"),
+  ADVERTISE_ADDR: z.string().default(""),
+  ADVERTISE_IFACE: z.string().default(""),
+  TSOVERLAY_STATE_DIR: z.string().min(1).default("/var/lib/tsoverlay"),
+  TSOVERLAY_RUN_DIR: z.string().min(1).default("/run/tsoverlay"),
+  TSOVERLAY_PROC: z.string().min(1).default("/proc"),
+  TSOVERLAY_VXLAN_PORT: z.coerce.number().int().min(1).max(65535).default(4789),
+  TSOVERLAY_RECONCILE_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
+  TSOVERLAY_GATEWAY_BRIDGE: z
+    .string()
+    .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of at most 15 characters")
+    .default("tsogw0"),
+  TSOVERLAY_GATEWAY_SUBNET: z.string().default("100.72.0.0/24"),
+  TSOVERLAY_PROXY_MODE: z.enum(PROXY_MODES).default("hybrid"),
+  TSOVERLAY_PROXY_WORKERS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(64)]).default("auto"),
+  // How long a call retries a cluster store that does not answer (leader election, agent restart).
+  TSOVERLAY_STORE_RETRY_S: z.coerce.number().min(0).max(120).default(10),
+  // How long a host must be gone before live hosts collect its records.
+  TSOVERLAY_GC_GRACE_S: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 3600)
+    .default(600),
+  // How often this host checks its own records and looks for gone hosts.
+  TSOVERLAY_GC_INTERVAL_S: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 3600)
+    .default(60),
+  // This host's Docker API, for networks created once and container names ("off": neither).
+  TSOVERLAY_DOCKER_SOCKET: z.string().min(1).default("/var/run/docker.sock"),
+  // Create once: a tsoverlay network made on one host appears on every host.
+  TSOVERLAY_PROPAGATE: z.enum(["true", "false", "1", "0"]).default("true"),
+  // The names this daemon knows the plugin by (`docker network create -d NAME`), comma-separated.
+  TSOVERLAY_DRIVER_NAMES: z.string().min(1).default("tsoverlay"),
+  // The name service for containers (set the daemon's "dns" to the gateway bridge's address to use it).
+  TSOVERLAY_DNS: z.enum(["on", "off"]).default("on"),
+  TSOVERLAY_DNS_PORT: z.coerce.number().int().min(1).max(65535).default(53),
+  // Where names that are not the overlay's go; default: the host's /etc/resolv.conf.
+  TSOVERLAY_DNS_UPSTREAMS: z.string().optional(),
+  // Prometheus metrics on this TCP address (HOST:PORT, [V6]:PORT or :PORT for every address); unset: none.
+  TSOVERLAY_METRICS_ADDR: z.string().optional(),
+  // Checked by the IPAM's own parser (parseIpamConfig), which names the setting in its errors.
+  TSOVERLAY_POOL_RANGE: z.string().optional(),
+  TSOVERLAY_POOL_SIZE: z.string().optional(),
+  TSOVERLAY_VNI_RANGE: z.string().optional(),
+});
+
+export interface PluginConfig {
+  logLevel: string;
+  sockets: string[];
+  consulAddr: string;
+  consulToken: string;
+  consulSsl: boolean;
+  advertiseAddr: string;
+  advertiseIface: string;
+  stateDir: string;
+  runDir: string;
+  procRoot: string;
+  vxlanPort: number;
+  reconcileMs: number;
+  gatewayBridge: string;
+  gatewaySubnet: string;
+  proxyMode: ProxyMode;
+  /**
+   * Accept worker processes for the TCP proxy; "auto" = one per two cores beyond the first two,
+   * at most 3 (on 2 vCPUs a worker measured slower: the cores are busy with the traffic itself).
+   */
+  proxyWorkers: number;
+  /** Retry budget of a cluster-store call made while serving Docker (ms). */
+  storeRetryMs: number;
+  /** A host gone this long has its records collected (ms). */
+  gcGraceMs: number;
+  /** Period of the record collector (ms). */
+  gcIntervalMs: number;
+  /** This host's Docker API socket; undefined when turned off. */
+  dockerSocket: string | undefined;
+  propagate: boolean;
+  driverNames: string[];
+  /** The DNS listener's port on the gateway bridge address; undefined when turned off. */
+  dnsPort: number | undefined;
+  /** Explicit upstream resolvers (else the host's resolv.conf). */
+  dnsUpstreams: string[] | undefined;
+  /** Where Prometheus metrics are served; undefined: not at all. */
+  metricsAddr: { host: string; port: number } | undefined;
+  /** The IPAM's settings as given (parsed once the host id is known). */
+  ipam: { poolRange?: string; poolSize?: string; vniRange?: string };
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
+  // An empty setting (`docker plugin set X=`) means "use the default".
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = EnvSchema.safeParse(present);
+  if (!parsed.success) {
+    const why = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    return failure(`invalid environment: ${why}`);
+  }
+  const e = parsed.data;
+  const sockets = e.TSOVERLAY_SOCKETS.split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  const relative = sockets.find((s) => !s.startsWith("/"));
+  if (relative !== undefined) {
+    return failure(`invalid environment: TSOVERLAY_SOCKETS: socket path ${relative} is not absolute`);
+  }
+  const metricsAddr = e.TSOVERLAY_METRICS_ADDR === undefined ? undefined : parseListenAddress(e.TSOVERLAY_METRICS_ADDR);
+  if (metricsAddr === null) {
+    return failure(`invalid environment: TSOVERLAY_METRICS_ADDR: ${e.TSOVERLAY_METRICS_ADDR} is not HOST:PORT, [IPV6]:PORT or :PORT`);
+  }
+  return success({
+    metricsAddr,
+    logLevel: e.LOG_LEVEL,
+    sockets,
+    consulAddr: e.CONSUL_HTTP_ADDR,
+    consulToken: e.CONSUL_HTTP_TOKEN,
+    consulSsl: e.CONSUL_HTTP_SSL === "true" || e.CONSUL_HTTP_SSL === "1",
+    advertiseAddr: e.ADVERTISE_ADDR,
+    advertiseIface: e.ADVERTISE_IFACE,
+    stateDir: e.TSOVERLAY_STATE_DIR,
+    runDir: e.TSOVERLAY_RUN_DIR,
+    procRoot: e.TSOVERLAY_PROC,
+    vxlanPort: e.TSOVERLAY_VXLAN_PORT,
+    reconcileMs: e.TSOVERLAY_RECONCILE_MS,
+    gatewayBridge: e.TSOVERLAY_GATEWAY_BRIDGE,
+    gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
+    proxyMode: e.TSOVERLAY_PROXY_MODE,
+    proxyWorkers: e.TSOVERLAY_PROXY_WORKERS === "auto" ? Math.min(3, Math.max(0, Math.floor((availableParallelism() - 2) / 2))) : e.TSOVERLAY_PROXY_WORKERS,
+    storeRetryMs: Math.round(e.TSOVERLAY_STORE_RETRY_S * 1000),
+    gcGraceMs: e.TSOVERLAY_GC_GRACE_S * 1000,
+    gcIntervalMs: e.TSOVERLAY_GC_INTERVAL_S * 1000,
+    dockerSocket: e.TSOVERLAY_DOCKER_SOCKET === "off" ? undefined : e.TSOVERLAY_DOCKER_SOCKET,
+    propagate: e.TSOVERLAY_PROPAGATE === "true" || e.TSOVERLAY_PROPAGATE === "1",
+    driverNames: list(e.TSOVERLAY_DRIVER_NAMES),
+    dnsPort: e.TSOVERLAY_DNS === "on" ? e.TSOVERLAY_DNS_PORT : undefined,
+    dnsUpstreams: e.TSOVERLAY_DNS_UPSTREAMS === undefined ? undefined : list(e.TSOVERLAY_DNS_UPSTREAMS),
+    ipam: {
+      ...(e.TSOVERLAY_POOL_RANGE === undefined ? {} : { poolRange: e.TSOVERLAY_POOL_RANGE }),
+      ...(e.TSOVERLAY_POOL_SIZE === undefined ? {} : { poolSize: e.TSOVERLAY_POOL_SIZE }),
+      ...(e.TSOVERLAY_VNI_RANGE === undefined ? {} : { vniRange: e.TSOVERLAY_VNI_RANGE }),
+    },
+  });
+}
+
+/** "198.18.0.11:9473", "[::1]:9473", ":9473" (every address); null when it is none of these. */
+function parseListenAddress(text: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
+  if (m === null) return null;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  const host = m[1] ?? m[2] ?? "";
+  return { host: host === "" ? "0.0.0.0" : host, port };
+}
+
+function list(text: string): string[] {
+  return text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}

@@ -1,0 +1,271 @@
+import { linkMtu, moduleState, readSysctl } from "../../driver/kernel/host-checks.js";
+import type { Iptables } from "../../driver/kernel/iptables.js";
+import { FWD_CHAIN } from "../../driver/kernel/egress/rules.js";
+import { keys } from "../../driver/cluster/keys.js";
+import { VXLAN_OVERHEAD } from "../../driver/network/network-options.js";
+import type { LocalNetwork } from "../../driver/local/local-state.js";
+import type { DockerPort } from "../../driver/contracts/docker.js";
+import { isStoreUnavailable, type Store } from "../../driver/contracts/store.js";
+import type { Finding } from "../../driver/api.js";
+import type { ClusterAsk } from "../../driver/cluster/cluster-ask.js";
+
+/**
+ * `tsoverlay doctor`: this host checked for what has bitten users, each
+ * finding with its fix in one line. Composition-level because it looks at
+ * everything at once: the kernel, iptables, the store, the daemon and the
+ * plugin's own state. It only reads; it repairs nothing.
+ *
+ * "problem" is something that breaks networks now; "warn" something that
+ * will, or that is known to misbehave; "ok" and "info" say what was seen.
+ */
+
+export interface DoctorInputs {
+  procRoot: string;
+  underlay: { ifindex: number; mtuAtStart: number };
+  iptables: Iptables;
+  /** The cluster store as opened (not the retrying wrapper: the doctor wants the first answer). */
+  store: Store;
+  consulAddr: string;
+  docker: DockerPort | undefined;
+  /** This host's networks that have endpoints here. */
+  networks: () => Promise<LocalNetwork[]>;
+  /** The plugin's own state, as the status endpoint has it. */
+  status: () => Promise<{ pendingTeardown: number; storeCondition: string | undefined; names: { serving: boolean; reason?: string; address?: string } }>;
+  /** Every live host's clock against this one's (see ClusterAsk "clock"). */
+  clocks: () => Promise<ClockReading[]>;
+}
+
+/** A host's clock as read through the store: `at` is its time when it answered, seen between `askedAt` and `seenAt` here. */
+export interface ClockReading {
+  hostId: string;
+  at: number;
+  askedAt: number;
+  seenAt: number;
+}
+
+/** How long the clock check waits for every live host's answer. */
+const CLOCK_ASK_MS = 3_000;
+
+/** Every live host's time, asked through the store (each host answers "clock" with its Date.now()). */
+export async function clockReadings(asks: ClusterAsk): Promise<ClockReading[]> {
+  const askedAt = Date.now();
+  const { answers } = await asks.ask("clock", CLOCK_ASK_MS);
+  const seenAt = Date.now();
+  return [...answers].flatMap(([hostId, a]) => {
+    const at = (a as { now?: unknown } | null)?.now;
+    return typeof at === "number" ? [{ hostId, at, askedAt, seenAt }] : [];
+  });
+}
+
+/** Skew that breaks things: Consul sessions and TTLs, "gone since", the record collector's grace. */
+const CLOCK_SKEW_MS = 2_000;
+
+export async function runDoctor(d: DoctorInputs): Promise<Finding[]> {
+  const checks = [kernelModules, forwarding, forwardChain, underlayMtu, clusterStore, clocks, daemon, pluginState];
+  const out: Finding[] = [];
+  for (const check of checks) {
+    try {
+      out.push(...(await check(d)));
+    } catch (e) {
+      out.push({ check: check.name, status: "warn", detail: `the check itself failed: ${(e as Error).message}` });
+    }
+  }
+  return out;
+}
+
+function kernelModules(d: DoctorInputs): Finding[] {
+  const out: Finding[] = [];
+  for (const m of ["vxlan", "bridge"]) {
+    const state = moduleState(d.procRoot, m);
+    out.push(
+      state === "absent"
+        ? {
+            check: `kernel module ${m}`,
+            status: "warn",
+            detail: `${m} is neither loaded nor built in`,
+            fix: `modprobe ${m} (and add it to /etc/modules-load.d)`,
+          }
+        : { check: `kernel module ${m}`, status: "ok", detail: state },
+    );
+  }
+  if (moduleState(d.procRoot, "br_netfilter") !== "absent") {
+    const calls = readSysctl("net/bridge/bridge-nf-call-iptables", d.procRoot);
+    out.push({
+      check: "br_netfilter",
+      status: "info",
+      detail: `loaded (bridge-nf-call-iptables=${calls ?? "?"}): bridged frames pass iptables; each overlay network's namespace has its own, empty tables, so the host's FORWARD rules do not see overlay traffic`,
+    });
+  }
+  return out;
+}
+
+async function forwarding(d: DoctorInputs): Promise<Finding[]> {
+  const v = readSysctl("net/ipv4/ip_forward", d.procRoot);
+  const outward = (await d.networks()).filter((n) => n.record?.internal !== true);
+  if (v === "1") return [{ check: "ip_forward", status: "ok", detail: "net.ipv4.ip_forward=1" }];
+  return [
+    {
+      check: "ip_forward",
+      status: outward.length > 0 ? "problem" : "warn",
+      detail: `net.ipv4.ip_forward=${v ?? "unreadable"}: containers cannot reach the outside and published ports do not forward${outward.length > 0 ? ` (${outward.length} network(s) here need it)` : ""}`,
+      fix: "sysctl -w net.ipv4.ip_forward=1 (and net.ipv4.ip_forward=1 in /etc/sysctl.d/)",
+    },
+  ];
+}
+
+async function forwardChain(d: DoctorInputs): Promise<Finding[]> {
+  const policy = await d.iptables.policy("filter", "FORWARD");
+  const outward = (await d.networks()).filter((n) => n.record?.internal !== true);
+  const jumps = (await d.iptables.listRules("filter", "FORWARD")) ?? [];
+  const ours = jumps.some((r) => r.includes(`-j ${FWD_CHAIN}`));
+  if (outward.length > 0 && !ours) {
+    return [
+      {
+        check: "FORWARD chain",
+        status: "problem",
+        detail: `policy ${policy ?? "?"}, and no jump to ${FWD_CHAIN}: egress of this host's networks is not allowed through`,
+        fix: `restart the plugin (it puts the jump back), and check that no firewall manager flushes FORWARD`,
+      },
+    ];
+  }
+  return [{ check: "FORWARD chain", status: "ok", detail: `policy ${policy ?? "?"}${ours ? `, ${FWD_CHAIN} jumped to` : ", no egress here yet"}` }];
+}
+
+async function underlayMtu(d: DoctorInputs): Promise<Finding[]> {
+  const link = await linkMtu(d.underlay.ifindex);
+  const nets = await d.networks();
+  const out: Finding[] = [];
+  for (const n of nets) {
+    const overlay = n.record?.mtu ?? d.underlay.mtuAtStart - VXLAN_OVERHEAD;
+    if (overlay + VXLAN_OVERHEAD > link.mtu) {
+      out.push({
+        check: "underlay MTU",
+        status: "problem",
+        detail: `network ${n.subnet} runs with MTU ${overlay}, which needs ${overlay + VXLAN_OVERHEAD} on the underlay; ${link.name} has ${link.mtu}: large packets are dropped`,
+        fix: `raise ${link.name}'s MTU to ${overlay + VXLAN_OVERHEAD}, or recreate the network with -o mtu=${link.mtu - VXLAN_OVERHEAD}`,
+      });
+    }
+  }
+  if (out.length === 0)
+    out.push({
+      check: "underlay MTU",
+      status: "ok",
+      detail: `${link.name} MTU ${link.mtu}, ${nets.length} network(s) here fit (VXLAN adds ${VXLAN_OVERHEAD})`,
+    });
+  return out;
+}
+
+async function clusterStore(d: DoctorInputs): Promise<Finding[]> {
+  const where = d.consulAddr === "" ? "the embedded store" : `the Consul agent at ${d.consulAddr}`;
+  try {
+    const hosts = await d.store.list(keys.hosts());
+    return [{ check: "cluster store", status: "ok", detail: `${where} answers; ${hosts.length} host(s) registered` }];
+  } catch (e) {
+    const unavailable = isStoreUnavailable(e);
+    return [
+      {
+        check: "cluster store",
+        status: "problem",
+        detail: `${where}: ${unavailable ? e.unavailable : (e as Error).message}`,
+        fix: /leader/i.test((e as Error).message)
+          ? "the Consul servers have no leader: start enough servers for a quorum (consul operator raft list-peers)"
+          : `start the Consul agent on this host (systemctl start consul) and check that it joined the cluster (consul members)`,
+      },
+    ];
+  }
+}
+
+/** This host's clock against the others': an answer stamped outside [asked, seen] by more than the tolerance is skew. */
+export async function clocks(d: Pick<DoctorInputs, "clocks">): Promise<Finding[]> {
+  const readings = await d.clocks();
+  const skewed = readings.flatMap((r) => {
+    const off = r.at < r.askedAt ? r.at - r.askedAt : r.at > r.seenAt ? r.at - r.seenAt : 0;
+    return Math.abs(off) > CLOCK_SKEW_MS ? [`${r.hostId} ${off > 0 ? "ahead by" : "behind by"} ${(Math.abs(off) / 1000).toFixed(1)} s`] : [];
+  });
+  if (skewed.length > 0) {
+    return [
+      {
+        check: "clock",
+        status: "warn",
+        detail: `clocks disagree with this host's: ${skewed.join(", ")} (liveness, "gone since" and the record collector's grace read time)`,
+        fix: "run a time service (chrony or systemd-timesyncd) on every host",
+      },
+    ];
+  }
+  return [{ check: "clock", status: "ok", detail: `${readings.length} host(s) within ${CLOCK_SKEW_MS / 1000} s of this one` }];
+}
+
+/** Docker releases known to misbehave with remote network drivers (see docker-versions.md). */
+async function daemon(d: DoctorInputs): Promise<Finding[]> {
+  if (d.docker === undefined)
+    return [{ check: "Docker", status: "info", detail: "no Docker API socket configured: networks are per host, names only from Docker 29's IPAM" }];
+  const f = await d.docker.daemonFacts();
+  const [major, minor, patch] = f.version.split(/[.+-]/).map((x) => Number(x));
+  const out: Finding[] = [
+    {
+      check: "Docker",
+      status: "ok",
+      detail: `Docker ${f.version}${f.runcVersion === undefined ? "" : `, runc ${f.runcVersion}`}${f.liveRestore ? ", live-restore on" : ""}`,
+    },
+  ];
+  if (major === 29 && minor === 0 && (patch ?? 0) <= 2) {
+    out.push({
+      check: "Docker version",
+      status: "problem",
+      detail: `Docker ${f.version} crashes when a remote-driver endpoint stops being a container's gateway (moby/moby#51554)`,
+      fix: "upgrade to Docker 29.0.3 or later",
+    });
+  }
+  if (major !== undefined && major < 23) {
+    out.push({ check: "Docker version", status: "warn", detail: `Docker ${f.version} is out of support`, fix: "upgrade to Docker 28 or 29" });
+  }
+  if (major === 29 && f.liveRestore) {
+    out.push({
+      check: "live-restore",
+      status: "warn",
+      detail:
+        "Docker 29 with live-restore: after a dockerd restart, `docker network connect` to a tsoverlay network fails and unpublishing is not sent (a Docker bug)",
+      fix: 'set "live-restore": false in daemon.json, or restart such containers after a dockerd restart',
+    });
+  }
+  const runc = f.runcVersion?.replace(/^v/, "").split(".").map(Number);
+  if (major === 29 && (minor ?? 0) >= 5 && runc !== undefined && (runc[0]! < 1 || (runc[0] === 1 && runc[1]! < 2))) {
+    out.push({
+      check: "runc",
+      status: "problem",
+      detail: `Docker ${f.version} needs runc 1.2 or later; this daemon runs ${f.runcVersion}`,
+      fix: "install runc 1.2 or later",
+    });
+  }
+  return out;
+}
+
+async function pluginState(d: DoctorInputs): Promise<Finding[]> {
+  const s = await d.status();
+  const out: Finding[] = [];
+  out.push(
+    s.pendingTeardown > 0
+      ? {
+          check: "queued teardown",
+          status: "warn",
+          detail: `${s.pendingTeardown} teardown step(s) wait for the cluster store${s.storeCondition === undefined ? "" : ` (${s.storeCondition})`}`,
+          fix: "they run on their own when the store answers; see the cluster store finding",
+        }
+      : { check: "queued teardown", status: "ok", detail: "none" },
+  );
+  out.push(
+    s.names.serving
+      ? {
+          check: "name service",
+          status: "info",
+          detail: `serving on ${s.names.address}; containers resolve names on other hosts only when the daemon's "dns" setting lists ${s.names.address?.split(":")[0]} first`,
+        }
+      : {
+          check: "name service",
+          status: "warn",
+          detail: `not serving: ${s.names.reason ?? "unknown"}`,
+          fix: "names of containers on other hosts will not resolve; see the plugin's log",
+        },
+  );
+  return out;
+}

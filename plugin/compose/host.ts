@@ -1,0 +1,210 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { assembleDomain } from "./assemble.js";
+import { EgressGateway } from "../../driver/kernel/egress/egress-gateway.js";
+import { PortDnat } from "../../driver/kernel/port-dnat.js";
+import { Iptables } from "../../driver/kernel/iptables.js";
+import { KernelDatapath } from "../../driver/kernel/datapath/kernel-datapath.js";
+import { egressPortOf } from "../../driver/kernel/egress/egress-port.js";
+import { resolveUnderlay } from "../../driver/kernel/underlay.js";
+import { parseIpamConfig } from "../../driver/ipam/ipam-config.js";
+import type { DomainApi } from "../../driver/api.js";
+import type { Logger } from "../../lib/log.js";
+import { failure, success, type Result } from "../../lib/result.js";
+import { openEmbeddedStore } from "../../driver/store/embedded-store.js";
+import { openStore } from "../../driver/store/open-store.js";
+import type { Store } from "../../driver/contracts/store.js";
+import { PortPublisher } from "../../driver/publish/port-publisher.js";
+import { AcceptWorkers, ProxyManager } from "../../proxy/index.js";
+import { DockerApi } from "../../driver/docker/docker-api.js";
+import { DnsListener } from "../../driver/dns/dns-listener.js";
+import { HostResolvers } from "../../driver/dns/upstreams.js";
+import { allowDockerBridges, ensureDnsGuard } from "../../driver/kernel/dns-guard.js";
+import { DockerBridgeGuard } from "./dns-bridges.js";
+import type { PluginConfig } from "./config.js";
+import { onScrape } from "../../lib/metrics.js";
+import { hostGauges } from "./metric-sources.js";
+import { clockReadings, runDoctor } from "./doctor.js";
+import { runProbe } from "./probe.js";
+
+/** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
+const IPV6_HALF_DELAY_MS = 2_000;
+
+/** package.json's version, beside dist/ in the repo and in the plugin image alike. */
+const PLUGIN_VERSION = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
+/** A running host: what the HTTP edge calls, and how to stop it. */
+export interface Domain extends DomainApi {
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds the domain from the configuration: underlay → stores → datapath →
+ * host registry → peers → driver, then restores what this host had before a
+ * restart. Nothing here waits for the cluster store: a plugin that starts
+ * while Consul is away restores its datapath from host-private state, answers
+ * Docker at once, and catches up (registration, peers, queued teardown, its
+ * own records) when the store answers. Any failure is returned with what
+ * failed; nothing is left running.
+ */
+export async function startDomain(config: PluginConfig, log: Logger): Promise<Result<Domain>> {
+  const underlay = await resolveUnderlay({ advertiseAddr: config.advertiseAddr, advertiseIface: config.advertiseIface });
+  if (!underlay.ok) return failure(underlay.error);
+  const { vtep, mtu, ifindex } = underlay.value;
+  const hostId = vtep;
+  const ipamCfg = parseIpamConfig({ hostId, ...config.ipam });
+  if (!ipamCfg.ok) return failure(ipamCfg.error);
+
+  let raw: Store | undefined;
+  let local: Store | undefined;
+  let workers: AcceptWorkers | undefined;
+  let docker: DockerApi | undefined;
+  try {
+    raw = await openStore({ consulAddr: config.consulAddr, consulToken: config.consulToken, consulSsl: config.consulSsl, stateDir: config.stateDir }, log);
+    local = await openEmbeddedStore(path.join(config.stateDir, "local"), log);
+    const datapath = new KernelDatapath({ runDir: config.runDir, vtepAddr: vtep, vxlanPort: config.vxlanPort, underlayIfindex: ifindex, log });
+    const gateway = new EgressGateway({
+      bridgeName: config.gatewayBridge,
+      subnet: config.gatewaySubnet,
+      procRoot: config.procRoot,
+      keepBridge: config.dnsPort !== undefined,
+      log,
+    });
+    // The name service listens on the gateway bridge's own address: every container reaches it through its network's uplink.
+    const nameServer = config.dnsPort === undefined ? undefined : gateway.bridgeIp;
+    docker = config.dockerSocket === undefined ? undefined : new DockerApi({ socketPath: config.dockerSocket, log });
+    const egress = egressPortOf(gateway, config.runDir);
+    const dnat = new PortDnat({ gatewayBridge: config.gatewayBridge, iptables: new Iptables(), log });
+    const proxyLog = log.child({ component: "proxy" });
+    workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog, logLevel: config.logLevel });
+    await workers.start();
+    const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
+    const dnsPort = config.dnsPort;
+    const bridgeGuard =
+      docker === undefined || nameServer === undefined || dnsPort === undefined
+        ? undefined
+        : new DockerBridgeGuard({ docker, allow: (bridges) => allowDockerBridges(new Iptables(), dnsPort, config.gatewayBridge, bridges), log });
+    const domain = await assembleDomain(
+      {
+        cluster: raw,
+        local,
+        datapath,
+        egress,
+        publisher,
+        ...(docker === undefined ? {} : { docker }),
+        ...(bridgeGuard === undefined ? {} : { daemonListeners: [bridgeGuard] }),
+      },
+      {
+        hostId,
+        vtep,
+        pluginVersion: PLUGIN_VERSION,
+        underlayMtu: mtu,
+        ipam: ipamCfg.value,
+        storeRetryMs: config.storeRetryMs,
+        reconcileMs: config.reconcileMs,
+        gcIntervalMs: config.gcIntervalMs,
+        gcGraceMs: config.gcGraceMs,
+        propagate: config.propagate,
+        driverNames: config.driverNames,
+        ...(nameServer === undefined ? {} : { nameServer }),
+      },
+      log,
+    );
+    await domain.start();
+    let dns: DnsListener | undefined;
+    let dnsDown = nameServer === undefined ? "the name service is off (TSOVERLAY_DNS=off)" : "";
+    if (nameServer !== undefined && config.dnsPort !== undefined) {
+      const listen = [{ host: nameServer, port: config.dnsPort }];
+      await gateway.ensureBridge();
+      await ensureDnsGuard(new Iptables(), nameServer, config.dnsPort, config.gatewayBridge);
+      bridgeGuard?.start();
+      const upstreams = new HostResolvers({ ...(config.dnsUpstreams === undefined ? {} : { servers: config.dnsUpstreams }), exclude: listen, log });
+      dns = new DnsListener({ listen, resolver: domain.names, upstreams, log });
+      const started = await dns.start();
+      // Not fatal: networks work without names (a host DNS server may hold the port).
+      if (!started.ok) {
+        log.error({ err: started.error }, "the name service is not running");
+        dnsDown = `the name service could not start: ${started.error}`;
+        dns = undefined;
+      }
+    }
+    const unscrape = onScrape(hostGauges(publisher, () => dns?.stats()));
+    // After re-publishing: DNAT rules of endpoints gone while we were down, or all of them after a switch to userland.
+    await publisher.pruneFastPath(dnat);
+    log.info({ hostId, vtep, underlayMtu: mtu, consul: config.consulAddr || "embedded", proxyMode: config.proxyMode }, "tsoverlay ready");
+    const [r, l, w, d] = [raw, local, workers, docker];
+    const backend = config.consulAddr ? "consul" : "embedded";
+    return success({
+      driver: domain.driver,
+      ipam: domain.ipam,
+      ports: () => publisher.list(),
+      view: () => domain.view.read(),
+      peers: () => domain.peerReport(),
+      probe: async (target, network) =>
+        runProbe({
+          target,
+          network,
+          snapshot: await domain.view.read(),
+          vtep,
+          vxlanPort: config.vxlanPort,
+          underlay: { ifindex, mtuAtStart: mtu },
+          localEndpoints: await domain.localEndpoints(),
+          localNetworks: await domain.localNetworks(),
+        }),
+      doctor: () =>
+        runDoctor({
+          procRoot: config.procRoot,
+          underlay: { ifindex, mtuAtStart: mtu },
+          iptables: new Iptables(),
+          store: r,
+          consulAddr: config.consulAddr,
+          docker: d,
+          networks: () => domain.localNetworks(),
+          clocks: () => clockReadings(domain.asks),
+          status: async () => {
+            const health = domain.store.health();
+            return {
+              pendingTeardown: domain.outbox.status().pending,
+              storeCondition: health.condition,
+              names: dns === undefined ? { serving: false, reason: dnsDown } : { serving: true, address: `${nameServer}:${config.dnsPort}` },
+            };
+          },
+        }),
+      cluster: async () => {
+        const st = await domain.status();
+        return {
+          ...st,
+          store: { backend, ...(st.store as object) },
+          names:
+            dns === undefined
+              ? { serving: false, reason: dnsDown }
+              : {
+                  serving: true,
+                  address: `${nameServer}:${config.dnsPort}`,
+                  // The one setting per host that names across hosts need (README, "Names across hosts").
+                  setting: `containers use it when the daemon's "dns" setting (daemon.json) lists ${nameServer} before the host's resolvers`,
+                  ...dns.stats(),
+                },
+        };
+      },
+      stop: async () => {
+        unscrape();
+        await dns?.close();
+        await domain.stop();
+        d?.close();
+        await publisher.closeAll();
+        await w.close();
+        await datapath.close();
+        await gateway.close();
+        await r.close();
+        await l.close();
+      },
+    });
+  } catch (e) {
+    await workers?.close().catch(() => undefined);
+    docker?.close();
+    await raw?.close().catch(() => undefined);
+    await local?.close().catch(() => undefined);
+    return failure((e as Error).message);
+  }
+}
