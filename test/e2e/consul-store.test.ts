@@ -3,6 +3,9 @@
  * (loopback only, free ports) and kills: a dev-mode server, one frozen with
  * SIGSTOP, one that never gets a leader, one with ACLs. The binary comes from
  * $TSOVERLAY_CONSUL_BIN; a missing binary fails the suite, it is not skipped.
+ * The dev-mode server answers the Store contract (test/support/store-contract.ts),
+ * the same cases the in-memory fake and the embedded store answer; below it are
+ * what only Consul has: sessions and TTLs, independent clients, outages, ACLs.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
@@ -13,12 +16,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../plugin/compose/config.js";
 import { createLogger } from "../../lib/log.js";
 import { consulBaseUrl, openConsulStore, type ConsulStore } from "../../driver/store/consul-store.js";
-import { StoreError, type KV, type Store } from "../../driver/contracts/store.js";
+import { StoreError, type KV } from "../../driver/contracts/store.js";
+import { eventually, quiet } from "../support/eventually.js";
+import { storeContract } from "../support/store-contract.js";
 
 const CONSUL_BIN = process.env.TSOVERLAY_CONSUL_BIN ?? "/var/cache/tsoverlay/consul-v1.20.6/consul";
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
-const keysOf = (kvs: KV[]): string[] => kvs.map((kv) => kv.key);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function freePort(): Promise<number> {
   const server = createTcpServer();
@@ -27,24 +30,6 @@ async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   if (address === null || typeof address === "string") throw new Error("no port from listen(0)");
   return address.port;
-}
-
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-async function incrementWithRetry(store: Store, key: string): Promise<void> {
-  for (;;) {
-    const current = await store.get(key);
-    const next = String(Number(current?.value ?? "0") + 1);
-    if (await store.cas(key, next, current?.modifyIndex ?? 0)) return;
-  }
 }
 
 interface Agent {
@@ -104,12 +89,16 @@ async function startConsulAgent(opts: { leaderless?: boolean; hcl?: string } = {
 
   const addr = `127.0.0.1:${http}`;
   try {
-    await waitFor(opts.leaderless ? "the consul agent to answer" : "the consul agent to elect itself leader", 30_000, async () => {
-      if (exited) throw new Error(exited);
-      const res = await fetch(`http://${addr}/v1/status/leader`);
-      const leader = (await res.json()) as string;
-      return leader || opts.leaderless ? "up" : undefined;
-    });
+    await eventually(
+      opts.leaderless ? "the consul agent to answer" : "the consul agent to elect itself leader",
+      async () => {
+        if (exited) throw new Error(exited);
+        const res = await fetch(`http://${addr}/v1/status/leader`);
+        const leader = (await res.json()) as string;
+        return leader !== "" || opts.leaderless === true;
+      },
+      { timeoutMs: 30_000, everyMs: 100 },
+    );
   } catch (err) {
     if (child.pid !== undefined && !exited) process.kill(child.pid, "SIGKILL");
     throw new Error(`${exited ?? (err as Error).message}\n${output}`, { cause: err });
@@ -132,8 +121,8 @@ describe("ConsulStore against a real agent", () => {
   let store: ConsulStore;
   let other: ConsulStore;
   let testNumber = 0;
-  // Every test works under its own prefix so no test sees another's keys.
-  let ns = "";
+  // Every case works under its own prefix so no case sees another's keys.
+  const fresh = (): string => `t${++testNumber}/`;
 
   beforeAll(async () => {
     agent = await startConsulAgent();
@@ -147,169 +136,83 @@ describe("ConsulStore against a real agent", () => {
     await stopConsulAgent(agent);
   }, 30_000);
 
-  const fresh = (): string => (ns = `t${++testNumber}/`);
-
-  it("puts and gets values, including empty ones, with increasing modify indexes", async () => {
-    fresh();
-    expect(await store.get(`${ns}missing`)).toBeUndefined();
-    await store.put(`${ns}k`, "v1");
-    const first = (await store.get(`${ns}k`))!;
-    await other.put(`${ns}k`, "");
-    const second = (await store.get(`${ns}k`))!;
-    expect(first.value).toBe("v1");
-    expect(second).toEqual({ key: `${ns}k`, value: "", modifyIndex: second.modifyIndex });
-    expect(second.modifyIndex).toBeGreaterThan(first.modifyIndex);
+  storeContract("ConsulStore", {
+    // Two clients of the case's own (a case may close one), the second given as a URL.
+    open: async () => {
+      const caseStore = await openConsulStore({ addr: agent!.addr, log });
+      const caseOther = await openConsulStore({ addr: `http://${agent!.addr}`, log });
+      const dispose = async (): Promise<void> => {
+        await caseStore.close();
+        await caseOther.close();
+      };
+      return { store: caseStore, other: caseOther, ns: fresh(), dispose };
+    },
+    indexes: "increasing",
+    watchDelivery: { withinMs: 1_000 },
+    timeoutMs: 30_000,
   });
 
-  it("cas: 0 creates only if absent, a stale index loses, the current index wins", async () => {
-    fresh();
-    const key = `${ns}k`;
-    expect(await store.cas(key, "first", 0)).toBe(true);
-    expect(await other.cas(key, "again", 0)).toBe(false);
-    const seen = (await store.get(key))!;
-    await other.put(key, "second");
-    expect(await store.cas(key, "stale", seen.modifyIndex)).toBe(false);
-    const current = (await store.get(key))!;
-    expect(await store.cas(key, "third", current.modifyIndex)).toBe(true);
-    expect((await other.get(key))?.value).toBe("third");
-  });
+  describe("Consul's own: sessions with TTLs, independent clients", () => {
+    it("an ephemeral key survives while renewed and expires after its TTL once renewal stops", async () => {
+      const key = `${fresh()}hosts/a`;
+      const ttlSeconds = 2;
+      const handle = await store.putEphemeral(key, "alive", ttlSeconds);
+      // Consul invalidates a session up to 2×TTL after the last renewal; 3×TTL proves renewal works.
+      await quiet(ttlSeconds * 3 * 1000, "three TTLs: the key is still there only if renewal works");
+      expect((await other.get(key))?.value).toBe("alive");
 
-  it("delete with an index acts only if unchanged; deleting an absent key succeeds", async () => {
-    fresh();
-    const key = `${ns}k`;
-    await store.put(key, "v1");
-    const seen = (await store.get(key))!;
-    await store.put(key, "v2");
-    expect(await store.delete(key, seen.modifyIndex)).toBe(false);
-    expect(await store.get(key)).toBeDefined();
-    expect(await store.delete(key, (await store.get(key))!.modifyIndex)).toBe(true);
-    expect(await store.get(key)).toBeUndefined();
-    expect(await store.delete(key)).toBe(true);
-    expect(await store.delete(key, 42)).toBe(true);
-  });
+      handle.detach();
+      const abandonedAt = Date.now();
+      await eventually("the abandoned ephemeral key to expire", async () => (await other.get(key)) === undefined, {
+        timeoutMs: ttlSeconds * 2 * 1000 + 5_000,
+        everyMs: 100,
+      });
+      expect(Date.now() - abandonedAt).toBeGreaterThanOrEqual(ttlSeconds * 1000 - 500);
+    }, 30_000);
 
-  it("lists sorted with directory prefix semantics; deleteTree respects them", async () => {
-    fresh();
-    for (const key of ["a/b/y/z", "a/bc/x", "a/b", "a/b/x", "a/c"]) await store.put(`${ns}${key}`, key);
-    expect(keysOf(await store.list(`${ns}a/b`))).toEqual([`${ns}a/b`, `${ns}a/b/x`, `${ns}a/b/y/z`]);
-    expect(keysOf(await store.list(`${ns}a/b/`))).toEqual([`${ns}a/b/x`, `${ns}a/b/y/z`]);
-    expect(await store.list(`${ns}nothing`)).toEqual([]);
-    await store.deleteTree(`${ns}a/b`);
-    expect(keysOf(await store.list(ns))).toEqual([`${ns}a/bc/x`, `${ns}a/c`]);
-    await store.deleteTree(ns);
-    expect(await store.list(ns)).toEqual([]);
-  });
+    it("an ephemeral key comes back when its session is destroyed behind its back", async () => {
+      const key = `${fresh()}hosts/a`;
+      const handle = await store.putEphemeral(key, "alive", 3);
+      const firstSession = handle.session!;
+      const res = await fetch(`http://${agent!.addr}/v1/session/destroy/${firstSession}`, { method: "PUT" });
+      expect(res.ok).toBe(true);
+      expect(await other.get(key)).toBeUndefined();
+      await eventually("the ephemeral key to be re-created", async () => (await other.get(key)) !== undefined, { timeoutMs: 10_000, everyMs: 100 });
+      expect(handle.session).not.toBe(firstSession);
+      await handle.release();
+      expect(await other.get(key)).toBeUndefined();
+    }, 20_000);
 
-  it("50 concurrent CAS-retry increments from two clients all land", async () => {
-    fresh();
-    const key = `${ns}counter`;
-    await Promise.all(Array.from({ length: 50 }, (_, i) => incrementWithRetry(i % 2 ? store : other, key)));
-    expect((await store.get(key))?.value).toBe("50");
-  }, 30_000);
+    it("a restarted owner takes over the session still holding its key: the key never disappears", async () => {
+      const ns = fresh();
+      const key = `${ns}hosts/a`;
+      const previous = await store.putEphemeral(key, "before restart", 2);
+      previous.detach(); // the process "dies": nobody renews the session any more
+      const seen: (string | undefined)[] = [];
+      const w = other.watch(`${ns}hosts`, (kvs) => seen.push(kvs.find((kv) => kv.key === key)?.value));
+      const successor = await other.putEphemeral(key, "after restart", 2);
+      expect(successor.session).toBe(previous.session);
+      await quiet(5_000, "well past the 2 s TTL: the key must not lapse while the successor renews it");
+      w.stop();
+      expect((await store.get(key))?.value).toBe("after restart");
+      expect(seen).not.toContain(undefined);
+      await successor.release();
+      expect(await store.get(key)).toBeUndefined();
+    });
 
-  it("watch delivers the full list at once and sees a second client's change within 1 s", async () => {
-    fresh();
-    await store.put(`${ns}net/1`, "one");
-    const calls: { at: number; keys: string[] }[] = [];
-    const errors: Error[] = [];
-    const watch = store.watch(
-      `${ns}net`,
-      (kvs) => calls.push({ at: Date.now(), keys: keysOf(kvs) }),
-      (err) => errors.push(err),
-    );
-    try {
-      await waitFor("the initial watch call", 5_000, async () => (calls.length > 0 ? true : undefined));
-      expect(calls[0]!.keys).toEqual([`${ns}net/1`]);
-      await sleep(300); // the watch is now parked in a blocking query
-
-      const writtenAt = Date.now();
-      await other.put(`${ns}net/2`, "two");
-      await waitFor("the watch to see net/2", 5_000, async () => (calls.length > 1 ? true : undefined));
-      expect(calls[1]!.keys).toEqual([`${ns}net/1`, `${ns}net/2`]);
-      expect(calls[1]!.at - writtenAt).toBeLessThan(1_000);
-
-      await other.put(`${ns}netx`, "a sibling, not under the prefix");
-      await other.delete(`${ns}net/1`);
-      await waitFor("the watch to see the delete", 5_000, async () => (calls.length > 2 ? true : undefined));
-      expect(calls.map((call) => call.keys)).toEqual([[`${ns}net/1`], [`${ns}net/1`, `${ns}net/2`], [`${ns}net/2`]]);
-    } finally {
-      watch.stop();
-    }
-    await other.put(`${ns}net/3`, "after stop");
-    await sleep(500);
-    expect(calls).toHaveLength(3);
-    expect(errors).toEqual([]);
-  }, 20_000);
-
-  it("an ephemeral key is visible to other clients and disappears on release", async () => {
-    fresh();
-    const handle = await store.putEphemeral(`${ns}hosts/a`, "alive", 10);
-    expect((await other.get(`${ns}hosts/a`))?.value).toBe("alive");
-    await handle.release();
-    await handle.release();
-    expect(await other.get(`${ns}hosts/a`)).toBeUndefined();
-  });
-
-  it("an ephemeral key survives while renewed and expires after its TTL once renewal stops", async () => {
-    fresh();
-    const key = `${ns}hosts/a`;
-    const ttlSeconds = 2;
-    const handle = await store.putEphemeral(key, "alive", ttlSeconds);
-    // Consul invalidates a session up to 2×TTL after the last renewal; 3×TTL proves renewal works.
-    await sleep(ttlSeconds * 3 * 1000);
-    expect((await other.get(key))?.value).toBe("alive");
-
-    handle.detach();
-    const abandonedAt = Date.now();
-    await waitFor("the abandoned ephemeral key to expire", ttlSeconds * 2 * 1000 + 5_000, async () =>
-      (await other.get(key)) === undefined ? true : undefined,
-    );
-    expect(Date.now() - abandonedAt).toBeGreaterThanOrEqual(ttlSeconds * 1000 - 500);
-  }, 30_000);
-
-  it("an ephemeral key comes back when its session is destroyed behind its back", async () => {
-    fresh();
-    const key = `${ns}hosts/a`;
-    const handle = await store.putEphemeral(key, "alive", 3);
-    const firstSession = handle.session!;
-    const res = await fetch(`http://${agent!.addr}/v1/session/destroy/${firstSession}`, { method: "PUT" });
-    expect(res.ok).toBe(true);
-    expect(await other.get(key)).toBeUndefined();
-    await waitFor("the ephemeral key to be re-created", 10_000, async () => ((await other.get(key)) ? true : undefined));
-    expect(handle.session).not.toBe(firstSession);
-    await handle.release();
-    expect(await other.get(key)).toBeUndefined();
-  }, 20_000);
-
-  it("a restarted owner takes over the session still holding its key: the key never disappears", async () => {
-    fresh();
-    const key = `${ns}hosts/a`;
-    const previous = await store.putEphemeral(key, "before restart", 2);
-    previous.detach(); // the process "dies": nobody renews the session any more
-    const seen: (string | undefined)[] = [];
-    const w = other.watch(`${ns}hosts`, (kvs) => seen.push(kvs.find((kv) => kv.key === key)?.value));
-    const successor = await other.putEphemeral(key, "after restart", 2);
-    expect(successor.session).toBe(previous.session);
-    await sleep(5_000); // well past the 2 s TTL: the successor keeps renewing it
-    w.stop();
-    expect((await store.get(key))?.value).toBe("after restart");
-    expect(seen).not.toContain(undefined);
-    await successor.release();
-    expect(await store.get(key)).toBeUndefined();
-  });
-
-  it("close releases the client's ephemeral keys and stops its watches", async () => {
-    fresh();
-    const third = await openConsulStore({ addr: agent!.addr, log });
-    await third.putEphemeral(`${ns}hosts/a`, "alive", 10);
-    const calls: KV[][] = [];
-    third.watch(`${ns}hosts`, (kvs) => calls.push(kvs));
-    await waitFor("the initial watch call", 5_000, async () => (calls.length > 0 ? true : undefined));
-    await third.close();
-    expect(await store.get(`${ns}hosts/a`)).toBeUndefined();
-    await sleep(300);
-    expect(calls).toHaveLength(1);
-    await expect(third.get(`${ns}hosts/a`)).rejects.toThrow(/store is closed/);
+    it("close releases the client's ephemeral keys (another client sees them go) and stops its watches", async () => {
+      const ns = fresh();
+      const third = await openConsulStore({ addr: agent!.addr, log });
+      await third.putEphemeral(`${ns}hosts/a`, "alive", 10);
+      const calls: KV[][] = [];
+      third.watch(`${ns}hosts`, (kvs) => calls.push(kvs));
+      await eventually("the initial watch call", () => calls.length > 0);
+      await third.close();
+      expect(await store.get(`${ns}hosts/a`)).toBeUndefined();
+      await quiet(300, "the closed client's watch must not report its own release");
+      expect(calls).toHaveLength(1);
+      await expect(third.get(`${ns}hosts/a`)).rejects.toThrow(/store is closed/);
+    });
   });
 });
 
@@ -334,9 +237,9 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
     process.kill(agent.process.pid!, "SIGSTOP");
     try {
       // Every thread of the agent has stopped (a loaded machine can take a moment to deliver the stop to all of them).
-      await waitFor("the agent to be stopped", 5_000, async () =>
-        /^\d+ \(.*\) T /.test(readFileSync(`/proc/${agent.process.pid}/stat`, "utf8")) ? true : undefined,
-      );
+      await eventually("the agent to be stopped", () => /^\d+ \(.*\) T /.test(readFileSync(`/proc/${agent.process.pid}/stat`, "utf8")), {
+        timeoutMs: 5_000,
+      });
       const started = Date.now();
       const error = await store.get("a/b").then(
         (v: unknown) => `answered ${JSON.stringify(v)}; agent output:\n${agent.output()}`,
@@ -385,7 +288,7 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
       // Each attempt is held by the server (about 1 s, longer on a loaded machine), then backoff 250, 500 ms:
       // three reports take at least 0.75 s of pauses plus the holds, never a hot loop.
       const started = Date.now();
-      await waitFor("three reported failures", 20_000, async () => (errors.length >= 3 ? true : undefined));
+      await eventually("three reported failures", () => errors.length >= 3, { timeoutMs: 20_000 });
       const took = Date.now() - started;
       watch.stop();
       const reported = errors.length;
@@ -393,7 +296,7 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
       expect(reported).toBeLessThanOrEqual(4);
       expect(errors[0]).toBeInstanceOf(StoreError);
       expect(errors[0]!.message).toMatch(/^store watch net: Consul at .* has no leader/);
-      await sleep(1_000);
+      await quiet(1_000, "a stopped watch must stay silent");
       expect(errors).toHaveLength(reported);
       expect(changes).toBe(0);
       await store.close();

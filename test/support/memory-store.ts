@@ -57,6 +57,7 @@ export class MemoryStore implements Store {
   }
 
   async putEphemeral(key: string, value: string, _ttlSeconds: number): Promise<EphemeralKey> {
+    this.assertWritable("putEphemeral", key);
     await this.put(key, value);
     let released = false;
     return {

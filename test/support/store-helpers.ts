@@ -1,6 +1,6 @@
 import type { Result } from "../../lib/result.js";
 import type { MemoryStore } from "./memory-store.js";
-import type { Store } from "../../driver/contracts/store.js";
+import type { KV, Store } from "../../driver/contracts/store.js";
 
 /** Delays every store call by a random number of ticks, so concurrent callers interleave differently each run. */
 export function jittery(store: MemoryStore): Store {
@@ -14,6 +14,18 @@ export function jittery(store: MemoryStore): Store {
       };
     },
   });
+}
+
+/** The keys of a list, in its order. */
+export const keysOf = (kvs: KV[]): string[] => kvs.map((kv) => kv.key);
+
+/** Adds one to the number at `key` the way the domain writes: read, CAS, retry when another writer won. */
+export async function incrementWithRetry(store: Store, key: string): Promise<void> {
+  for (;;) {
+    const current = await store.get(key);
+    const next = String(Number(current?.value ?? "0") + 1);
+    if (await store.cas(key, next, current?.modifyIndex ?? 0)) return;
+  }
 }
 
 const text = (e: unknown): string => (typeof e === "string" ? e : ((e as { message?: string }).message ?? JSON.stringify(e)));

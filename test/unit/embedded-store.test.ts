@@ -4,20 +4,31 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../lib/log.js";
 import { openEmbeddedStore, type EmbeddedStore } from "../../driver/store/embedded-store.js";
-import { StoreError, type KV, type Store } from "../../driver/contracts/store.js";
+import { StoreError } from "../../driver/contracts/store.js";
+import { storeContract } from "../support/store-contract.js";
+import { incrementWithRetry, keysOf } from "../support/store-helpers.js";
 
 const log = createLogger("silent");
-const keysOf = (kvs: KV[]): string[] => kvs.map((kv) => kv.key);
 
-async function incrementWithRetry(store: Store, key: string): Promise<void> {
-  for (;;) {
-    const current = await store.get(key);
-    const next = String(Number(current?.value ?? "0") + 1);
-    if (await store.cas(key, next, current?.modifyIndex ?? 0)) return;
-  }
+async function tempStoreDir(): Promise<string> {
+  return path.join(await mkdtemp(path.join(os.tmpdir(), "tsoverlay-embedded-")), "store");
 }
 
-describe("EmbeddedStore", () => {
+storeContract("EmbeddedStore", {
+  open: async () => {
+    const dir = await tempStoreDir();
+    const store = await openEmbeddedStore(dir, log);
+    const dispose = async (): Promise<void> => {
+      await store.close();
+      await rm(path.dirname(dir), { recursive: true, force: true });
+    };
+    return { store, other: store, ns: "", dispose };
+  },
+  indexes: "dense",
+  watchDelivery: "before-the-write-resolves",
+});
+
+describe("EmbeddedStore's own: a directory, a file, a process", () => {
   let dir: string;
   const opened: EmbeddedStore[] = [];
   const open = async (): Promise<EmbeddedStore> => {
@@ -27,7 +38,7 @@ describe("EmbeddedStore", () => {
   };
 
   beforeEach(async () => {
-    dir = path.join(await mkdtemp(path.join(os.tmpdir(), "tsoverlay-embedded-")), "store");
+    dir = await tempStoreDir();
   });
   afterEach(async () => {
     for (const store of opened.splice(0)) await store.close();
@@ -38,52 +49,6 @@ describe("EmbeddedStore", () => {
     const store = await open();
     expect(await store.list("")).toEqual([]);
     expect(store.lastIndex).toBe(0);
-  });
-
-  it("cas: 0 creates only if absent, a stale index loses, the current index wins", async () => {
-    const store = await open();
-    expect(await store.cas("k", "first", 0)).toBe(true);
-    expect(await store.cas("k", "again", 0)).toBe(false);
-    const seen = (await store.get("k"))!;
-    await store.put("k", "second");
-    expect(await store.cas("k", "stale", seen.modifyIndex)).toBe(false);
-    const current = (await store.get("k"))!;
-    expect(await store.cas("k", "third", current.modifyIndex)).toBe(true);
-    expect(await store.get("k")).toEqual({ key: "k", value: "third", modifyIndex: current.modifyIndex + 1 });
-  });
-
-  it("delete with an index acts only if unchanged", async () => {
-    const store = await open();
-    await store.put("k", "v1");
-    const seen = (await store.get("k"))!;
-    await store.put("k", "v2");
-    expect(await store.delete("k", seen.modifyIndex)).toBe(false);
-    expect(await store.delete("k", (await store.get("k"))!.modifyIndex)).toBe(true);
-    expect(await store.get("k")).toBeUndefined();
-    expect(await store.delete("k")).toBe(true);
-  });
-
-  it("lists sorted with directory prefix semantics; deleteTree respects them", async () => {
-    const store = await open();
-    for (const key of ["a/b/y", "a/bc/x", "a/b", "a/b/x", "a/c"]) await store.put(key, key);
-    expect(keysOf(await store.list("a/b"))).toEqual(["a/b", "a/b/x", "a/b/y"]);
-    expect(keysOf(await store.list("a/b/"))).toEqual(["a/b/x", "a/b/y"]);
-    await store.deleteTree("a/b");
-    expect(keysOf(await store.list(""))).toEqual(["a/bc/x", "a/c"]);
-  });
-
-  it("watch delivers the full list now and after each change under the prefix", async () => {
-    const store = await open();
-    await store.put("net/1", "one");
-    const calls: string[][] = [];
-    const watch = store.watch("net", (kvs) => calls.push(keysOf(kvs)));
-    await Promise.resolve();
-    await store.put("net/2", "two");
-    await store.put("netx", "sibling");
-    await store.deleteTree("net/");
-    watch.stop();
-    await store.put("net/3", "after stop");
-    expect(calls).toEqual([["net/1"], ["net/1", "net/2"], []]);
   });
 
   it("persists keys, values and the global index across reopen", async () => {
@@ -120,7 +85,7 @@ describe("EmbeddedStore", () => {
     expect(await readdir(dir)).toEqual(["kv.json"]);
   });
 
-  it("50 concurrent CAS-retry increments all land, and survive reopen", async () => {
+  it("50 concurrent CAS-retry increments survive reopen", async () => {
     const store = await open();
     await Promise.all(Array.from({ length: 50 }, () => incrementWithRetry(store, "counter")));
     expect((await store.get("counter"))?.value).toBe("50");
