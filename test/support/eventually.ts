@@ -27,7 +27,7 @@ export async function eventually<T>(
   const timeoutMs = options.timeoutMs ?? 5_000;
   const everyMs = options.everyMs ?? 10;
   const deadline = Date.now() + timeoutMs;
-  let last: unknown = undefined;
+  let last: unknown;
   for (;;) {
     try {
       const value = await probe();
