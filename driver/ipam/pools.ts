@@ -12,13 +12,14 @@
  * hot: every request and release on any host a CAS on it, losing to the
  * others, each rewriting the whole object, which grows with the pools.
  * Instead each pool is its own key and each host's share of it another
- * (`pools/<subnet>/refs/<host>`): a host joining or leaving an existing
- * network writes only its own reference, and pools that do not overlap never
- * touch the same key. The price: the overlap check spans keys, and the store
- * (driver/contracts/store.ts) has no CAS over several keys. So a new pool is
- * written as a claim first and checked after, and a record that a host left
- * half-way when it died must be taken over by the others. Addresses
- * (addresses.ts) and VNIs (vnis.ts) are one key per item too.
+ * (`pools/<subnet>/refs/<host>`): a host joining an existing network, or
+ * leaving one that others still hold, writes only its own reference, and
+ * pools that do not overlap never touch the same key. The price: the overlap
+ * check spans keys, and the store (driver/contracts/store.ts) has no CAS over
+ * several keys. So a new pool is written as a claim first and checked after,
+ * and a record that a host left half-way when it died must be taken over by
+ * the others. Addresses (addresses.ts) and VNIs (vnis.ts) are one key per
+ * item too.
  *
  * A pool record's states:
  *
@@ -37,10 +38,11 @@
  *    it withdraws unless the earlier is already gone; both cannot be ready.
  *  - hold: a host takes a ready pool with a create-only CAS of its reference
  *    (which fails if it holds the pool already: one network per subnet per
- *    host, refused in the words of Docker's overlap error). The reference is written first and
- *    the record read after: ready with the same uid is held; `releasing` is
- *    read again until it is ready or gone (or the request fails as
- *    contended); gone or another uid drops the reference and starts over.
+ *    host, refused in the words of Docker's overlap error). The reference is
+ *    written first and the record read after: ready with the same uid is
+ *    held; `releasing` is read again until it is ready or gone (or the
+ *    request fails as contended); gone or another uid drops the reference and
+ *    starts over.
  *  - release: the host deletes its reference; if none are left, a CAS marks
  *    the record `releasing` and the references are listed again. A reference
  *    that appeared meanwhile turns it back to `ready` (its holder is waiting
