@@ -1,6 +1,33 @@
-// Over 300 lines on purpose: the driver's operations, each short, read best
-// together — what each one writes, to the store, the kernel or the outbox,
-// and in which order its teardown undoes it.
+/**
+ * The network driver's behaviour, protocol-free: the HTTP edge validates
+ * Docker's requests and calls OverlayDriver. Work on one network is
+ * serialized; everything is idempotent so a retried or replayed call is
+ * harmless. Every operation returns an Outcome (driver/errors.ts); nothing
+ * escapes as an exception.
+ *
+ * Design note.
+ *  - What needs the cluster store and what does not. Creating a network or an
+ *    endpoint writes the cluster (and first waits for earlier teardown to
+ *    reach it, so that nothing released late undoes it); when the store stays
+ *    away the call fails with words that say so. Everything else is served
+ *    from this host's own state: Join, Leave, port publishing and every
+ *    teardown, whose cluster part goes to the outbox and is finished when the
+ *    store is back. A plugin restart restores the datapath from the same state.
+ *  - Where the kernel work happens: CreateEndpoint makes the veth pair (one
+ *    end on the network's br0, the other left in the host namespace); Join
+ *    only names that end for Docker, which moves it into the container
+ *    (libnetwork's own overlay does the veth work in Join instead).
+ *  - All of Docker's driver calls in one class. Each is short, and they are
+ *    read best side by side: what each one writes (cluster store, kernel,
+ *    outbox, local state) and in which order, and how teardown undoes it in
+ *    the reverse order (a failed CreateEndpoint is rolled back by the same
+ *    withdrawEndpoint that DeleteEndpoint uses). They share the lock per
+ *    network and the turning of failures into Outcomes. What does not depend
+ *    on that order lives elsewhere: membership of the cluster network
+ *    (network/cluster-networks.ts), one endpoint's published ports
+ *    (publish/endpoint-ports.ts), peers (peers/), the queued teardown
+ *    (local/outbox.ts, cluster/teardown.ts).
+ */
 import { keys } from "./cluster/keys.js";
 import type { EndpointRecord, NetworkRecord, RecordPort } from "./cluster/records.js";
 import { fromThrown, kernelStep, refuse, within, type Outcome } from "./errors.js";
@@ -85,25 +112,7 @@ export interface JoinInfo {
   routes?: { destination: string; nextHop: string }[];
 }
 
-/**
- * The network driver's behaviour, protocol-free: the HTTP edge validates
- * requests and calls these. Work on one network is serialized; everything is
- * idempotent so a retried or replayed call is harmless. Every operation
- * returns an Outcome (driver/errors.ts); nothing escapes as an exception.
- *
- * Design note: what needs the cluster store and what does not. Creating a
- * network or an endpoint writes the cluster (and first waits for earlier
- * teardown to reach it, so that nothing released late undoes it); when the
- * store stays away the call fails with words that say so. Everything else is
- * served from this host's own state: Join, Leave, port publishing and every
- * teardown, whose cluster part goes to the outbox and is finished when the
- * store is back. A plugin restart restores the datapath from the same state.
- *
- * Where the kernel work happens: CreateEndpoint makes the veth pair (one end
- * on the network's br0, the other left in the host namespace); Join only
- * names that end for Docker, which moves it into the container (libnetwork's
- * own overlay does the veth work in Join instead).
- */
+/** Docker's network driver calls, one network at a time (see the note at the top). */
 export class OverlayDriver {
   private readonly mutex = new KeyedMutex();
   readonly ports: EndpointPorts;

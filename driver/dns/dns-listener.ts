@@ -1,8 +1,4 @@
 /**
- * (Over 300 lines on purpose: the one home of serving a query, UDP and TCP,
- * from its arrival to its answer or forward; the wire format, the upstream
- * exchanges and the sockets are in dns-wire.ts, exchange.ts, dns-sockets.ts.)
- *
  * The DNS listener: container names across hosts, served where Docker's
  * embedded DNS forwards what it cannot answer itself.
  *
@@ -39,6 +35,13 @@
  *    SERVFAIL (clients move on at once instead of waiting seconds), bad input
  *    is FORMERR or dropped, and nothing a client sends can throw out of a
  *    socket handler.
+ *  - One object from a query's arrival to its answer or forward, over both
+ *    transports: what it keeps spans UDP, TCP and every query (the in-flight
+ *    cap with REFUSED beyond it, the resolver's deadline, the counters behind
+ *    stats(), the rate-limited warnings, close() abandoning the forwards in
+ *    flight). What shares none of it is apart: the wire format (dns-wire.ts),
+ *    exchanges with an upstream (exchange.ts), binding sockets
+ *    (dns-sockets.ts), where the upstreams come from (upstreams.ts).
  */
 import dgram from "node:dgram";
 import net from "node:net";

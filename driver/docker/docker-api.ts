@@ -1,6 +1,4 @@
 /**
- * (Over 300 lines on purpose: the one home of talking to dockerd: version, networks, containers, events, and their errors.)
- *
  * This host's Docker daemon over its HTTP API on a unix socket: the handful
  * of calls the propagation of networks and the names of containers need.
  *
@@ -16,6 +14,10 @@
  *    IPAM call ever waits for it.
  *  - Docker's JSON is read with zod here and turned into the domain's shapes
  *    (driver/contracts/docker.ts); unknown fields are ignored.
+ *  - One module for the whole API as the plugin uses it, not one per resource:
+ *    the calls are few and alike, and what they share is the point of it —
+ *    the API version chosen once, the timeouts, Docker's JSON checked at the
+ *    one place it enters, and the daemon's refusals turned into words.
  */
 import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";

@@ -1,4 +1,27 @@
-// Over 300 lines on purpose: the one home of address records: request, release, list, reclaim; each a CAS on one key.
+/**
+ * Cluster-wide addresses: every `addresses/<subnet>/<ip>` record, whoever
+ * writes it. Docker's calls (request, release) and the collector's (held,
+ * record, drop, reclaim) are here together.
+ *
+ * Design note. One key per address, not one bitmap per pool (libnetwork's
+ * IPAM, in its cluster-store days, kept a pool's addresses in one bit
+ * sequence written with CAS). Two hosts allocating in the same pool collide
+ * only when they pick the same address, and the loser of that create-only CAS
+ * goes on to the next address in the same round; with a bitmap every
+ * allocation in the pool would be a CAS on one key. The cost: finding a free
+ * address lists the pool's records, and serial allocation needs a cursor
+ * (`pools/<subnet>/cursor`), a hint written without CAS. The gateway is one
+ * record per pool, shared by every host of the network; hosts that claim
+ * different gateways at once keep the oldest by modifyIndex, as pool claims
+ * and VNIs do.
+ *
+ * A few lines over the size bound, the module stays whole: it is the one
+ * place that writes these keys, so the rules on who may write or delete which
+ * record (create-only on allocation, only the owner's on release, only if
+ * unchanged since read on the collector's drop, only if free or already ours
+ * on reclaim) can be read against each other. Split, one key space would have
+ * writers in two files.
+ */
 import { z } from "zod";
 import { keys, subnetFromKey } from "../cluster/keys.js";
 import type { Logger } from "../../lib/log.js";

@@ -1,7 +1,66 @@
-// Over 300 lines on purpose: the pool protocol (claim → ready → releasing,
-// one reference per host, stale takeover) is one state machine whose
-// invariants each method relies on; split, they would span files. The record
-// shapes and PoolIDs live in pool-records.ts.
+/**
+ * Cluster-wide pools: the protocol that creates, shares and deletes the
+ * `pools/<subnet>` records. Their shapes and the PoolID are in pool-records.ts.
+ *
+ * Design note.
+ *
+ * One key per pool, not one object per address space. libnetwork's IPAM, in
+ * its cluster-store days, kept all pools of an address space in one store
+ * object written with CAS, so "no pool overlaps this one" was checked and the
+ * pool added in one atomic step. Here every host requests the pool of each
+ * network it has (Docker's networks are per host), so that object would be
+ * hot: every request and release on any host a CAS on it, losing to the
+ * others, each rewriting the whole object, which grows with the pools.
+ * Instead each pool is its own key and each host's share of it another
+ * (`pools/<subnet>/refs/<host>`): a host joining an existing network, or
+ * leaving one that others still hold, writes only its own reference, and
+ * pools that do not overlap never touch the same key. The price: the overlap
+ * check spans keys, and the store (driver/contracts/store.ts) has no CAS over
+ * several keys. So a new pool is written as a claim first and checked after,
+ * and a record that a host left half-way when it died must be taken over by
+ * the others. Addresses (addresses.ts) and VNIs (vnis.ts) are one key per
+ * item too.
+ *
+ * A pool record's states:
+ *
+ *   absent ──claim──▶ claiming ──no rival──▶ ready ──last ref dropped──▶ releasing ──no refs──▶ absent
+ *                        │                    ▲                              │
+ *                        └──rival──▶ absent   └───────a ref appeared─────────┘
+ *
+ *  - claim (create): only after a listing shows no record of an overlapping
+ *    subnet; a create-only CAS writes `claiming` with a fresh uid (two claims
+ *    of one subnet meet on that one key). Then the pools are listed again: the
+ *    claim withdraws (deletes itself) if an overlapping record of another
+ *    subnet is `ready` or `releasing`, or is a claim with a lower modifyIndex;
+ *    otherwise a CAS on its own modifyIndex makes it `ready`. Oldest
+ *    modifyIndex wins: the index is the store's order of writes, and the
+ *    later of two overlapping claims lists after the earlier was written, so
+ *    it withdraws unless the earlier is already gone; both cannot be ready.
+ *  - hold: a host takes a ready pool with a create-only CAS of its reference
+ *    (which fails if it holds the pool already: one network per subnet per
+ *    host, refused in the words of Docker's overlap error). The reference is
+ *    written first and the record read after: ready with the same uid is
+ *    held; `releasing` is read again until it is ready or gone (or the
+ *    request fails as contended); gone or another uid drops the reference and
+ *    starts over.
+ *  - release: the host deletes its reference; if none are left, a CAS marks
+ *    the record `releasing` and the references are listed again. A reference
+ *    that appeared meanwhile turns it back to `ready` (its holder is waiting
+ *    in the step above); otherwise the pool's addresses, name bindings,
+ *    references, cursor and then the record itself are deleted. Mark before
+ *    look here, write before look in hold: one of the two sees the other.
+ *  - stale takeover: `claiming` or `releasing` older than STALE_AFTER_MS
+ *    (cas-rounds.ts; by the writer's clock in `at`) is taken over by a host
+ *    that asks for that subnet or one overlapping it: a stale claim is
+ *    deleted (CAS on its modifyIndex), a stale release is finished as above,
+ *    back to ready if references exist. A fresh one is waited for, round by
+ *    round. Allocation without --subnet does neither: it skips every block
+ *    that a record overlaps.
+ *
+ * These steps are kept in one module because each is correct only against
+ * another's order (claim against claim, hold against release); apart, the
+ * halves of each argument would sit in different files.
+ */
 import { randomUUID } from "node:crypto";
 import { keys, subnetFromKey } from "../cluster/keys.js";
 import type { Logger } from "../../lib/log.js";

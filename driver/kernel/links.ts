@@ -1,11 +1,21 @@
 /**
- * (Over 300 lines on purpose: the one home of link operations: model, reads, changes, creation by kind, addresses.)
+ * Links (bridge, VXLAN, veth) and their IPv4 addresses over an rtnetlink
+ * socket. Every call acts in the namespace the socket was opened in (see
+ * netns.ts `openRtnetlinkIn`). The "ensure" functions are idempotent: they
+ * create what is missing, fix what can be changed in place, and leave what
+ * already matches alone. Deleting something that is already gone succeeds.
  *
- * Links (bridge, VXLAN, veth) over an rtnetlink socket. Every call acts in the
- * namespace the socket was opened in (see netns.ts `openRtnetlinkIn`). The
- * "ensure" functions are idempotent: they create what is missing, fix what
- * can be changed in place, and leave what already matches alone. Deleting
- * something that is already gone succeeds.
+ * Design note. The kernel adapter's netlink code is split by message family:
+ * links and addresses here, FDB and neighbor entries in neighbors.ts, routes
+ * in routes.ts, what every request shares in rtnetlink.ts. Links are not split
+ * further by kind, because every "ensure" reads the link into one model
+ * (LinkInfo, decoded here from the kernel's attributes), compares it with what
+ * is wanted and writes the same attributes encoded. Decoder, comparison and
+ * encoder must agree field by field: a VXLAN device whose attributes decode
+ * differently from how they were written (IFLA_VXLAN_PORT is big-endian, for
+ * one) would be deleted and recreated each time its network is ensured. Kept
+ * in one file, a field added to one of them sits next to the other two; the
+ * per-kind parts alone are a few dozen lines each.
  */
 import net from "node:net";
 import { ifla, rt, type RtNetlinkSocket } from "netlink";

@@ -1,8 +1,11 @@
 /**
- * Over 300 lines on purpose: one wire format, layer by layer, kept together.
- *
  * VXLAN datagram codec: pure encode/decode of the UDP payload a VTEP sends and
  * receives. No I/O. `tsoverlay probe` builds and reads its packets with it.
+ * One wire format in one module, layer by layer: each layer's encoder sits
+ * beside its decoder so the two stay each other's inverse, all decoders share
+ * the bounds checks and the form of their errors, and the whole-datagram
+ * functions at the end chain the layers by ethertype. No layer is long; the
+ * module's length is the number of layers.
  *
  * Layers handled, and why:
  * - VXLAN header (RFC 7348): carries the VNI that selects the overlay network.

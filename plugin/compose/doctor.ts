@@ -195,7 +195,7 @@ export async function clocks(d: Pick<DoctorInputs, "clocks">): Promise<Finding[]
   return [{ check: "clock", status: "ok", detail: `${readings.length} host(s) within ${CLOCK_SKEW_MS / 1000} s of this one` }];
 }
 
-/** Docker releases known to misbehave with remote network drivers (see docker-versions.md). */
+/** Docker releases known to misbehave with remote network drivers (the README's table of Docker versions, under Requirements). */
 async function daemon(d: DoctorInputs): Promise<Finding[]> {
   if (d.docker === undefined)
     return [{ check: "Docker", status: "info", detail: "no Docker API socket configured: networks are per host, names only from Docker 29's IPAM" }];

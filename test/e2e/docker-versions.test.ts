@@ -1,6 +1,6 @@
 /**
- * What changes between the Docker versions the lab runs (29, 28, 20.10; see
- * ../shared docker-versions notes in the README): each behaviour is tested on
+ * What changes between the Docker versions the lab runs (29, 28, 20.10; the
+ * README's table of them is under Requirements): each behaviour is tested on
  * the versions where it exists. Tests that do not apply to the lab's version
  * are not registered at all, so nothing here is ever skipped.
  */
