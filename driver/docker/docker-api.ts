@@ -26,6 +26,7 @@ import type { Logger } from "../../lib/log.js";
 import { Backoff } from "../../lib/retry.js";
 import { success } from "../../lib/result.js";
 import { messageOf } from "../../lib/errors.js";
+import { request, streamLines } from "../../lib/unix-http.js";
 
 /** The newest API version we speak; older daemons (20.10: 1.41) are spoken to in theirs. */
 const NEWEST_API = "1.44";
@@ -224,34 +225,20 @@ export class DockerApi implements DockerPort {
       event: { create: true, destroy: true, connect: true, disconnect: true, prune: true, start: true },
     });
     const path = `/v${this.apiVersion()}/events?filters=${encodeURIComponent(filters)}`;
-    await new Promise<void>((resolve, reject) => {
-      // Its own connection (no agent): a long-lived stream must not hold a pooled socket.
-      const req = http.request({ socketPath: this.opts.socketPath, path, method: "GET", agent: false, signal }, (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          reject(new DockerApiError("events", res.statusCode, `HTTP ${res.statusCode}`));
-          return;
-        }
-        let buffered = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          buffered += chunk;
-          let nl: number;
-          while ((nl = buffered.indexOf("\n")) >= 0) {
-            // A json-seq record separator (RS, 0x1e) may lead each line.
-            const line = buffered.slice(0, nl).replace(RECORD_SEPARATOR, "").trim();
-            buffered = buffered.slice(nl + 1);
-            if (line === "") continue;
-            const e = toEvent(line);
-            if (e !== undefined) onEvent(e);
-          }
-        });
-        res.on("end", () => resolve());
-        res.on("error", (err) => (signal.aborted ? resolve() : reject(err)));
-      });
-      req.on("error", (err) => (signal.aborted ? resolve() : reject(new DockerApiError("events", undefined, err.message, { cause: err }))));
-      req.end();
-    });
+    const onLine = (raw: string): void => {
+      // A json-seq record separator (RS, 0x1e) may lead each line.
+      const line = raw.replace(RECORD_SEPARATOR, "").trim();
+      if (line === "") return;
+      const e = toEvent(line);
+      if (e !== undefined) onEvent(e);
+    };
+    let status: number;
+    try {
+      status = await streamLines(this.opts.socketPath, path, onLine, { signal });
+    } catch (err) {
+      throw new DockerApiError("events", undefined, messageOf(err), { cause: err });
+    }
+    if (status !== 200 && !signal.aborted) throw new DockerApiError("events", status, `HTTP ${status}`);
   }
 
   close(): void {
@@ -263,7 +250,7 @@ export class DockerApi implements DockerPort {
   }
 
   /** A versioned call; statuses in `allowed` (and 2xx) come back, anything else is a DockerApiError. */
-  private async call(method: string, path: string, what: string, allowed: number[] = [], body?: unknown): Promise<Reply> {
+  private async call(method: string, path: string, what: string, allowed: number[] = [], body?: object): Promise<Reply> {
     let r: Reply;
     try {
       r = await this.raw(method, `/v${this.apiVersion()}${path}`, body, { timeoutMs: this.callTimeoutMs });
@@ -274,39 +261,10 @@ export class DockerApi implements DockerPort {
     throw new DockerApiError(what, r.status, `HTTP ${r.status}: ${daemonMessage(r.body)}`);
   }
 
-  private raw(method: string, path: string, body: unknown, o: { timeoutMs: number; signal?: AbortSignal }): Promise<Reply> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          socketPath: this.opts.socketPath,
-          path,
-          method,
-          agent: this.agent,
-          timeout: o.timeoutMs,
-          ...(o.signal === undefined ? {} : { signal: o.signal }),
-          headers: payload === undefined ? {} : { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => {
-            const text = Buffer.concat(chunks).toString("utf8");
-            let parsed: unknown = text;
-            try {
-              parsed = text === "" ? undefined : JSON.parse(text);
-            } catch {
-              // not JSON: keep the text (e.g. "OK" from /_ping)
-            }
-            resolve({ status: res.statusCode ?? 0, body: parsed, headers: res.headers });
-          });
-          res.on("error", reject);
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${o.timeoutMs} ms`)));
-      req.on("error", reject);
-      req.end(payload);
-    });
+  private async raw(method: string, path: string, body: object | undefined, o: { timeoutMs: number; signal?: AbortSignal }): Promise<Reply> {
+    const r = await request(this.opts.socketPath, method, path, body, { agent: this.agent, ...o });
+    // Not JSON: keep the text (e.g. "OK" from /_ping).
+    return { status: r.status, body: r.json ?? (r.text === "" ? undefined : r.text), headers: r.headers };
   }
 }
 
