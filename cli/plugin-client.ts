@@ -1,6 +1,7 @@
 import { existsSync, readdirSync } from "node:fs";
-import http from "node:http";
 import path from "node:path";
+import { messageOf } from "../lib/errors.js";
+import { request, type UnixReply } from "../lib/unix-http.js";
 
 /**
  * How the CLI reaches the plugin: GET /tsoverlay/<view> on the plugin's unix
@@ -43,29 +44,24 @@ export class PluginRefused extends Error {}
  * The view's JSON. A 400 is a PluginRefused; any other error, or no answer
  * within `timeoutMs`, a PluginUnreachable; both with the plugin's words.
  */
-export function getView(socketPath: string, view: string, query: Record<string, string | undefined> = {}, timeoutMs = TIMEOUT_MS): Promise<unknown> {
+export async function getView(socketPath: string, view: string, query: Record<string, string | undefined> = {}, timeoutMs = TIMEOUT_MS): Promise<unknown> {
   const params = new URLSearchParams(Object.entries(query).flatMap(([k, v]): [string, string][] => (v === undefined ? [] : [[k, v]])));
   const path = `/tsoverlay/${view}${params.size > 0 ? `?${params.toString()}` : ""}`;
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, path, method: "GET", timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        let body: unknown;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          reject(new PluginUnreachable(`the plugin at ${socketPath} answered ${view} with something that is not JSON (HTTP ${res.statusCode})`));
-          return;
-        }
-        if (res.statusCode === 200) resolve(body);
-        else if (res.statusCode === 400) reject(new PluginRefused((body as { Err?: string }).Err ?? text));
-        else reject(new PluginUnreachable(`the plugin at ${socketPath} answered HTTP ${res.statusCode}: ${(body as { Err?: string }).Err ?? text}`));
-      });
-    });
-    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
-    req.on("error", (e) => reject(new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${e.message}`)));
-    req.end();
-  });
+  let r: UnixReply;
+  try {
+    r = await request(socketPath, "GET", path, undefined, { timeoutMs });
+  } catch (e) {
+    throw new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${messageOf(e)}`, { cause: e });
+  }
+  if (r.json === undefined) throw new PluginUnreachable(`the plugin at ${socketPath} answered ${view} with something that is not JSON (HTTP ${r.status})`);
+  if (r.status === 200) return r.json;
+  const words = pluginError(r.json) ?? r.text;
+  if (r.status === 400) throw new PluginRefused(words);
+  throw new PluginUnreachable(`the plugin at ${socketPath} answered HTTP ${r.status}: ${words}`);
+}
+
+/** The plugin's words in an error answer ({"Err": …}). */
+function pluginError(body: unknown): string | undefined {
+  const err = typeof body === "object" && body !== null ? (body as { Err?: unknown }).Err : undefined;
+  return typeof err === "string" ? err : undefined;
 }

@@ -26,6 +26,13 @@ export function formatIpv4(ip: Ipv4): string {
   return ipaddr.fromByteArray([(ip >>> 24) & 255, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255]).toString();
 }
 
+/** The address as a packet carries it: 4 bytes, network order (ipFromBytes reads them back). */
+export function ipv4ToBuffer(ip: Ipv4): Buffer {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(ip, 0);
+  return bytes;
+}
+
 export interface PrefixLimits {
   min: number;
   max: number;

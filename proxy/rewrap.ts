@@ -10,31 +10,21 @@
  * Where dup or the wrap fails, the caller keeps the accepted socket.
  */
 import net from "node:net";
-import koffi from "koffi";
+import { libc, type Libc } from "../lib/libc.js";
 
-interface Libc {
-  dup(fd: number): number;
-  close(fd: number): number;
-}
-let libc: Libc | null | undefined;
-
-function loadLibc(): Libc | null {
-  if (libc === undefined) {
-    try {
-      const lib = koffi.load("libc.so.6");
-      libc = { dup: lib.func("int dup(int)") as Libc["dup"], close: lib.func("int close(int)") as Libc["close"] };
-    } catch {
-      libc = null;
-    }
+function loadLibc(): Libc | undefined {
+  try {
+    return libc();
+  } catch {
+    return undefined;
   }
-  return libc;
 }
 
 /** The wrapped socket (paused until `resume()`), or undefined when the accepted one must be used as is. */
 export function withReadBuffers(accepted: net.Socket, onread: net.OnReadOpts): net.Socket | undefined {
   const fd = (accepted as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   const c = loadLibc();
-  if (typeof fd !== "number" || fd < 0 || c === null) return undefined;
+  if (typeof fd !== "number" || fd < 0 || c === undefined) return undefined;
   const copy = c.dup(fd);
   if (copy < 0) return undefined;
   let wrapped: net.Socket;

@@ -27,6 +27,8 @@ import type { ContainerEndpoint, DaemonFacts, DockerEvent, DockerNetwork, Docker
 import type { Logger } from "../../lib/log.js";
 import { Backoff } from "../../lib/retry.js";
 import { success } from "../../lib/result.js";
+import { messageOf } from "../../lib/errors.js";
+import { request, streamLines } from "../../lib/unix-http.js";
 
 /** The newest API version we speak; older daemons (20.10: 1.41) are spoken to in theirs. */
 const NEWEST_API = "1.44";
@@ -137,7 +139,7 @@ export class DockerApi implements DockerPort {
         this.log.warn({ status: r.status }, "Docker API ping refused; retrying");
       } catch (err) {
         if (signal.aborted) throw err;
-        this.log.debug({ err: (err as Error).message }, "Docker API not answering yet");
+        this.log.debug({ err: messageOf(err) }, "Docker API not answering yet");
       }
       await sleep(backoff.next(), undefined, { signal });
     }
@@ -194,7 +196,7 @@ export class DockerApi implements DockerPort {
     const r = await this.call("POST", "/networks/create", what, [400, 403, 409], body);
     if (r.status === 201 || r.status === 200) return success(z.object({ Id: z.string() }).parse(r.body).Id);
     // 20.10 says 403, 25 and later 409, for "network with name X already exists".
-    return refuse(r.status === 400 ? "bad-request" : "conflict", `${what}: ${messageOf(r.body)}`);
+    return refuse(r.status === 400 ? "bad-request" : "conflict", `${what}: ${daemonMessage(r.body)}`);
   }
 
   async removeNetwork(id: string): Promise<Outcome<RemoveResult>> {
@@ -225,34 +227,20 @@ export class DockerApi implements DockerPort {
       event: { create: true, destroy: true, connect: true, disconnect: true, prune: true, start: true },
     });
     const path = `/v${this.apiVersion()}/events?filters=${encodeURIComponent(filters)}`;
-    await new Promise<void>((resolve, reject) => {
-      // Its own connection (no agent): a long-lived stream must not hold a pooled socket.
-      const req = http.request({ socketPath: this.opts.socketPath, path, method: "GET", agent: false, signal }, (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          reject(new DockerApiError("events", res.statusCode, `HTTP ${res.statusCode}`));
-          return;
-        }
-        let buffered = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          buffered += chunk;
-          let nl: number;
-          while ((nl = buffered.indexOf("\n")) >= 0) {
-            // A json-seq record separator (RS, 0x1e) may lead each line.
-            const line = buffered.slice(0, nl).replace(RECORD_SEPARATOR, "").trim();
-            buffered = buffered.slice(nl + 1);
-            if (line === "") continue;
-            const e = toEvent(line);
-            if (e !== undefined) onEvent(e);
-          }
-        });
-        res.on("end", () => resolve());
-        res.on("error", (err) => (signal.aborted ? resolve() : reject(err)));
-      });
-      req.on("error", (err) => (signal.aborted ? resolve() : reject(new DockerApiError("events", undefined, err.message, { cause: err }))));
-      req.end();
-    });
+    const onLine = (raw: string): void => {
+      // A json-seq record separator (RS, 0x1e) may lead each line.
+      const line = raw.replace(RECORD_SEPARATOR, "").trim();
+      if (line === "") return;
+      const e = toEvent(line);
+      if (e !== undefined) onEvent(e);
+    };
+    let status: number;
+    try {
+      status = await streamLines(this.opts.socketPath, path, onLine, { signal });
+    } catch (err) {
+      throw new DockerApiError("events", undefined, messageOf(err), { cause: err });
+    }
+    if (status !== 200 && !signal.aborted) throw new DockerApiError("events", status, `HTTP ${status}`);
   }
 
   close(): void {
@@ -264,50 +252,21 @@ export class DockerApi implements DockerPort {
   }
 
   /** A versioned call; statuses in `allowed` (and 2xx) come back, anything else is a DockerApiError. */
-  private async call(method: string, path: string, what: string, allowed: number[] = [], body?: unknown): Promise<Reply> {
+  private async call(method: string, path: string, what: string, allowed: number[] = [], body?: object): Promise<Reply> {
     let r: Reply;
     try {
       r = await this.raw(method, `/v${this.apiVersion()}${path}`, body, { timeoutMs: this.callTimeoutMs });
     } catch (err) {
-      throw new DockerApiError(what, undefined, (err as Error).message, { cause: err });
+      throw new DockerApiError(what, undefined, messageOf(err), { cause: err });
     }
     if ((r.status >= 200 && r.status < 300) || allowed.includes(r.status)) return r;
-    throw new DockerApiError(what, r.status, `HTTP ${r.status}: ${messageOf(r.body)}`);
+    throw new DockerApiError(what, r.status, `HTTP ${r.status}: ${daemonMessage(r.body)}`);
   }
 
-  private raw(method: string, path: string, body: unknown, o: { timeoutMs: number; signal?: AbortSignal }): Promise<Reply> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          socketPath: this.opts.socketPath,
-          path,
-          method,
-          agent: this.agent,
-          timeout: o.timeoutMs,
-          ...(o.signal === undefined ? {} : { signal: o.signal }),
-          headers: payload === undefined ? {} : { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => {
-            const text = Buffer.concat(chunks).toString("utf8");
-            let parsed: unknown = text;
-            try {
-              parsed = text === "" ? undefined : JSON.parse(text);
-            } catch {
-              // not JSON: keep the text (e.g. "OK" from /_ping)
-            }
-            resolve({ status: res.statusCode ?? 0, body: parsed, headers: res.headers });
-          });
-          res.on("error", reject);
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${o.timeoutMs} ms`)));
-      req.on("error", reject);
-      req.end(payload);
-    });
+  private async raw(method: string, path: string, body: object | undefined, o: { timeoutMs: number; signal?: AbortSignal }): Promise<Reply> {
+    const r = await request(this.opts.socketPath, method, path, body, { agent: this.agent, ...o });
+    // Not JSON: keep the text (e.g. "OK" from /_ping).
+    return { status: r.status, body: r.json ?? (r.text === "" ? undefined : r.text), headers: r.headers };
   }
 }
 
@@ -361,7 +320,8 @@ function toEvent(line: string): DockerEvent | undefined {
   }
 }
 
-function messageOf(body: unknown): string {
+/** The daemon's words in an error reply ({"message": …}), or the reply as text. */
+function daemonMessage(body: unknown): string {
   if (typeof body === "object" && body !== null && typeof (body as { message?: unknown }).message === "string") return (body as { message: string }).message;
   return typeof body === "string" ? body.trim() : JSON.stringify(body);
 }

@@ -34,8 +34,9 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import koffi from "koffi";
 import { createRtNetlink, type RtNetlinkSocket } from "netlink";
+import { messageOf } from "../../lib/errors.js";
+import { errno, errnoName, libc } from "../../lib/libc.js";
 
 const CLONE_NEWNET = 0x40000000;
 const MS_BIND = 0x1000;
@@ -46,27 +47,6 @@ const EINVAL = 22;
 const ENOENT = 2;
 
 const SELF_NETNS = "/proc/thread-self/ns/net";
-
-interface Libc {
-  setns(fd: number, nstype: number): number;
-  unshare(flags: number): number;
-  mount(source: string | null, target: string, fstype: string | null, flags: number, data: null): number;
-  umount2(target: string, flags: number): number;
-}
-
-let libc: Libc | undefined;
-function getLibc(): Libc {
-  if (!libc) {
-    const lib = koffi.load("libc.so.6");
-    libc = {
-      setns: lib.func("int setns(int fd, int nstype)"),
-      unshare: lib.func("int unshare(int flags)"),
-      mount: lib.func("int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)"),
-      umount2: lib.func("int umount2(const char *target, int flags)"),
-    };
-  }
-  return libc;
-}
 
 /** A failed namespace operation; `errno` is set when a syscall failed. */
 export class NetnsError extends Error {
@@ -82,14 +62,8 @@ export class NetnsError extends Error {
 }
 
 function syscallError(op: string, nsPath: string, detail = ""): NetnsError {
-  const errno = koffi.errno();
-  const code = errnoName(errno);
-  return new NetnsError(`netns ${nsPath}: ${op}${detail} failed: ${code}`, nsPath, errno);
-}
-
-function errnoName(errno: number): string {
-  const entry = Object.entries(koffi.os.errno).find(([, v]) => v === errno);
-  return entry ? entry[0] : `errno ${errno}`;
+  const n = errno();
+  return new NetnsError(`netns ${nsPath}: ${op}${detail} failed: ${errnoName(n)}`, nsPath, n);
 }
 
 /**
@@ -98,7 +72,7 @@ function errnoName(errno: number): string {
  * cannot recover from safely.
  */
 function switchBack(selfFd: number, nsPath: string): void {
-  if (getLibc().setns(selfFd, CLONE_NEWNET) === 0) return;
+  if (libc().setns(selfFd, CLONE_NEWNET) === 0) return;
   const err = syscallError("setns back to the original namespace", nsPath);
   fs.writeSync(2, `FATAL tsoverlay: ${err.message}; terminating rather than run in the wrong namespace\n`);
   process.abort();
@@ -126,12 +100,12 @@ export function createNamedNetns(nsPath: string): void {
     // The mount target must exist; a left-over plain file from a crash is fine.
     fs.closeSync(fs.openSync(nsPath, fs.constants.O_RDONLY | fs.constants.O_CREAT, 0o444));
   } catch (err) {
-    throw new NetnsError(`netns ${nsPath}: preparing mount point failed: ${(err as Error).message}`, nsPath, undefined, {
+    throw new NetnsError(`netns ${nsPath}: preparing mount point failed: ${messageOf(err)}`, nsPath, undefined, {
       cause: err,
     });
   }
 
-  const c = getLibc();
+  const c = libc();
   const selfFd = fs.openSync(SELF_NETNS, "r");
   try {
     if (c.unshare(CLONE_NEWNET) !== 0) throw syscallError("unshare(CLONE_NEWNET)", nsPath);
@@ -161,12 +135,12 @@ export function createNamedNetns(nsPath: string): void {
  * must be closed first. Idempotent: a missing path succeeds.
  */
 export function deleteNamedNetns(nsPath: string): void {
-  const c = getLibc();
+  const c = libc();
   // Loop in case the same path was (wrongly) mounted more than once.
   while (isNetnsMount(nsPath)) {
     if (c.umount2(nsPath, MNT_DETACH) !== 0) {
-      const errno = koffi.errno();
-      if (errno === EINVAL || errno === ENOENT) break;
+      const n = errno();
+      if (n === EINVAL || n === ENOENT) break;
       throw syscallError("umount2", nsPath);
     }
   }
@@ -178,7 +152,7 @@ function tryUnlink(p: string): void {
     fs.unlinkSync(p);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
-      throw new NetnsError(`netns ${p}: unlink failed: ${(err as Error).message}`, p, undefined, { cause: err });
+      throw new NetnsError(`netns ${p}: unlink failed: ${messageOf(err)}`, p, undefined, { cause: err });
     }
   }
 }
@@ -216,7 +190,7 @@ export function runInNetns<T>(nsPath: string, fn: () => T): T {
   let result: T;
   try {
     selfFd = fs.openSync(SELF_NETNS, "r");
-    if (getLibc().setns(targetFd, CLONE_NEWNET) !== 0) throw syscallError("setns", nsPath);
+    if (libc().setns(targetFd, CLONE_NEWNET) !== 0) throw syscallError("setns", nsPath);
     try {
       result = fn();
     } finally {
@@ -245,7 +219,7 @@ export function openRtnetlinkIn(nsPath: string): RtNetlinkSocket {
     return runInNetns(nsPath, () => createRtNetlink());
   } catch (err) {
     if (err instanceof NetnsError) throw err;
-    throw new NetnsError(`netns ${nsPath}: opening rtnetlink socket failed: ${(err as Error).message}`, nsPath, undefined, {
+    throw new NetnsError(`netns ${nsPath}: opening rtnetlink socket failed: ${messageOf(err)}`, nsPath, undefined, {
       cause: err,
     });
   }
@@ -277,7 +251,7 @@ export function writeSysctlIn(nsPath: string, key: string, value: string, procRo
     runInNetns(nsPath, () => fs.writeFileSync(file, value));
   } catch (err) {
     if (err instanceof NetnsError) throw err;
-    throw new NetnsError(`netns ${nsPath}: writing ${file}=${value} failed: ${(err as Error).message}`, nsPath, undefined, {
+    throw new NetnsError(`netns ${nsPath}: writing ${file}=${value} failed: ${messageOf(err)}`, nsPath, undefined, {
       cause: err,
     });
   }
@@ -290,7 +264,7 @@ export function readSysctlIn(nsPath: string, key: string, procRoot = "/proc"): s
     return runInNetns(nsPath, () => fs.readFileSync(file, "utf8").trim());
   } catch (err) {
     if (err instanceof NetnsError) throw err;
-    throw new NetnsError(`netns ${nsPath}: reading ${file} failed: ${(err as Error).message}`, nsPath, undefined, {
+    throw new NetnsError(`netns ${nsPath}: reading ${file} failed: ${messageOf(err)}`, nsPath, undefined, {
       cause: err,
     });
   }

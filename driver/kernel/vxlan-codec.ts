@@ -33,6 +33,7 @@
  * `failure("<layer>: <what> (<details>)")`. Decoded buffers are views into the
  * input (no copies): copy them if the receive buffer is going to be reused.
  */
+import { ipFromBytes, ipv4ToBuffer, parseIpv4 } from "../../lib/net.js";
 import { failure, success, type Result } from "../../lib/result.js";
 
 export const VXLAN_HEADER_LENGTH = 8;
@@ -183,9 +184,6 @@ export interface VxlanDatagramInput {
 // Addresses and checksum
 
 const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
-// No leading zeros: "010" is octal to some parsers and decimal to others.
-const IPV4_OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
-const IPV4_RE = new RegExp(`^${IPV4_OCTET}(?:\\.${IPV4_OCTET}){3}$`);
 
 /** Parses `aa:bb:cc:dd:ee:ff` (either case) into 6 bytes. */
 export function parseMac(mac: string): Result<Buffer> {
@@ -200,17 +198,10 @@ export function formatMac(bytes: Uint8Array): string {
   return Array.from(bytes.subarray(0, 6), (b) => b.toString(16).padStart(2, "0")).join(":");
 }
 
-/** Parses a dotted-quad IPv4 address into 4 bytes. */
-export function parseIpv4(ip: string): Result<Buffer> {
-  if (typeof ip !== "string" || !IPV4_RE.test(ip)) {
-    return failure(`invalid IPv4 address ${JSON.stringify(ip)} (want dotted quad a.b.c.d)`);
-  }
-  return success(Buffer.from(ip.split(".").map(Number)));
-}
-
-/** Formats 4 bytes as a dotted-quad string. */
-export function formatIpv4(bytes: Uint8Array): string {
-  return Array.from(bytes.subarray(0, 4)).join(".");
+/** A dotted quad as the 4 bytes a header carries. */
+function ipv4Field(text: string): Result<Buffer> {
+  const ip = parseIpv4(text);
+  return ip.ok ? success(ipv4ToBuffer(ip.value)) : ip;
 }
 
 /**
@@ -347,9 +338,9 @@ export function encodeArp(packet: ArpPacket): Result<Buffer> {
   }
   const fields = [
     ["sender MAC", parseMac(packet.senderMac)],
-    ["sender IP", parseIpv4(packet.senderIp)],
+    ["sender IP", ipv4Field(packet.senderIp)],
     ["target MAC", parseMac(packet.targetMac)],
-    ["target IP", parseIpv4(packet.targetIp)],
+    ["target IP", ipv4Field(packet.targetIp)],
   ] as const;
   const out = Buffer.alloc(ARP_PACKET_LENGTH);
   out.writeUInt16BE(ARP_HTYPE_ETHERNET, 0);
@@ -385,9 +376,9 @@ export function decodeArp(bytes: Uint8Array): Result<Decoded<ArpPacket>> {
     value: {
       op: opCode === ARP_OP_REQUEST ? "request" : "reply",
       senderMac: formatMac(buf.subarray(8, 14)),
-      senderIp: formatIpv4(buf.subarray(14, 18)),
+      senderIp: ipFromBytes(buf.subarray(14, 18)),
       targetMac: formatMac(buf.subarray(18, 24)),
-      targetIp: formatIpv4(buf.subarray(24, 28)),
+      targetIp: ipFromBytes(buf.subarray(24, 28)),
     },
     rest: buf.subarray(ARP_PACKET_LENGTH),
   });
@@ -430,8 +421,8 @@ export function encodeIpv4(header: Ipv4HeaderInput, payload: Uint8Array): Result
   out.writeUInt16BE((header.dontFragment ? 0x4000 : 0) | (header.moreFragments ? 0x2000 : 0) | fragmentOffset, 6);
   out.writeUInt8(ttl, 8);
   out.writeUInt8(header.protocol, 9);
-  src.value.copy(out, 12);
-  dst.value.copy(out, 16);
+  out.writeUInt32BE(src.value, 12);
+  out.writeUInt32BE(dst.value, 16);
   out.set(options, IPV4_MIN_HEADER_LENGTH);
   out.writeUInt16BE(internetChecksum(out.subarray(0, headerLength)), 10);
   out.set(payload, headerLength);
@@ -482,8 +473,8 @@ export function decodeIpv4(bytes: Uint8Array): Result<Decoded<Ipv4Header>> {
       ttl: buf.readUInt8(8),
       protocol: buf.readUInt8(9),
       checksum,
-      src: formatIpv4(buf.subarray(12, 16)),
-      dst: formatIpv4(buf.subarray(16, 20)),
+      src: ipFromBytes(buf.subarray(12, 16)),
+      dst: ipFromBytes(buf.subarray(16, 20)),
       options: buf.subarray(IPV4_MIN_HEADER_LENGTH, headerLength),
     },
     rest: buf.subarray(headerLength, totalLength),

@@ -10,14 +10,13 @@ import {
   encodeIpv4,
   encodeVxlanDatagram,
   encodeVxlanHeader,
-  formatIpv4,
   formatMac,
   internetChecksum,
-  parseIpv4,
   parseMac,
   type ArpPacket,
   type VxlanDatagram,
 } from "../../driver/kernel/vxlan-codec.js";
+import { ipFromBytes, ipv4ToBuffer, parseIpv4 } from "../../lib/net.js";
 import type { Result } from "../../lib/result.js";
 
 /** Hex string (whitespace ignored) to bytes. */
@@ -87,9 +86,9 @@ describe("addresses and checksum", () => {
   );
 
   it("parses and formats IPv4 addresses", () => {
-    expect(toHex(ok(parseIpv4("10.0.0.255")))).toBe("0a0000ff");
-    expect(toHex(ok(parseIpv4("0.0.0.0")))).toBe("00000000");
-    expect(formatIpv4(h("c0a800c7"))).toBe("192.168.0.199");
+    expect(toHex(ipv4ToBuffer(ok(parseIpv4("10.0.0.255"))))).toBe("0a0000ff");
+    expect(toHex(ipv4ToBuffer(ok(parseIpv4("0.0.0.0"))))).toBe("00000000");
+    expect(ipFromBytes(h("c0a800c7"))).toBe("192.168.0.199");
   });
 
   it.each(["", "10.0.0", "10.0.0.1.2", "256.0.0.1", "01.2.3.4", "a.b.c.d", " 1.2.3.4", "1.2.3.4 ", "1..2.3", "-1.2.3.4"])("rejects IPv4 %j", (ip) => {
@@ -278,7 +277,7 @@ describe("arp", () => {
   });
 
   it("refuses invalid encode input", () => {
-    expect(err(encodeArp({ ...request, targetIp: "10.0.0.256" }))).toBe('arp: target IP: invalid IPv4 address "10.0.0.256" (want dotted quad a.b.c.d)');
+    expect(err(encodeArp({ ...request, targetIp: "10.0.0.256" }))).toBe("arp: target IP: invalid IPv4 address 10.0.0.256");
     expect(err(encodeArp({ ...request, senderMac: "02:42:0a:00:00:1" }))).toMatch(/^arp: sender MAC: invalid MAC/);
     expect(err(encodeArp({ ...request, op: "rarp" as never }))).toBe('arp: invalid op "rarp" (want "request" or "reply")');
   });
@@ -390,7 +389,7 @@ describe("ipv4", () => {
   it("refuses invalid encode input", () => {
     const base = { src: "10.0.0.1", dst: "10.0.0.2", protocol: 1 };
     const none = Buffer.alloc(0);
-    expect(err(encodeIpv4({ ...base, src: "10.0.0" }, none))).toBe('ipv4 header: source: invalid IPv4 address "10.0.0" (want dotted quad a.b.c.d)');
+    expect(err(encodeIpv4({ ...base, src: "10.0.0" }, none))).toBe("ipv4 header: source: invalid IPv4 address 10.0.0");
     expect(err(encodeIpv4({ ...base, dst: "10.0.0.01" }, none))).toMatch(/^ipv4 header: destination: invalid IPv4/);
     expect(err(encodeIpv4({ ...base, ttl: 256 }, none))).toBe("ipv4 header: TTL 256 out of range 0..255");
     expect(err(encodeIpv4({ ...base, protocol: -1 }, none))).toBe("ipv4 header: protocol -1 out of range 0..255");

@@ -3,12 +3,12 @@ import {
   decodeVxlanDatagram,
   encodeIpv4,
   encodeVxlanDatagram,
-  formatIpv4,
   internetChecksum,
   IPPROTO_ICMP,
   IPPROTO_UDP,
   IPV4_MIN_HEADER_LENGTH,
 } from "../vxlan-codec.js";
+import { ipFromBytes } from "../../../lib/net.js";
 
 /**
  * The probe's packets, whole IPv4 packets as a raw socket sends and
@@ -114,7 +114,7 @@ export function hear(packet: Buffer, probe: { id: number; vni: number; port: num
   const quoted = body.subarray(8);
   const ihl = (quoted[0]! & 0x0f) * 4;
   if (quoted[9] !== IPPROTO_UDP || quoted.length < ihl + 4) return undefined;
-  const to = formatIpv4(quoted.subarray(16, 20));
+  const to = ipFromBytes(quoted.subarray(16, 20));
   const port = quoted.readUInt16BE(ihl + 2);
   if (to !== probe.peer || port !== probe.port) return undefined;
   const code = body[1]!;

@@ -1,4 +1,4 @@
-import koffi from "koffi";
+import { errnoName, libc } from "../../../lib/libc.js";
 import { ipToBytes } from "../../../lib/net.js";
 
 /**
@@ -18,36 +18,6 @@ const SO_RCVBUF = 8;
 export const IPPROTO = { icmp: 1, udp: 17, raw: 255 } as const;
 const RECV_TIMEOUT_US = 50_000;
 
-interface Libc {
-  socket(domain: number, type: number, protocol: number): number;
-  sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrlen: number): number;
-  recv: ((fd: number, buf: Buffer, len: number, flags: number) => number) & {
-    async(fd: number, buf: Buffer, len: number, flags: number, cb: (err: unknown, n: number) => void): void;
-  };
-  setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
-  close(fd: number): number;
-}
-
-let libc: Libc | undefined;
-function getLibc(): Libc {
-  if (libc === undefined) {
-    const lib = koffi.load("libc.so.6");
-    libc = {
-      socket: lib.func("int socket(int domain, int type, int protocol)"),
-      sendto: lib.func("long sendto(int fd, const void *buf, unsigned long len, int flags, const void *addr, unsigned int addrlen)"),
-      recv: lib.func("long recv(int fd, _Out_ void *buf, unsigned long len, int flags)") as Libc["recv"],
-      setsockopt: lib.func("int setsockopt(int fd, int level, int name, const void *value, unsigned int len)"),
-      close: lib.func("int close(int fd)"),
-    };
-  }
-  return libc;
-}
-
-function errnoName(): string {
-  const errno = koffi.errno();
-  return Object.entries(koffi.os.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
-}
-
 function sockaddrIn(ip: string): Buffer {
   const a = Buffer.alloc(16);
   a.writeUInt16LE(AF_INET, 0);
@@ -60,13 +30,13 @@ export class RawSender {
   private readonly fd: number;
 
   constructor() {
-    this.fd = getLibc().socket(AF_INET, SOCK_RAW, IPPROTO.raw);
+    this.fd = libc().socket(AF_INET, SOCK_RAW, IPPROTO.raw);
     if (this.fd < 0) throw new Error(`opening a raw IPv4 socket failed: ${errnoName()} (the probe needs CAP_NET_RAW)`);
   }
 
   /** Sends the packet to `dst`; "too-big" when the route's MTU refuses it (DF), an Error for anything else. */
   send(packet: Buffer, dst: string): "sent" | "too-big" {
-    const n = getLibc().sendto(this.fd, packet, packet.length, 0, sockaddrIn(dst), 16);
+    const n = libc().sendto(this.fd, packet, packet.length, 0, sockaddrIn(dst), 16);
     if (n >= 0) return "sent";
     const name = errnoName();
     if (name === "EMSGSIZE") return "too-big";
@@ -74,7 +44,7 @@ export class RawSender {
   }
 
   close(): void {
-    getLibc().close(this.fd);
+    libc().close(this.fd);
   }
 }
 
@@ -85,7 +55,7 @@ export class RawReceiver {
   private readonly done: Promise<void>;
 
   constructor(protocol: number, onPacket: (packet: Buffer, at: number) => void) {
-    const c = getLibc();
+    const c = libc();
     this.fd = c.socket(AF_INET, SOCK_RAW, protocol);
     if (this.fd < 0) throw new Error(`opening a raw IPv4 socket failed: ${errnoName()} (the probe needs CAP_NET_RAW)`);
     const tv = Buffer.alloc(16);
@@ -102,7 +72,7 @@ export class RawReceiver {
     const buf = Buffer.alloc(65_536);
     while (this.open) {
       const asked = performance.now();
-      const n = await new Promise<number>((resolve) => getLibc().recv.async(this.fd, buf, buf.length, 0, (err, got) => resolve(err ? -1 : got)));
+      const n = await new Promise<number>((resolve) => libc().recv.async(this.fd, buf, buf.length, 0, (err, got) => resolve(err ? -1 : got)));
       const at = performance.now();
       if (n > 0 && this.open) onPacket(Buffer.from(buf.subarray(0, n)), at);
       // -1 after SO_RCVTIMEO is the normal pause; one that comes at once is a broken socket: do not spin.
@@ -114,6 +84,6 @@ export class RawReceiver {
   async close(): Promise<void> {
     this.open = false;
     await this.done;
-    getLibc().close(this.fd);
+    libc().close(this.fd);
   }
 }
