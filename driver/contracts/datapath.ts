@@ -74,6 +74,14 @@ export interface Datapath {
   close(): Promise<void>;
 }
 
+/**
+ * Which hosts may send this host VXLAN datagrams: exactly the VTEPs of the
+ * cluster's live hosts (see driver/kernel/vxlan-guard.ts for why).
+ */
+export interface VxlanAdmission {
+  admit(vteps: readonly string[]): Promise<void>;
+}
+
 /** Names derived from ids, short enough for IFNAMSIZ (15). */
 export function endpointIfNames(endpointId: string): EndpointLinks {
   const short = endpointId.slice(0, 9);

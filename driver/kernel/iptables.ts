@@ -11,7 +11,7 @@ import { Mutex } from "../../lib/keyed-mutex.js";
 import { runHostCommand, type CommandResult } from "./host-command.js";
 import { messageOf } from "../../lib/errors.js";
 
-export type Table = "filter" | "nat";
+export type Table = "filter" | "nat" | "raw";
 
 /** A failed iptables call; `rule` is the command line ("iptables -t nat -A …"). */
 export class IptablesError extends Error {

@@ -1,7 +1,8 @@
 import { RecordCollector } from "../../driver/cluster/collector.js";
 import { teardownRunner } from "../../driver/cluster/teardown.js";
-import type { Datapath, EgressPort } from "../../driver/contracts/datapath.js";
+import type { Datapath, EgressPort, VxlanAdmission } from "../../driver/contracts/datapath.js";
 import { HostRegistry } from "../../driver/hosts/host-registry.js";
+import { VtepAdmission } from "../../driver/hosts/vtep-admission.js";
 import { ClusterIpam } from "../../driver/ipam/cluster-ipam.js";
 import { HostIpam } from "../../driver/ipam/host-ipam.js";
 import type { IpamConfig } from "../../driver/ipam/ipam-config.js";
@@ -50,6 +51,8 @@ export interface DomainAdapters {
   docker?: DockerPort;
   /** Others that follow the daemon's events beside the domain's own. */
   daemonListeners?: readonly DaemonListener[];
+  /** Who may send this host VXLAN (the kernel's guard); absent: nobody is filtered (tests with a fake datapath). */
+  vxlanAdmission?: VxlanAdmission;
 }
 
 export interface DomainSettings {
@@ -135,6 +138,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   const localOf = async (subnet: string): Promise<{ ip: string; mac: string }[]> =>
     (await local.endpoints()).filter((e) => e.subnet === subnet).map((e) => ({ ip: addressOf(e.addressCidr), mac: e.mac }));
   const peers = new PeerSync(store, a.datapath, hosts, localOf, log, s.reconcileMs);
+  const admission = a.vxlanAdmission === undefined ? undefined : new VtepAdmission(hosts, a.vxlanAdmission, log, s.reconcileMs);
   const teardownWaitMs = s.teardownWaitMs ?? TEARDOWN_WAIT_MS;
   const driver = new OverlayDriver({
     store,
@@ -291,6 +295,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
       await collector.stop();
       await outbox.close();
       peers.stopAll();
+      admission?.stop();
       hosts.stop();
     },
   };

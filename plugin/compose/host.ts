@@ -20,6 +20,7 @@ import { DockerApi } from "../../driver/docker/docker-api.js";
 import { DnsListener } from "../../driver/dns/dns-listener.js";
 import { HostResolvers } from "../../driver/dns/upstreams.js";
 import { allowDockerBridges, ensureDnsGuard } from "../../driver/kernel/dns-guard.js";
+import { VxlanGuard } from "../../driver/kernel/vxlan-guard.js";
 import { DockerBridgeGuard } from "./dns-bridges.js";
 import type { PluginConfig } from "./config.js";
 import { onScrape } from "../../lib/metrics.js";
@@ -51,7 +52,7 @@ export interface Domain extends DomainApi {
 export async function startDomain(config: PluginConfig, log: Logger): Promise<Result<Domain>> {
   const underlay = await resolveUnderlay({ advertiseAddr: config.advertiseAddr, advertiseIface: config.advertiseIface });
   if (!underlay.ok) return failure(underlay.error);
-  const { vtep, mtu, ifindex } = underlay.value;
+  const { vtep, mtu, ifindex, ifname } = underlay.value;
   const hostId = vtep;
   const ipamCfg = parseIpamConfig({ hostId, ...config.ipam });
   if (!ipamCfg.ok) return failure(ipamCfg.error);
@@ -80,6 +81,9 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog, logLevel: config.logLevel });
     await workers.start();
     const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
+    // Before any tunnel exists: VXLAN only from live hosts' VTEPs, never from containers.
+    const vxlanGuard = new VxlanGuard({ iptables: new Iptables(), vtep, underlay: ifname, vxlanPort: config.vxlanPort, log });
+    await vxlanGuard.ensure();
     const dnsPort = config.dnsPort;
     const bridgeGuard =
       docker === undefined || nameServer === undefined || dnsPort === undefined
@@ -92,6 +96,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         datapath,
         egress,
         publisher,
+        vxlanAdmission: vxlanGuard,
         ...(docker === undefined ? {} : { docker }),
         ...(bridgeGuard === undefined ? {} : { daemonListeners: [bridgeGuard] }),
       },
