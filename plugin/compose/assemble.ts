@@ -1,3 +1,18 @@
+/**
+ * The composition root of one host's domain, shared by the plugin process and
+ * the unit tests (which pass fakes for the adapters), so that a test host is
+ * wired exactly as a real one.
+ *
+ * Design note. The wiring order is the dependency order, and it is spelled
+ * out in one function on purpose: store resilience first (every other part
+ * talks to the cluster through it), then IPAM and networks, the outbox (which
+ * needs them to run queued teardown), the host registry, peers and the VXLAN
+ * admission (which follow the registry), the driver, and last the collector,
+ * the catalog and the name service, which read what the others write. Split
+ * over several files this order, and the stop order that mirrors it, would
+ * have to be read in pieces; the adapters and settings interfaces at the top
+ * are the contract between this module and plugin/compose/host.ts.
+ */
 import { RecordCollector } from "../../driver/cluster/collector.js";
 import { teardownRunner } from "../../driver/cluster/teardown.js";
 import type { Datapath, EgressPort, VxlanAdmission } from "../../driver/contracts/datapath.js";

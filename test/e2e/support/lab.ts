@@ -171,11 +171,21 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
  * in `pids`, and any whose command line names a lab path), mounts, cgroups and
  * directories. Empty when the lab is fully down.
  */
+function readProc(path: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
 export async function labLeftovers(pids: ReadonlySet<string> = new Set()): Promise<string[]> {
   const left: string[] = [];
   const netns = (await lines("ip", ["netns", "list"])).filter((l) => /^tso-/.test(l));
   if (netns.length > 0) left.push(`namespaces: ${netns.join(", ")}`);
-  const alive = [...pids].filter((p) => existsSync(`/proc/${p}`));
+  // PIDs wrap (pid_max is 32768 here) and a long run starts thousands of processes: a number the lab
+  // recorded counts as still running only while it is still a lab daemon, not a process that reused it.
+  const alive = [...pids].filter((p) => /^(consul|dockerd)$/.test(readProc(`/proc/${p}/comm`)));
   if (alive.length > 0) left.push(`lab pids still running: ${alive.join(", ")}`);
   const byPath = (await lines("pgrep", ["-af", "tso-lab/"])).filter((l) => !/\bpgrep\b/.test(l));
   if (byPath.length > 0) left.push(`processes with lab paths: ${byPath.join("; ")}`);
