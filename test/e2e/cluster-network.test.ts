@@ -6,6 +6,7 @@
  * outside; names keep resolving across a plugin restart.
  */
 import { afterAll, describe, expect, it } from "vitest";
+import { quiet } from "../support/eventually.js";
 import { clusterStatus, freshHost, labCtl } from "./support/cluster.js";
 import { docker, dockerOk, inNetns, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
 import { IPAM, networkSubnet, ping, removeContainers } from "./support/overlay.js";
@@ -104,7 +105,7 @@ describe("a network created once", () => {
     await dockerOk(h2, ["network", "rm", "cn-rm"]);
     await waitFor("cn-rm to leave h1", async () => ((await networkSubnet(h1, "cn-rm")) === undefined ? true : undefined), 10_000);
     // h3 keeps it, usable, and says it is being removed.
-    await new Promise((r) => setTimeout(r, 1_000));
+    await quiet(1_000, "h3 must keep a network its container is on: a wrong removal would come within this");
     expect(await networkSubnet(h3, "cn-rm")).toBe("10.162.0.0/24");
     const status = (await clusterStatus(h3)) as unknown as { propagation?: { draining: string[] } } | undefined;
     expect(status?.propagation?.draining).toContain("cn-rm");
@@ -237,7 +238,7 @@ describe("names across hosts", () => {
         const t = Date.now();
         const ok = (await resolve(h1, "cn-asker", "cn-web")).length === 1;
         if (!ok) failures.push({ at: t, ms: Date.now() - t });
-        await new Promise((r) => setTimeout(r, 100));
+        await quiet(100, "a lookup every 100 ms or so, throughout the restart");
       }
     })();
     const killed = Date.now();
@@ -253,7 +254,7 @@ describe("names across hosts", () => {
     );
     await waitFor("names to resolve again", async () => ((await resolve(h1, "cn-asker", "cn-web")).length === 1 ? true : undefined), 30_000, 100);
     const restartMs = Date.now() - killed;
-    await new Promise((r) => setTimeout(r, 2_000));
+    await quiet(2_000, "lookups go on after the restart: none may fail any more");
     stop = true;
     await loop;
     const lastFailureEnd = Math.max(0, ...failures.map((f) => f.at + f.ms - killed));

@@ -6,6 +6,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
+import { quiet } from "../support/eventually.js";
 import { docker, dockerOk, inOverlayNs, readLab, run, waitFor, type LabHost } from "./support/lab.js";
 import { clusterStatus, consulWritable, freshHost, labCtl } from "./support/cluster.js";
 import { containerIp, createNetworkOn, networkVni, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
@@ -80,7 +81,7 @@ describe(`Docker ${version}`, () => {
         // Per-family gateways (29.4.1+): IPv4 through tsoverlay (the plugin publishes it), IPv6 through the bridge.
         expect(v4gw).toMatch(/^default via 10\.92\.0\.1 /);
         expect(ours.map((p) => p.hostPort)).toEqual([18092]);
-        await new Promise((r) => setTimeout(r, 3_000)); // the plugin's [::] half would come now if it were free
+        await quiet(3_000, "past the plugin's 2 s deferral of the [::] half: it would have taken [::]:18092 by now if it were free");
         const listening = await run("nsenter", [`--net=/run/netns/${h1.netns}`, "ss", "-Hltnp", "sport = :18092"]);
         expect(listening.stdout).toMatch(/0\.0\.0\.0:18092 .*node/);
         expect(listening.stdout).toMatch(/\[::\]:18092 .*docker-proxy/);

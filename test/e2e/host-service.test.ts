@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { eventually } from "../support/eventually.js";
 import { postPlugin } from "../support/plugin-client.js";
 
 const MAIN = new URL("../../dist/plugin/main.js", import.meta.url).pathname;
@@ -20,8 +21,7 @@ describe("plugin as a host service", () => {
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     try {
-      const deadline = Date.now() + 10_000;
-      while (!existsSync(sock) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await eventually("the plugin's socket", () => existsSync(sock), { timeoutMs: 10_000, everyMs: 50 });
       const r = await postPlugin(sock, "/Plugin.Activate");
       expect(r.body).toEqual({ Implements: ["NetworkDriver", "IpamDriver"] });
       const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));

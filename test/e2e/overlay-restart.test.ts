@@ -17,7 +17,13 @@ describe("plugin restart", () => {
       expect(before).toBeDefined();
 
       const traffic = docker(h1, ["exec", "rs-a", "ping", "-i", "0.2", "-c", "75", "-W", "1", ipB], { timeoutMs: 60_000 });
-      await new Promise((r) => setTimeout(r, 2_000));
+      // The kill lands while the ping runs (15 s): every one of its packets must come back.
+      await waitFor(
+        "the ping to run in rs-a",
+        async () => ((await docker(h1, ["top", "rs-a"])).stdout.includes(`ping -i 0.2 -c 75 -W 1 ${ipB}`) ? true : undefined),
+        10_000,
+        100,
+      );
       process.kill(before!, "SIGKILL");
       const after = await waitFor(
         "the daemon to restart the plugin",

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { decodeVxlanDatagram } from "../../driver/kernel/vxlan-codec.js";
+import { tables } from "./support/cluster.js";
 import { consulHttp, dockerOk, readLab, waitFor } from "./support/lab.js";
 import { createNetworkOn, networkVni, removeContainers, removeNetworkOn, startContainer, subnetKey } from "./support/overlay.js";
 
@@ -38,7 +39,15 @@ describe("what the datapath puts on the wire", () => {
         JSON.stringify({ endpointId: "fake-endpoint", networkId: "fake", hostId: FAKE.hostId, vtep: FAKE.hostId, ip: FAKE.ip, mac: FAKE.mac }),
       );
 
-      await new Promise((r) => setTimeout(r, 500));
+      await waitFor(
+        "h1 to program the stand-in VTEP's endpoint",
+        async () => {
+          const t = await tables(h1, vni);
+          return t.neighbors.includes(`${FAKE.ip} ${FAKE.mac}`) && t.fdb.includes(`${FAKE.mac} ${FAKE.hostId}`) ? true : undefined;
+        },
+        10_000,
+        100,
+      );
       await dockerOk(h1, ["exec", "vtep-a", "sh", "-c", `ping -c 3 -W 1 ${FAKE.ip} || true`]);
       const datagrams = out
         .split("\n")

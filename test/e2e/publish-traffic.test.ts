@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually } from "../support/eventually.js";
 import { dockerOk, inNetns, lines, pluginPid, readLab } from "./support/lab.js";
 import { createNetworkOn, removeContainers, removeNetworkOn } from "./support/overlay.js";
 import { endpointId, publishedPorts, retry } from "./support/publish.js";
@@ -48,12 +49,14 @@ describe("traffic through published ports", () => {
         "-c",
         "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && dd if=/dev/urandom of=/tmp/www/data bs=1M count=100 2>/dev/null && sha256sum /tmp/www/data > /tmp/sum && exec httpd -f -p 80 -h /tmp/www",
       ]);
-      for (let i = 0; i < 100; i++) {
-        const r = await dockerOk(h1, ["exec", "pt-web", "sh", "-c", "cat /tmp/sum 2>/dev/null || true"]);
-        if (r !== "") return r.split(/\s+/)[0]!;
-        await new Promise((res) => setTimeout(res, 200));
-      }
-      throw new Error("pt-web never wrote its checksum");
+      return eventually(
+        "pt-web to write its checksum",
+        async () => {
+          const r = await dockerOk(h1, ["exec", "pt-web", "sh", "-c", "cat /tmp/sum 2>/dev/null || true"]);
+          return r === "" ? undefined : r.split(/\s+/)[0]!;
+        },
+        { timeoutMs: 60_000, everyMs: 200 },
+      );
     })());
 
   it.each(PATHS)("moves 100 MB intact and completes 200 concurrent connections ($path)", async ({ sh, addr }) => {
@@ -179,11 +182,12 @@ describe("traffic through published ports", () => {
       "TCP-LISTEN:7000,reuseaddr,fork",
       "OPEN:/tmp/got,creat,append",
     ]);
+    // Each attempt reads what the previous one's connection wrote, and sends again if that was nothing.
     const got = await retry(
       async () => {
-        await out(`echo payload | socat -t 2 - TCP:${h1.addr}:18093`);
-        await new Promise((r) => setTimeout(r, 200));
-        return dockerOk(h1, ["exec", "pt-pp", "sh", "-c", "cat /tmp/got 2>/dev/null || true"]);
+        const g = await dockerOk(h1, ["exec", "pt-pp", "sh", "-c", "cat /tmp/got 2>/dev/null || true"]);
+        if (!g.includes("payload")) await out(`echo payload | socat -t 2 - TCP:${h1.addr}:18093`);
+        return g;
       },
       (g) => g.includes("payload"),
     );

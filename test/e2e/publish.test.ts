@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker, dockerOk, inNetns, readLab, type LabHost } from "./support/lab.js";
+import { docker, dockerOk, inNetns, readLab, waitFor, type LabHost } from "./support/lab.js";
 import { createNetworkOn, removeContainers, removeNetworkOn } from "./support/overlay.js";
 import { endpointId, pluginStatus, publishedPorts } from "./support/publish.js";
 
@@ -110,7 +110,15 @@ describe("published ports through the embedded proxy", () => {
     expect(port!.hostPort).toBeGreaterThanOrEqual(19000);
     expect(port!.hostPort).toBeLessThanOrEqual(19002);
     await inNetns(lab.outside.netns, ["sh", "-c", `echo hello-udp | timeout 3 socat - UDP:${h1.addr}:${port!.hostPort}; true`]);
-    await new Promise((r) => setTimeout(r, 300));
-    expect(await dockerOk(h1, ["exec", "pub-udp", "cat", "/tmp/got"])).toContain("hello-udp");
+    const got = await waitFor(
+      "the datagram at pub-udp",
+      async () => {
+        const r = await docker(h1, ["exec", "pub-udp", "cat", "/tmp/got"]);
+        return r.stdout.includes("hello-udp") ? r.stdout : undefined;
+      },
+      5_000,
+      100,
+    );
+    expect(got).toContain("hello-udp");
   });
 });

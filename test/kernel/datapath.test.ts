@@ -16,6 +16,7 @@ import { networkNetnsPath, tempVxlanName } from "../../driver/kernel/datapath/co
 import { createVethPair, ensureAddress, getLinkByName, setUp } from "../../driver/kernel/links.js";
 import { deleteNamedNetns, isNetnsMount, openNetnsFd, openRtnetlinkIn } from "../../driver/kernel/netns.js";
 import { createLogger } from "../../lib/log.js";
+import { eventually } from "../support/eventually.js";
 import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno, type IpLink } from "./support/scratch.js";
 
 /** Replies here can take a VXLAN round trip and an ARP resolution. */
@@ -337,7 +338,7 @@ describe("KernelDatapath on two simulated hosts", () => {
     let out = "";
     ping.stdout.on("data", (d: Buffer) => (out += d.toString()));
     const done = new Promise<number | null>((resolve) => ping.on("exit", resolve));
-    await new Promise((r) => setTimeout(r, 800));
+    await eventually("the ping to get answers", () => (out.match(/bytes from/g)?.length ?? 0) >= 3);
 
     await a.dp.close();
     await a.dp.close(); // twice is fine

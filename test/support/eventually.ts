@@ -26,7 +26,8 @@ export async function eventually<T>(
 ): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 5_000;
   const everyMs = options.everyMs ?? 10;
-  const deadline = Date.now() + timeoutMs;
+  // Not Date.now(): a test may fake Date, and its waits must still end.
+  const deadline = performance.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
@@ -36,7 +37,7 @@ export async function eventually<T>(
     } catch (e) {
       last = e;
     }
-    if (Date.now() >= deadline) {
+    if (performance.now() >= deadline) {
       const seen = last instanceof Error ? last.message : JSON.stringify(last);
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last seen: ${seen})`);
     }

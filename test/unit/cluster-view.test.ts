@@ -6,11 +6,13 @@ import { peers } from "../../cli/peers-command.js";
 import type { ClusterSnapshot } from "../../driver/cluster/cluster-view.js";
 import { keys } from "../../driver/cluster/keys.js";
 import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
+import { peerReportOf } from "../../driver/peers/peer-sync.js";
 import { scrape } from "../../lib/metrics.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { simHost, stopSimHost, stopSimHosts, type SimHost } from "../support/sim-host.js";
 import { value } from "../support/store-helpers.js";
+import { eventually } from "../support/eventually.js";
 
 afterEach(stopSimHosts);
 
@@ -39,16 +41,6 @@ async function endpoint(h: SimHost, networkId: string, poolId: string, endpointI
   return ip.address.split("/")[0]!;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 3_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe("the cluster view (GET /tsoverlay/cluster) over a shared store", () => {
   it("shows every host's endpoints with their published ports, the networks and the hosts, from any host; a dead host's endpoints are marked", async () => {
     const cluster = new FlakyStore(new MemoryStore());
@@ -63,7 +55,7 @@ describe("the cluster view (GET /tsoverlay/cluster) over a shared store", () => 
     const hostPort = published[0]!.hostPort;
 
     // Recorded beside the call: seen from the other host once it lands.
-    const seen = await until("ep-a's port in b's view", async () => {
+    const seen = await eventually("ep-a's port in b's view", async () => {
       const s = await b.d.view.read();
       return s.endpoints.find((e) => e.endpointId === "ep-a")?.ports.length === 1 ? s : undefined;
     });
@@ -97,7 +89,7 @@ describe("the cluster view (GET /tsoverlay/cluster) over a shared store", () => 
 
     // Revoked (a disconnect moves the ports elsewhere): the record no longer claims them.
     value(await a.d.driver.revokeExternalConnectivity("net-a", "ep-a"));
-    await until("ep-a's ports to leave b's view", async () => {
+    await eventually("ep-a's ports to leave b's view", async () => {
       const s = await b.d.view.read();
       return s.endpoints.find((e) => e.endpointId === "ep-a")?.ports.length === 0 ? s : undefined;
     });
@@ -119,7 +111,7 @@ describe("the cluster view (GET /tsoverlay/cluster) over a shared store", () => 
     const [pa, pb] = [await network(a, "net-a"), await network(b, "net-b")];
     await endpoint(a, "net-a", pa, "ep-a");
     const ipB = await endpoint(b, "net-b", pb, "ep-b");
-    await until("a to program b's endpoint", async () => (a.datapath.peers(SUBNET).length === 1 ? true : undefined));
+    await eventually("a to program b's endpoint", () => a.datapath.peers(SUBNET).length === 1);
     const clean = await a.d.peerReport();
     expect(clean.missing).toEqual([]);
     expect(clean.hosts.map((h) => [h.hostId, h.networks?.map((n) => [n.subnet, n.peers, n.checked, n.missing, n.stale, n.extra])])).toEqual([
@@ -137,9 +129,10 @@ describe("the cluster view (GET /tsoverlay/cluster) over a shared store", () => 
     expect(await cluster.list(keys.asks())).toEqual([]);
     expect(await cluster.list("tsoverlay/v1/answers/")).toEqual([]);
 
-    // A host whose plugin is gone but whose key lingers is named as not answering.
+    // A host whose plugin is gone but whose key lingers is named as not answering: peerReport() itself
+    // waits 5 s for it; a shorter wait shows the same, as b cannot answer any more.
     await stopSimHost(b);
-    const partial = await a.d.peerReport();
+    const partial = peerReportOf(await a.d.asks.ask("peers", 1_000));
     expect(partial.missing).toEqual(["198.18.0.32"]);
   }, 15_000);
 

@@ -1,5 +1,4 @@
-import { describe, expect, it } from "vitest";
-import { setTimeout as sleep } from "node:timers/promises";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ConsulWatch } from "../../driver/store/consul-watch.js";
 import type { ConsulClient } from "../../driver/store/consul-client.js";
 import { StoreError, type KV } from "../../driver/contracts/store.js";
@@ -21,8 +20,14 @@ function scriptedClient() {
   return { client, state };
 }
 
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 describe("ConsulWatch backoff", () => {
   it("backs off to at most 2 s while Consul is away, and asks again at once when woken", async () => {
+    // The pauses and the calls' times on a clock the test moves.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
     const { client, state } = scriptedClient();
     const delivered: KV[][] = [];
     const answers: number[] = [];
@@ -36,31 +41,29 @@ describe("ConsulWatch backoff", () => {
       onAnswer: () => answers.push(Date.now()),
     });
     try {
-      // 250 + 500 + 1000 + 2000 + 2000: six attempts in about 5.75 s, none more than 2 s apart after the fourth.
-      await sleep(6_000);
+      // Six attempts in 6 s, each pause twice the one before, up to 2 s.
+      await vi.advanceTimersByTimeAsync(6_000);
       const gaps = state.calls.slice(1).map((t, i) => t - state.calls[i]!);
-      expect(state.calls.length).toBeGreaterThanOrEqual(5);
-      expect(Math.max(...gaps)).toBeLessThan(2_400);
-      expect(Math.max(...gaps)).toBeGreaterThanOrEqual(1_900);
+      expect(gaps).toEqual([250, 500, 1_000, 2_000, 2_000]);
       // Consul is back and another request of the store went through: the sleeping watch asks now, not at the end of its pause.
       state.down = false;
       const before = state.calls.length;
       const wokenAt = Date.now();
       watch.wake();
-      await sleep(50);
+      await vi.advanceTimersByTimeAsync(0);
       // One answered at once (index 0), the next one is the blocking query now held by Consul.
       expect(state.calls.length).toBe(before + 2);
-      expect(state.calls[before]! - wokenAt).toBeLessThan(50);
+      expect(state.calls[before]).toBe(wokenAt);
       expect(delivered).toEqual([[{ key: "p/a", value: "1", modifyIndex: 7 }]]);
       // Answered after failing: it tells the store, which wakes the others.
       expect(answers).toHaveLength(1);
       // A wake while a request is in flight changes nothing.
       watch.wake();
-      await sleep(50);
+      await vi.advanceTimersByTimeAsync(50);
       expect(state.calls.length).toBe(before + 2);
     } finally {
       watch.stop();
       state.hold?.();
     }
-  }, 15_000);
+  });
 });

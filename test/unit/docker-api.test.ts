@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DockerApi, olderOf } from "../../driver/docker/docker-api.js";
 import type { DockerEvent } from "../../driver/contracts/docker.js";
 import { createLogger } from "../../lib/log.js";
+import { eventually } from "../support/eventually.js";
 
 // The adapter's own logic — version negotiation, Docker's JSON into the
 // domain's shapes, the event stream's framing, status codes into outcomes —
@@ -196,10 +197,11 @@ describe("the Docker API adapter", () => {
   });
 
   it("waits for a daemon that does not answer yet, and gives up when told to", async () => {
-    const { api } = await daemon("1.44", {});
+    const { api, seen } = await daemon("1.44", {});
     const stop = new AbortController();
     const waiting = api.waitReady(stop.signal);
-    setTimeout(() => stop.abort(), 100);
+    await eventually("a ping, answered with an error", () => seen.includes("GET /_ping"));
+    stop.abort();
     await expect(waiting).rejects.toThrow();
   });
 });

@@ -4,11 +4,14 @@ import { HostRegistry } from "../../driver/hosts/host-registry.js";
 import type { EphemeralKey } from "../../driver/contracts/store.js";
 import { createLogger } from "../../lib/log.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { eventually } from "../support/eventually.js";
 
 /** A store whose ephemeral writes take a while, as a Consul session does. */
 class SlowSessions extends MemoryStore {
+  taking = false;
   release: () => void = () => undefined;
   override async putEphemeral(key: string, value: string, ttlSeconds: number): Promise<EphemeralKey> {
+    this.taking = true;
     await new Promise<void>((r) => (this.release = r));
     return super.putEphemeral(key, value, ttlSeconds);
   }
@@ -19,11 +22,11 @@ describe("HostRegistry's record", () => {
     const store = new SlowSessions();
     const reg = new HostRegistry(store, { hostId: "198.18.0.9", vtep: "198.18.0.9", pluginVersion: "0.1.0" }, createLogger("silent"));
     reg.start();
-    await new Promise((r) => setTimeout(r, 10));
+    await eventually("the key to be being taken", () => store.taking);
     await reg.describeDocker("28.5.2");
     store.release();
     const record = async () => JSON.parse((await store.get(keys.host("198.18.0.9")))?.value ?? "{}") as { dockerVersion?: string; pluginVersion?: string };
-    for (let i = 0; i < 100 && (await record()).dockerVersion === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    await eventually("the record to be written", async () => (await record()).dockerVersion !== undefined, { timeoutMs: 1_000 });
     expect(await record()).toMatchObject({ dockerVersion: "28.5.2", pluginVersion: "0.1.0" });
     await reg.describeDocker("29.8.1");
     expect((await record()).dockerVersion).toBe("29.8.1");

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, describe, it } from "vitest";
 
 // The layer rules of .dependency-cruiser.cjs, run by `npm run check:deps` on the
 // real tree, shown to bite: each case writes a small tree that is clean but for
@@ -27,7 +27,7 @@ const CLEAN: Record<string, string> = {
 };
 
 const trees: string[] = [];
-afterEach(() => {
+afterAll(() => {
   for (const t of trees.splice(0)) rmSync(t, { recursive: true, force: true });
 });
 
@@ -46,56 +46,56 @@ async function violations(changes: Record<string, string>): Promise<string[]> {
   return result.summary.violations.map((v) => `${v.rule.name}: ${v.from} → ${v.to}`);
 }
 
-// Each case spawns depcruise (1–3 s on a busy 2-core machine), some twice.
-describe("the layer rules (npm run check:deps)", { timeout: 30_000 }, () => {
-  it("pass a tree whose imports all run the right way", async () => {
+// Each depcruise run (1–3 s alone on a busy 2-core machine) has a tree of its own, so all nine go side by side.
+describe.concurrent("the layer rules (npm run check:deps)", { timeout: 60_000 }, () => {
+  it("pass a tree whose imports all run the right way", async ({ expect }) => {
     expect(await violations({})).toEqual([]);
   });
 
-  it("fail an import from an adapter into the edge", async () => {
+  it("fail an import from an adapter into the edge", async ({ expect }) => {
     expect(await violations({ "plugin/routes.ts": 'import "../driver/driver.js";\nimport "../driver/store/consul.js";\n' })).toEqual([
       "edge-never-reaches-adapters: plugin/routes.ts → driver/store/consul.ts",
     ]);
   });
 
-  it("fail the edge reaching the composition, and the composition reaching the edge", async () => {
-    expect(await violations({ "plugin/routes.ts": 'import "../driver/driver.js";\nimport "./compose/host.js";\n' })).toContain(
-      "only-the-process-entry-composes: plugin/routes.ts → plugin/compose/host.ts",
-    );
-    expect(await violations({ "plugin/compose/host.ts": CLEAN["plugin/compose/host.ts"] + 'import "../routes.js";\n' })).toEqual([
-      "composition-is-not-edge: plugin/compose/host.ts → plugin/routes.ts",
+  it("fail the edge reaching the composition, and the composition reaching the edge", async ({ expect }) => {
+    const [edge, composition] = await Promise.all([
+      violations({ "plugin/routes.ts": 'import "../driver/driver.js";\nimport "./compose/host.js";\n' }),
+      violations({ "plugin/compose/host.ts": CLEAN["plugin/compose/host.ts"] + 'import "../routes.js";\n' }),
     ]);
+    expect(edge).toContain("only-the-process-entry-composes: plugin/routes.ts → plugin/compose/host.ts");
+    expect(composition).toEqual(["composition-is-not-edge: plugin/compose/host.ts → plugin/routes.ts"]);
   });
 
-  it("fail an import from proxy/ into the domain", async () => {
+  it("fail an import from proxy/ into the domain", async ({ expect }) => {
     expect(await violations({ "proxy/manager.ts": 'import "../lib/result.js";\nimport "../driver/driver.js";\n' })).toEqual([
       "proxy-is-a-library: proxy/manager.ts → driver/driver.ts",
     ]);
   });
 
-  it("fail the domain reaching an adapter, and an adapter reaching past the domain's contracts", async () => {
-    expect(await violations({ "driver/driver.ts": 'import "./contracts/store.js";\nimport "./store/consul.js";\n' })).toContain(
-      "domain-knows-no-edge-no-adapter: driver/driver.ts → driver/store/consul.ts",
-    );
-    expect(await violations({ "driver/store/consul.ts": 'import "../driver.js";\n' })).toEqual([
-      "adapters-know-only-domain-contracts: driver/store/consul.ts → driver/driver.ts",
+  it("fail the domain reaching an adapter, and an adapter reaching past the domain's contracts", async ({ expect }) => {
+    const [domain, adapter] = await Promise.all([
+      violations({ "driver/driver.ts": 'import "./contracts/store.js";\nimport "./store/consul.js";\n' }),
+      violations({ "driver/store/consul.ts": 'import "../driver.js";\n' }),
     ]);
+    expect(domain).toContain("domain-knows-no-edge-no-adapter: driver/driver.ts → driver/store/consul.ts");
+    expect(adapter).toEqual(["adapters-know-only-domain-contracts: driver/store/consul.ts → driver/driver.ts"]);
   });
 
-  it("fail a cycle, product code importing test code, and a product file only tests reach", async () => {
-    const cycle = await violations({
-      "driver/driver.ts": 'import "./contracts/store.js";\nimport "./peers.js";\n',
-      "driver/peers.ts": 'import "./driver.js";\n',
-    });
+  it("fail a cycle, product code importing test code, and a product file only tests reach", async ({ expect }) => {
+    const [cycle, testCode, orphan] = await Promise.all([
+      violations({
+        "driver/driver.ts": 'import "./contracts/store.js";\nimport "./peers.js";\n',
+        "driver/peers.ts": 'import "./driver.js";\n',
+      }),
+      violations({ "plugin/compose/host.ts": CLEAN["plugin/compose/host.ts"] + 'import "../../test/support/fake.js";\n' }),
+      violations({ "driver/orphan.ts": "export const unused = 1;\n" }),
+    ]);
     expect(
       cycle.filter((v) => v.startsWith("no-circular:")),
       cycle.join("\n"),
     ).toEqual(["no-circular: driver/driver.ts → driver/peers.ts"]);
-    expect(await violations({ "plugin/compose/host.ts": CLEAN["plugin/compose/host.ts"] + 'import "../../test/support/fake.js";\n' })).toEqual([
-      "product-imports-no-test-code: plugin/compose/host.ts → test/support/fake.ts",
-    ]);
-    expect(await violations({ "driver/orphan.ts": "export const unused = 1;\n" })).toEqual([
-      "product-reachable-from-an-entry: driver/orphan.ts → driver/orphan.ts",
-    ]);
+    expect(testCode).toEqual(["product-imports-no-test-code: plugin/compose/host.ts → test/support/fake.ts"]);
+    expect(orphan).toEqual(["product-reachable-from-an-entry: driver/orphan.ts → driver/orphan.ts"]);
   });
 });

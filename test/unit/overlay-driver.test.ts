@@ -1,12 +1,16 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { keys } from "../../driver/cluster/keys.js";
 import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { simHost, stopSimHost, stopSimHosts, type SimHost } from "../support/sim-host.js";
 import { error, value } from "../support/store-helpers.js";
+import { eventually, quiet } from "../support/eventually.js";
 
-afterEach(stopSimHosts);
+afterEach(async () => {
+  vi.useRealTimers();
+  await stopSimHosts();
+});
 const host = simHost;
 
 async function createOn(h: SimHost, networkId: string, subnet: string, options: Record<string, string> = {}, internal = false) {
@@ -30,15 +34,8 @@ async function endpointOn(h: SimHost, networkId: string, poolId: string, endpoin
   return ip.address.split("/")[0]!;
 }
 
-const settle = (ms = 20) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, probe: () => Promise<boolean> | boolean, ms = 3_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await settle(10);
-  }
-}
+/** Every call the store refused while down, of any kind. */
+const refusals = (store: FlakyStore) => [...store.refused.values()].reduce((a, b) => a + b, 0);
 
 describe("OverlayDriver over a shared store (simulated hosts)", () => {
   it("makes one network of the same subnet, programs each host's peers, and releases everything with the last host", async () => {
@@ -51,7 +48,10 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     const ipA = await endpointOn(a, "net-a", na.pool.poolId, "ep-a");
     const ipB = await endpointOn(b, "net-b", nb.pool.poolId, "ep-b");
     expect(ipA).not.toBe(ipB);
-    await settle();
+    await eventually(
+      "each host to program the other's endpoint",
+      () => a.datapath.peers("10.30.0.0/24").length === 1 && b.datapath.peers("10.30.0.0/24").length === 1,
+    );
     expect(a.datapath.peers("10.30.0.0/24")).toEqual([{ ip: ipB, mac: "02:42:0a:1e:00:03", vtep: "198.18.0.12" }]);
     expect(b.datapath.peers("10.30.0.0/24").map((p) => p.vtep)).toEqual(["198.18.0.11"]);
     expect(a.egress.slots.get("10.30.0.0/24")).toBe(1);
@@ -60,8 +60,7 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
 
     value(await b.d.driver.deleteEndpoint("net-b", "ep-b"));
     value(await b.d.ipam.releaseAddress(nb.pool.poolId, ipB));
-    await settle();
-    expect(a.datapath.peers("10.30.0.0/24")).toEqual([]);
+    await eventually("a to drop ep-b", () => a.datapath.peers("10.30.0.0/24").length === 0);
     expect(b.datapath.hasNetwork("10.30.0.0/24")).toBe(false);
     expect(b.egress.slots.size).toBe(0);
 
@@ -133,7 +132,7 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     a.datapath.failNext("ensureEndpoint");
     const r = await a.d.driver.createEndpoint({ networkId: "n1", endpointId: "ep", addressCidr: ip.address, mac: "" });
     expect(r.ok).toBe(false);
-    await until("the rollback to reach the cluster", async () => a.d.outbox.status().pending === 0);
+    await eventually("the rollback to reach the cluster", async () => a.d.outbox.status().pending === 0);
     expect(await cluster.list(keys.endpoints("10.33.0.0/24"))).toEqual([]);
     expect(a.datapath.hasNetwork("10.33.0.0/24")).toBe(false);
   });
@@ -143,10 +142,9 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     const [a, b, c] = [await host(cluster, "h1"), await host(cluster, "h2"), await host(cluster, "h3")];
     const nets = [await createOn(a, "n", "10.34.0.0/24"), await createOn(b, "n", "10.34.0.0/24"), await createOn(c, "n", "10.34.0.0/24")];
     const poolId = nets[0]!.pool.poolId;
-    await endpointOn(c, "n", poolId, "watcher");
+    const watcher = await endpointOn(c, "n", poolId, "watcher");
     const x = await endpointOn(a, "n", poolId, "x-on-a", "10.34.0.50");
-    await settle();
-    expect(c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep).toBe("h1");
+    await eventually("c to program x on h1", () => c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep === "h1");
 
     // a's withdrawal is stuck (its store is cut off): its record lingers while b takes the address.
     cluster.down();
@@ -156,11 +154,11 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     await cluster.up();
     await cluster.inner.delete(keys.address("10.34.0.0/24", x)); // as if its release had landed
     await endpointOn(b, "n", poolId, "x-on-b", "10.34.0.50");
-    await settle();
     // Both records exist; b programs none of them for x (it is local there), c programs the newer one.
     expect(await cluster.list(keys.endpoints("10.34.0.0/24"))).toHaveLength(3);
+    await eventually("c to program x on h2", () => c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep === "h2");
+    await eventually("b to program its peers", () => b.datapath.peers("10.34.0.0/24").some((p) => p.ip === watcher));
     expect(b.datapath.peers("10.34.0.0/24").map((p) => p.ip)).not.toContain(x);
-    expect(c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep).toBe("h2");
   });
 });
 
@@ -197,8 +195,9 @@ describe("when the cluster store is away", () => {
       store: { available: false, error: "tsoverlay: cluster store unavailable: Consul at 127.0.0.1:8500 has no leader" },
     });
     // Back within the budget: the call rides it out.
+    const refused = refusals(cluster);
     const late = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "" });
-    await settle(60);
+    await eventually("the call to meet the store away", () => refusals(cluster) > refused);
     await cluster.up();
     expect(value(await late).address).toMatch(/^10\.40\.0\.\d+\/24$/);
     expect(await a.d.status()).toMatchObject({ store: { available: true } });
@@ -211,7 +210,7 @@ describe("when the cluster store is away", () => {
     await createOn(b, "nb", "10.41.0.0/24");
     const ipA = await endpointOn(a, "na", na.pool.poolId, "ep-a");
     await endpointOn(b, "nb", na.pool.poolId, "ep-b");
-    await settle();
+    await eventually("b to program ep-a", () => b.datapath.peers("10.41.0.0/24").length > 0);
     expect(b.datapath.peers("10.41.0.0/24").map((p) => p.ip)).toEqual([ipA]);
 
     cluster.down();
@@ -232,14 +231,14 @@ describe("when the cluster store is away", () => {
     const a2 = await host(cluster, "h1", a);
     expect(a2.d.outbox.status().pending).toBe(4);
     await cluster.up();
-    await until("the queued teardown to land", () => a2.d.outbox.status().pending === 0);
+    await eventually("the queued teardown to land", () => a2.d.outbox.status().pending === 0);
     expect(await cluster.get(keys.endpoint("10.41.0.0/24", "ep-a"))).toBeUndefined();
     expect(await cluster.get(keys.address("10.41.0.0/24", ipA))).toBeUndefined();
     expect(await cluster.get(keys.networkHost("10.41.0.0/24", "h1"))).toBeUndefined();
     expect(await cluster.get(keys.poolRef("10.41.0.0/24", "h1"))).toBeUndefined();
     // b still has the network; the peer is dropped there.
     expect(await cluster.get(keys.network("10.41.0.0/24"))).toBeDefined();
-    await until("b to drop the withdrawn peer", () => b.datapath.peers("10.41.0.0/24").length === 0);
+    await eventually("b to drop the withdrawn peer", () => b.datapath.peers("10.41.0.0/24").length === 0);
   });
 
   it("an allocation waits for queued releases to land first, so a late release never undoes it", async () => {
@@ -250,11 +249,13 @@ describe("when the cluster store is away", () => {
     cluster.down();
     value(await a.d.driver.deleteEndpoint("n", "e1"));
     value(await a.d.ipam.releaseAddress(n.pool.poolId, ip));
+    const refused = refusals(cluster);
     const again = a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "10.42.0.9" });
-    await settle(100);
+    await eventually("the allocation's flush of the queue to meet the store away", () => refusals(cluster) > refused);
     await cluster.up();
     expect(value(await again).address).toBe("10.42.0.9/24");
-    await settle(50);
+    // Nothing is left in the queue that could land later and undo it.
+    expect(a.d.outbox.status().pending).toBe(0);
     expect(await cluster.get(keys.address("10.42.0.0/24", "10.42.0.9"))).toBeDefined();
   });
 
@@ -265,17 +266,18 @@ describe("when the cluster store is away", () => {
     await createOn(b, "n", "10.43.0.0/24");
     await endpointOn(a, "n", n.pool.poolId, "ea");
     const ipB = await endpointOn(b, "n", n.pool.poolId, "eb");
-    await settle();
+    await eventually("a to program eb", () => a.datapath.peers("10.43.0.0/24").length > 0);
     cluster.down();
     await stopSimHost(a);
     const a2 = await host(cluster, "h1", a);
     expect(a2.datapath.hasNetwork("10.43.0.0/24")).toBe(true);
     expect(value(await a2.d.driver.join("n", "ea")).gateway).toBe("10.43.0.1");
-    await settle(50);
+    await quiet(50, "nothing may empty the peer tables while the store is away: time for a wrong sync to run");
     expect(a2.datapath.peers("10.43.0.0/24").map((p) => p.ip)).toEqual([ipB]);
+    const synced = a2.datapath.calls.filter((c) => c.method === "syncPeers").length;
     await cluster.up();
     await a2.d.hosts.started();
-    await settle(50);
+    await eventually("a2 to sync its peers with the store", () => a2.datapath.calls.filter((c) => c.method === "syncPeers").length > synced);
     expect(a2.datapath.peers("10.43.0.0/24").map((p) => p.ip)).toEqual([ipB]);
   });
 });
@@ -363,6 +365,8 @@ describe("the record collector", () => {
   });
 
   it("collects a host gone for longer than the grace, once, by one host, and leaves a host that comes back alone", async () => {
+    // The collectors read the grace off Date, faked before the hosts exist (they keep Date.now) and moved past it below.
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
     const cluster = new FlakyStore(new MemoryStore());
     const [a, b, c] = [
       await host(cluster, "h1", undefined, { gcGraceMs: 200 }),
@@ -377,15 +381,14 @@ describe("the record collector", () => {
     // h3 dies: its process stops renewing and its liveness key lapses.
     await stopSimHost(c);
     await cluster.delete(keys.host("h3"));
-    await until("h3 to be seen gone", () => !a.d.hosts.isAlive("h3") && !b.d.hosts.isAlive("h3"));
-    await settle(20);
-    expect(a.datapath.peers("10.47.0.0/24")).toEqual([]);
+    await eventually("h3 to be seen gone", () => !a.d.hosts.isAlive("h3") && !b.d.hosts.isAlive("h3"));
+    await eventually("a to drop h3's endpoint", () => a.datapath.peers("10.47.0.0/24").length === 0);
 
     // First passes only mark it; after the grace exactly one host collects.
     const first = await Promise.all([a.d.collector.pass(), b.d.collector.pass()]);
     expect(first.flatMap((r) => r?.collectedHosts ?? [])).toEqual([]);
     expect(await cluster.get(keys.goneHost("h3"))).toBeDefined();
-    await settle(250);
+    vi.advanceTimersByTime(250);
     const second = await Promise.all([a.d.collector.pass(), b.d.collector.pass()]);
     expect(second.flatMap((r) => r?.collectedHosts ?? [])).toEqual(["h3"]);
     expect(await cluster.get(keys.endpoint("10.47.0.0/24", "ec"))).toBeUndefined();
@@ -421,7 +424,7 @@ describe("names for the name service", () => {
     expect(await a.d.driver.setNames("nope", ["x"])).toBe(false);
     const rec = JSON.parse((await cluster.get(keys.endpoint("10.50.0.0/24", "eb")))!.value) as { names: string[] };
     expect(rec.names).toEqual(["web", "api"]); // Docker's order (the container's name first), lower-cased, once each
-    await until("h1's name service to know web", async () => {
+    await eventually("h1's name service to know web", async () => {
       const r = await a.d.names.decide({ name: "web", type: "A", source: ipA });
       return r.kind === "addresses" && r.ips.join() === ipB;
     });

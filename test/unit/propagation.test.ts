@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { NetworkCatalog } from "../../driver/catalog/catalog.js";
 import { NetworkPropagation } from "../../driver/catalog/propagation.js";
 import { createLogger } from "../../lib/log.js";
@@ -6,10 +6,12 @@ import { FakeDocker, tsoverlaySpec } from "../support/fake-docker.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { LocalState } from "../../driver/local/local-state.js";
+import { eventually } from "../support/eventually.js";
 
 const log = createLogger("silent");
 const stops: (() => void)[] = [];
 afterEach(() => {
+  vi.useRealTimers();
   for (const s of stops.splice(0)) s();
 });
 
@@ -36,13 +38,8 @@ function host(store: MemoryStore, hostId: string, now: () => number = Date.now):
   return { docker, prop, catalog };
 }
 
-async function until(what: string, probe: () => boolean | Promise<boolean>, ms = 2_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** The prune window's timer on a clock the test moves. */
+const fakePruneTimers = () => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
 
 describe("networks created once (propagation through the catalog)", () => {
   it("a network created on one host is created on the others with the same subnet, gateway, range, options and labels", async () => {
@@ -55,7 +52,7 @@ describe("networks created once (propagation through the catalog)", () => {
       ipamOptions: { name: "web" },
     });
     a.docker.userCreates(spec);
-    await until("h2 to have web", () => b.docker.nets.has("web"));
+    await eventually("h2 to have web", () => b.docker.nets.has("web"));
     const { id: _id, ...copy } = b.docker.nets.get("web")!;
     expect(copy).toEqual(spec);
     expect((await a.catalog.get("web"))?.entry).toMatchObject({ state: "active", host: "h1", spec: { subnet: "10.60.0.0/24" } });
@@ -68,27 +65,27 @@ describe("networks created once (propagation through the catalog)", () => {
     const store = new MemoryStore();
     const a = host(store, "h1");
     a.docker.userCreates(tsoverlaySpec("one", "10.61.0.0/24"));
-    await until("one to be published", async () => (await a.catalog.get("one")) !== undefined);
+    await eventually("one to be published", async () => (await a.catalog.get("one")) !== undefined);
     const late = host(store, "h3");
     late.docker.nets.set("mine", { ...tsoverlaySpec("mine", "10.62.0.0/24"), id: "m1" }); // made while its plugin was away
     await late.prop.reconcile("daemon answers");
     expect(late.docker.nets.has("one")).toBe(true);
-    await until("h1 to get mine", () => a.docker.nets.has("mine"));
+    await eventually("h1 to get mine", () => a.docker.nets.has("mine"));
   });
 
   it("docker network rm on any host removes it everywhere; a host with containers on it keeps it until they are gone", async () => {
     const store = new MemoryStore();
     const [a, b, c] = [host(store, "h1"), host(store, "h2"), host(store, "h3")];
     a.docker.userCreates(tsoverlaySpec("db", "10.63.0.0/24"));
-    await until("db everywhere", () => b.docker.nets.has("db") && c.docker.nets.has("db"));
+    await eventually("db everywhere", () => b.docker.nets.has("db") && c.docker.nets.has("db"));
     c.docker.attach("db", "c1");
     b.docker.userRemoves("db");
-    await until("db to leave h1", () => !a.docker.nets.has("db"));
+    await eventually("db to leave h1", () => !a.docker.nets.has("db"));
     expect((await a.catalog.get("db"))?.entry.state).toBe("removed");
-    await until("h3 to say db drains", () => c.prop.status().draining.includes("db"));
+    await eventually("h3 to say db drains", () => c.prop.status().draining.includes("db"));
     expect(c.docker.nets.has("db")).toBe(true);
     c.docker.detach("db", "c1");
-    await until("db to leave h3", () => !c.docker.nets.has("db"));
+    await eventually("db to leave h3", () => !c.docker.nets.has("db"));
     expect(c.prop.status().draining).toEqual([]);
   });
 
@@ -106,15 +103,16 @@ describe("networks created once (propagation through the catalog)", () => {
     const before = start();
     docker.subscribe((e) => before.onEvent(e));
     a.docker.userCreates(tsoverlaySpec("brief", "10.69.0.0/24"));
-    await until("brief published", async () => (await catalog.get("brief")) !== undefined);
+    await eventually("brief published", async () => (await catalog.get("brief")) !== undefined);
     await before.reconcile("daemon answers");
     expect(docker.nets.has("brief")).toBe(true);
+    fakePruneTimers();
     docker.userRemoves("brief");
-    await until("the removal to be kept", async () => (await pending.all()).length === 1);
-    // The plugin stops inside the prune window: nothing was told yet.
+    await eventually("the removal to be kept", async () => (await pending.all()).length === 1);
+    // The plugin stops inside the prune window: nothing was told yet, nor is after the window.
     before.stop();
     docker.subscribe(() => undefined); // the event stream ends with the plugin
-    await new Promise((r) => setTimeout(r, 80));
+    await vi.advanceTimersByTimeAsync(1_000);
     expect((await catalog.get("brief"))?.entry.state).toBe("active");
     // Back: the removal goes to the cluster instead of the network coming back here.
     const after = start();
@@ -122,20 +120,20 @@ describe("networks created once (propagation through the catalog)", () => {
     expect((await catalog.get("brief"))?.entry.state).toBe("removed");
     expect(docker.nets.has("brief")).toBe(false);
     expect(await pending.all()).toEqual([]);
-    await until("brief to leave h1", () => !a.docker.nets.has("brief"));
+    await eventually("brief to leave h1", () => !a.docker.nets.has("brief"));
   });
 
   it("a network removed right after its creation stays removed: a reconcile inside the prune window does not bring it back", async () => {
     const store = new MemoryStore();
     const [a, b] = [host(store, "h1"), host(store, "h2")];
     a.docker.userCreates(tsoverlaySpec("blink", "10.68.0.0/24"));
-    await until("blink published", async () => (await a.catalog.get("blink")) !== undefined);
+    await eventually("blink published", async () => (await a.catalog.get("blink")) !== undefined);
     a.docker.userRemoves("blink");
     // The catalog still says active (the removal waits for a possible prune event): h1 must not create it again.
     await a.prop.reconcile("catalog changed");
     expect(a.docker.nets.has("blink")).toBe(false);
-    await until("blink removed in the cluster", async () => (await a.catalog.get("blink"))?.entry.state === "removed");
-    await until("blink gone from h2", () => !b.docker.nets.has("blink"));
+    await eventually("blink removed in the cluster", async () => (await a.catalog.get("blink"))?.entry.state === "removed");
+    await eventually("blink gone from h2", () => !b.docker.nets.has("blink"));
     await a.prop.reconcile("periodic");
     expect(a.docker.nets.has("blink")).toBe(false);
   });
@@ -144,17 +142,19 @@ describe("networks created once (propagation through the catalog)", () => {
     const store = new MemoryStore();
     const [a, b] = [host(store, "h1"), host(store, "h2")];
     a.docker.userCreates(tsoverlaySpec("quick", "10.70.0.0/24"));
-    await until("quick on h2", () => b.docker.nets.has("quick"));
+    await eventually("quick on h2", () => b.docker.nets.has("quick"));
     const deliver = a.docker.userRemovesEventLater("quick");
     // The daemon no longer has it, the catalog still says active, and no destroy event was seen yet.
     await a.prop.reconcile("catalog changed");
     expect(a.docker.nets.has("quick")).toBe(false);
     deliver();
-    await until("quick removed in the cluster", async () => (await a.catalog.get("quick"))?.entry.state === "removed");
-    await until("quick gone from h2", () => !b.docker.nets.has("quick"));
+    await eventually("quick removed in the cluster", async () => (await a.catalog.get("quick"))?.entry.state === "removed");
+    await eventually("quick gone from h2", () => !b.docker.nets.has("quick"));
   });
 
   it("a removal waiting in the durable queue is not undone by a reconcile; a network gone without any event comes back after the hold", async () => {
+    // The hold is read off Date, faked before the worker exists (it keeps Date.now) and moved past the hold below.
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
     const store = new MemoryStore();
     const a = host(store, "h1");
     const docker = new FakeDocker();
@@ -174,11 +174,11 @@ describe("networks created once (propagation through the catalog)", () => {
     docker.subscribe((e) => p.onEvent(e));
     a.docker.userCreates(tsoverlaySpec("slow", "10.71.0.0/24"));
     a.docker.userCreates(tsoverlaySpec("lost", "10.72.0.0/24"));
-    await until("both published", async () => (await catalog.all()).length === 2);
+    await eventually("both published", async () => (await catalog.all()).length === 2);
     await p.reconcile("daemon answers");
-    await until("both known here", () => p.status().networks.length === 2);
+    await eventually("both known here", () => p.status().networks.length === 2);
     docker.userRemoves("slow");
-    await until("the removal to be queued", () => queued.length === 1);
+    await eventually("the removal to be queued", () => queued.length === 1);
     expect(queued).toEqual([{ name: "slow", subnet: "10.71.0.0/24" }]);
     docker.userRemovesEventLater("lost"); // its event never comes
     await p.reconcile("catalog changed");
@@ -187,14 +187,14 @@ describe("networks created once (propagation through the catalog)", () => {
     // The queue delivers: the cluster removes it.
     await catalog.removeName("slow", "10.71.0.0/24", "h2");
     await p.reconcile("catalog changed");
-    await new Promise((r) => setTimeout(r, 200)); // past the hold
+    vi.advanceTimersByTime(200); // past the hold
     await p.reconcile("periodic");
     expect(docker.nets.has("lost")).toBe(true);
     expect(docker.nets.has("slow")).toBe(false);
     // The name is free to be created again here.
     a.docker.userRemoves("slow");
     a.docker.userCreates(tsoverlaySpec("slow", "10.73.0.0/24"));
-    await until("the new slow published", async () => (await catalog.get("slow"))?.entry.spec.subnet === "10.73.0.0/24");
+    await eventually("the new slow published", async () => (await catalog.get("slow"))?.entry.spec.subnet === "10.73.0.0/24");
     await p.reconcile("catalog changed");
     expect(docker.nets.get("slow")?.subnet).toBe("10.73.0.0/24");
   });
@@ -203,9 +203,10 @@ describe("networks created once (propagation through the catalog)", () => {
     const store = new MemoryStore();
     const [a, b] = [host(store, "h1"), host(store, "h2")];
     a.docker.userCreates(tsoverlaySpec("keep", "10.64.0.0/24"));
-    await until("keep on h2", () => b.docker.nets.has("keep"));
+    await eventually("keep on h2", () => b.docker.nets.has("keep"));
+    fakePruneTimers();
     b.docker.userPrunes();
-    await new Promise((r) => setTimeout(r, 80)); // past the prune window
+    await vi.advanceTimersByTimeAsync(1_000); // well past the prune window
     expect((await a.catalog.get("keep"))?.entry.state).toBe("active");
     expect(a.docker.nets.has("keep")).toBe(true);
     // Back on h2 at once (the prune event reconciles), not only at the next periodic reconcile.
@@ -217,7 +218,7 @@ describe("networks created once (propagation through the catalog)", () => {
     const [a, b] = [host(store, "h1"), host(store, "h2")];
     a.docker.userCreates(tsoverlaySpec("app", "10.65.0.0/24"));
     b.docker.userCreates(tsoverlaySpec("app", "10.66.0.0/24"));
-    await until(
+    await eventually(
       "both hosts on the winner's app",
       () => a.docker.nets.get("app")?.subnet === "10.65.0.0/24" && b.docker.nets.get("app")?.subnet === "10.65.0.0/24",
     );
@@ -237,7 +238,7 @@ describe("networks created once (propagation through the catalog)", () => {
     const store = new MemoryStore();
     const a = host(store, "h1");
     a.docker.userCreates(tsoverlaySpec("app", "10.65.0.0/24"));
-    await until("app published", async () => (await a.catalog.get("app")) !== undefined);
+    await eventually("app published", async () => (await a.catalog.get("app")) !== undefined);
     const c = host(store, "h3");
     c.docker.nets.set("app", { ...tsoverlaySpec("app", "10.66.0.0/24"), id: "x" }); // created while h3's plugin was away
     await c.prop.reconcile("daemon answers");
@@ -253,11 +254,11 @@ describe("networks created once (propagation through the catalog)", () => {
     let now = Date.parse("2026-01-01T00:00:00Z");
     const a = host(store, "h1", () => now);
     a.docker.userCreates(tsoverlaySpec("old", "10.68.0.0/24"));
-    await until("old published", async () => (await a.catalog.get("old")) !== undefined);
+    await eventually("old published", async () => (await a.catalog.get("old")) !== undefined);
     const late = host(store, "h2", () => now);
     late.docker.nets.set("old", { ...tsoverlaySpec("old", "10.68.0.0/24"), id: "o2" }); // its copy, from before it went down
     a.docker.userRemoves("old");
-    await until("old tombstoned", async () => (await a.catalog.get("old"))?.entry.state === "removed");
+    await eventually("old tombstoned", async () => (await a.catalog.get("old"))?.entry.state === "removed");
     await late.prop.reconcile("daemon answers");
     expect(late.docker.nets.has("old")).toBe(false);
     now += 2 * 3_600_000;
@@ -288,7 +289,7 @@ describe("a removal while the cluster store is away", () => {
     docker.userRemoves("seen");
     docker.nets.set("unseen", { ...tsoverlaySpec("unseen", "10.69.1.0/24"), id: "u1" }); // appeared while nothing was watching
     docker.userRemoves("unseen");
-    await until("both removals queued", () => queued.length === 2);
+    await eventually("both removals queued", () => queued.length === 2);
     expect(queued).toEqual([
       ["seen", "10.69.0.0/24"],
       ["unseen", ""],

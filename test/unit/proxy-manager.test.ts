@@ -1,8 +1,10 @@
 import dgram from "node:dgram";
 import net from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { pino } from "pino";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Binding } from "../../proxy/binding.js";
 import { ProxyManager } from "../../proxy/proxy-manager.js";
+import { eventually } from "../support/eventually.js";
 
 // Loopback only; ports are picked by the kernel (a listener on port 0), then reused.
 
@@ -10,12 +12,13 @@ const closers: (() => void)[] = [];
 const managers: ProxyManager[] = [];
 
 afterEach(async () => {
+  vi.useRealTimers();
   await Promise.all(managers.splice(0).map((m) => m.closeAll()));
   for (const c of closers.splice(0)) c();
 });
 
-function manager(): ProxyManager {
-  const m = new ProxyManager();
+function manager(logged?: string[]): ProxyManager {
+  const m = new ProxyManager(logged && { log: pino({ level: "info" }, { write: (line: string) => void logged.push(line) }) });
   managers.push(m);
   return m;
 }
@@ -175,15 +178,21 @@ describe("ProxyManager", () => {
   });
 
   it('deferIpv6Ms: the [::] half of "" comes a moment later, only if the port is still free on IPv6 then', async () => {
-    const m = manager();
+    const logged: string[] = [];
+    const m = manager(logged);
     const backend = await tcpServer("127.0.0.1");
+    // The deferral's timer runs on a clock the test moves; the sockets do not care.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const r = await m.add(tcp({ hostIp: "", backendPort: backend, deferIpv6Ms: 200 }));
     if (!r.ok) throw new Error(r.error);
     const port = r.value.binding.hostPort;
+    const addressesOf = (id: string) => m.list().find((b) => b.id === id)?.addresses;
     expect(r.value.addresses).toEqual([{ address: "0.0.0.0", family: 4, port }]);
+    vi.advanceTimersByTime(199);
     expect(await connectOutcome(port, "::1")).toBe("ECONNREFUSED");
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(m.list().find((b) => b.id === r.value.id)?.addresses).toEqual([
+    vi.advanceTimersByTime(1);
+    await eventually("the [::] half", () => addressesOf(r.value.id)?.length === 2);
+    expect(addressesOf(r.value.id)).toEqual([
       { address: "0.0.0.0", family: 4, port },
       { address: "::", family: 6, port },
     ]);
@@ -193,20 +202,17 @@ describe("ProxyManager", () => {
     const other = await m.add(tcp({ hostIp: "", backendPort: backend, deferIpv6Ms: 200 }));
     if (!other.ok) throw new Error(other.error);
     const taken = await tcpServer("::", other.value.binding.hostPort, (s) => s.end("theirs"));
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(
-      m
-        .list()
-        .find((b) => b.id === other.value.id)
-        ?.addresses.map((a) => a.address),
-    ).toEqual(["0.0.0.0"]);
+    vi.advanceTimersByTime(200);
+    await eventually("the [::] half to be left to its holder", () => logged.some((l) => l.includes(`[::]:${taken}: bind: address already in use`)));
+    expect(addressesOf(other.value.id)?.map((a) => a.address)).toEqual(["0.0.0.0"]);
     expect(await echoOver(other.value.binding.hostPort, "127.0.0.1", "v4")).toBe("v4");
     expect(taken).toBe(other.value.binding.hostPort);
     // Removed before its time: the late half never appears.
     const gone = await m.add(tcp({ hostIp: "", backendPort: backend, deferIpv6Ms: 200 }));
     if (!gone.ok) throw new Error(gone.error);
     await m.remove(gone.value);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(vi.getTimerCount()).toBe(0); // its deferral is cancelled, not just left to find the binding gone
+    vi.advanceTimersByTime(1_000);
     expect(await connectOutcome(gone.value.binding.hostPort, "::1")).toBe("ECONNREFUSED");
   });
 

@@ -4,6 +4,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { Binding } from "../../proxy/binding.js";
 import { ProxyManager, type ActiveBinding, type ProxyManagerOptions } from "../../proxy/proxy-manager.js";
 import { ReadBufferPool } from "../../proxy/read-buffers.js";
+import { eventually } from "../support/eventually.js";
 
 // Loopback only; every port is picked by the kernel.
 
@@ -16,7 +17,7 @@ afterEach(async () => {
   const ms = managers.splice(0);
   await Promise.all(ms.map((m) => m.closeAll()));
   // every read buffer came back (none leaked by a connection torn down mid-write)
-  await until(() => ms.every((m) => m.bufferUsage().lent === 0), 2000);
+  await eventually("every read buffer back in the pool", () => ms.every((m) => m.bufferUsage().lent === 0), { timeoutMs: 2000 });
   for (const s of servers.splice(0)) {
     s.close();
     (s as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.();
@@ -70,15 +71,30 @@ function outcome(s: net.Socket): Promise<string> {
   });
 }
 
-const until = async (cond: () => boolean, ms = 5000): Promise<void> => {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
+/**
+ * Resolves once `progress()` has not moved for `ms`: a stream's writer stalls when
+ * every buffer between it and a reader that does not read is full, and that shows
+ * only as a while without progress.
+ */
+async function stalled(what: string, progress: () => number, ms = 300): Promise<void> {
+  let last = progress();
+  let since = performance.now();
+  await eventually(
+    what,
+    () => {
+      const now = progress();
+      if (now !== last) {
+        last = now;
+        since = performance.now();
+      }
+      return performance.now() - since >= ms;
+    },
+    { everyMs: 50, timeoutMs: 10_000 },
+  );
+}
 
 const counters = (m: ProxyManager) => m.list()[0]!.counters;
+const allClosed = (m: ProxyManager) => eventually("every connection closed", () => counters(m).connectionsActive === 0);
 
 describe("tcp proxy", () => {
   it("echoes through the proxy and counts bytes both ways", async () => {
@@ -88,7 +104,7 @@ describe("tcp proxy", () => {
     const got = readAll(c);
     c.end(BUFFALO);
     expect((await got).equals(BUFFALO)).toBe(true);
-    await until(() => counters(m).connectionsActive === 0);
+    await allClosed(m);
     expect(counters(m)).toMatchObject({
       connectionsTotal: 1,
       connectionsActive: 0,
@@ -123,7 +139,7 @@ describe("tcp proxy", () => {
     expect(got.length).toBe(32 + 3 * (1 << 20));
     expect(got.subarray(0, 32).equals(createHash("sha256").update(request).digest())).toBe(true);
     expect(got.at(-1)).toBe(2);
-    await until(() => counters(m).connectionsActive === 0);
+    await allClosed(m);
   });
 
   it("half-close the other way: the backend ends first and still receives what the client sends afterwards", async () => {
@@ -136,7 +152,7 @@ describe("tcp proxy", () => {
     const c = await connect(a.binding.hostPort);
     expect((await readAll(c)).toString()).toBe("bye");
     c.end("still here");
-    await until(() => late !== undefined);
+    await eventually("the backend to be reached", () => late !== undefined);
     expect((await late!).toString()).toBe("still here");
   });
 
@@ -166,7 +182,7 @@ describe("tcp proxy", () => {
     await done;
     expect(received).toBe(total);
     expect(recv.digest("hex")).toBe(sent.digest("hex"));
-    await until(() => counters(m).connectionsActive === 0);
+    await allClosed(m);
     expect(counters(m)).toMatchObject({ bytesIn: total, bytesOut: total, errors: 0 });
   }, 30_000);
 
@@ -176,7 +192,7 @@ describe("tcp proxy", () => {
     const reply = readAll(c1);
     c1.end(BUFFALO);
     expect((await reply).equals(BUFFALO)).toBe(true);
-    await until(() => counters(small.m).connectionsActive === 0);
+    await allClosed(small.m);
     // Only the backend side's first (minimum-size) buffer went through the pool.
     expect(small.m.bufferUsage().pooled).toBe(16 * 1024);
 
@@ -187,7 +203,7 @@ describe("tcp proxy", () => {
     for (let i = 0; i < 16; i++) if (!c2.write(Buffer.alloc(1 << 20, i))) await new Promise((r) => c2.once("drain", r));
     c2.end();
     expect(await closed).toBe("end");
-    await until(() => counters(bulk.m).connectionsActive === 0);
+    await allClosed(bulk.m);
     expect(counters(bulk.m).bytesIn).toBe(16 << 20);
     // The client side grew past the minimum: its buffers came from the pool too.
     expect(bulk.m.bufferUsage().pooled).toBeGreaterThan(16 * 1024);
@@ -204,7 +220,7 @@ describe("tcp proxy", () => {
       }),
     );
     expect(results.every(Boolean)).toBe(true);
-    await until(() => counters(m).connectionsActive === 0);
+    await allClosed(m);
     expect(counters(m)).toMatchObject({ connectionsTotal: 200, errors: 0 });
   });
 
@@ -225,13 +241,7 @@ describe("tcp proxy", () => {
     const c = await connect(a.binding.hostPort);
     c.pause(); // a slow reader: reads nothing for now
     const rss0 = process.memoryUsage().rss;
-    // wait until the backend is stalled (nothing more accepted for 300 ms)
-    let last = -1;
-    for (let stable = 0; stable < 3;) {
-      await new Promise((r) => setTimeout(r, 100));
-      stable = written === last ? stable + 1 : 0;
-      last = written;
-    }
+    await stalled("the backend to stall", () => written);
     const snap = counters(m);
     // user space: at most one read (≤ 1 MiB) queued towards the client
     expect(snap.bufferedBytes).toBeLessThanOrEqual(1 << 20);
@@ -243,7 +253,7 @@ describe("tcp proxy", () => {
     let got = 0;
     c.on("data", (d: Buffer) => (got += d.length));
     c.resume();
-    await until(() => got >= 16 << 20);
+    await eventually("16 MiB at the client", () => got >= 16 << 20);
     writer?.destroy();
   }, 15_000);
 
@@ -263,19 +273,14 @@ describe("tcp proxy", () => {
     };
     c.on("drain", pump);
     pump();
-    let last = -1;
-    for (let stable = 0; stable < 3;) {
-      await new Promise((r) => setTimeout(r, 100));
-      stable = written === last ? stable + 1 : 0;
-      last = written;
-    }
+    await stalled("the client to stall", () => written);
     const snap = counters(m);
     expect(snap.bufferedBytes).toBeLessThanOrEqual(1 << 20); // one read at most, and reads are ≤ 1 MiB (read-buffers.ts)
     expect(written).toBeLessThan(64 << 20);
     let got = 0;
     sink!.on("data", (d: Buffer) => (got += d.length));
     sink!.resume();
-    await until(() => got >= 16 << 20);
+    await eventually("16 MiB at the backend", () => got >= 16 << 20);
     c.destroy();
   }, 15_000);
 
@@ -291,7 +296,7 @@ describe("tcp proxy", () => {
     const c = await connect(a.binding.hostPort);
     expect(await outcome(c)).toBe("ECONNRESET");
     expect(Date.now() - t0).toBeLessThan(1000);
-    await until(() => counters(m).connectionsActive === 0);
+    await allClosed(m);
     expect(counters(m)).toMatchObject({ connectionsTotal: 1, errors: 1 });
 
     const fin = await publish({ backendPort: dead }, { tcp: { resetOnBackendFailure: false } });
@@ -337,10 +342,10 @@ describe("tcp proxy", () => {
     const { m, a } = await publish({ backendPort: port });
     const c = await connect(a.binding.hostPort);
     c.write("x");
-    await until(() => backendSide !== undefined);
+    await eventually("the backend to be reached", () => backendSide !== undefined);
     c.resetAndDestroy();
     expect(await backendSide).toBe("ECONNRESET");
-    await until(() => counters(m).connectionsActive === 0);
+    await allClosed(m);
   });
 });
 

@@ -1,8 +1,9 @@
 import dgram from "node:dgram";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Binding } from "../../proxy/binding.js";
 import { ProxyManager, type ActiveBinding, type ProxyManagerOptions } from "../../proxy/proxy-manager.js";
 import { MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6 } from "../../proxy/udp-proxy.js";
+import { eventually } from "../support/eventually.js";
 
 // Loopback only; every port is picked by the kernel.
 
@@ -10,6 +11,7 @@ const sockets: dgram.Socket[] = [];
 const managers: ProxyManager[] = [];
 
 afterEach(async () => {
+  vi.useRealTimers();
   await Promise.all(managers.splice(0).map((m) => m.closeAll()));
   for (const s of sockets.splice(0)) {
     try {
@@ -64,7 +66,8 @@ async function roundTrip(s: dgram.Socket, port: number, host: string, payload: B
   return reply;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The flows' idle timers (and nothing of the sockets) run on a clock the test moves. */
+const fakeIdleTimers = () => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
 const counters = (m: ProxyManager) => m.list()[0]!.counters;
 
 describe("udp proxy", () => {
@@ -76,10 +79,9 @@ describe("udp proxy", () => {
     clients.forEach((c, i) => c.on("message", (msg) => got[i]!.push(msg.toString())));
     for (let n = 0; n < 50; n++) {
       clients.forEach((c, i) => c.send(`client${i}-${n}`, a.binding.hostPort, "127.0.0.1"));
-      if (n % 10 === 9) await sleep(5);
+      // In rounds of ten, so that no socket buffer overflows on a busy machine.
+      if (n % 10 === 9) await eventually(`the replies to ${n + 1} rounds`, () => got[0]!.length + got[1]!.length >= 2 * (n + 1), { timeoutMs: 3000 });
     }
-    const t0 = Date.now();
-    while (got[0]!.length + got[1]!.length < 100 && Date.now() - t0 < 3000) await sleep(10);
     for (const i of [0, 1]) {
       expect(got[i]).toHaveLength(50);
       expect(got[i]!.every((s) => s.includes(`:client${i}-`))).toBe(true);
@@ -104,9 +106,12 @@ describe("udp proxy", () => {
     const backend = await echoBackend();
     const { m, a } = await publish({ backendPort: backend.port }, { udp: { idleTimeoutMs: 200 } });
     const c = await bind("udp4", "127.0.0.1");
+    fakeIdleTimers();
     await roundTrip(c, a.binding.hostPort, "127.0.0.1", Buffer.from("one"));
     expect(counters(m).connectionsActive).toBe(1);
-    await sleep(450);
+    vi.advanceTimersByTime(199);
+    expect(counters(m).connectionsActive).toBe(1);
+    vi.advanceTimersByTime(1);
     expect(counters(m).connectionsActive).toBe(0);
     await roundTrip(c, a.binding.hostPort, "127.0.0.1", Buffer.from("two"));
     expect(counters(m)).toMatchObject({ connectionsTotal: 2, connectionsActive: 1 });
@@ -117,16 +122,27 @@ describe("udp proxy", () => {
   it("keeps a one-sided flow alive while the client keeps sending (docker-proxy TestUDPOneSided)", async () => {
     const sink = await bind("udp4", "127.0.0.1");
     const senders = new Set<number>();
-    sink.on("message", (_m, r) => senders.add(r.port)); // never replies
+    let ticks = 0;
+    sink.on("message", (_m, r) => {
+      senders.add(r.port);
+      ticks++;
+    }); // never replies
     const { m, a } = await publish({ backendPort: sink.address().port }, { udp: { idleTimeoutMs: 250 } });
     const c = await bind("udp4", "127.0.0.1");
+    fakeIdleTimers();
+    // A tick every 100 ms for 800 ms: three idle timeouts' worth, each refreshed in time.
     for (let i = 0; i < 8; i++) {
       c.send(`tick${i}`, a.binding.hostPort, "127.0.0.1");
-      await sleep(100);
+      await eventually(`tick${i} at the proxy`, () => counters(m).datagramsIn === i + 1);
+      vi.advanceTimersByTime(100);
     }
+    await eventually("every tick at the backend", () => ticks === 8);
     expect(senders.size).toBe(1);
-    expect(counters(m)).toMatchObject({ connectionsTotal: 1, datagramsIn: 8, datagramsOut: 0 });
-    await sleep(500);
+    expect(counters(m)).toMatchObject({ connectionsTotal: 1, connectionsActive: 1, datagramsIn: 8, datagramsOut: 0 });
+    // Silence: the flow ends one idle timeout after the last tick.
+    vi.advanceTimersByTime(149);
+    expect(counters(m).connectionsActive).toBe(1);
+    vi.advanceTimersByTime(1);
     expect(counters(m).connectionsActive).toBe(0);
   });
 
@@ -162,9 +178,9 @@ describe("udp proxy", () => {
     const { m, a } = await publish({ backendPort: port });
     const c = await bind("udp4", "127.0.0.1");
     c.send("lost-1", a.binding.hostPort, "127.0.0.1");
-    await sleep(50);
+    await eventually("lost-1's port unreachable", () => counters(m).errors >= 1);
     c.send("lost-2", a.binding.hostPort, "127.0.0.1");
-    await sleep(50);
+    await eventually("lost-2's port unreachable", () => counters(m).errors >= 2);
     await echoBackend("udp4", "127.0.0.1", true, port);
     const got = await roundTrip(c, a.binding.hostPort, "127.0.0.1", Buffer.from("third"));
     expect(got.toString()).toBe("third");

@@ -1,14 +1,25 @@
 import { fork, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import net from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { ToParent } from "../../proxy/accept-protocol.js";
 import { AcceptWorkers } from "../../proxy/accept-workers.js";
 import { ProxyManager } from "../../proxy/proxy-manager.js";
+import { eventually } from "../support/eventually.js";
 
 // Real worker processes (the TypeScript source through vite-node), on loopback.
 
 const VITE_NODE = new URL("../../node_modules/vite-node/vite-node.mjs", import.meta.url).pathname;
 const WORKER = new URL("../../proxy/accept-worker.ts", import.meta.url).pathname;
-const spawnWorker = (): ChildProcess => fork(VITE_NODE, [WORKER], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+/** Every worker started, with how many bindings it has taken (its "done" answers). */
+const spawned: { child: ChildProcess; served: number }[] = [];
+const spawnWorker = (): ChildProcess => {
+  const w = { child: fork(VITE_NODE, [WORKER], { stdio: ["ignore", "ignore", "inherit", "ipc"] }), served: 0 };
+  w.child.on("message", (msg: ToParent) => {
+    if (msg.op === "done") w.served++;
+  });
+  spawned.push(w);
+  return w.child;
+};
 
 let backend: ChildProcess;
 let backendPort = 0;
@@ -50,9 +61,10 @@ async function withWorkers(count: number): Promise<{ workers: AcceptWorkers; m: 
 
 /**
  * An echo through `port` from a child process, run synchronously: this process (the parent
- * proxy) cannot accept anything meanwhile, so only a worker can have served it.
+ * proxy) cannot accept anything meanwhile, so only a worker can have served it. The child
+ * gives up after `giveUpMs`.
  */
-function echoWhileParentBlocked(port: number): string {
+function echoWhileParentBlocked(port: number, giveUpMs = 4000): string {
   const r = spawnSync(
     process.execPath,
     [
@@ -61,20 +73,12 @@ function echoWhileParentBlocked(port: number): string {
     const c = require("net").connect(${port}, "127.0.0.1", () => c.end("ping"));
     let got = ""; c.on("data", (d) => (got += d)); c.on("end", () => { process.stdout.write(got); process.exit(0); });
     c.on("error", (e) => { process.stdout.write("error " + e.code); process.exit(1); });
-    setTimeout(() => { process.stdout.write("timeout"); process.exit(1); }, 4000);`,
+    setTimeout(() => { process.stdout.write("timeout"); process.exit(1); }, ${giveUpMs});`,
     ],
     { encoding: "utf8" },
   );
   return r.stdout;
 }
-
-const until = async (cond: () => boolean, ms = 10_000): Promise<void> => {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
 
 describe("accept workers", () => {
   it("a worker serves a published port (kernel-picked, dual-stack) while the parent cannot, and its counters reach the parent's list", async () => {
@@ -85,7 +89,8 @@ describe("accept workers", () => {
     const port = r.value.binding.hostPort;
     expect(echoWhileParentBlocked(port)).toBe("ping");
     expect(echoWhileParentBlocked(port)).toBe("ping");
-    await until(() => (m.get(r.value.id)?.counters.connectionsTotal ?? 0) >= 2);
+    // Workers report their counters once a second.
+    await eventually("the worker's counters to reach the parent", () => (m.get(r.value.id)?.counters.connectionsTotal ?? 0) >= 2, { timeoutMs: 10_000 });
     expect(m.get(r.value.id)?.counters).toMatchObject({ bytesIn: 8, bytesOut: 8 });
   }, 30_000);
 
@@ -94,7 +99,8 @@ describe("accept workers", () => {
     cleanups.push(() => m.closeAll());
     const r = await m.add({ proto: "tcp", hostIp: "127.0.0.1", hostPort: 0, backendIp: "127.0.0.1", backendPort });
     if (!r.ok) throw new Error(r.error);
-    expect(echoWhileParentBlocked(r.value.binding.hostPort)).not.toBe("ping");
+    // The parent is blocked for as long as the child waits, so a shorter wait shows the same.
+    expect(echoWhileParentBlocked(r.value.binding.hostPort, 1000)).not.toBe("ping");
   }, 30_000);
 
   it("remove: the workers let go too, so the port can be bound again at once", async () => {
@@ -118,13 +124,15 @@ describe("accept workers", () => {
     if (!r.ok) throw new Error(r.error);
     const [first] = workers.pids();
     process.kill(first!, "SIGKILL");
-    await until(() => workers.pids().length === 1 && workers.pids()[0] !== first);
-    // Ready, then the binding is re-sent: poll until the new worker answers.
-    let got = "";
-    for (let i = 0; i < 50 && got !== "ping"; i++) {
-      await new Promise((res) => setTimeout(res, 100));
-      got = echoWhileParentBlocked(r.value.binding.hostPort);
-    }
-    expect(got).toBe("ping");
+    // Restarted after a pause, ready, then given the binding again: only then can it answer.
+    await eventually(
+      "a new worker to take the binding",
+      () => {
+        const last = spawned.at(-1)!;
+        return last.child.pid !== first && last.served > 0 && workers.pids().join() === String(last.child.pid);
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(echoWhileParentBlocked(r.value.binding.hostPort)).toBe("ping");
   }, 40_000);
 });

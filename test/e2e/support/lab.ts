@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { promisify } from "node:util";
+import { eventually } from "../../support/eventually.js";
 
 const execFileP = promisify(execFile);
 
@@ -156,14 +157,9 @@ export async function consulKeys(host: LabHost, prefix: string): Promise<string[
   return JSON.parse(r.stdout) as string[];
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+/** `eventually` with the lab's argument order, kept for its many call sites. */
+export function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, everyMs = 50): Promise<T> {
+  return eventually(what, probe, { timeoutMs, everyMs });
 }
 
 /**

@@ -1,3 +1,4 @@
+import { eventually } from "../../support/eventually.js";
 import { dockerOk, run, type LabHost } from "./lab.js";
 
 export interface StatusPort {
@@ -33,12 +34,13 @@ export async function endpointId(host: LabHost, container: string, network: stri
   return dockerOk(host, ["inspect", "-f", `{{(index .NetworkSettings.Networks "${network}").EndpointID}}`, container]);
 }
 
-/** Runs `attempt` until `ok` accepts its result (a freshly started container's server may not listen yet). */
-export async function retry<T>(attempt: () => Promise<T>, ok: (t: T) => boolean, tries = 20): Promise<T> {
+/**
+ * Runs `attempt` until `ok` accepts its result (a freshly started container's server may not listen yet),
+ * for up to `timeoutMs`; resolves with the last result either way, for the caller's assertion to show.
+ */
+export async function retry<T>(attempt: () => Promise<T>, ok: (t: T) => boolean, timeoutMs = 30_000): Promise<T> {
   let last = await attempt();
-  for (let i = 1; i < tries && !ok(last); i++) {
-    await new Promise((r) => setTimeout(r, 250));
-    last = await attempt();
-  }
+  if (ok(last)) return last;
+  await eventually("an attempt that passes", async () => ok((last = await attempt())), { timeoutMs, everyMs: 250 }).catch(() => undefined);
   return last;
 }
