@@ -23,7 +23,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = cfg.value;
-  const log = createLogger(config.logLevel);
+  // The token is also scrubbed from every line, whatever carried it there (lib/log.ts).
+  const log = createLogger(config.logLevel, { secrets: [config.consulToken] });
   const gate = new ReadinessGate();
 
   const app = createApp(buildRoutes(gate), log, {

@@ -1,5 +1,25 @@
+/**
+ * What the `consul` client throws, in words an operator can act on — and only
+ * those words. A client error carries the HTTP request and response objects,
+ * and the request keeps its raw header block, ACL token included; so nothing
+ * here passes a client error on, not even as a `cause`: the error made here
+ * holds the message, the HTTP status and the system error code, nothing else.
+ */
 import { StoreError } from "../contracts/store.js";
 import { messageOf } from "../../lib/errors.js";
+
+/** A failed Consul request, reduced to safe fields (see the module note). */
+export class ConsulError extends Error {
+  override readonly name = "ConsulError";
+
+  constructor(
+    message: string,
+    readonly statusCode: number | undefined,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+  }
+}
 
 export function statusCodeOf(err: unknown): number | undefined {
   const response = (err as { response?: { statusCode?: number } } | undefined)?.response;
@@ -10,20 +30,20 @@ export function statusCodeOf(err: unknown): number | undefined {
 const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN"]);
 
 /**
- * Names the agent and says what went wrong in terms an operator can act on.
- * `unavailable` is set when the failure is Consul not being able to answer
- * (agent down, no leader, no servers, timeouts, 5xx): worth retrying. A 4xx
- * is Consul refusing the request (an ACL, a bad request): not worth it.
+ * Names the agent and says what went wrong. `unavailable` is set when the
+ * failure is Consul not being able to answer (agent down, no leader, no
+ * servers, timeouts, 5xx): worth retrying. A 4xx is Consul refusing the
+ * request (an ACL, a bad request): not worth it.
  */
-function describeConsulError(baseUrl: string, err: unknown): { error: Error; unavailable?: string } {
-  const endpoint = baseUrl.replace(/\/v1$/, "").replace(/^https?:\/\//, "");
+function describeConsulError(endpoint: string, err: unknown, context: ErrorContext): { error: ConsulError; unavailable?: string } {
+  const scrub = context.scrub ?? ((text: string) => text);
   const detail = err as { message?: string; code?: string; isTimeout?: boolean; cause?: { code?: string } } | undefined;
-  const code = detail?.code ?? detail?.cause?.code;
+  const code = typeof detail?.code === "string" ? detail.code : typeof detail?.cause?.code === "string" ? detail.cause.code : undefined;
   const status = statusCodeOf(err);
   // Consul's own words are in the response body (the client shortens long ones to "internal server error").
   const raw = (err as { response?: { body?: unknown } } | undefined)?.response?.body;
-  const text = typeof raw === "string" ? raw : Buffer.isBuffer(raw) ? raw.toString("utf8") : (detail?.message ?? "");
-  const body = text.trim().replace(/\s+/g, " ").slice(0, 200);
+  const text = typeof raw === "string" ? raw : Buffer.isBuffer(raw) ? raw.toString("utf8") : status !== undefined ? (detail?.message ?? "") : "";
+  const body = scrub(text.trim().replace(/\s+/g, " ").slice(0, 200));
   let unavailable: string | undefined;
   let message: string;
   if (detail?.isTimeout) {
@@ -43,13 +63,18 @@ function describeConsulError(baseUrl: string, err: unknown): { error: Error; una
   }
   if (unavailable !== undefined) message = unavailable;
   else if (status !== undefined) message = `Consul at ${endpoint} refused the request: HTTP ${status}${body ? `: ${body}` : ""}`;
-  else message = `Consul at ${endpoint}: ${messageOf(err)}`;
-  return { error: new Error(message, { cause: err }), ...(unavailable === undefined ? {} : { unavailable }) };
+  else message = `Consul at ${endpoint}: ${scrub(messageOf(err))}`;
+  return { error: new ConsulError(message, status, code), ...(unavailable === undefined ? {} : { unavailable }) };
+}
+
+export interface ErrorContext {
+  /** Removes secrets from text taken from the failure (Consul's answer, the client's words). */
+  scrub?: (text: string) => string;
 }
 
 /** A store error for `op` on `key`, from whatever the client threw. */
-export function consulStoreError(baseUrl: string, op: string, key: string, err: unknown): StoreError {
+export function consulStoreError(endpoint: string, op: string, key: string, err: unknown, context: ErrorContext = {}): StoreError {
   if (err instanceof StoreError) return err;
-  const { error, unavailable } = describeConsulError(baseUrl, err);
+  const { error, unavailable } = describeConsulError(endpoint, err, context);
   return new StoreError(op, key, error, unavailable === undefined ? {} : { unavailable });
 }

@@ -61,6 +61,7 @@ export class ConsulStore implements Store {
     private readonly log: Logger,
     private readonly watchWaitSeconds: number,
     private readonly requestTimeoutMs: number,
+    private readonly secrets: readonly string[],
   ) {}
 
   /**
@@ -86,7 +87,7 @@ export class ConsulStore implements Store {
       defaults: { timeout: requestTimeoutMs, ...(token ? { token } : {}) },
     };
     const client = new Consul(clientOptions) as unknown as ConsulClient;
-    const store = new ConsulStore(baseUrl, client, log, opts.watchWaitSeconds ?? DEFAULT_WATCH_WAIT_SECONDS, requestTimeoutMs);
+    const store = new ConsulStore(baseUrl, client, log, opts.watchWaitSeconds ?? DEFAULT_WATCH_WAIT_SECONDS, requestTimeoutMs, token ? [token] : []);
     try {
       const leader = await client.status.leader();
       if (!leader) log.warn("consul reachable but has no cluster leader yet; writes will fail until one is elected");
@@ -208,10 +209,18 @@ export class ConsulStore implements Store {
   }
 
   private error(op: string, key: string, err: unknown): StoreError {
-    return consulStoreError(this.baseUrl, op, key, err);
+    const endpoint = this.baseUrl.replace(/\/v1$/, "").replace(/^https?:\/\//, "");
+    return consulStoreError(endpoint, op, key, err, { scrub: (text) => scrub(text, this.secrets) });
   }
 }
 
 export function openConsulStore(opts: ConsulStoreOptions): Promise<ConsulStore> {
   return ConsulStore.open(opts);
+}
+
+/** Removes secrets from text taken from a failure (a proxy or agent that echoes the request would put the token there). */
+function scrub(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) if (secret !== "") out = out.split(secret).join("[redacted]");
+  return out;
 }
