@@ -24,7 +24,9 @@ async function main(): Promise<void> {
   }
   const config = cfg.value;
   // The token is also scrubbed from every line, whatever carried it there (lib/log.ts).
-  const log = createLogger(config.logLevel, { secrets: [config.consulToken] });
+  const token = config.consul?.token?.reveal();
+  const log = createLogger(config.logLevel, token === undefined ? {} : { secrets: [token] });
+  for (const warning of config.warnings) log.warn(warning);
   const gate = new ReadinessGate();
 
   const app = createApp(buildRoutes(gate), log, {

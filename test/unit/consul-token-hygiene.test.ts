@@ -17,8 +17,10 @@ import { Writable } from "node:stream";
 import { inspect } from "node:util";
 import { pino } from "pino";
 import { openConsulStore } from "../../driver/store/consul-store.js";
+import { loadConfig } from "../../plugin/compose/config.js";
 import { createLogger } from "../../lib/log.js";
 import { messageOf } from "../../lib/errors.js";
+import { Secret } from "../../lib/secret.js";
 import type { StoreError } from "../../driver/contracts/store.js";
 import { eventually } from "../support/eventually.js";
 
@@ -83,8 +85,10 @@ describe("the ACL token stays out of logs and errors", () => {
 
   it("when Consul fails session destroys, KV calls, renewals and watches", async () => {
     consul = await fakeConsul();
+    const config = loadConfig({ CONSUL_HTTP_ADDR: consul.addr, CONSUL_HTTP_TOKEN: TOKEN });
+    if (!config.ok) throw new Error(config.error);
     const logs = capture();
-    const store = await openConsulStore({ addr: consul.addr, token: TOKEN, log: pino({ level: "trace" }, logs.stream) });
+    const store = await openConsulStore({ connection: config.value.consul!, log: pino({ level: "trace" }, logs.stream) });
     const thrown: unknown[] = [];
     const keep = (err: unknown): void => void thrown.push(err);
 
@@ -137,6 +141,15 @@ describe("the ACL token stays out of logs and errors", () => {
     expect(cause.name).toBe("ConsulError");
     expect(Object.keys(cause).sort()).toEqual(["code", "name", "statusCode"]);
   });
+
+  it("the configuration shows no token: not as JSON, not inspected", () => {
+    const config = loadConfig({ CONSUL_HTTP_ADDR: "127.0.0.1:8500", CONSUL_HTTP_TOKEN: TOKEN });
+    if (!config.ok) throw new Error(config.error);
+    expect(config.value.consul?.token?.reveal()).toBe(TOKEN);
+    expect(JSON.stringify(config.value)).not.toContain(TOKEN);
+    expect(inspect(config.value, { depth: Infinity })).not.toContain(TOKEN);
+    expect(String(config.value.consul?.token)).toBe("[redacted]");
+  });
 });
 
 describe("the logger's safety net (lib/log.ts)", () => {
@@ -177,8 +190,9 @@ describe("the logger's safety net (lib/log.ts)", () => {
     const logs = capture();
     const log = createLogger("info", { destination: logs.stream, secrets: [TOKEN] }).child({ component: "x" });
     log.error({ note: `a message that quotes the token ${TOKEN}`, nested: { deep: { deeper: [TOKEN] } } }, `and the message too: ${TOKEN}`);
+    log.info({ secret: new Secret(TOKEN) }, "a Secret logs as redacted");
     const text = logs.text();
     expect(text).not.toContain(TOKEN);
-    expect(text.match(/\[redacted\]/g)).toHaveLength(3);
+    expect(text.match(/\[redacted\]/g)).toHaveLength(4);
   });
 });
