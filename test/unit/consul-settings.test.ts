@@ -4,11 +4,12 @@
  * consul CLI, and a start that stops with the setting and the file named.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, type PluginConfig } from "../../plugin/compose/config.js";
 import { endpointText } from "../../driver/store/consul-connection.js";
+import { CONSUL_SETTINGS } from "../../plugin/compose/consul-settings.js";
 import { makeTestPki, type TestPki } from "../support/test-pki.js";
 
 function config(env: Record<string, string>): PluginConfig {
@@ -266,5 +267,29 @@ describe("files: token, CA, client certificate", () => {
         "CONSUL_CACERT, CONSUL_TLS_SERVER_NAME set but Consul is reached over plain http: they are not used (give an https:// address or set CONSUL_HTTP_SSL=true)",
       ]);
     });
+  });
+});
+
+describe("declared and documented", () => {
+  const manifest = JSON.parse(readFileSync(new URL("../../config.json", import.meta.url), "utf8")) as {
+    env: { name: string; description: string; settable?: string[] }[];
+    mounts: { name: string; source: string; destination: string; options: string[]; settable?: string[] }[];
+  };
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+
+  it.each([...CONSUL_SETTINGS])("%s is a settable env entry of config.json and in the README's settings table", (name) => {
+    const entry = manifest.env.find((e) => e.name === name);
+    expect(entry?.settable).toEqual(["value"]);
+    expect(entry?.description.length).toBeGreaterThan(20);
+    expect(readme).toMatch(new RegExp(`^\\|[^\\n]*\`${name}\`[^\\n]*\\|`, "m"));
+  });
+
+  it("the consul-tls mount: read-only, its source settable, at the folder the README's paths use", () => {
+    const mount = manifest.mounts.find((m) => m.name === "consul-tls");
+    expect(mount).toMatchObject({ destination: "/etc/tsoverlay/consul", settable: ["source"] });
+    expect(mount!.options).toContain("ro");
+    // Not recursive: a default of /var/run must not hold the host's network namespace mounts.
+    expect(mount!.options).not.toContain("rbind");
+    expect(readme).toMatch(/^\| `consul-tls\.source` \|/m);
   });
 });
