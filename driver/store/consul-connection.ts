@@ -52,10 +52,12 @@ export interface ConsulConnection {
  */
 export function parseConsulAddress(text: string, ssl: boolean): ConsulEndpoint {
   const trimmed = text.trim();
+  // The address as errors repeat it: without what could be credentials ("//user:password@").
+  const shown = JSON.stringify(trimmed.replace(/\/\/[^/]*@/, "//…@"));
   if (trimmed === "") throw new Error("empty address");
   if (trimmed.startsWith("unix://")) {
     const socketPath = trimmed.slice("unix://".length);
-    if (!socketPath.startsWith("/")) throw new Error(`${JSON.stringify(text)}: a unix socket address is unix:///absolute/path`);
+    if (!socketPath.startsWith("/")) throw new Error(`${shown}: a unix socket address is unix:///absolute/path`);
     return { address: { transport: "unix", socketPath }, https: ssl };
   }
   const withScheme = trimmed.includes("://") ? trimmed : `http://${trimmed}`;
@@ -63,14 +65,14 @@ export function parseConsulAddress(text: string, ssl: boolean): ConsulEndpoint {
   try {
     url = new URL(withScheme);
   } catch {
-    throw new Error(`${JSON.stringify(text)} is not host:port, http(s)://host:port or unix:///path`);
+    throw new Error(`${shown} is not host:port, http(s)://host:port or unix:///path`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new Error(`unsupported scheme ${url.protocol} in ${JSON.stringify(text)} (use http, https or unix)`);
+    throw new Error(`unsupported scheme ${url.protocol} in ${shown} (use http, https or unix)`);
   }
   if (url.username !== "" || url.password !== "") throw new Error("the address must not carry credentials (give the ACL token in CONSUL_HTTP_TOKEN_FILE)");
   if ((url.pathname !== "/" && url.pathname !== "") || url.search !== "" || url.hash !== "") {
-    throw new Error(`${JSON.stringify(text)} must not have a path or query`);
+    throw new Error(`${shown} must not have a path or query`);
   }
   const host = url.hostname.replace(/^\[|\]$/g, "");
   return { address: { transport: "tcp", host, port: url.port === "" ? DEFAULT_PORT : Number(url.port) }, https: url.protocol === "https:" || ssl };

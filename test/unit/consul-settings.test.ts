@@ -89,9 +89,14 @@ describe("CONSUL_HTTP_ADDR and CONSUL_HTTP_SSL", () => {
     expect(refusal(env)).toMatch(expected);
   });
 
-  it("the credentials of a refused address are not repeated", () => {
-    expect(refusal({ CONSUL_HTTP_ADDR: "http://user:s3cr3t-pw@host:8500" })).not.toContain("s3cr3t-pw");
-  });
+  it.each(["http://user:s3cr3t-pw@host:8500", "http://user:s3cr3t-pw@[bad:8500", "ftp://user:s3cr3t-pw@host", "http://user:s3cr3t-pw@host:8500/path"])(
+    "the credentials of a refused address are not repeated: %s",
+    (addr) => {
+      const error = refusal({ CONSUL_HTTP_ADDR: addr });
+      expect(error).toMatch(/^invalid environment: CONSUL_HTTP_ADDR: /);
+      expect(error).not.toContain("s3cr3t-pw");
+    },
+  );
 });
 
 describe("files: token, CA, client certificate", () => {
