@@ -23,7 +23,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = cfg.value;
-  const log = createLogger(config.logLevel);
+  // The token is also scrubbed from every line, whatever carried it there (lib/log.ts).
+  const token = config.consul?.token?.reveal();
+  const log = createLogger(config.logLevel, token === undefined ? {} : { secrets: [token] });
+  for (const warning of config.warnings) log.warn(warning);
   const gate = new ReadinessGate();
 
   const app = createApp(buildRoutes(gate), log, {

@@ -172,7 +172,8 @@ export class ConsulEphemeralKey implements EphemeralKey {
 
   private async destroySession(id: string): Promise<void> {
     await this.deps.client.session.destroy({ id }).catch((err: unknown) => {
-      this.deps.log.warn({ err, session: id }, "destroying session failed; it will expire by TTL");
+      // Never the client's error itself: it holds the request, token included (consul-errors.ts).
+      this.deps.log.warn({ err: this.deps.toError("destroySession", err), session: id }, "destroying session failed; it will expire by TTL");
     });
   }
 }

@@ -3,50 +3,22 @@ import type { Logger } from "../../lib/log.js";
 import { assertValidKey, Keyspace } from "./keyspace.js";
 import { StoreError, type KV, type Store, type Watch } from "../contracts/store.js";
 import { filterUnder, toKV, type ConsulClient, type ConsulKvItem } from "./consul-client.js";
+import { clientTransport, endpointText, type ConsulConnection } from "./consul-connection.js";
 import { consulStoreError } from "./consul-errors.js";
 import { ConsulEphemeralKey } from "./consul-session.js";
 import { ConsulWatch } from "./consul-watch.js";
 
-const DEFAULT_PORT = 8500;
 const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 const DEFAULT_WATCH_WAIT_SECONDS = 30;
 
 export interface ConsulStoreOptions {
-  /** `host:port`, `host`, or `http(s)://host[:port]`. Port defaults to 8500. */
-  addr: string;
-  /** ACL token. */
-  token?: string;
-  /** https for an address given without a scheme (CONSUL_HTTP_SSL). */
-  ssl?: boolean;
+  /** Where the agent is, TLS, ACL token (consul-connection.ts). */
+  connection: ConsulConnection;
   log: Logger;
   /** Timeout of every non-blocking request (default 5 s). */
   requestTimeoutMs?: number;
   /** Max duration of one blocking query in `watch` (default 30 s). */
   watchWaitSeconds?: number;
-}
-
-/**
- * Turns a CONSUL_HTTP_ADDR-style address into the client's base URL. Without a
- * scheme, `ssl` (CONSUL_HTTP_SSL, as the consul CLI reads it) selects https.
- */
-export function consulBaseUrl(addr: string, ssl = false): string {
-  const trimmed = addr.trim();
-  if (trimmed === "") throw new Error("empty consul address");
-  const useTls = ssl;
-  const withScheme = trimmed.includes("://") ? trimmed : `${useTls ? "https" : "http"}://${trimmed}`;
-  let url: URL;
-  try {
-    url = new URL(withScheme);
-  } catch {
-    throw new Error(`invalid consul address ${JSON.stringify(addr)}`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new Error(`unsupported consul address scheme ${url.protocol} in ${JSON.stringify(addr)} (use http or https)`);
-  }
-  if ((url.pathname !== "/" && url.pathname !== "") || url.search !== "") {
-    throw new Error(`consul address ${JSON.stringify(addr)} must not have a path or query`);
-  }
-  return `${url.protocol}//${url.hostname.includes(":") ? `[${url.hostname.replace(/^\[|\]$/g, "")}]` : url.hostname}:${url.port || DEFAULT_PORT}/v1`;
 }
 
 /** Consul KV through the `consul` package (HTTP API). */
@@ -56,49 +28,76 @@ export class ConsulStore implements Store {
   private closed = false;
 
   private constructor(
-    readonly baseUrl: string,
+    /** The agent in words ("https://127.0.0.1:8501"), as errors and logs name it. */
+    readonly endpoint: string,
     private readonly client: ConsulClient,
     private readonly log: Logger,
     private readonly watchWaitSeconds: number,
     private readonly requestTimeoutMs: number,
+    private readonly secrets: readonly string[],
+    private readonly tls: boolean,
   ) {}
 
   /**
    * Connects and asks the agent for the cluster leader. An agent that cannot
    * answer (down, no leader) is logged, not fatal: the plugin must start and
    * serve from its host-private state while Consul is away, and every store
-   * call says what is wrong when it fails. An invalid address is fatal.
+   * call says what is wrong when it fails. An agent that answers with a
+   * refusal (an ACL, a TLS setting) is fatal: retrying will not change it.
    */
   static async open(opts: ConsulStoreOptions): Promise<ConsulStore> {
-    const addr = opts.addr.trim();
-    const token = opts.token || undefined;
+    const { connection } = opts;
     const requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-    let baseUrl: string;
-    try {
-      baseUrl = consulBaseUrl(addr, opts.ssl);
-    } catch (err) {
-      throw new StoreError("open", addr, err);
-    }
-    const log = opts.log.child({ component: "store", backend: "consul", consul: baseUrl });
+    const endpoint = endpointText(connection.endpoint);
+    const log = opts.log.child({ component: "store", backend: "consul", consul: endpoint });
+    const { baseUrl, agent, socketPath } = clientTransport(connection);
+    const token = connection.token?.reveal();
+    // baseUrl, socketPath and timeout are papi's options, which the package's typings leave out.
     const clientOptions = {
       baseUrl,
+      agent,
+      ...(socketPath === undefined ? {} : { socketPath }),
       timeout: requestTimeoutMs,
       defaults: { timeout: requestTimeoutMs, ...(token ? { token } : {}) },
     };
     const client = new Consul(clientOptions) as unknown as ConsulClient;
-    const store = new ConsulStore(baseUrl, client, log, opts.watchWaitSeconds ?? DEFAULT_WATCH_WAIT_SECONDS, requestTimeoutMs);
+    const store = new ConsulStore(
+      endpoint,
+      client,
+      log,
+      opts.watchWaitSeconds ?? DEFAULT_WATCH_WAIT_SECONDS,
+      requestTimeoutMs,
+      token ? [token] : [],
+      connection.endpoint.https,
+    );
     try {
       const leader = await client.status.leader();
       if (!leader) log.warn("consul reachable but has no cluster leader yet; writes will fail until one is elected");
     } catch (err) {
-      const error = store.error("open", addr, err);
+      const error = store.error("open", endpoint, err);
       if (!error.transient) {
         client.destroy();
         throw error;
       }
       log.warn({ err: error.message }, "consul is not answering yet; starting anyway");
     }
-    log.info({ tokenSet: token !== undefined }, "consul store opened");
+    const { tls } = connection;
+    log.info(
+      {
+        tokenSet: token !== undefined && token !== "",
+        ...(connection.endpoint.https
+          ? {
+              tls: {
+                ca: tls.ca === undefined ? "built-in public CAs" : "given",
+                clientCert: tls.client !== undefined,
+                verify: tls.verify,
+                ...(tls.serverName === undefined ? {} : { serverName: tls.serverName }),
+              },
+            }
+          : {}),
+      },
+      "consul store opened",
+    );
     return store;
   }
 
@@ -208,10 +207,17 @@ export class ConsulStore implements Store {
   }
 
   private error(op: string, key: string, err: unknown): StoreError {
-    return consulStoreError(this.baseUrl, op, key, err);
+    return consulStoreError(this.endpoint, op, key, err, { scrub: (text) => scrub(text, this.secrets), tls: this.tls });
   }
 }
 
 export function openConsulStore(opts: ConsulStoreOptions): Promise<ConsulStore> {
   return ConsulStore.open(opts);
+}
+
+/** Removes secrets from text taken from a failure (a proxy or agent that echoes the request would put the token there). */
+function scrub(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) if (secret !== "") out = out.split(secret).join("[redacted]");
+  return out;
 }

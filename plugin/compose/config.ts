@@ -2,11 +2,18 @@ import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { failure, success, type Result } from "../../lib/result.js";
 import { PROXY_MODES, type ProxyMode } from "../../driver/publish/port-publisher.js";
+import type { ConsulConnection } from "../../driver/store/consul-connection.js";
+import { consulSettings } from "./consul-settings.js";
 
 /**
  * The one place the process's configuration is read. Everything below takes
  * typed values from here; nothing else reads the environment.
  */
+
+/** A boolean as Go's strconv.ParseBool reads it: Consul's own settings are read that way. */
+const GO_TRUE = ["1", "t", "T", "TRUE", "true", "True"] as const;
+const GO_FALSE = ["0", "f", "F", "FALSE", "false", "False"] as const;
+const goBool = z.enum([...GO_TRUE, ...GO_FALSE]).transform((v) => (GO_TRUE as readonly string[]).includes(v));
 
 /**
  * Process configuration, read once from the environment. The managed plugin
@@ -17,10 +24,17 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
   // Comma-separated unix socket paths to serve the plugin protocol on.
   TSOVERLAY_SOCKETS: z.string().min(1).default("/run/docker/plugins/tsoverlay.sock"),
-  CONSUL_HTTP_ADDR: z.string().default(""),
-  CONSUL_HTTP_TOKEN: z.string().default(""),
-  // As the consul CLI reads it: https for an address given without a scheme.
-  CONSUL_HTTP_SSL: z.enum(["true", "false", "1", "0"]).default("false"),
+  // Consul's own settings, with the consul CLI's meanings (consul-settings.ts). No address: the embedded store.
+  CONSUL_HTTP_ADDR: z.string().optional(),
+  CONSUL_HTTP_TOKEN: z.string().optional(),
+  CONSUL_HTTP_TOKEN_FILE: z.string().optional(),
+  CONSUL_HTTP_SSL: goBool.optional(),
+  CONSUL_HTTP_SSL_VERIFY: goBool.optional(),
+  CONSUL_CACERT: z.string().optional(),
+  CONSUL_CAPATH: z.string().optional(),
+  CONSUL_CLIENT_CERT: z.string().optional(),
+  CONSUL_CLIENT_KEY: z.string().optional(),
+  CONSUL_TLS_SERVER_NAME: z.string().optional(),
   ADVERTISE_ADDR: z.string().default(""),
   ADVERTISE_IFACE: z.string().default(""),
   TSOVERLAY_STATE_DIR: z.string().min(1).default("/var/lib/tsoverlay"),
@@ -73,9 +87,10 @@ const EnvSchema = z.object({
 export interface PluginConfig {
   logLevel: string;
   sockets: string[];
-  consulAddr: string;
-  consulToken: string;
-  consulSsl: boolean;
+  /** The Consul agent (address, TLS, ACL token); undefined: the embedded single-host store. */
+  consul: ConsulConnection | undefined;
+  /** Settings that take effect in a way the operator may not expect: logged at start. */
+  warnings: string[];
   advertiseAddr: string;
   advertiseIface: string;
   stateDir: string;
@@ -131,13 +146,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   if (metricsAddr === null) {
     return failure(`invalid environment: TSOVERLAY_METRICS_ADDR: ${e.TSOVERLAY_METRICS_ADDR} is not HOST:PORT, [IPV6]:PORT or :PORT`);
   }
+  const consul = consulSettings(e);
+  if (!consul.ok) return failure(`invalid environment: ${consul.error}`);
   return success({
     metricsAddr,
     logLevel: e.LOG_LEVEL,
     sockets,
-    consulAddr: e.CONSUL_HTTP_ADDR,
-    consulToken: e.CONSUL_HTTP_TOKEN,
-    consulSsl: e.CONSUL_HTTP_SSL === "true" || e.CONSUL_HTTP_SSL === "1",
+    consul: consul.value.connection,
+    warnings: consul.value.warnings,
     advertiseAddr: e.ADVERTISE_ADDR,
     advertiseIface: e.ADVERTISE_IFACE,
     stateDir: e.TSOVERLAY_STATE_DIR,

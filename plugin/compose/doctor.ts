@@ -170,7 +170,9 @@ async function clusterStore(d: DoctorInputs): Promise<Finding[]> {
         detail: `${where}: ${unavailable ? e.unavailable : messageOf(e)}`,
         fix: /leader/i.test(messageOf(e))
           ? "the Consul servers have no leader: start enough servers for a quorum (consul operator raft list-peers)"
-          : `start the Consul agent on this host (systemctl start consul) and check that it joined the cluster (consul members)`,
+          : unavailable
+            ? `start the Consul agent on this host (systemctl start consul) and check that it joined the cluster (consul members)`
+            : "the agent answered and refused: fix what the message names (an ACL token without key write access, CONSUL_HTTP_TOKEN_FILE; a TLS setting, CONSUL_CACERT, CONSUL_CLIENT_CERT/KEY, CONSUL_TLS_SERVER_NAME)",
       },
     ];
   }

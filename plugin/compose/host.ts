@@ -13,6 +13,7 @@ import type { Logger } from "../../lib/log.js";
 import { failure, success, type Result } from "../../lib/result.js";
 import { openEmbeddedStore } from "../../driver/store/embedded-store.js";
 import { openStore } from "../../driver/store/open-store.js";
+import { endpointText } from "../../driver/store/consul-connection.js";
 import type { Store } from "../../driver/contracts/store.js";
 import { PortPublisher } from "../../driver/publish/port-publisher.js";
 import { AcceptWorkers, ProxyManager } from "../../proxy/index.js";
@@ -62,7 +63,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
   let workers: AcceptWorkers | undefined;
   let docker: DockerApi | undefined;
   try {
-    raw = await openStore({ consulAddr: config.consulAddr, consulToken: config.consulToken, consulSsl: config.consulSsl, stateDir: config.stateDir }, log);
+    raw = await openStore({ consul: config.consul, stateDir: config.stateDir }, log);
     local = await openEmbeddedStore(path.join(config.stateDir, "local"), log);
     const datapath = new KernelDatapath({ runDir: config.runDir, vtepAddr: vtep, vxlanPort: config.vxlanPort, underlayIfindex: ifindex, log });
     const gateway = new EgressGateway({
@@ -137,9 +138,10 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     const unscrape = onScrape(hostGauges(publisher, () => dns?.stats()));
     // After re-publishing: DNAT rules of endpoints gone while we were down, or all of them after a switch to userland.
     await publisher.pruneFastPath(dnat);
-    log.info({ hostId, vtep, underlayMtu: mtu, consul: config.consulAddr || "embedded", proxyMode: config.proxyMode }, "tsoverlay ready");
+    const consulAt = config.consul === undefined ? "" : endpointText(config.consul.endpoint);
+    log.info({ hostId, vtep, underlayMtu: mtu, consul: consulAt || "embedded", proxyMode: config.proxyMode }, "tsoverlay ready");
     const [r, l, w, d] = [raw, local, workers, docker];
-    const backend = config.consulAddr ? "consul" : "embedded";
+    const backend = config.consul === undefined ? "embedded" : "consul";
     return success({
       driver: domain.driver,
       ipam: domain.ipam,
@@ -163,7 +165,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
           underlay: { ifindex, mtuAtStart: mtu },
           iptables: new Iptables(),
           store: r,
-          consulAddr: config.consulAddr,
+          consulAddr: consulAt,
           docker: d,
           networks: () => domain.localNetworks(),
           clocks: () => clockReadings(domain.asks),

@@ -15,13 +15,22 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../plugin/compose/config.js";
 import { createLogger } from "../../lib/log.js";
-import { consulBaseUrl, openConsulStore, type ConsulStore } from "../../driver/store/consul-store.js";
+import { openConsulStore, type ConsulStore } from "../../driver/store/consul-store.js";
+import type { ConsulConnection } from "../../driver/store/consul-connection.js";
 import { StoreError, type KV } from "../../driver/contracts/store.js";
 import { eventually, quiet } from "../support/eventually.js";
 import { storeContract } from "../support/store-contract.js";
 
 const CONSUL_BIN = process.env.TSOVERLAY_CONSUL_BIN ?? "/var/cache/tsoverlay/consul-v1.20.6/consul";
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+
+/** The connection the plugin's configuration makes of CONSUL_HTTP_ADDR (and `more` settings). */
+function consulAt(addr: string, more: Record<string, string> = {}): ConsulConnection {
+  const config = loadConfig({ CONSUL_HTTP_ADDR: addr, ...more });
+  if (!config.ok) throw new Error(config.error);
+  if (config.value.consul === undefined) throw new Error(`no Consul connection from ${addr}`);
+  return config.value.consul;
+}
 
 async function freePort(): Promise<number> {
   const server = createTcpServer();
@@ -126,8 +135,8 @@ describe("ConsulStore against a real agent", () => {
 
   beforeAll(async () => {
     agent = await startConsulAgent();
-    store = await openConsulStore({ addr: agent.addr, log });
-    other = await openConsulStore({ addr: `http://${agent.addr}`, log });
+    store = await openConsulStore({ connection: consulAt(agent.addr), log });
+    other = await openConsulStore({ connection: consulAt(`http://${agent.addr}`), log });
   }, 60_000);
 
   afterAll(async () => {
@@ -139,8 +148,8 @@ describe("ConsulStore against a real agent", () => {
   storeContract("ConsulStore", {
     // Two clients of the case's own (a case may close one), the second given as a URL.
     open: async () => {
-      const caseStore = await openConsulStore({ addr: agent!.addr, log });
-      const caseOther = await openConsulStore({ addr: `http://${agent!.addr}`, log });
+      const caseStore = await openConsulStore({ connection: consulAt(agent!.addr), log });
+      const caseOther = await openConsulStore({ connection: consulAt(`http://${agent!.addr}`), log });
       const dispose = async (): Promise<void> => {
         await caseStore.close();
         await caseOther.close();
@@ -202,7 +211,7 @@ describe("ConsulStore against a real agent", () => {
 
     it("close releases the client's ephemeral keys (another client sees them go) and stops its watches", async () => {
       const ns = fresh();
-      const third = await openConsulStore({ addr: agent!.addr, log });
+      const third = await openConsulStore({ connection: consulAt(agent!.addr), log });
       await third.putEphemeral(`${ns}hosts/a`, "alive", 10);
       const calls: KV[][] = [];
       third.watch(`${ns}hosts`, (kvs) => calls.push(kvs));
@@ -218,7 +227,7 @@ describe("ConsulStore against a real agent", () => {
 
 describe("ConsulStore failure modes (real agents that cannot answer)", () => {
   it("nothing listening: opening still works (the plugin must start without Consul), and a call fails at once saying the agent refused", async () => {
-    const store = await openConsulStore({ addr: "127.0.0.1:1", log });
+    const store = await openConsulStore({ connection: consulAt("127.0.0.1:1"), log });
     try {
       const started = Date.now();
       const error = await store.get("a/b").catch((err: unknown) => err);
@@ -233,7 +242,7 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
 
   it("an agent that is frozen (accepts connections, never answers) times out with a StoreError", async () => {
     const agent = await startConsulAgent();
-    const store = await openConsulStore({ addr: agent.addr, log, requestTimeoutMs: 1_000 });
+    const store = await openConsulStore({ connection: consulAt(agent.addr), log, requestTimeoutMs: 1_000 });
     process.kill(agent.process.pid!, "SIGSTOP");
     try {
       // Every thread of the agent has stopped (a loaded machine can take a moment to deliver the stop to all of them).
@@ -265,7 +274,7 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
     });
 
     it("opens, and every KV call fails with a StoreError that says there is no leader", async () => {
-      const store = await openConsulStore({ addr: agent!.addr, log });
+      const store = await openConsulStore({ connection: consulAt(agent!.addr), log });
       try {
         const error = await store.put("a/b", "v").catch((err: unknown) => err);
         expect(error).toBeInstanceOf(StoreError);
@@ -277,7 +286,7 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
     });
 
     it("a failing watch reports errors through onError, retries with backoff, and is silent after stop", async () => {
-      const store = await openConsulStore({ addr: agent!.addr, log });
+      const store = await openConsulStore({ connection: consulAt(agent!.addr), log });
       const errors: Error[] = [];
       let changes = 0;
       const watch = store.watch(
@@ -316,12 +325,12 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
     it("sends the token (CONSUL_HTTP_TOKEN, read by the plugin's config); without one the refusal is not mistaken for an outage", async () => {
       const config = loadConfig({ CONSUL_HTTP_ADDR: agent!.addr, CONSUL_HTTP_TOKEN: token });
       if (!config.ok) throw new Error(config.error);
-      const explicit = await openConsulStore({ addr: config.value.consulAddr, token: config.value.consulToken, log });
+      const explicit = await openConsulStore({ connection: config.value.consul!, log });
       await explicit.put("acl/a", "1");
       expect((await explicit.get("acl/a"))?.value).toBe("1");
       await explicit.close();
 
-      const none = await openConsulStore({ addr: agent!.addr, log });
+      const none = await openConsulStore({ connection: consulAt(agent!.addr), log });
       try {
         const error = await none.put("acl/b", "2").catch((err: unknown) => err);
         expect(error).toBeInstanceOf(StoreError);
@@ -331,22 +340,5 @@ describe("ConsulStore failure modes (real agents that cannot answer)", () => {
         await none.close();
       }
     });
-  });
-});
-
-describe("consulBaseUrl", () => {
-  it.each([
-    ["127.0.0.1:8500", false, "http://127.0.0.1:8500/v1"],
-    ["consul.internal", false, "http://consul.internal:8500/v1"],
-    ["http://10.0.0.5:18500", false, "http://10.0.0.5:18500/v1"],
-    ["https://consul.example", false, "https://consul.example:8500/v1"],
-    ["consul.example:8501", true, "https://consul.example:8501/v1"],
-    ["[::1]:8500", false, "http://[::1]:8500/v1"],
-  ])("%s (ssl %s) → %s", (addr, ssl, expected) => {
-    expect(consulBaseUrl(addr, ssl)).toBe(expected);
-  });
-
-  it.each(["", "unix:///var/run/consul.sock", "http://host:8500/sub/path"])("rejects %j", (addr) => {
-    expect(() => consulBaseUrl(addr)).toThrow();
   });
 });
