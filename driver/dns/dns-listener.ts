@@ -12,7 +12,8 @@
  * query arrives here with the asking container's address as its source
  * (shown on the lab by test/e2e/cluster-network.test.ts). This module owns
  * what is done with each query; the domain (NameResolver) decides, per
- * question, between addresses, "no data" and "not ours".
+ * question, between addresses, "no data", "not ours" and "not ours, and not
+ * to go out".
  *
  *  - UDP and TCP, on every address: Docker forwards over the transport the
  *    client used, and a client that gets a truncated (TC) answer over UDP
@@ -39,6 +40,9 @@
  *    SERVFAIL (clients move on at once instead of waiting seconds), bad input
  *    is FORMERR or dropped, and nothing a client sends can throw out of a
  *    socket handler.
+ *  - A client the resolver says has no way out (a container only on
+ *    --internal networks) gets SERVFAIL instead of a forward, as Docker's own
+ *    resolver answers when it does not forward (CVE-2024-29018).
  */
 import dgram from "node:dgram";
 import net from "node:net";
@@ -107,6 +111,8 @@ export interface DnsStats {
   truncated: number;
   formErr: number;
   notImp: number;
+  /** The client has no way out (only on --internal networks): SERVFAIL instead of a forward. */
+  notForwarded: number;
   /** Too many queries in flight. */
   refused: number;
   /** Not answered at all: not a DNS query (too short, a response, from port 0). */
@@ -130,6 +136,7 @@ const zeroStats = (): DnsStats => ({
   truncated: 0,
   formErr: 0,
   notImp: 0,
+  notForwarded: 0,
   refused: 0,
   dropped: 0,
 });
@@ -393,12 +400,11 @@ export class DnsListener {
     }
   }
 
-  /** The resolver's decision on one question of class IN (others are forwarded), as an answer. */
+  /** The resolver's decision on one question, as an answer. */
   private async decideAndAnswer(raw: Buffer, source: string, transport: Transport, reply: ReplySpec & { question: Question }): Promise<Buffer> {
     const question = reply.question;
-    // Only class IN is about names of ours (CH "version.bind" and the like go on).
-    const decision: NameDecision | undefined =
-      question.class === "IN" ? await this.decide({ name: question.name, type: queryTypeOf(question), source }) : { kind: "forward" };
+    // Asked for every class: only IN is about names of ours, but whether a question may go out at all is the resolver's to say.
+    const decision = await this.decide({ name: question.name, type: queryTypeOf(question), class: question.class === "IN" ? "IN" : "other", source });
     if (decision === undefined) {
       this.counters.resolverFailed++;
       return this.reply({ ...reply, rcode: RCODE.SERVFAIL });
@@ -421,6 +427,9 @@ export class DnsListener {
       case "no-data":
         this.counters.noData++;
         return this.reply({ ...reply, rcode: RCODE.NOERROR, authoritative: true });
+      case "not-forwarded":
+        this.counters.notForwarded++;
+        return this.reply({ ...reply, rcode: RCODE.SERVFAIL });
       case "forward":
         return (await this.forward(raw, transport)) ?? this.reply({ ...reply, rcode: RCODE.SERVFAIL });
     }

@@ -39,10 +39,10 @@ class FakeResolver implements NameResolver {
   }
 }
 
-/** Answers `names` (lower case, no trailing dot) with their addresses for A, no-data for other types; forwards the rest. */
+/** Answers `names` (lower case, no trailing dot, class IN) with their addresses for A, no-data for other types; forwards the rest. */
 function table(names: Record<string, string[]>): FakeResolver {
   return new FakeResolver((q) => {
-    const ips = names[q.name.replace(/\.$/, "").toLowerCase()];
+    const ips = q.class === "IN" ? names[q.name.replace(/\.$/, "").toLowerCase()] : undefined;
     if (ips === undefined) return { kind: "forward" };
     return q.type === "A" ? { kind: "addresses", ips } : { kind: "no-data" };
   });
@@ -421,14 +421,29 @@ describe("DNS listener: forwarding", () => {
     expect(listener.stats()).toMatchObject({ tcpQueries: 1, forwarded: 1 });
   });
 
-  it("forwards questions of another class without asking the resolver", async () => {
+  it("asks the resolver about questions of another class too, and forwards them when it says so", async () => {
     const up = await fakeUpstream();
-    const resolver = table({});
+    const resolver = table({ "version.bind": ["10.1.0.5"] });
     const { port } = await startListener(resolver, [up.address]);
     const q = dnsPacket.encode({ type: "query", id: 1, questions: [{ type: "TXT", name: "version.bind", class: "CH" }] });
     const raw = await udpAsk(port, q);
     expect(raw.equals(up.sent[0]!)).toBe(true);
-    expect(resolver.asked).toEqual([]);
+    expect(resolver.asked).toEqual([{ name: "version.bind", type: "other", class: "other", source: LOCAL }]);
+  });
+
+  it("never forwards what the resolver says may not go out (a client with no way out): SERVFAIL, over UDP and TCP, any class", async () => {
+    const up = await fakeUpstream();
+    const resolver = new FakeResolver((q) => (q.name === "vault" && q.class === "IN" ? { kind: "addresses", ips: ["10.1.0.5"] } : { kind: "not-forwarded" }));
+    const { port, listener } = await startListener(resolver, [up.address]);
+    expect(decode(await udpAsk(port, query("vault", "A", { id: 30 })))).toMatchObject({ id: 30, rcode: "NOERROR" });
+    const reply = decode(await udpAsk(port, query("secret.outside.lab", "A", { id: 31 })));
+    expect(reply).toMatchObject({ id: 31, rcode: "SERVFAIL", flag_aa: false });
+    expect(reply.questions).toEqual([{ name: "secret.outside.lab", type: "A", class: "IN" }]);
+    expect(decode(await tcpAsk(port, query("secret.outside.lab", "TXT", { id: 32 })))).toMatchObject({ id: 32, rcode: "SERVFAIL" });
+    const ch = dnsPacket.encode({ type: "query", id: 33, questions: [{ type: "TXT", name: "version.bind", class: "CH" }] });
+    expect(decode(await udpAsk(port, ch))).toMatchObject({ id: 33, rcode: "SERVFAIL" });
+    expect(up.received).toEqual([]);
+    expect(listener.stats()).toMatchObject({ answered: 1, notForwarded: 3, forwarded: 0, forwardFailed: 0 });
   });
 
   it("moves on to the next upstream when the first refuses (UDP and TCP)", async () => {
