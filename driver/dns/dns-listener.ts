@@ -32,10 +32,11 @@
  *    new random source port, replies from that upstream only) and accepts
  *    only a reply with the query's id.
  *  - dns-packet decodes the questions and encodes our own answers. The only
- *    bytes read by hand are the 12-byte header's id and QR bit, of packets
- *    dns-packet refuses (to answer FORMERR) and of relayed replies (which we
- *    must not fail to relay because the library does not understand them);
- *    the only bytes written by hand are TCP's 2-byte length prefix.
+ *    bytes read by hand are the 12-byte header, of every query (screened on
+ *    it and its size before dns-packet decodes anything, see dns-wire.ts)
+ *    and of relayed replies (which we must not fail to relay because the
+ *    library does not understand them); the only bytes written by hand are
+ *    TCP's 2-byte length prefix.
  *  - Never silent, never down: a failing resolver or a failed forward is
  *    SERVFAIL (clients move on at once instead of waiting seconds), bad input
  *    is FORMERR or dropped, and nothing a client sends can throw out of a
@@ -51,7 +52,19 @@ import type { NameDecision, NameQuestion, NameResolver } from "../contracts/name
 import type { Logger } from "../../lib/log.js";
 import { failure, success, type Result } from "../../lib/result.js";
 import { formatHostPort, plainAddress, sameHostPort, type HostPort, type UpstreamSource } from "./upstreams.js";
-import { RCODE, FrameReader, encodeReply, frame, parseMessage, queryTypeOf, sizeLimit, type ReplySpec, type Transport } from "./dns-wire.js";
+import {
+  MAX_QUERY_SIZE,
+  RCODE,
+  FrameReader,
+  decodeQuery,
+  encodeReply,
+  frame,
+  queryTypeOf,
+  screenQuery,
+  sizeLimit,
+  type ReplySpec,
+  type Transport,
+} from "./dns-wire.js";
 import { tcpExchange, udpExchange } from "./exchange.js";
 import { bindUdp, closeServer, closeUdp, listenTcp } from "./dns-sockets.js";
 import { messageOf } from "../../lib/errors.js";
@@ -287,7 +300,7 @@ export class DnsListener {
     }
     this.connections.add(sock);
     const client = plainAddress(sock.remoteAddress ?? "");
-    const reader = new FrameReader();
+    const reader = new FrameReader(MAX_QUERY_SIZE);
     const queue: Buffer[] = [];
     let inFlight = 0;
     /** The client has sent FIN: answer what it asked, then close our side. */
@@ -320,15 +333,15 @@ export class DnsListener {
     };
     sock.on("data", (chunk: Buffer) => {
       const frames = reader.push(chunk);
-      if (frames === undefined) {
+      if (!frames.ok) {
         this.counters.dropped++;
-        this.log.debug({ client }, "DNS TCP message of length 0; closing the connection");
+        this.log.debug({ client, reason: frames.reason }, "DNS TCP stream is no DNS; closing the connection");
         sock.destroy();
         return;
       }
-      this.counters.queries += frames.length;
-      this.counters.tcpQueries += frames.length;
-      queue.push(...frames);
+      this.counters.queries += frames.messages.length;
+      this.counters.tcpQueries += frames.messages.length;
+      queue.push(...frames.messages);
       if (queue.length > MAX_TCP_QUEUED) {
         this.counters.dropped += queue.length;
         this.log.debug({ client, queued: queue.length }, "DNS TCP client sends far more than it waits for; closing the connection");
@@ -358,30 +371,28 @@ export class DnsListener {
   }
 
   private async answer(raw: Buffer, source: string, transport: Transport): Promise<Buffer | undefined> {
-    const parsed = parseMessage(raw);
-    if (parsed.kind === "drop") {
+    const screened = screenQuery(raw, transport);
+    if (screened.kind === "drop") {
       this.counters.dropped++;
-      this.log.debug({ client: source, transport, reason: parsed.reason }, "DNS message dropped");
+      this.log.debug({ client: source, transport, reason: screened.reason }, "DNS message dropped");
       return undefined;
     }
-    if (parsed.kind === "malformed") {
+    if (screened.kind === "reject") {
+      if (screened.rcode === RCODE.NOTIMP) this.counters.notImp++;
+      else this.counters.formErr++;
+      this.log.debug({ client: source, transport, reason: screened.reason }, "DNS query rejected on its header");
+      return this.reply({ id: screened.id, queryFlags: screened.flags, rcode: screened.rcode });
+    }
+    const base = { id: screened.id, queryFlags: screened.flags };
+    const msg = decodeQuery(raw);
+    const question = msg?.questions?.length === 1 ? msg.questions[0] : undefined;
+    if (msg === undefined || question === undefined) {
       this.counters.formErr++;
       this.log.debug({ client: source, transport }, "undecodable DNS query: FORMERR");
-      return this.reply({ id: parsed.id, queryFlags: parsed.flags, rcode: RCODE.FORMERR });
-    }
-    const msg = parsed.msg;
-    const base = { id: msg.id ?? 0, queryFlags: msg.flags ?? 0 };
-    if (msg.opcode !== "QUERY") {
-      this.counters.notImp++;
-      return this.reply({ ...base, rcode: RCODE.NOTIMP });
-    }
-    const opts = (msg.additionals ?? []).filter((a): a is OptAnswer => a.type === "OPT");
-    const question = msg.questions?.length === 1 ? msg.questions[0] : undefined;
-    if (question === undefined || opts.length > 1) {
-      this.counters.formErr++;
       return this.reply({ ...base, rcode: RCODE.FORMERR });
     }
-    const reply = { ...base, rcode: RCODE.NOERROR, question, edns: opts.length === 1, limit: sizeLimit(transport, opts[0]) };
+    const opt = (msg.additionals ?? []).find((a): a is OptAnswer => a.type === "OPT");
+    const reply = { ...base, rcode: RCODE.NOERROR, question, edns: opt !== undefined, limit: sizeLimit(transport, opt) };
     if (this.inFlight >= this.maxInFlight) {
       this.counters.refused++;
       this.warnEvery("busy", { inFlight: this.inFlight }, "DNS listener busy: REFUSED");

@@ -4,9 +4,10 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import dnsPacket from "dns-packet";
-import type { DecodedPacket, OptAnswer, Packet, PacketOpt, RecordType } from "dns-packet";
-import { afterEach, describe, expect, it } from "vitest";
+import type { Answer, DecodedPacket, OptAnswer, Packet, PacketOpt, RecordType } from "dns-packet";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { DnsListener, type DnsListenerOptions } from "../../driver/dns/dns-listener.js";
+import { MAX_QUERY_SIZE, screenQuery } from "../../driver/dns/dns-wire.js";
 import { HostResolvers, parseResolvConf, plainAddress, type HostPort, type UpstreamSource } from "../../driver/dns/upstreams.js";
 import type { NameDecision, NameQuestion, NameResolver } from "../../driver/contracts/names.js";
 import { createLogger } from "../../lib/log.js";
@@ -217,8 +218,8 @@ function query(name: string, type: RecordType = "A", opts: { id?: number; edns?:
 }
 
 /** A UDP client socket; every message it receives is queued for nextReply(). */
-async function udpClient() {
-  const sock = await bindUdp();
+async function udpClient(from = LOCAL) {
+  const sock = await bindUdp(0, from);
   cleanups.push(() => closeUdp(sock));
   const inbox: Buffer[] = [];
   const waiters: Array<(b: Buffer) => void> = [];
@@ -248,13 +249,13 @@ async function udpClient() {
   };
 }
 
-async function udpAsk(port: number, msg: Buffer): Promise<Buffer> {
-  return (await udpClient()).ask(port, msg);
+async function udpAsk(port: number, msg: Buffer, from = LOCAL): Promise<Buffer> {
+  return (await udpClient(from)).ask(port, msg);
 }
 
 /** One TCP connection: its replies in arrival order, and a promise of its close. */
-async function tcpClient(port: number) {
-  const sock = net.connect(port, LOCAL);
+async function tcpClient(port: number, from = LOCAL) {
+  const sock = net.connect({ port, host: LOCAL, localAddress: from });
   cleanups.push(() => void sock.destroy());
   await new Promise<void>((resolve, reject) => {
     sock.once("connect", resolve);
@@ -266,7 +267,9 @@ async function tcpClient(port: number) {
     replies.push(Buffer.from(msg));
     for (const w of waiters.splice(0)) w();
   });
+  let isClosed = false;
   const closed = new Promise<void>((resolve) => sock.once("close", () => resolve()));
+  void closed.then(() => (isClosed = true));
   sock.on("error", () => undefined);
   const replyCount = (n: number): Promise<Buffer[]> =>
     new Promise((resolve, reject) => {
@@ -279,11 +282,11 @@ async function tcpClient(port: number) {
       };
       check();
     });
-  return { sock, closed, replyCount, write: (b: Buffer) => sock.write(b) };
+  return { sock, closed, isClosed: () => isClosed, replies, replyCount, write: (b: Buffer) => sock.write(b) };
 }
 
-async function tcpAsk(port: number, msg: Buffer): Promise<Buffer> {
-  const c = await tcpClient(port);
+async function tcpAsk(port: number, msg: Buffer, from = LOCAL): Promise<Buffer> {
+  const c = await tcpClient(port, from);
   c.write(frame(msg));
   return (await c.replyCount(1))[0]!;
 }
@@ -616,6 +619,80 @@ describe("DNS listener: bad input and failures", () => {
     const c = await tcpClient(port);
     await c.closed;
     expect(c.sock.destroyed).toBe(true);
+  });
+});
+
+/** A "query" of about 61 KB: one question and 4,077 answer records (no resolver sends it; dns-packet would decode every record). */
+function hugeQuery(id: number): Buffer {
+  const answers: Answer[] = Array.from({ length: 4077 }, (_, i) => ({ type: "A", name: ".", ttl: 0, data: `10.0.${(i >> 8) & 255}.${i & 255}` }));
+  return dnsPacket.encode({ type: "query", id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: "A", name: "x" }], answers });
+}
+
+/** A query for `name` with EDNS padding (RFC 7830) to make it about `size` bytes. */
+function paddedQuery(name: string, id: number, padding: number): Buffer {
+  const pad = { code: 12, length: padding } as unknown as PacketOpt;
+  const opt: OptAnswer = { type: "OPT", name: ".", udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [pad] };
+  return dnsPacket.encode({ type: "query", id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: "A", name }], additionals: [opt] });
+}
+
+/** The listener's calls of dns-packet's decoder on messages larger than any query (the test's own decoding reads small replies). */
+function spyOnBigDecodes() {
+  const spy = vi.spyOn(dnsPacket, "decode");
+  cleanups.push(() => spy.mockRestore());
+  return () => spy.mock.calls.filter(([buf]) => buf.length > MAX_QUERY_SIZE).length;
+}
+
+describe("DNS listener: screening on the header and the size", () => {
+  it("answers a 61 KB query with 4,077 answer records FORMERR without decoding it; over TCP, closes before reading it", async () => {
+    const bigDecodes = spyOnBigDecodes();
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }));
+    const huge = hugeQuery(0xabc);
+    expect(huge.length).toBeGreaterThan(60_000);
+    expect(decode(await udpAsk(port, huge))).toMatchObject({ id: 0xabc, rcode: "FORMERR", type: "response" });
+    const c = await tcpClient(port);
+    c.write(frame(huge));
+    await c.closed;
+    expect(c.replies).toEqual([]);
+    expect(bigDecodes()).toBe(0);
+    expect(decode(await udpAsk(port, query("web", "A", { id: 2 })))).toMatchObject({ id: 2, rcode: "NOERROR" });
+    expect(listener.stats()).toMatchObject({ formErr: 1, dropped: 1, answered: 1 });
+  });
+
+  it("rejects from the header what no query carries: answer or authority records, more than one additional, no EDNS over 512 bytes, any over 4096 (TCP: see below)", async () => {
+    const resolver = table({ web: ["10.1.0.5"] });
+    const { port, listener } = await startListener(resolver);
+    const client = await udpClient();
+    const withCounts = (id: number, at: number, count: number): Buffer => {
+      const q = query("web", "A", { id });
+      q.writeUInt16BE(count, at);
+      return q;
+    };
+    expect(decode(await client.ask(port, withCounts(1, 6, 1)))).toMatchObject({ id: 1, rcode: "FORMERR" }); // ANCOUNT 1
+    expect(decode(await client.ask(port, withCounts(2, 8, 1)))).toMatchObject({ id: 2, rcode: "FORMERR" }); // NSCOUNT 1
+    expect(decode(await client.ask(port, withCounts(3, 10, 2)))).toMatchObject({ id: 3, rcode: "FORMERR" }); // ARCOUNT 2
+    // 600 bytes without EDNS: FORMERR; with EDNS (padding), served; over 4096 even with EDNS: FORMERR.
+    const long = Buffer.concat([query("web", "A", { id: 4 }), Buffer.alloc(600)]);
+    expect(decode(await client.ask(port, long))).toMatchObject({ id: 4, rcode: "FORMERR" });
+    const padded = paddedQuery("web", 5, 600);
+    expect(padded.length).toBeGreaterThan(600);
+    expect(decode(await client.ask(port, padded))).toMatchObject({ id: 5, rcode: "NOERROR", answers: [expect.objectContaining({ data: "10.1.0.5" })] });
+    expect(decode(await client.ask(port, paddedQuery("web", 6, 4100)))).toMatchObject({ id: 6, rcode: "FORMERR" });
+    expect(resolver.asked).toHaveLength(1);
+    expect(listener.stats()).toMatchObject({ formErr: 5, answered: 1 });
+  });
+
+  // The brief's measure: screening is what a flood of these costs now, decoding what each cost before.
+  it("screens 1,000 such messages in less time than dns-packet decodes 100 of them", { timeout: 60_000 }, () => {
+    const huge = hugeQuery(1);
+    let rejected = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < 1000; i++) if (screenQuery(huge, "udp").kind === "reject") rejected++;
+    const screening = performance.now() - t0;
+    const t1 = performance.now();
+    for (let i = 0; i < 100; i++) dnsPacket.decode(huge);
+    const decoding = performance.now() - t1;
+    expect(rejected).toBe(1000);
+    expect(screening, `1,000 screened in ${screening.toFixed(2)} ms, 100 decoded in ${decoding.toFixed(2)} ms`).toBeLessThan(decoding);
   });
 });
 
