@@ -1,7 +1,8 @@
 /**
  * (Over 300 lines on purpose: the one home of serving a query, UDP and TCP,
  * from its arrival to its answer or forward; the wire format, the upstream
- * exchanges and the sockets are in dns-wire.ts, exchange.ts, dns-sockets.ts.)
+ * exchanges, the sockets and the per-client limits are in dns-wire.ts,
+ * exchange.ts, dns-sockets.ts and client-limits.ts.)
  *
  * The DNS listener: container names across hosts, served where Docker's
  * embedded DNS forwards what it cannot answer itself.
@@ -41,6 +42,15 @@
  *    SERVFAIL (clients move on at once instead of waiting seconds), bad input
  *    is FORMERR or dropped, and nothing a client sends can throw out of a
  *    socket handler.
+ *  - No client can starve the others (client-limits.ts): each client address
+ *    has a rate and a number of queries in flight; beyond either its queries
+ *    are dropped, unanswered, before they are decoded. Dropped, as unbound
+ *    does for its ip-ratelimit and wait-limit: answering would spend on the
+ *    flood what the limit saves, and Docker's resolver takes a REFUSED as a
+ *    cue to send the same query to the next server at once, while an
+ *    unanswered one holds the flooding container's own resolver for its
+ *    timeout. The listener-wide in-flight limit stays behind it (REFUSED, as
+ *    Docker's resolver answers beyond its 1024).
  *  - A client the resolver says has no way out (a container only on
  *    --internal networks) gets SERVFAIL instead of a forward, as Docker's own
  *    resolver answers when it does not forward (CVE-2024-29018).
@@ -67,6 +77,7 @@ import {
 } from "./dns-wire.js";
 import { tcpExchange, udpExchange } from "./exchange.js";
 import { bindUdp, closeServer, closeUdp, listenTcp } from "./dns-sockets.js";
+import { ClientLimits } from "./client-limits.js";
 import { messageOf } from "../../lib/errors.js";
 
 export const DEFAULT_TTL_S = 0;
@@ -77,6 +88,11 @@ export const DEFAULT_TCP_MAX_IN_FLIGHT = 4;
 export const DEFAULT_TCP_MAX_CONNECTIONS = 256;
 /** Docker's embedded resolver allows 1024 forwards in flight; so do we, then REFUSED. */
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
+/** Queries of one client being served at once (a forward holds one for up to the upstream timeout per upstream). */
+export const DEFAULT_CLIENT_MAX_IN_FLIGHT = 100;
+/** Queries per second one client may keep up, and how many above that it may send at once. */
+export const DEFAULT_CLIENT_RATE_PER_SECOND = 200;
+export const DEFAULT_CLIENT_BURST = 400;
 
 /** Frames received on one TCP connection and not yet served: beyond this the client is not a resolver. */
 const MAX_TCP_QUEUED = 64;
@@ -104,6 +120,12 @@ export interface DnsListenerOptions {
   tcpMaxConnections?: number;
   /** Queries served at once over the whole listener; beyond, REFUSED (default 1024). */
   maxInFlight?: number;
+  /** Queries of one client address served at once; beyond, dropped (default 100). */
+  clientMaxInFlight?: number;
+  /** Queries per second of one client address; beyond, dropped (default 200, with bursts of clientBurst). */
+  clientRatePerSecond?: number;
+  /** Queries one client may send at once above its rate (default 400). */
+  clientBurst?: number;
 }
 
 /** Counters since start, for the status endpoint. `queries` counts every message received (UDP and TCP), answered or not. */
@@ -126,9 +148,13 @@ export interface DnsStats {
   notImp: number;
   /** The client has no way out (only on --internal networks): SERVFAIL instead of a forward. */
   notForwarded: number;
-  /** Too many queries in flight. */
+  /** Too many queries in flight on the whole listener. */
   refused: number;
-  /** Not answered at all: not a DNS query (too short, a response, from port 0). */
+  /** Not answered: the client was over its rate. */
+  rateLimited: number;
+  /** Not answered: the client had its share of queries in flight already. */
+  clientBusy: number;
+  /** Not answered at all: not a DNS query (too short, a response, from port 0, a TCP stream that is no DNS). */
   dropped: number;
 }
 
@@ -151,6 +177,8 @@ const zeroStats = (): DnsStats => ({
   notImp: 0,
   notForwarded: 0,
   refused: 0,
+  rateLimited: 0,
+  clientBusy: 0,
   dropped: 0,
 });
 
@@ -163,6 +191,7 @@ export class DnsListener {
   private readonly tcpMaxInFlight: number;
   private readonly tcpMaxConnections: number;
   private readonly maxInFlight: number;
+  private readonly limits: ClientLimits;
   private state: "new" | "starting" | "up" | "closed" = "new";
   private bound: Bound[] = [];
   private readonly connections = new Set<net.Socket>();
@@ -181,6 +210,11 @@ export class DnsListener {
     this.tcpMaxInFlight = Math.max(1, opts.tcpMaxInFlight ?? DEFAULT_TCP_MAX_IN_FLIGHT);
     this.tcpMaxConnections = opts.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS;
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    this.limits = new ClientLimits({
+      ratePerSecond: positive(opts.clientRatePerSecond, DEFAULT_CLIENT_RATE_PER_SECOND),
+      burst: Math.max(1, opts.clientBurst ?? DEFAULT_CLIENT_BURST),
+      maxInFlight: Math.max(1, opts.clientMaxInFlight ?? DEFAULT_CLIENT_MAX_IN_FLIGHT),
+    });
   }
 
   /**
@@ -276,7 +310,9 @@ export class DnsListener {
       this.counters.dropped++;
       return;
     }
-    void this.handle(msg, plainAddress(rinfo.address), "udp").then((reply) => {
+    const client = plainAddress(rinfo.address);
+    if (!this.admit(client)) return;
+    void this.handle(msg, client, "udp").then((reply) => {
       if (reply === undefined || this.state === "closed") return;
       try {
         sock.send(reply, rinfo.port, rinfo.address, (err) => {
@@ -319,7 +355,7 @@ export class DnsListener {
       while (inFlight < this.tcpMaxInFlight && queue.length > 0) {
         const query = queue.shift()!;
         inFlight++;
-        void this.handle(query, client, "tcp").then((reply) => {
+        void (this.admit(client) ? this.handle(query, client, "tcp") : Promise.resolve(undefined)).then((reply) => {
           inFlight--;
           if (reply !== undefined && !sock.destroyed) sock.write(frame(reply));
           if (inFlight === 0 && !sock.destroyed) sock.setTimeout(this.tcpIdleTimeoutMs);
@@ -357,6 +393,14 @@ export class DnsListener {
     });
   }
 
+  /** Takes one of the client's tokens; false (counted, logged now and then) when it is over its rate. */
+  private admit(client: string): boolean {
+    if (this.limits.admit(client)) return true;
+    this.counters.rateLimited++;
+    this.warnEvery("client-rate", { client }, "DNS client over its rate: its queries are dropped");
+    return false;
+  }
+
   // ---- one query ----
 
   /** The answer to one message (undefined: none), whatever the message; never throws. */
@@ -384,6 +428,20 @@ export class DnsListener {
       return this.reply({ id: screened.id, queryFlags: screened.flags, rcode: screened.rcode });
     }
     const base = { id: screened.id, queryFlags: screened.flags };
+    if (!this.limits.acquire(source)) {
+      this.counters.clientBusy++;
+      this.warnEvery("client-busy", { client: source }, "DNS client has too many queries in flight: its next ones are dropped");
+      return undefined;
+    }
+    try {
+      return await this.answerQuery(raw, base, source, transport);
+    } finally {
+      this.limits.release(source);
+    }
+  }
+
+  /** A screened query of a client within its share: decoded, decided and answered, within the listener's own limit. */
+  private async answerQuery(raw: Buffer, base: { id: number; queryFlags: number }, source: string, transport: Transport): Promise<Buffer> {
     const msg = decodeQuery(raw);
     const question = msg?.questions?.length === 1 ? msg.questions[0] : undefined;
     if (msg === undefined || question === undefined) {
@@ -512,6 +570,11 @@ export class DnsListener {
     this.lastWarn.set(kind, now);
     this.log.warn(fields, message);
   }
+}
+
+/** A setting that must be above zero (a rate may be a fraction), or its default. */
+function positive(value: number | undefined, fallback: number): number {
+  return value !== undefined && value > 0 ? value : fallback;
 }
 
 async function closeBound(b: Bound): Promise<void> {

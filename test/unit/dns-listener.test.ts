@@ -7,7 +7,9 @@ import dnsPacket from "dns-packet";
 import type { Answer, DecodedPacket, OptAnswer, Packet, PacketOpt, RecordType } from "dns-packet";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { DnsListener, type DnsListenerOptions } from "../../driver/dns/dns-listener.js";
+import { ClientLimits } from "../../driver/dns/client-limits.js";
 import { MAX_QUERY_SIZE, screenQuery } from "../../driver/dns/dns-wire.js";
+import { eventually } from "../support/eventually.js";
 import { HostResolvers, parseResolvConf, plainAddress, type HostPort, type UpstreamSource } from "../../driver/dns/upstreams.js";
 import type { NameDecision, NameQuestion, NameResolver } from "../../driver/contracts/names.js";
 import { createLogger } from "../../lib/log.js";
@@ -141,12 +143,16 @@ function upstreamAnswer(raw: Buffer, idDelta = 0): Buffer {
  * query (after a reply with the wrong id first, with `wrongIdFirst`);
  * "silent" records the query and never answers.
  */
-async function fakeUpstream(mode: "answer" | "silent" = "answer", opts: { wrongIdFirst?: boolean } = {}): Promise<FakeUpstream> {
+async function fakeUpstream(
+  mode: "answer" | "silent" = "answer",
+  opts: { wrongIdFirst?: boolean; ignore?: (name: string) => boolean } = {},
+): Promise<FakeUpstream> {
+  const silent = (raw: Buffer): boolean => mode === "silent" || opts.ignore?.(dnsPacket.decode(raw).questions?.[0]?.name ?? "") === true;
   const { port, udp, tcp } = await bindPair();
   const up: FakeUpstream = { port, address: { host: LOCAL, port }, received: [], sent: [] };
   udp.on("message", (raw, rinfo) => {
     up.received.push({ transport: "udp", raw: Buffer.from(raw) });
-    if (mode === "silent") return;
+    if (silent(raw)) return;
     if (opts.wrongIdFirst === true) udp.send(upstreamAnswer(raw, 1), rinfo.port, rinfo.address);
     const answer = upstreamAnswer(raw);
     up.sent.push(answer);
@@ -159,7 +165,7 @@ async function fakeUpstream(mode: "answer" | "silent" = "answer", opts: { wrongI
     sock.on("error", () => undefined);
     readFrames(sock, (raw) => {
       up.received.push({ transport: "tcp", raw: Buffer.from(raw) });
-      if (mode === "silent") return;
+      if (silent(raw)) return;
       const answer = upstreamAnswer(raw);
       up.sent.push(answer);
       sock.write(frame(answer));
@@ -693,6 +699,87 @@ describe("DNS listener: screening on the header and the size", () => {
     const decoding = performance.now() - t1;
     expect(rejected).toBe(1000);
     expect(screening, `1,000 screened in ${screening.toFixed(2)} ms, 100 decoded in ${decoding.toFixed(2)} ms`).toBeLessThan(decoding);
+  });
+});
+
+describe("DNS listener: one client cannot starve the others", () => {
+  const FLOODER = LOCAL;
+  const OTHER = "127.0.0.2";
+
+  /** Sends `count` queries from one client in rounds the listener can take in (a socket buffer holds a few hundred), waiting for each round to be received. */
+  async function flood(port: number, listener: DnsListener, count: number, name: string): Promise<void> {
+    const client = await udpClient(FLOODER);
+    for (let sent = 0; sent < count;) {
+      const round = Math.min(100, count - sent);
+      const before = listener.stats().queries;
+      for (let i = 0; i < round; i++) client.send(port, query(name, "A", { id: (sent + i) & 0xffff }));
+      sent += round;
+      await eventually(`the listener to receive ${sent} flooding queries`, () => listener.stats().queries >= before + round);
+    }
+  }
+
+  it("a client flooding a name whose upstream never answers gets its share of forwards; another client's lookups and forwards are answered", async () => {
+    const up = await fakeUpstream("answer", { ignore: (name) => name.startsWith("blackhole") });
+    // Forwards of the flood stay in flight for the whole test.
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }), [up.address], { upstreamTimeoutMs: 30_000 });
+    await flood(port, listener, 1100, "blackhole.example");
+    // Meanwhile another client is answered: our names, and forwards (before, it got REFUSED: the flood held the host's 1,024).
+    for (let i = 0; i < 5; i++) {
+      expect(decode(await udpAsk(port, query("web", "A", { id: 500 + i }), OTHER))).toMatchObject({ id: 500 + i, rcode: "NOERROR" });
+      const fwd = decode(await udpAsk(port, query(`name${i}.example`, "A", { id: 600 + i }), OTHER));
+      expect(fwd).toMatchObject({ id: 600 + i, rcode: "NOERROR", answers: [expect.objectContaining({ data: "192.0.2.53" })] });
+    }
+    expect(decode(await tcpAsk(port, query("example.org", "A", { id: 700 }), OTHER))).toMatchObject({ id: 700, rcode: "NOERROR" });
+    // The flooder holds its 100 forwards; the rest of its queries were dropped (over its rate, or its share in flight).
+    await eventually("the flooder's forwards and the other client's to reach the upstream", () => up.received.length === 100 + 6);
+    const st = listener.stats();
+    expect(st.rateLimited + st.clientBusy).toBe(1000);
+    expect(listener.stats()).toMatchObject({ refused: 0, answered: 5, forwarded: 6 });
+  });
+
+  it("drops the queries of a client over its rate, unanswered, and keeps answering the others", async () => {
+    // One token every 1,000 s: the burst is all the test can get.
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }), [], { clientBurst: 20, clientRatePerSecond: 0.001 });
+    await flood(port, listener, 100, "web");
+    await eventually("every flooding query to be answered or dropped", () => listener.stats().answered + listener.stats().rateLimited === 100);
+    expect(listener.stats()).toMatchObject({ answered: 20, rateLimited: 80 });
+    expect(decode(await udpAsk(port, query("web", "A", { id: 9 }), OTHER))).toMatchObject({ id: 9, rcode: "NOERROR" });
+  });
+});
+
+describe("client limits", () => {
+  it("a token bucket per client: a burst, then its rate; each client its own", () => {
+    let now = 0;
+    const limits = new ClientLimits({ ratePerSecond: 10, burst: 5, maxInFlight: 2, now: () => now });
+    const admitted = (client: string, n: number) => Array.from({ length: n }, () => limits.admit(client)).filter(Boolean).length;
+    expect(admitted("a", 8)).toBe(5);
+    expect(admitted("b", 8)).toBe(5);
+    now += 300; // three tokens back
+    expect(admitted("a", 8)).toBe(3);
+    now += 10_000; // never more than the burst
+    expect(admitted("a", 8)).toBe(5);
+  });
+
+  it("queries in flight per client", () => {
+    const limits = new ClientLimits({ ratePerSecond: 10, burst: 5, maxInFlight: 2 });
+    expect([limits.acquire("a"), limits.acquire("a"), limits.acquire("a"), limits.acquire("b")]).toEqual([true, true, false, true]);
+    limits.release("a");
+    expect(limits.inFlightOf("a")).toBe(1);
+    expect(limits.acquire("a")).toBe(true);
+    limits.release("nobody");
+  });
+
+  it("remembers at most maxClients, idle ones forgotten first", () => {
+    let now = 0;
+    const limits = new ClientLimits({ ratePerSecond: 1000, burst: 5, maxInFlight: 2, maxClients: 8, now: () => now });
+    expect(limits.acquire("busy")).toBe(true);
+    for (let i = 0; i < 100; i++) {
+      now += 10;
+      limits.admit(`10.0.0.${i}`);
+    }
+    expect(limits.size).toBeLessThanOrEqual(8);
+    // The busy client, older than all the others, was kept while idle ones could go.
+    expect(limits.inFlightOf("busy")).toBe(1);
   });
 });
 
