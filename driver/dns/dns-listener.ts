@@ -1,8 +1,9 @@
 /**
  * (Over 300 lines on purpose: the one home of serving a query, UDP and TCP,
  * from its arrival to its answer or forward; the wire format, the upstream
- * exchanges, the sockets and the per-client limits are in dns-wire.ts,
- * exchange.ts, dns-sockets.ts and client-limits.ts.)
+ * exchanges, the sockets, a TCP connection's framing and deadlines and the
+ * per-client limits are in dns-wire.ts, exchange.ts, dns-sockets.ts,
+ * tcp-session.ts and client-limits.ts.)
  *
  * The DNS listener: container names across hosts, served where Docker's
  * embedded DNS forwards what it cannot answer itself.
@@ -50,7 +51,8 @@
  *    cue to send the same query to the next server at once, while an
  *    unanswered one holds the flooding container's own resolver for its
  *    timeout. The listener-wide in-flight limit stays behind it (REFUSED, as
- *    Docker's resolver answers beyond its 1024).
+ *    Docker's resolver answers beyond its 1024). TCP connections are capped
+ *    per client and in all, and held to deadlines (tcp-session.ts).
  *  - A client the resolver says has no way out (a container only on
  *    --internal networks) gets SERVFAIL instead of a forward, as Docker's own
  *    resolver answers when it does not forward (CVE-2024-29018).
@@ -62,30 +64,23 @@ import type { NameDecision, NameQuestion, NameResolver } from "../contracts/name
 import type { Logger } from "../../lib/log.js";
 import { failure, success, type Result } from "../../lib/result.js";
 import { formatHostPort, plainAddress, sameHostPort, type HostPort, type UpstreamSource } from "./upstreams.js";
-import {
-  MAX_QUERY_SIZE,
-  RCODE,
-  FrameReader,
-  decodeQuery,
-  encodeReply,
-  frame,
-  queryTypeOf,
-  screenQuery,
-  sizeLimit,
-  type ReplySpec,
-  type Transport,
-} from "./dns-wire.js";
+import { MAX_QUERY_SIZE, RCODE, decodeQuery, encodeReply, queryTypeOf, screenQuery, sizeLimit, type ReplySpec, type Transport } from "./dns-wire.js";
 import { tcpExchange, udpExchange } from "./exchange.js";
 import { bindUdp, closeServer, closeUdp, listenTcp } from "./dns-sockets.js";
 import { ClientLimits } from "./client-limits.js";
+import { serveTcpSession } from "./tcp-session.js";
 import { messageOf } from "../../lib/errors.js";
 
 export const DEFAULT_TTL_S = 0;
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 2000;
 export const DEFAULT_RESOLVER_TIMEOUT_MS = 1000;
 export const DEFAULT_TCP_IDLE_TIMEOUT_MS = 10_000;
+/** A resolver writes a query in one segment; 2 s leaves room for a loaded host. */
+export const DEFAULT_TCP_MESSAGE_TIMEOUT_MS = 2000;
 export const DEFAULT_TCP_MAX_IN_FLIGHT = 4;
 export const DEFAULT_TCP_MAX_CONNECTIONS = 256;
+/** Docker's resolver opens one connection per TCP query: this many TCP queries of one container at once. */
+export const DEFAULT_TCP_MAX_CONNECTIONS_PER_CLIENT = 32;
 /** Docker's embedded resolver allows 1024 forwards in flight; so do we, then REFUSED. */
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
 /** Queries of one client being served at once (a forward holds one for up to the upstream timeout per upstream). */
@@ -112,12 +107,16 @@ export interface DnsListenerOptions {
   upstreamTimeoutMs?: number;
   /** How long the resolver gets to decide before the answer is SERVFAIL (default 1000 ms). */
   resolverTimeoutMs?: number;
-  /** A TCP connection with nothing in flight is closed after this long without traffic (default 10 s). */
+  /** A TCP connection with no message begun, queued or in flight is closed after this long (default 10 s). */
   tcpIdleTimeoutMs?: number;
+  /** A TCP message must be whole this long after its first byte, or the connection is closed (default 2 s). */
+  tcpMessageTimeoutMs?: number;
   /** Queries served at once per TCP connection; the connection is paused beyond (default 4). */
   tcpMaxInFlight?: number;
-  /** TCP connections at once, over all addresses of a server (default 256). */
+  /** TCP connections at once, over all addresses (default 256). */
   tcpMaxConnections?: number;
+  /** TCP connections of one client address at once (default 32). */
+  tcpMaxConnectionsPerClient?: number;
   /** Queries served at once over the whole listener; beyond, REFUSED (default 1024). */
   maxInFlight?: number;
   /** Queries of one client address served at once; beyond, dropped (default 100). */
@@ -154,6 +153,8 @@ export interface DnsStats {
   rateLimited: number;
   /** Not answered: the client had its share of queries in flight already. */
   clientBusy: number;
+  /** TCP connections closed at once: the client, or the listener, had as many as allowed. */
+  tcpRefused: number;
   /** Not answered at all: not a DNS query (too short, a response, from port 0, a TCP stream that is no DNS). */
   dropped: number;
 }
@@ -179,6 +180,7 @@ const zeroStats = (): DnsStats => ({
   refused: 0,
   rateLimited: 0,
   clientBusy: 0,
+  tcpRefused: 0,
   dropped: 0,
 });
 
@@ -188,13 +190,17 @@ export class DnsListener {
   private readonly upstreamTimeoutMs: number;
   private readonly resolverTimeoutMs: number;
   private readonly tcpIdleTimeoutMs: number;
+  private readonly tcpMessageTimeoutMs: number;
   private readonly tcpMaxInFlight: number;
   private readonly tcpMaxConnections: number;
+  private readonly tcpMaxConnectionsPerClient: number;
   private readonly maxInFlight: number;
   private readonly limits: ClientLimits;
   private state: "new" | "starting" | "up" | "closed" = "new";
   private bound: Bound[] = [];
   private readonly connections = new Set<net.Socket>();
+  /** Open TCP connections per client address. */
+  private readonly connectionsOf = new Map<string, number>();
   /** Aborts the forwards in flight on close(). */
   private readonly closing = new AbortController();
   private inFlight = 0;
@@ -207,8 +213,10 @@ export class DnsListener {
     this.upstreamTimeoutMs = opts.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
     this.resolverTimeoutMs = opts.resolverTimeoutMs ?? DEFAULT_RESOLVER_TIMEOUT_MS;
     this.tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS;
+    this.tcpMessageTimeoutMs = opts.tcpMessageTimeoutMs ?? DEFAULT_TCP_MESSAGE_TIMEOUT_MS;
     this.tcpMaxInFlight = Math.max(1, opts.tcpMaxInFlight ?? DEFAULT_TCP_MAX_IN_FLIGHT);
-    this.tcpMaxConnections = opts.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS;
+    this.tcpMaxConnections = Math.max(1, opts.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS);
+    this.tcpMaxConnectionsPerClient = Math.max(1, opts.tcpMaxConnectionsPerClient ?? DEFAULT_TCP_MAX_CONNECTIONS_PER_CLIENT);
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
     this.limits = new ClientLimits({
       ratePerSecond: positive(opts.clientRatePerSecond, DEFAULT_CLIENT_RATE_PER_SECOND),
@@ -297,7 +305,6 @@ export class DnsListener {
   private serve(b: Bound): void {
     b.udp.on("error", (err) => this.log.warn({ err, listen: formatHostPort(b.address) }, "DNS UDP socket error"));
     b.udp.on("message", (msg, rinfo) => this.onDatagram(b.udp, msg, rinfo));
-    b.tcp.maxConnections = this.tcpMaxConnections;
     b.tcp.on("error", (err) => this.log.warn({ err, listen: formatHostPort(b.address) }, "DNS TCP server error"));
     b.tcp.on("connection", (sock) => this.onConnection(sock));
   }
@@ -324,73 +331,51 @@ export class DnsListener {
     });
   }
 
-  /**
-   * One TCP connection: length-prefixed queries, answered as they are ready
-   * (RFC 7766 allows out of order), at most tcpMaxInFlight at a time (the
-   * socket is paused beyond), closed when idle.
-   */
+  /** One TCP connection (tcp-session.ts), unless its client, or the listener, has as many as allowed. */
   private onConnection(sock: net.Socket): void {
     if (this.state === "closed") {
       sock.destroy();
       return;
     }
-    this.connections.add(sock);
     const client = plainAddress(sock.remoteAddress ?? "");
-    const reader = new FrameReader(MAX_QUERY_SIZE);
-    const queue: Buffer[] = [];
-    let inFlight = 0;
-    /** The client has sent FIN: answer what it asked, then close our side. */
-    let ended = false;
-    const endIfDone = (): void => {
-      if (ended && inFlight === 0 && queue.length === 0 && !sock.destroyed) sock.end();
-    };
-    sock.setNoDelay(true);
-    sock.setTimeout(this.tcpIdleTimeoutMs);
-    sock.on("timeout", () => {
-      if (inFlight === 0 && queue.length === 0) sock.destroy();
-    });
+    const ofClient = this.connectionsOf.get(client) ?? 0;
+    if (this.connections.size >= this.tcpMaxConnections || ofClient >= this.tcpMaxConnectionsPerClient) {
+      this.counters.tcpRefused++;
+      const whose = ofClient >= this.tcpMaxConnectionsPerClient ? "client-tcp" : "tcp";
+      this.warnEvery(whose, { client, ofClient, total: this.connections.size }, "DNS TCP connection closed at once: too many open");
+      sock.destroy();
+      return;
+    }
+    this.connections.add(sock);
+    this.connectionsOf.set(client, ofClient + 1);
     sock.on("error", (err) => this.log.debug({ err, client }, "DNS TCP connection error"));
-    sock.on("close", () => this.connections.delete(sock));
-    const pump = (): void => {
-      while (inFlight < this.tcpMaxInFlight && queue.length > 0) {
-        const query = queue.shift()!;
-        inFlight++;
-        void (this.admit(client) ? this.handle(query, client, "tcp") : Promise.resolve(undefined)).then((reply) => {
-          inFlight--;
-          if (reply !== undefined && !sock.destroyed) sock.write(frame(reply));
-          if (inFlight === 0 && !sock.destroyed) sock.setTimeout(this.tcpIdleTimeoutMs);
-          pump();
-          endIfDone();
-        });
-      }
-      if (sock.destroyed) return;
-      if (queue.length > 0 || inFlight >= this.tcpMaxInFlight) sock.pause();
-      else sock.resume();
-    };
-    sock.on("data", (chunk: Buffer) => {
-      const frames = reader.push(chunk);
-      if (!frames.ok) {
-        this.counters.dropped++;
-        this.log.debug({ client, reason: frames.reason }, "DNS TCP stream is no DNS; closing the connection");
-        sock.destroy();
-        return;
-      }
-      this.counters.queries += frames.messages.length;
-      this.counters.tcpQueries += frames.messages.length;
-      queue.push(...frames.messages);
-      if (queue.length > MAX_TCP_QUEUED) {
-        this.counters.dropped += queue.length;
-        this.log.debug({ client, queued: queue.length }, "DNS TCP client sends far more than it waits for; closing the connection");
-        queue.length = 0;
-        sock.destroy();
-        return;
-      }
-      pump();
+    sock.on("close", () => {
+      this.connections.delete(sock);
+      const left = (this.connectionsOf.get(client) ?? 1) - 1;
+      if (left > 0) this.connectionsOf.set(client, left);
+      else this.connectionsOf.delete(client);
     });
-    sock.on("end", () => {
-      ended = true;
-      endIfDone();
-    });
+    serveTcpSession(
+      sock,
+      {
+        idleTimeoutMs: this.tcpIdleTimeoutMs,
+        messageTimeoutMs: this.tcpMessageTimeoutMs,
+        maxInFlight: this.tcpMaxInFlight,
+        maxQueued: MAX_TCP_QUEUED,
+        maxMessageBytes: MAX_QUERY_SIZE,
+      },
+      {
+        serve: async (msg) => (this.admit(client) ? this.handle(msg, client, "tcp") : undefined),
+        received: (n) => {
+          this.counters.queries += n;
+          this.counters.tcpQueries += n;
+        },
+        closedFor: (reason, unanswered) => {
+          this.counters.dropped += unanswered;
+          this.log.debug({ client, reason }, "DNS TCP connection closed");
+        },
+      },
+    );
   }
 
   /** Takes one of the client's tokens; false (counted, logged now and then) when it is over its rate. */
@@ -425,7 +410,11 @@ export class DnsListener {
       if (screened.rcode === RCODE.NOTIMP) this.counters.notImp++;
       else this.counters.formErr++;
       this.log.debug({ client: source, transport, reason: screened.reason }, "DNS query rejected on its header");
-      return this.reply({ id: screened.id, queryFlags: screened.flags, rcode: screened.rcode });
+      return this.reply({
+        id: screened.id,
+        queryFlags: screened.flags,
+        rcode: screened.rcode,
+      });
     }
     const base = { id: screened.id, queryFlags: screened.flags };
     if (!this.limits.acquire(source)) {
@@ -450,7 +439,13 @@ export class DnsListener {
       return this.reply({ ...base, rcode: RCODE.FORMERR });
     }
     const opt = (msg.additionals ?? []).find((a): a is OptAnswer => a.type === "OPT");
-    const reply = { ...base, rcode: RCODE.NOERROR, question, edns: opt !== undefined, limit: sizeLimit(transport, opt) };
+    const reply = {
+      ...base,
+      rcode: RCODE.NOERROR,
+      question,
+      edns: opt !== undefined,
+      limit: sizeLimit(transport, opt),
+    };
     if (this.inFlight >= this.maxInFlight) {
       this.counters.refused++;
       this.warnEvery("busy", { inFlight: this.inFlight }, "DNS listener busy: REFUSED");
@@ -473,7 +468,12 @@ export class DnsListener {
   private async decideAndAnswer(raw: Buffer, source: string, transport: Transport, reply: ReplySpec & { question: Question }): Promise<Buffer> {
     const question = reply.question;
     // Asked for every class: only IN is about names of ours, but whether a question may go out at all is the resolver's to say.
-    const decision = await this.decide({ name: question.name, type: queryTypeOf(question), class: question.class === "IN" ? "IN" : "other", source });
+    const decision = await this.decide({
+      name: question.name,
+      type: queryTypeOf(question),
+      class: question.class === "IN" ? "IN" : "other",
+      source,
+    });
     if (decision === undefined) {
       this.counters.resolverFailed++;
       return this.reply({ ...reply, rcode: RCODE.SERVFAIL });
@@ -487,15 +487,34 @@ export class DnsListener {
         // A records answer A questions only: addresses for another type is "no data".
         if (question.type !== "A" || ips.length === 0) {
           this.counters.noData++;
-          return this.reply({ ...reply, rcode: RCODE.NOERROR, authoritative: true });
+          return this.reply({
+            ...reply,
+            rcode: RCODE.NOERROR,
+            authoritative: true,
+          });
         }
         this.counters.answered++;
-        const answers: Answer[] = ips.map((ip) => ({ type: "A", class: "IN", name: question.name, ttl: this.ttl, data: ip }));
-        return this.reply({ ...reply, rcode: RCODE.NOERROR, authoritative: true, answers });
+        const answers: Answer[] = ips.map((ip) => ({
+          type: "A",
+          class: "IN",
+          name: question.name,
+          ttl: this.ttl,
+          data: ip,
+        }));
+        return this.reply({
+          ...reply,
+          rcode: RCODE.NOERROR,
+          authoritative: true,
+          answers,
+        });
       }
       case "no-data":
         this.counters.noData++;
-        return this.reply({ ...reply, rcode: RCODE.NOERROR, authoritative: true });
+        return this.reply({
+          ...reply,
+          rcode: RCODE.NOERROR,
+          authoritative: true,
+        });
       case "not-forwarded":
         this.counters.notForwarded++;
         return this.reply({ ...reply, rcode: RCODE.SERVFAIL });

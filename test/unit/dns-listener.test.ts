@@ -783,6 +783,138 @@ describe("client limits", () => {
   });
 });
 
+describe("DNS listener: TCP connections", () => {
+  it("closes a connection whose message trickles in, at its deadline, before it is whole (each byte used to restart the idle timer)", async () => {
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }), [], { tcpMessageTimeoutMs: 300, tcpIdleTimeoutMs: 200 });
+    const c = await tcpClient(port);
+    const bytes = frame(query("trickle.example", "A", { id: 1 }));
+    let sent = 0;
+    // One byte every 50 ms: the whole message would take well over a second.
+    while (!c.isClosed() && sent < bytes.length) {
+      c.write(bytes.subarray(sent, sent + 1));
+      sent++;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await c.closed;
+    expect(sent).toBeLessThan(bytes.length);
+    expect(c.replies).toEqual([]);
+    expect(listener.stats().queries).toBe(0);
+  });
+
+  it("a connection that was answered gets a new deadline for its next message", async () => {
+    const { port } = await startListener(table({ web: ["10.1.0.5"] }), [], { tcpMessageTimeoutMs: 300, tcpIdleTimeoutMs: 5_000 });
+    const c = await tcpClient(port);
+    c.write(frame(query("web", "A", { id: 1 })));
+    expect(decode((await c.replyCount(1))[0]!)).toMatchObject({ id: 1, rcode: "NOERROR" });
+    // Half a message, then nothing: closed at the message's deadline, long before the idle limit.
+    c.write(frame(query("web", "A", { id: 2 })).subarray(0, 10));
+    await c.closed;
+    expect(c.replies).toHaveLength(1);
+  });
+
+  it("does not hold a message's deadline against a client while its earlier queries keep the connection from being read", async () => {
+    // Every answer takes longer than a message's deadline; one query at a time per connection.
+    const resolver = new FakeResolver(async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      return { kind: "addresses", ips: ["10.1.0.5"] };
+    });
+    const { port } = await startListener(resolver, [], { tcpMessageTimeoutMs: 200, tcpMaxInFlight: 1, resolverTimeoutMs: 5_000 });
+    const c = await tcpClient(port);
+    // The first query and half the second in one segment; the rest of the second once the listener has read that.
+    const second = frame(query("web", "A", { id: 2 }));
+    c.write(Buffer.concat([frame(query("web", "A", { id: 1 })), second.subarray(0, 8)]));
+    await eventually("the listener to read the first query", () => resolver.asked.length === 1);
+    c.write(second.subarray(8));
+    const replies = await c.replyCount(2);
+    expect(replies.map((r) => decode(r).id)).toEqual([1, 2]);
+    expect(c.isClosed()).toBe(false);
+  });
+
+  it("closes a connection announcing a message longer than any query, before reading it", async () => {
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }));
+    const c = await tcpClient(port);
+    c.write(Buffer.from([0xea, 0x60])); // 60,000 bytes to come
+    await c.closed;
+    expect(listener.stats()).toMatchObject({ dropped: 1 });
+  });
+
+  /** Sends rounds of 32 queries for `name` (a connection may have 64 queued) on a connection whose client reads nothing, each once the listener has taken the last in, until it takes no more; returns how many were sent. */
+  async function fillUntilStalled(c: Awaited<ReturnType<typeof tcpClient>>, resolver: FakeResolver, name: string): Promise<number> {
+    c.sock.pause();
+    let sent = 0;
+    while (sent < 2000 && !c.isClosed()) {
+      for (let i = 0; i < 32; i++) c.write(frame(query(name, "A", { id: sent + i })));
+      sent += 32;
+      const taken = await eventually("the listener to take the round in", () => resolver.asked.length >= sent, { timeoutMs: 1000 }).then(
+        () => true,
+        () => false,
+      );
+      if (!taken) break;
+    }
+    return sent;
+  }
+  // 3,000 addresses: about 57 KB an answer, so that a few dozen fill the sockets' buffers.
+  const big = Array.from({ length: 3000 }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+
+  it("stops reading and serving a connection whose client does not read its answers, and goes on when it does", async () => {
+    const resolver = table({ big });
+    const { port } = await startListener(resolver, [], { clientBurst: 100_000 });
+    const c = await tcpClient(port);
+    const sent = await fillUntilStalled(c, resolver, "big");
+    expect(resolver.asked.length).toBeLessThan(sent);
+    c.sock.resume();
+    expect(await c.replyCount(sent)).toHaveLength(sent);
+  });
+
+  it("closes a connection whose client reads none of its answers after the idle limit, queries queued or not", { timeout: 15_000 }, async () => {
+    const resolver = table({ big });
+    const { port } = await startListener(resolver, [], { clientBurst: 100_000, tcpIdleTimeoutMs: 1_500 });
+    const c = await tcpClient(port);
+    const sent = await fillUntilStalled(c, resolver, "big");
+    expect(resolver.asked.length).toBeLessThan(sent);
+    // A client that reads nothing does not see the close either: it learns of it when it writes again (the reset).
+    await eventually(
+      "the listener to close the connection",
+      () => {
+        c.sock.write(Buffer.from([0]));
+        return c.isClosed();
+      },
+      { timeoutMs: 10_000, everyMs: 50 },
+    );
+  });
+
+  it("caps connections per client and in all: the one beyond is closed at once, the others are served", async () => {
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }), [], { tcpMaxConnectionsPerClient: 2, tcpMaxConnections: 3 });
+    const a1 = await tcpClient(port);
+    const a2 = await tcpClient(port);
+    const a3 = await tcpClient(port);
+    await a3.closed;
+    const b1 = await tcpClient(port, "127.0.0.2");
+    const c1 = await tcpClient(port, "127.0.0.3");
+    await c1.closed;
+    for (const [i, c] of [a1, a2, b1].entries()) {
+      c.write(frame(query("web", "A", { id: i })));
+      expect(decode((await c.replyCount(1))[0]!)).toMatchObject({ id: i, rcode: "NOERROR" });
+    }
+    expect(listener.stats()).toMatchObject({ tcpRefused: 2, answered: 3 });
+    // A connection that goes frees its place.
+    a1.sock.destroy();
+    await a1.closed;
+    await eventually("a new connection of the first client to be served", async () => {
+      const c = await tcpClient(port);
+      c.write(frame(query("web", "A", { id: 9 })));
+      const r = await Promise.race([
+        c.replyCount(1).then(
+          (replies) => replies[0],
+          () => undefined,
+        ),
+        c.closed.then(() => undefined),
+      ]);
+      return r !== undefined && decode(r).id === 9;
+    });
+  });
+});
+
 describe("DNS listener: start and close", () => {
   it("binds everything or nothing, and says which address is taken", async () => {
     const free = await deadPort();
