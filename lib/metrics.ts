@@ -108,7 +108,7 @@ export const metrics = {
   }),
   dnsQueries: new Counter({
     name: "tsoverlay_dns_queries_total",
-    help: "Queries the name service answered since the plugin started, by result (answered, no_data, forwarded, forward_failed, resolver_failed)",
+    help: "Queries the name service handled since the plugin started, by result (answered, no_data, forwarded, forward_failed, resolver_failed, not_forwarded, refused; rate_limited and client_busy: dropped, the client over its share)",
     labelNames: ["result"] as const,
     registers: [registry],
   }),

@@ -9,6 +9,8 @@ export interface NameQuestion {
   /** As asked, any case, with or without the trailing dot. */
   name: string;
   type: QueryType;
+  /** Only class IN questions are about our names; the others are asked so that the resolver can say whether they may go out. */
+  class: "IN" | "other";
   /** The client's address as the listener saw it (no port). */
   source: string;
 }
@@ -19,7 +21,13 @@ export type NameDecision =
   /** A name of the asker's overlay networks that has no record of this type (IPv6, MX, …). */
   | { kind: "no-data" }
   /** Not ours to answer: relay the query to the host's resolvers unchanged. */
-  | { kind: "forward" };
+  | { kind: "forward" }
+  /**
+   * Not ours to answer, and the asker has no way out (its container is only
+   * on --internal networks): never relayed; SERVFAIL, as Docker's resolver
+   * answers when it does not forward.
+   */
+  | { kind: "not-forwarded" };
 
 export interface NameResolver {
   decide(q: NameQuestion): Promise<NameDecision>;

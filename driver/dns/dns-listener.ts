@@ -8,7 +8,8 @@
  * query arrives here with the asking container's address as its source
  * (shown on the lab by test/e2e/cluster-network.test.ts). This module owns
  * what is done with each query; the domain (NameResolver) decides, per
- * question, between addresses, "no data" and "not ours".
+ * question, between addresses, "no data", "not ours" and "not ours, and not
+ * to go out".
  *
  *  - UDP and TCP, on every address: Docker forwards over the transport the
  *    client used, and a client that gets a truncated (TC) answer over UDP
@@ -27,10 +28,11 @@
  *    new random source port, replies from that upstream only) and accepts
  *    only a reply with the query's id.
  *  - dns-packet decodes the questions and encodes our own answers. The only
- *    bytes read by hand are the 12-byte header's id and QR bit, of packets
- *    dns-packet refuses (to answer FORMERR) and of relayed replies (which we
- *    must not fail to relay because the library does not understand them);
- *    the only bytes written by hand are TCP's 2-byte length prefix.
+ *    bytes read by hand are the 12-byte header, of every query (screened on
+ *    it and its size before dns-packet decodes anything, see dns-wire.ts)
+ *    and of relayed replies (which we must not fail to relay because the
+ *    library does not understand them); the only bytes written by hand are
+ *    TCP's 2-byte length prefix.
  *  - Never silent, never down: a failing resolver or a failed forward is
  *    SERVFAIL (clients move on at once instead of waiting seconds), bad input
  *    is FORMERR or dropped, and nothing a client sends can throw out of a
@@ -41,7 +43,22 @@
  *    stats(), the rate-limited warnings, close() abandoning the forwards in
  *    flight). What shares none of it is apart: the wire format (dns-wire.ts),
  *    exchanges with an upstream (exchange.ts), binding sockets
- *    (dns-sockets.ts), where the upstreams come from (upstreams.ts).
+ *    (dns-sockets.ts), where the upstreams come from (upstreams.ts), a TCP
+ *    connection's framing and deadlines (tcp-session.ts), the per-client
+ *    limits (client-limits.ts).
+ *  - No client can starve the others (client-limits.ts): each client address
+ *    has a rate and a number of queries in flight; beyond either its queries
+ *    are dropped, unanswered, before they are decoded. Dropped, as unbound
+ *    does for its ip-ratelimit and wait-limit: answering would spend on the
+ *    flood what the limit saves, and Docker's resolver takes a REFUSED as a
+ *    cue to send the same query to the next server at once, while an
+ *    unanswered one holds the flooding container's own resolver for its
+ *    timeout. The listener-wide in-flight limit stays behind it (REFUSED, as
+ *    Docker's resolver answers beyond its 1024). TCP connections are capped
+ *    per client and in all, and held to deadlines (tcp-session.ts).
+ *  - A client the resolver says has no way out (a container only on
+ *    --internal networks) gets SERVFAIL instead of a forward, as Docker's own
+ *    resolver answers when it does not forward (CVE-2024-29018).
  */
 import dgram from "node:dgram";
 import net from "node:net";
@@ -50,19 +67,30 @@ import type { NameDecision, NameQuestion, NameResolver } from "../contracts/name
 import type { Logger } from "../../lib/log.js";
 import { failure, success, type Result } from "../../lib/result.js";
 import { formatHostPort, plainAddress, sameHostPort, type HostPort, type UpstreamSource } from "./upstreams.js";
-import { RCODE, FrameReader, encodeReply, frame, parseMessage, queryTypeOf, sizeLimit, type ReplySpec, type Transport } from "./dns-wire.js";
+import { MAX_QUERY_SIZE, RCODE, decodeQuery, encodeReply, queryTypeOf, screenQuery, sizeLimit, type ReplySpec, type Transport } from "./dns-wire.js";
 import { tcpExchange, udpExchange } from "./exchange.js";
 import { bindUdp, closeServer, closeUdp, listenTcp } from "./dns-sockets.js";
+import { ClientLimits } from "./client-limits.js";
+import { serveTcpSession } from "./tcp-session.js";
 import { messageOf } from "../../lib/errors.js";
 
 export const DEFAULT_TTL_S = 0;
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 2000;
 export const DEFAULT_RESOLVER_TIMEOUT_MS = 1000;
 export const DEFAULT_TCP_IDLE_TIMEOUT_MS = 10_000;
+/** A resolver writes a query in one segment; 2 s leaves room for a loaded host. */
+export const DEFAULT_TCP_MESSAGE_TIMEOUT_MS = 2000;
 export const DEFAULT_TCP_MAX_IN_FLIGHT = 4;
 export const DEFAULT_TCP_MAX_CONNECTIONS = 256;
+/** Docker's resolver opens one connection per TCP query: this many TCP queries of one container at once. */
+export const DEFAULT_TCP_MAX_CONNECTIONS_PER_CLIENT = 32;
 /** Docker's embedded resolver allows 1024 forwards in flight; so do we, then REFUSED. */
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
+/** Queries of one client being served at once (a forward holds one for up to the upstream timeout per upstream). */
+export const DEFAULT_CLIENT_MAX_IN_FLIGHT = 100;
+/** Queries per second one client may keep up, and how many above that it may send at once. */
+export const DEFAULT_CLIENT_RATE_PER_SECOND = 200;
+export const DEFAULT_CLIENT_BURST = 400;
 
 /** Frames received on one TCP connection and not yet served: beyond this the client is not a resolver. */
 const MAX_TCP_QUEUED = 64;
@@ -82,14 +110,24 @@ export interface DnsListenerOptions {
   upstreamTimeoutMs?: number;
   /** How long the resolver gets to decide before the answer is SERVFAIL (default 1000 ms). */
   resolverTimeoutMs?: number;
-  /** A TCP connection with nothing in flight is closed after this long without traffic (default 10 s). */
+  /** A TCP connection with no message begun, queued or in flight is closed after this long (default 10 s). */
   tcpIdleTimeoutMs?: number;
+  /** A TCP message must be whole this long after its first byte, or the connection is closed (default 2 s). */
+  tcpMessageTimeoutMs?: number;
   /** Queries served at once per TCP connection; the connection is paused beyond (default 4). */
   tcpMaxInFlight?: number;
-  /** TCP connections at once, over all addresses of a server (default 256). */
+  /** TCP connections at once, over all addresses (default 256). */
   tcpMaxConnections?: number;
+  /** TCP connections of one client address at once (default 32). */
+  tcpMaxConnectionsPerClient?: number;
   /** Queries served at once over the whole listener; beyond, REFUSED (default 1024). */
   maxInFlight?: number;
+  /** Queries of one client address served at once; beyond, dropped (default 100). */
+  clientMaxInFlight?: number;
+  /** Queries per second of one client address; beyond, dropped (default 200, with bursts of clientBurst). */
+  clientRatePerSecond?: number;
+  /** Queries one client may send at once above its rate (default 400). */
+  clientBurst?: number;
 }
 
 /** Counters since start, for the status endpoint. `queries` counts every message received (UDP and TCP), answered or not. */
@@ -110,9 +148,17 @@ export interface DnsStats {
   truncated: number;
   formErr: number;
   notImp: number;
-  /** Too many queries in flight. */
+  /** The client has no way out (only on --internal networks): SERVFAIL instead of a forward. */
+  notForwarded: number;
+  /** Too many queries in flight on the whole listener. */
   refused: number;
-  /** Not answered at all: not a DNS query (too short, a response, from port 0). */
+  /** Not answered: the client was over its rate. */
+  rateLimited: number;
+  /** Not answered: the client had its share of queries in flight already. */
+  clientBusy: number;
+  /** TCP connections closed at once: the client, or the listener, had as many as allowed. */
+  tcpRefused: number;
+  /** Not answered at all: not a DNS query (too short, a response, from port 0, a TCP stream that is no DNS). */
   dropped: number;
 }
 
@@ -133,7 +179,11 @@ const zeroStats = (): DnsStats => ({
   truncated: 0,
   formErr: 0,
   notImp: 0,
+  notForwarded: 0,
   refused: 0,
+  rateLimited: 0,
+  clientBusy: 0,
+  tcpRefused: 0,
   dropped: 0,
 });
 
@@ -143,12 +193,17 @@ export class DnsListener {
   private readonly upstreamTimeoutMs: number;
   private readonly resolverTimeoutMs: number;
   private readonly tcpIdleTimeoutMs: number;
+  private readonly tcpMessageTimeoutMs: number;
   private readonly tcpMaxInFlight: number;
   private readonly tcpMaxConnections: number;
+  private readonly tcpMaxConnectionsPerClient: number;
   private readonly maxInFlight: number;
+  private readonly limits: ClientLimits;
   private state: "new" | "starting" | "up" | "closed" = "new";
   private bound: Bound[] = [];
   private readonly connections = new Set<net.Socket>();
+  /** Open TCP connections per client address. */
+  private readonly connectionsOf = new Map<string, number>();
   /** Aborts the forwards in flight on close(). */
   private readonly closing = new AbortController();
   private inFlight = 0;
@@ -161,9 +216,16 @@ export class DnsListener {
     this.upstreamTimeoutMs = opts.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
     this.resolverTimeoutMs = opts.resolverTimeoutMs ?? DEFAULT_RESOLVER_TIMEOUT_MS;
     this.tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS;
+    this.tcpMessageTimeoutMs = opts.tcpMessageTimeoutMs ?? DEFAULT_TCP_MESSAGE_TIMEOUT_MS;
     this.tcpMaxInFlight = Math.max(1, opts.tcpMaxInFlight ?? DEFAULT_TCP_MAX_IN_FLIGHT);
-    this.tcpMaxConnections = opts.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS;
+    this.tcpMaxConnections = Math.max(1, opts.tcpMaxConnections ?? DEFAULT_TCP_MAX_CONNECTIONS);
+    this.tcpMaxConnectionsPerClient = Math.max(1, opts.tcpMaxConnectionsPerClient ?? DEFAULT_TCP_MAX_CONNECTIONS_PER_CLIENT);
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    this.limits = new ClientLimits({
+      ratePerSecond: positive(opts.clientRatePerSecond, DEFAULT_CLIENT_RATE_PER_SECOND),
+      burst: Math.max(1, opts.clientBurst ?? DEFAULT_CLIENT_BURST),
+      maxInFlight: Math.max(1, opts.clientMaxInFlight ?? DEFAULT_CLIENT_MAX_IN_FLIGHT),
+    });
   }
 
   /**
@@ -246,7 +308,6 @@ export class DnsListener {
   private serve(b: Bound): void {
     b.udp.on("error", (err) => this.log.warn({ err, listen: formatHostPort(b.address) }, "DNS UDP socket error"));
     b.udp.on("message", (msg, rinfo) => this.onDatagram(b.udp, msg, rinfo));
-    b.tcp.maxConnections = this.tcpMaxConnections;
     b.tcp.on("error", (err) => this.log.warn({ err, listen: formatHostPort(b.address) }, "DNS TCP server error"));
     b.tcp.on("connection", (sock) => this.onConnection(sock));
   }
@@ -259,7 +320,9 @@ export class DnsListener {
       this.counters.dropped++;
       return;
     }
-    void this.handle(msg, plainAddress(rinfo.address), "udp").then((reply) => {
+    const client = plainAddress(rinfo.address);
+    if (!this.admit(client)) return;
+    void this.handle(msg, client, "udp").then((reply) => {
       if (reply === undefined || this.state === "closed") return;
       try {
         sock.send(reply, rinfo.port, rinfo.address, (err) => {
@@ -271,73 +334,59 @@ export class DnsListener {
     });
   }
 
-  /**
-   * One TCP connection: length-prefixed queries, answered as they are ready
-   * (RFC 7766 allows out of order), at most tcpMaxInFlight at a time (the
-   * socket is paused beyond), closed when idle.
-   */
+  /** One TCP connection (tcp-session.ts), unless its client, or the listener, has as many as allowed. */
   private onConnection(sock: net.Socket): void {
     if (this.state === "closed") {
       sock.destroy();
       return;
     }
-    this.connections.add(sock);
     const client = plainAddress(sock.remoteAddress ?? "");
-    const reader = new FrameReader();
-    const queue: Buffer[] = [];
-    let inFlight = 0;
-    /** The client has sent FIN: answer what it asked, then close our side. */
-    let ended = false;
-    const endIfDone = (): void => {
-      if (ended && inFlight === 0 && queue.length === 0 && !sock.destroyed) sock.end();
-    };
-    sock.setNoDelay(true);
-    sock.setTimeout(this.tcpIdleTimeoutMs);
-    sock.on("timeout", () => {
-      if (inFlight === 0 && queue.length === 0) sock.destroy();
-    });
+    const ofClient = this.connectionsOf.get(client) ?? 0;
+    if (this.connections.size >= this.tcpMaxConnections || ofClient >= this.tcpMaxConnectionsPerClient) {
+      this.counters.tcpRefused++;
+      const whose = ofClient >= this.tcpMaxConnectionsPerClient ? "client-tcp" : "tcp";
+      this.warnEvery(whose, { client, ofClient, total: this.connections.size }, "DNS TCP connection closed at once: too many open");
+      sock.destroy();
+      return;
+    }
+    this.connections.add(sock);
+    this.connectionsOf.set(client, ofClient + 1);
     sock.on("error", (err) => this.log.debug({ err, client }, "DNS TCP connection error"));
-    sock.on("close", () => this.connections.delete(sock));
-    const pump = (): void => {
-      while (inFlight < this.tcpMaxInFlight && queue.length > 0) {
-        const query = queue.shift()!;
-        inFlight++;
-        void this.handle(query, client, "tcp").then((reply) => {
-          inFlight--;
-          if (reply !== undefined && !sock.destroyed) sock.write(frame(reply));
-          if (inFlight === 0 && !sock.destroyed) sock.setTimeout(this.tcpIdleTimeoutMs);
-          pump();
-          endIfDone();
-        });
-      }
-      if (sock.destroyed) return;
-      if (queue.length > 0 || inFlight >= this.tcpMaxInFlight) sock.pause();
-      else sock.resume();
-    };
-    sock.on("data", (chunk: Buffer) => {
-      const frames = reader.push(chunk);
-      if (frames === undefined) {
-        this.counters.dropped++;
-        this.log.debug({ client }, "DNS TCP message of length 0; closing the connection");
-        sock.destroy();
-        return;
-      }
-      this.counters.queries += frames.length;
-      this.counters.tcpQueries += frames.length;
-      queue.push(...frames);
-      if (queue.length > MAX_TCP_QUEUED) {
-        this.counters.dropped += queue.length;
-        this.log.debug({ client, queued: queue.length }, "DNS TCP client sends far more than it waits for; closing the connection");
-        queue.length = 0;
-        sock.destroy();
-        return;
-      }
-      pump();
+    sock.on("close", () => {
+      this.connections.delete(sock);
+      const left = (this.connectionsOf.get(client) ?? 1) - 1;
+      if (left > 0) this.connectionsOf.set(client, left);
+      else this.connectionsOf.delete(client);
     });
-    sock.on("end", () => {
-      ended = true;
-      endIfDone();
-    });
+    serveTcpSession(
+      sock,
+      {
+        idleTimeoutMs: this.tcpIdleTimeoutMs,
+        messageTimeoutMs: this.tcpMessageTimeoutMs,
+        maxInFlight: this.tcpMaxInFlight,
+        maxQueued: MAX_TCP_QUEUED,
+        maxMessageBytes: MAX_QUERY_SIZE,
+      },
+      {
+        serve: async (msg) => (this.admit(client) ? this.handle(msg, client, "tcp") : undefined),
+        received: (n) => {
+          this.counters.queries += n;
+          this.counters.tcpQueries += n;
+        },
+        closedFor: (reason, unanswered) => {
+          this.counters.dropped += unanswered;
+          this.log.debug({ client, reason }, "DNS TCP connection closed");
+        },
+      },
+    );
+  }
+
+  /** Takes one of the client's tokens; false (counted, logged now and then) when it is over its rate. */
+  private admit(client: string): boolean {
+    if (this.limits.admit(client)) return true;
+    this.counters.rateLimited++;
+    this.warnEvery("client-rate", { client }, "DNS client over its rate: its queries are dropped");
+    return false;
   }
 
   // ---- one query ----
@@ -354,30 +403,52 @@ export class DnsListener {
   }
 
   private async answer(raw: Buffer, source: string, transport: Transport): Promise<Buffer | undefined> {
-    const parsed = parseMessage(raw);
-    if (parsed.kind === "drop") {
+    const screened = screenQuery(raw, transport);
+    if (screened.kind === "drop") {
       this.counters.dropped++;
-      this.log.debug({ client: source, transport, reason: parsed.reason }, "DNS message dropped");
+      this.log.debug({ client: source, transport, reason: screened.reason }, "DNS message dropped");
       return undefined;
     }
-    if (parsed.kind === "malformed") {
+    if (screened.kind === "reject") {
+      if (screened.rcode === RCODE.NOTIMP) this.counters.notImp++;
+      else this.counters.formErr++;
+      this.log.debug({ client: source, transport, reason: screened.reason }, "DNS query rejected on its header");
+      return this.reply({
+        id: screened.id,
+        queryFlags: screened.flags,
+        rcode: screened.rcode,
+      });
+    }
+    const base = { id: screened.id, queryFlags: screened.flags };
+    if (!this.limits.acquire(source)) {
+      this.counters.clientBusy++;
+      this.warnEvery("client-busy", { client: source }, "DNS client has too many queries in flight: its next ones are dropped");
+      return undefined;
+    }
+    try {
+      return await this.answerQuery(raw, base, source, transport);
+    } finally {
+      this.limits.release(source);
+    }
+  }
+
+  /** A screened query of a client within its share: decoded, decided and answered, within the listener's own limit. */
+  private async answerQuery(raw: Buffer, base: { id: number; queryFlags: number }, source: string, transport: Transport): Promise<Buffer> {
+    const msg = decodeQuery(raw);
+    const question = msg?.questions?.length === 1 ? msg.questions[0] : undefined;
+    if (msg === undefined || question === undefined) {
       this.counters.formErr++;
       this.log.debug({ client: source, transport }, "undecodable DNS query: FORMERR");
-      return this.reply({ id: parsed.id, queryFlags: parsed.flags, rcode: RCODE.FORMERR });
-    }
-    const msg = parsed.msg;
-    const base = { id: msg.id ?? 0, queryFlags: msg.flags ?? 0 };
-    if (msg.opcode !== "QUERY") {
-      this.counters.notImp++;
-      return this.reply({ ...base, rcode: RCODE.NOTIMP });
-    }
-    const opts = (msg.additionals ?? []).filter((a): a is OptAnswer => a.type === "OPT");
-    const question = msg.questions?.length === 1 ? msg.questions[0] : undefined;
-    if (question === undefined || opts.length > 1) {
-      this.counters.formErr++;
       return this.reply({ ...base, rcode: RCODE.FORMERR });
     }
-    const reply = { ...base, rcode: RCODE.NOERROR, question, edns: opts.length === 1, limit: sizeLimit(transport, opts[0]) };
+    const opt = (msg.additionals ?? []).find((a): a is OptAnswer => a.type === "OPT");
+    const reply = {
+      ...base,
+      rcode: RCODE.NOERROR,
+      question,
+      edns: opt !== undefined,
+      limit: sizeLimit(transport, opt),
+    };
     if (this.inFlight >= this.maxInFlight) {
       this.counters.refused++;
       this.warnEvery("busy", { inFlight: this.inFlight }, "DNS listener busy: REFUSED");
@@ -396,12 +467,16 @@ export class DnsListener {
     }
   }
 
-  /** The resolver's decision on one question of class IN (others are forwarded), as an answer. */
+  /** The resolver's decision on one question, as an answer. */
   private async decideAndAnswer(raw: Buffer, source: string, transport: Transport, reply: ReplySpec & { question: Question }): Promise<Buffer> {
     const question = reply.question;
-    // Only class IN is about names of ours (CH "version.bind" and the like go on).
-    const decision: NameDecision | undefined =
-      question.class === "IN" ? await this.decide({ name: question.name, type: queryTypeOf(question), source }) : { kind: "forward" };
+    // Asked for every class: only IN is about names of ours, but whether a question may go out at all is the resolver's to say.
+    const decision = await this.decide({
+      name: question.name,
+      type: queryTypeOf(question),
+      class: question.class === "IN" ? "IN" : "other",
+      source,
+    });
     if (decision === undefined) {
       this.counters.resolverFailed++;
       return this.reply({ ...reply, rcode: RCODE.SERVFAIL });
@@ -415,15 +490,37 @@ export class DnsListener {
         // A records answer A questions only: addresses for another type is "no data".
         if (question.type !== "A" || ips.length === 0) {
           this.counters.noData++;
-          return this.reply({ ...reply, rcode: RCODE.NOERROR, authoritative: true });
+          return this.reply({
+            ...reply,
+            rcode: RCODE.NOERROR,
+            authoritative: true,
+          });
         }
         this.counters.answered++;
-        const answers: Answer[] = ips.map((ip) => ({ type: "A", class: "IN", name: question.name, ttl: this.ttl, data: ip }));
-        return this.reply({ ...reply, rcode: RCODE.NOERROR, authoritative: true, answers });
+        const answers: Answer[] = ips.map((ip) => ({
+          type: "A",
+          class: "IN",
+          name: question.name,
+          ttl: this.ttl,
+          data: ip,
+        }));
+        return this.reply({
+          ...reply,
+          rcode: RCODE.NOERROR,
+          authoritative: true,
+          answers,
+        });
       }
       case "no-data":
         this.counters.noData++;
-        return this.reply({ ...reply, rcode: RCODE.NOERROR, authoritative: true });
+        return this.reply({
+          ...reply,
+          rcode: RCODE.NOERROR,
+          authoritative: true,
+        });
+      case "not-forwarded":
+        this.counters.notForwarded++;
+        return this.reply({ ...reply, rcode: RCODE.SERVFAIL });
       case "forward":
         return (await this.forward(raw, transport)) ?? this.reply({ ...reply, rcode: RCODE.SERVFAIL });
     }
@@ -495,6 +592,11 @@ export class DnsListener {
     this.lastWarn.set(kind, now);
     this.log.warn(fields, message);
   }
+}
+
+/** A setting that must be above zero (a rate may be a fraction), or its default. */
+function positive(value: number | undefined, fallback: number): number {
+  return value !== undefined && value > 0 ? value : fallback;
 }
 
 async function closeBound(b: Bound): Promise<void> {

@@ -68,10 +68,10 @@ export function tcpExchange(query: Buffer, to: HostPort, timeoutMs: number, sign
     sock.setNoDelay(true);
     sock.on("connect", () => sock.write(frame(query)));
     sock.on("data", (chunk: Buffer) => {
-      const messages = reader.push(chunk);
-      const reply = messages?.find((m) => isReplyTo(m, id));
-      if (messages === undefined) finish(new Error("a message of length 0"));
-      else if (reply !== undefined) finish(undefined, reply);
+      const frames = reader.push(chunk);
+      if (!frames.ok) return finish(new Error(frames.reason));
+      const reply = frames.messages.find((m) => isReplyTo(m, id));
+      if (reply !== undefined) finish(undefined, reply);
     });
     sock.on("error", (err) => finish(err));
     sock.on("close", () => finish(new Error("connection closed without an answer")));

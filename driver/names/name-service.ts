@@ -1,5 +1,5 @@
 import type { EndpointRecord } from "../cluster/records.js";
-import type { LocalEndpoint } from "../local/local-state.js";
+import type { LocalEndpoint, LocalState } from "../local/local-state.js";
 import type { NameDecision, NameQuestion, NameResolver } from "../contracts/names.js";
 import { addressOf } from "../../lib/net.js";
 
@@ -19,10 +19,26 @@ import { addressOf } from "../../lib/net.js";
  * watches already hold), so nothing else is stored or watched for names. A
  * source that is no endpoint of this host (a container on a Docker bridge,
  * the host itself) is forwarded as is: the listener must not break their DNS.
+ *
+ * `--internal` means no way out, names included. A container whose every
+ * tsoverlay network is internal gets its networks' names and nothing from the
+ * host's resolvers: a forwarded name is a way out for data (ask for
+ * <secret>.attacker.example and the attacker's server reads it), the class of
+ * CVE-2024-29018, which Docker closed (23.0.11, 25.0.5, 26.0) by not
+ * forwarding for containers whose networks are all internal; its resolver
+ * then answers SERVFAIL (daemon/libnetwork/resolver.go, serveDNS), and so do
+ * we ("not-forwarded"). One non-internal network among them and the
+ * container's questions are forwarded, as Docker does. A network whose record
+ * this host does not hold counts as internal: a way out is granted only when
+ * it is known. Only tsoverlay networks are seen here: a container on an
+ * internal tsoverlay network and a Docker bridge asks from its overlay address
+ * (the route to the name service goes through the overlay) and gets SERVFAIL;
+ * Docker's resolver then asks the next of the daemon's `dns` servers through
+ * the bridge.
  */
 export interface NameServiceDeps {
-  /** This host's endpoints (with their sandbox, from Join). */
-  localEndpoints: () => Promise<LocalEndpoint[]>;
+  /** This host's endpoints (with their sandbox, from Join) and networks (with the cluster record Join keeps of each). */
+  local: Pick<LocalState, "endpoints" | "getNetwork">;
   /** Every endpoint record of the network on live hosts, this host's included. */
   recordsOf: (subnet: string) => EndpointRecord[];
 }
@@ -33,24 +49,33 @@ export class NameService implements NameResolver {
   async decide(q: NameQuestion): Promise<NameDecision> {
     const scope = await this.scopeOf(q.source);
     if (scope.length === 0) return { kind: "forward" };
-    const wanted = normalizeName(q.name);
-    if (wanted === "") return { kind: "forward" };
-    const ips = new Set<string>();
-    for (const subnet of scope) {
-      for (const rec of this.d.recordsOf(subnet)) if (namesOf(rec).includes(wanted)) ips.add(rec.ip);
+    const wanted = q.class === "IN" ? normalizeName(q.name) : "";
+    if (wanted !== "") {
+      const ips = new Set<string>();
+      for (const subnet of new Set(scope.map((e) => e.subnet))) {
+        for (const rec of this.d.recordsOf(subnet)) if (namesOf(rec).includes(wanted)) ips.add(rec.ip);
+      }
+      if (ips.size > 0) return q.type === "A" ? { kind: "addresses", ips: shuffled([...ips]) } : { kind: "no-data" };
     }
-    if (ips.size === 0) return { kind: "forward" };
-    if (q.type !== "A") return { kind: "no-data" };
-    return { kind: "addresses", ips: shuffled([...ips]) };
+    return (await this.hasWayOut(scope)) ? { kind: "forward" } : { kind: "not-forwarded" };
   }
 
-  /** The subnets of every tsoverlay network the container with this address is on ([] if it is none of ours). */
-  private async scopeOf(source: string): Promise<string[]> {
-    const eps = await this.d.localEndpoints();
+  /** The endpoints here of the container with this address: one per tsoverlay network it is on ([] if it is none of ours). */
+  private async scopeOf(source: string): Promise<LocalEndpoint[]> {
+    const eps = await this.d.local.endpoints();
     const asker = eps.find((e) => addressOf(e.addressCidr) === source);
     if (asker === undefined) return [];
-    if (asker.sandbox === undefined) return [asker.subnet];
-    return [...new Set(eps.filter((e) => e.sandbox === asker.sandbox).map((e) => e.subnet))];
+    if (asker.sandbox === undefined) return [asker];
+    return eps.filter((e) => e.sandbox === asker.sandbox);
+  }
+
+  /** True when one of the container's networks is known not to be --internal (see the design note). */
+  private async hasWayOut(scope: LocalEndpoint[]): Promise<boolean> {
+    for (const networkId of new Set(scope.map((e) => e.networkId))) {
+      const rec = (await this.d.local.getNetwork(networkId))?.record;
+      if (rec !== undefined && rec.internal !== true) return true;
+    }
+    return false;
   }
 }
 

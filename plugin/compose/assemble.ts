@@ -199,7 +199,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     },
   );
   const hostIpam = new HostIpam(ipam, outbox, { hostId: s.hostId, storeBudgetMs: s.storeRetryMs, teardownWaitMs });
-  const names = new NameService({ localEndpoints: () => local.endpoints(), recordsOf: (subnet) => peers.records(subnet) });
+  const names = new NameService({ local, recordsOf: (subnet) => peers.records(subnet) });
   const docker = a.docker;
   const propagation =
     docker !== undefined && s.propagate

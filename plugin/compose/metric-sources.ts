@@ -51,6 +51,10 @@ export function hostGauges(publisher: PortPublisher, dnsStats: () => DnsStats | 
       forwarded: names.forwarded,
       forward_failed: names.forwardFailed,
       resolver_failed: names.resolverFailed,
+      not_forwarded: names.notForwarded,
+      refused: names.refused,
+      rate_limited: names.rateLimited,
+      client_busy: names.clientBusy,
     };
     for (const [result, n] of Object.entries(byResult)) metrics.dnsQueries.inc({ result }, n);
   };

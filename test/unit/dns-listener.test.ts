@@ -4,9 +4,12 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import dnsPacket from "dns-packet";
-import type { DecodedPacket, OptAnswer, Packet, PacketOpt, RecordType } from "dns-packet";
-import { afterEach, describe, expect, it } from "vitest";
+import type { Answer, DecodedPacket, OptAnswer, Packet, PacketOpt, RecordType } from "dns-packet";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { DnsListener, type DnsListenerOptions } from "../../driver/dns/dns-listener.js";
+import { ClientLimits } from "../../driver/dns/client-limits.js";
+import { MAX_QUERY_SIZE, screenQuery } from "../../driver/dns/dns-wire.js";
+import { eventually } from "../support/eventually.js";
 import { HostResolvers, parseResolvConf, plainAddress, type HostPort, type UpstreamSource } from "../../driver/dns/upstreams.js";
 import type { NameDecision, NameQuestion, NameResolver } from "../../driver/contracts/names.js";
 import { createLogger } from "../../lib/log.js";
@@ -39,10 +42,10 @@ class FakeResolver implements NameResolver {
   }
 }
 
-/** Answers `names` (lower case, no trailing dot) with their addresses for A, no-data for other types; forwards the rest. */
+/** Answers `names` (lower case, no trailing dot, class IN) with their addresses for A, no-data for other types; forwards the rest. */
 function table(names: Record<string, string[]>): FakeResolver {
   return new FakeResolver((q) => {
-    const ips = names[q.name.replace(/\.$/, "").toLowerCase()];
+    const ips = q.class === "IN" ? names[q.name.replace(/\.$/, "").toLowerCase()] : undefined;
     if (ips === undefined) return { kind: "forward" };
     return q.type === "A" ? { kind: "addresses", ips } : { kind: "no-data" };
   });
@@ -140,12 +143,16 @@ function upstreamAnswer(raw: Buffer, idDelta = 0): Buffer {
  * query (after a reply with the wrong id first, with `wrongIdFirst`);
  * "silent" records the query and never answers.
  */
-async function fakeUpstream(mode: "answer" | "silent" = "answer", opts: { wrongIdFirst?: boolean } = {}): Promise<FakeUpstream> {
+async function fakeUpstream(
+  mode: "answer" | "silent" = "answer",
+  opts: { wrongIdFirst?: boolean; ignore?: (name: string) => boolean } = {},
+): Promise<FakeUpstream> {
+  const silent = (raw: Buffer): boolean => mode === "silent" || opts.ignore?.(dnsPacket.decode(raw).questions?.[0]?.name ?? "") === true;
   const { port, udp, tcp } = await bindPair();
   const up: FakeUpstream = { port, address: { host: LOCAL, port }, received: [], sent: [] };
   udp.on("message", (raw, rinfo) => {
     up.received.push({ transport: "udp", raw: Buffer.from(raw) });
-    if (mode === "silent") return;
+    if (silent(raw)) return;
     if (opts.wrongIdFirst === true) udp.send(upstreamAnswer(raw, 1), rinfo.port, rinfo.address);
     const answer = upstreamAnswer(raw);
     up.sent.push(answer);
@@ -158,7 +165,7 @@ async function fakeUpstream(mode: "answer" | "silent" = "answer", opts: { wrongI
     sock.on("error", () => undefined);
     readFrames(sock, (raw) => {
       up.received.push({ transport: "tcp", raw: Buffer.from(raw) });
-      if (mode === "silent") return;
+      if (silent(raw)) return;
       const answer = upstreamAnswer(raw);
       up.sent.push(answer);
       sock.write(frame(answer));
@@ -217,8 +224,8 @@ function query(name: string, type: RecordType = "A", opts: { id?: number; edns?:
 }
 
 /** A UDP client socket; every message it receives is queued for nextReply(). */
-async function udpClient() {
-  const sock = await bindUdp();
+async function udpClient(from = LOCAL) {
+  const sock = await bindUdp(0, from);
   cleanups.push(() => closeUdp(sock));
   const inbox: Buffer[] = [];
   const waiters: Array<(b: Buffer) => void> = [];
@@ -248,13 +255,13 @@ async function udpClient() {
   };
 }
 
-async function udpAsk(port: number, msg: Buffer): Promise<Buffer> {
-  return (await udpClient()).ask(port, msg);
+async function udpAsk(port: number, msg: Buffer, from = LOCAL): Promise<Buffer> {
+  return (await udpClient(from)).ask(port, msg);
 }
 
 /** One TCP connection: its replies in arrival order, and a promise of its close. */
-async function tcpClient(port: number) {
-  const sock = net.connect(port, LOCAL);
+async function tcpClient(port: number, from = LOCAL) {
+  const sock = net.connect({ port, host: LOCAL, localAddress: from });
   cleanups.push(() => void sock.destroy());
   await new Promise<void>((resolve, reject) => {
     sock.once("connect", resolve);
@@ -266,7 +273,9 @@ async function tcpClient(port: number) {
     replies.push(Buffer.from(msg));
     for (const w of waiters.splice(0)) w();
   });
+  let isClosed = false;
   const closed = new Promise<void>((resolve) => sock.once("close", () => resolve()));
+  void closed.then(() => (isClosed = true));
   sock.on("error", () => undefined);
   const replyCount = (n: number): Promise<Buffer[]> =>
     new Promise((resolve, reject) => {
@@ -279,11 +288,11 @@ async function tcpClient(port: number) {
       };
       check();
     });
-  return { sock, closed, replyCount, write: (b: Buffer) => sock.write(b) };
+  return { sock, closed, isClosed: () => isClosed, replies, replyCount, write: (b: Buffer) => sock.write(b) };
 }
 
-async function tcpAsk(port: number, msg: Buffer): Promise<Buffer> {
-  const c = await tcpClient(port);
+async function tcpAsk(port: number, msg: Buffer, from = LOCAL): Promise<Buffer> {
+  const c = await tcpClient(port, from);
   c.write(frame(msg));
   return (await c.replyCount(1))[0]!;
 }
@@ -421,14 +430,29 @@ describe("DNS listener: forwarding", () => {
     expect(listener.stats()).toMatchObject({ tcpQueries: 1, forwarded: 1 });
   });
 
-  it("forwards questions of another class without asking the resolver", async () => {
+  it("asks the resolver about questions of another class too, and forwards them when it says so", async () => {
     const up = await fakeUpstream();
-    const resolver = table({});
+    const resolver = table({ "version.bind": ["10.1.0.5"] });
     const { port } = await startListener(resolver, [up.address]);
     const q = dnsPacket.encode({ type: "query", id: 1, questions: [{ type: "TXT", name: "version.bind", class: "CH" }] });
     const raw = await udpAsk(port, q);
     expect(raw.equals(up.sent[0]!)).toBe(true);
-    expect(resolver.asked).toEqual([]);
+    expect(resolver.asked).toEqual([{ name: "version.bind", type: "other", class: "other", source: LOCAL }]);
+  });
+
+  it("never forwards what the resolver says may not go out (a client with no way out): SERVFAIL, over UDP and TCP, any class", async () => {
+    const up = await fakeUpstream();
+    const resolver = new FakeResolver((q) => (q.name === "vault" && q.class === "IN" ? { kind: "addresses", ips: ["10.1.0.5"] } : { kind: "not-forwarded" }));
+    const { port, listener } = await startListener(resolver, [up.address]);
+    expect(decode(await udpAsk(port, query("vault", "A", { id: 30 })))).toMatchObject({ id: 30, rcode: "NOERROR" });
+    const reply = decode(await udpAsk(port, query("secret.outside.lab", "A", { id: 31 })));
+    expect(reply).toMatchObject({ id: 31, rcode: "SERVFAIL", flag_aa: false });
+    expect(reply.questions).toEqual([{ name: "secret.outside.lab", type: "A", class: "IN" }]);
+    expect(decode(await tcpAsk(port, query("secret.outside.lab", "TXT", { id: 32 })))).toMatchObject({ id: 32, rcode: "SERVFAIL" });
+    const ch = dnsPacket.encode({ type: "query", id: 33, questions: [{ type: "TXT", name: "version.bind", class: "CH" }] });
+    expect(decode(await udpAsk(port, ch))).toMatchObject({ id: 33, rcode: "SERVFAIL" });
+    expect(up.received).toEqual([]);
+    expect(listener.stats()).toMatchObject({ answered: 1, notForwarded: 3, forwarded: 0, forwardFailed: 0 });
   });
 
   it("moves on to the next upstream when the first refuses (UDP and TCP)", async () => {
@@ -601,6 +625,293 @@ describe("DNS listener: bad input and failures", () => {
     const c = await tcpClient(port);
     await c.closed;
     expect(c.sock.destroyed).toBe(true);
+  });
+});
+
+/** A "query" of about 61 KB: one question and 4,077 answer records (no resolver sends it; dns-packet would decode every record). */
+function hugeQuery(id: number): Buffer {
+  const answers: Answer[] = Array.from({ length: 4077 }, (_, i) => ({ type: "A", name: ".", ttl: 0, data: `10.0.${(i >> 8) & 255}.${i & 255}` }));
+  return dnsPacket.encode({ type: "query", id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: "A", name: "x" }], answers });
+}
+
+/** A query for `name` with EDNS padding (RFC 7830) to make it about `size` bytes. */
+function paddedQuery(name: string, id: number, padding: number): Buffer {
+  const pad = { code: 12, length: padding } as unknown as PacketOpt;
+  const opt: OptAnswer = { type: "OPT", name: ".", udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [pad] };
+  return dnsPacket.encode({ type: "query", id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: "A", name }], additionals: [opt] });
+}
+
+/** The listener's calls of dns-packet's decoder on messages larger than any query (the test's own decoding reads small replies). */
+function spyOnBigDecodes() {
+  const spy = vi.spyOn(dnsPacket, "decode");
+  cleanups.push(() => spy.mockRestore());
+  return () => spy.mock.calls.filter(([buf]) => buf.length > MAX_QUERY_SIZE).length;
+}
+
+describe("DNS listener: screening on the header and the size", () => {
+  it("answers a 61 KB query with 4,077 answer records FORMERR without decoding it; over TCP, closes before reading it", async () => {
+    const bigDecodes = spyOnBigDecodes();
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }));
+    const huge = hugeQuery(0xabc);
+    expect(huge.length).toBeGreaterThan(60_000);
+    expect(decode(await udpAsk(port, huge))).toMatchObject({ id: 0xabc, rcode: "FORMERR", type: "response" });
+    const c = await tcpClient(port);
+    c.write(frame(huge));
+    await c.closed;
+    expect(c.replies).toEqual([]);
+    expect(bigDecodes()).toBe(0);
+    expect(decode(await udpAsk(port, query("web", "A", { id: 2 })))).toMatchObject({ id: 2, rcode: "NOERROR" });
+    expect(listener.stats()).toMatchObject({ formErr: 1, dropped: 1, answered: 1 });
+  });
+
+  it("rejects from the header what no query carries: answer or authority records, more than one additional, no EDNS over 512 bytes, any over 4096 (TCP: see below)", async () => {
+    const resolver = table({ web: ["10.1.0.5"] });
+    const { port, listener } = await startListener(resolver);
+    const client = await udpClient();
+    const withCounts = (id: number, at: number, count: number): Buffer => {
+      const q = query("web", "A", { id });
+      q.writeUInt16BE(count, at);
+      return q;
+    };
+    expect(decode(await client.ask(port, withCounts(1, 6, 1)))).toMatchObject({ id: 1, rcode: "FORMERR" }); // ANCOUNT 1
+    expect(decode(await client.ask(port, withCounts(2, 8, 1)))).toMatchObject({ id: 2, rcode: "FORMERR" }); // NSCOUNT 1
+    expect(decode(await client.ask(port, withCounts(3, 10, 2)))).toMatchObject({ id: 3, rcode: "FORMERR" }); // ARCOUNT 2
+    // 600 bytes without EDNS: FORMERR; with EDNS (padding), served; over 4096 even with EDNS: FORMERR.
+    const long = Buffer.concat([query("web", "A", { id: 4 }), Buffer.alloc(600)]);
+    expect(decode(await client.ask(port, long))).toMatchObject({ id: 4, rcode: "FORMERR" });
+    const padded = paddedQuery("web", 5, 600);
+    expect(padded.length).toBeGreaterThan(600);
+    expect(decode(await client.ask(port, padded))).toMatchObject({ id: 5, rcode: "NOERROR", answers: [expect.objectContaining({ data: "10.1.0.5" })] });
+    expect(decode(await client.ask(port, paddedQuery("web", 6, 4100)))).toMatchObject({ id: 6, rcode: "FORMERR" });
+    expect(resolver.asked).toHaveLength(1);
+    expect(listener.stats()).toMatchObject({ formErr: 5, answered: 1 });
+  });
+
+  // The brief's measure: screening is what a flood of these costs now, decoding what each cost before.
+  it("screens 1,000 such messages in less time than dns-packet decodes 100 of them", { timeout: 60_000 }, () => {
+    const huge = hugeQuery(1);
+    let rejected = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < 1000; i++) if (screenQuery(huge, "udp").kind === "reject") rejected++;
+    const screening = performance.now() - t0;
+    const t1 = performance.now();
+    for (let i = 0; i < 100; i++) dnsPacket.decode(huge);
+    const decoding = performance.now() - t1;
+    expect(rejected).toBe(1000);
+    expect(screening, `1,000 screened in ${screening.toFixed(2)} ms, 100 decoded in ${decoding.toFixed(2)} ms`).toBeLessThan(decoding);
+  });
+});
+
+describe("DNS listener: one client cannot starve the others", () => {
+  const FLOODER = LOCAL;
+  const OTHER = "127.0.0.2";
+
+  /** Sends `count` queries from one client in rounds the listener can take in (a socket buffer holds a few hundred), waiting for each round to be received. */
+  async function flood(port: number, listener: DnsListener, count: number, name: string): Promise<void> {
+    const client = await udpClient(FLOODER);
+    for (let sent = 0; sent < count;) {
+      const round = Math.min(100, count - sent);
+      const before = listener.stats().queries;
+      for (let i = 0; i < round; i++) client.send(port, query(name, "A", { id: (sent + i) & 0xffff }));
+      sent += round;
+      await eventually(`the listener to receive ${sent} flooding queries`, () => listener.stats().queries >= before + round);
+    }
+  }
+
+  it("a client flooding a name whose upstream never answers gets its share of forwards; another client's lookups and forwards are answered", async () => {
+    const up = await fakeUpstream("answer", { ignore: (name) => name.startsWith("blackhole") });
+    // Forwards of the flood stay in flight for the whole test.
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }), [up.address], { upstreamTimeoutMs: 30_000 });
+    await flood(port, listener, 1100, "blackhole.example");
+    // Meanwhile another client is answered: our names, and forwards (before, it got REFUSED: the flood held the host's 1,024).
+    for (let i = 0; i < 5; i++) {
+      expect(decode(await udpAsk(port, query("web", "A", { id: 500 + i }), OTHER))).toMatchObject({ id: 500 + i, rcode: "NOERROR" });
+      const fwd = decode(await udpAsk(port, query(`name${i}.example`, "A", { id: 600 + i }), OTHER));
+      expect(fwd).toMatchObject({ id: 600 + i, rcode: "NOERROR", answers: [expect.objectContaining({ data: "192.0.2.53" })] });
+    }
+    expect(decode(await tcpAsk(port, query("example.org", "A", { id: 700 }), OTHER))).toMatchObject({ id: 700, rcode: "NOERROR" });
+    // The flooder holds its 100 forwards; the rest of its queries were dropped (over its rate, or its share in flight).
+    await eventually("the flooder's forwards and the other client's to reach the upstream", () => up.received.length === 100 + 6);
+    const st = listener.stats();
+    expect(st.rateLimited + st.clientBusy).toBe(1000);
+    expect(listener.stats()).toMatchObject({ refused: 0, answered: 5, forwarded: 6 });
+  });
+
+  it("drops the queries of a client over its rate, unanswered, and keeps answering the others", async () => {
+    // One token every 1,000 s: the burst is all the test can get.
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }), [], { clientBurst: 20, clientRatePerSecond: 0.001 });
+    await flood(port, listener, 100, "web");
+    await eventually("every flooding query to be answered or dropped", () => listener.stats().answered + listener.stats().rateLimited === 100);
+    expect(listener.stats()).toMatchObject({ answered: 20, rateLimited: 80 });
+    expect(decode(await udpAsk(port, query("web", "A", { id: 9 }), OTHER))).toMatchObject({ id: 9, rcode: "NOERROR" });
+  });
+});
+
+describe("client limits", () => {
+  it("a token bucket per client: a burst, then its rate; each client its own", () => {
+    let now = 0;
+    const limits = new ClientLimits({ ratePerSecond: 10, burst: 5, maxInFlight: 2, now: () => now });
+    const admitted = (client: string, n: number) => Array.from({ length: n }, () => limits.admit(client)).filter(Boolean).length;
+    expect(admitted("a", 8)).toBe(5);
+    expect(admitted("b", 8)).toBe(5);
+    now += 300; // three tokens back
+    expect(admitted("a", 8)).toBe(3);
+    now += 10_000; // never more than the burst
+    expect(admitted("a", 8)).toBe(5);
+  });
+
+  it("queries in flight per client", () => {
+    const limits = new ClientLimits({ ratePerSecond: 10, burst: 5, maxInFlight: 2 });
+    expect([limits.acquire("a"), limits.acquire("a"), limits.acquire("a"), limits.acquire("b")]).toEqual([true, true, false, true]);
+    limits.release("a");
+    expect(limits.inFlightOf("a")).toBe(1);
+    expect(limits.acquire("a")).toBe(true);
+    limits.release("nobody");
+  });
+
+  it("remembers at most maxClients, idle ones forgotten first", () => {
+    let now = 0;
+    const limits = new ClientLimits({ ratePerSecond: 1000, burst: 5, maxInFlight: 2, maxClients: 8, now: () => now });
+    expect(limits.acquire("busy")).toBe(true);
+    for (let i = 0; i < 100; i++) {
+      now += 10;
+      limits.admit(`10.0.0.${i}`);
+    }
+    expect(limits.size).toBeLessThanOrEqual(8);
+    // The busy client, older than all the others, was kept while idle ones could go.
+    expect(limits.inFlightOf("busy")).toBe(1);
+  });
+});
+
+describe("DNS listener: TCP connections", () => {
+  it("closes a connection whose message trickles in, at its deadline, before it is whole (each byte used to restart the idle timer)", async () => {
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }), [], { tcpMessageTimeoutMs: 300, tcpIdleTimeoutMs: 200 });
+    const c = await tcpClient(port);
+    const bytes = frame(query("trickle.example", "A", { id: 1 }));
+    let sent = 0;
+    // One byte every 50 ms: the whole message would take well over a second.
+    while (!c.isClosed() && sent < bytes.length) {
+      c.write(bytes.subarray(sent, sent + 1));
+      sent++;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await c.closed;
+    expect(sent).toBeLessThan(bytes.length);
+    expect(c.replies).toEqual([]);
+    expect(listener.stats().queries).toBe(0);
+  });
+
+  it("a connection that was answered gets a new deadline for its next message", async () => {
+    const { port } = await startListener(table({ web: ["10.1.0.5"] }), [], { tcpMessageTimeoutMs: 300, tcpIdleTimeoutMs: 5_000 });
+    const c = await tcpClient(port);
+    c.write(frame(query("web", "A", { id: 1 })));
+    expect(decode((await c.replyCount(1))[0]!)).toMatchObject({ id: 1, rcode: "NOERROR" });
+    // Half a message, then nothing: closed at the message's deadline, long before the idle limit.
+    c.write(frame(query("web", "A", { id: 2 })).subarray(0, 10));
+    await c.closed;
+    expect(c.replies).toHaveLength(1);
+  });
+
+  it("does not hold a message's deadline against a client while its earlier queries keep the connection from being read", async () => {
+    // Every answer takes longer than a message's deadline; one query at a time per connection.
+    const resolver = new FakeResolver(async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      return { kind: "addresses", ips: ["10.1.0.5"] };
+    });
+    const { port } = await startListener(resolver, [], { tcpMessageTimeoutMs: 200, tcpMaxInFlight: 1, resolverTimeoutMs: 5_000 });
+    const c = await tcpClient(port);
+    // The first query and half the second in one segment; the rest of the second once the listener has read that.
+    const second = frame(query("web", "A", { id: 2 }));
+    c.write(Buffer.concat([frame(query("web", "A", { id: 1 })), second.subarray(0, 8)]));
+    await eventually("the listener to read the first query", () => resolver.asked.length === 1);
+    c.write(second.subarray(8));
+    const replies = await c.replyCount(2);
+    expect(replies.map((r) => decode(r).id)).toEqual([1, 2]);
+    expect(c.isClosed()).toBe(false);
+  });
+
+  it("closes a connection announcing a message longer than any query, before reading it", async () => {
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }));
+    const c = await tcpClient(port);
+    c.write(Buffer.from([0xea, 0x60])); // 60,000 bytes to come
+    await c.closed;
+    expect(listener.stats()).toMatchObject({ dropped: 1 });
+  });
+
+  /** Sends rounds of 32 queries for `name` (a connection may have 64 queued) on a connection whose client reads nothing, each once the listener has taken the last in, until it takes no more; returns how many were sent. */
+  async function fillUntilStalled(c: Awaited<ReturnType<typeof tcpClient>>, resolver: FakeResolver, name: string): Promise<number> {
+    c.sock.pause();
+    let sent = 0;
+    while (sent < 2000 && !c.isClosed()) {
+      for (let i = 0; i < 32; i++) c.write(frame(query(name, "A", { id: sent + i })));
+      sent += 32;
+      const taken = await eventually("the listener to take the round in", () => resolver.asked.length >= sent, { timeoutMs: 1000 }).then(
+        () => true,
+        () => false,
+      );
+      if (!taken) break;
+    }
+    return sent;
+  }
+  // 3,000 addresses: about 57 KB an answer, so that a few dozen fill the sockets' buffers.
+  const big = Array.from({ length: 3000 }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+
+  it("stops reading and serving a connection whose client does not read its answers, and goes on when it does", async () => {
+    const resolver = table({ big });
+    const { port } = await startListener(resolver, [], { clientBurst: 100_000 });
+    const c = await tcpClient(port);
+    const sent = await fillUntilStalled(c, resolver, "big");
+    expect(resolver.asked.length).toBeLessThan(sent);
+    c.sock.resume();
+    expect(await c.replyCount(sent)).toHaveLength(sent);
+  });
+
+  it("closes a connection whose client reads none of its answers after the idle limit, queries queued or not", { timeout: 15_000 }, async () => {
+    const resolver = table({ big });
+    const { port } = await startListener(resolver, [], { clientBurst: 100_000, tcpIdleTimeoutMs: 1_500 });
+    const c = await tcpClient(port);
+    const sent = await fillUntilStalled(c, resolver, "big");
+    expect(resolver.asked.length).toBeLessThan(sent);
+    // A client that reads nothing does not see the close either: it learns of it when it writes again (the reset).
+    await eventually(
+      "the listener to close the connection",
+      () => {
+        c.sock.write(Buffer.from([0]));
+        return c.isClosed();
+      },
+      { timeoutMs: 10_000, everyMs: 50 },
+    );
+  });
+
+  it("caps connections per client and in all: the one beyond is closed at once, the others are served", async () => {
+    const { port, listener } = await startListener(table({ web: ["10.1.0.5"] }), [], { tcpMaxConnectionsPerClient: 2, tcpMaxConnections: 3 });
+    const a1 = await tcpClient(port);
+    const a2 = await tcpClient(port);
+    const a3 = await tcpClient(port);
+    await a3.closed;
+    const b1 = await tcpClient(port, "127.0.0.2");
+    const c1 = await tcpClient(port, "127.0.0.3");
+    await c1.closed;
+    for (const [i, c] of [a1, a2, b1].entries()) {
+      c.write(frame(query("web", "A", { id: i })));
+      expect(decode((await c.replyCount(1))[0]!)).toMatchObject({ id: i, rcode: "NOERROR" });
+    }
+    expect(listener.stats()).toMatchObject({ tcpRefused: 2, answered: 3 });
+    // A connection that goes frees its place.
+    a1.sock.destroy();
+    await a1.closed;
+    await eventually("a new connection of the first client to be served", async () => {
+      const c = await tcpClient(port);
+      c.write(frame(query("web", "A", { id: 9 })));
+      const r = await Promise.race([
+        c.replyCount(1).then(
+          (replies) => replies[0],
+          () => undefined,
+        ),
+        c.closed.then(() => undefined),
+      ]);
+      return r !== undefined && decode(r).id === 9;
+    });
   });
 });
 

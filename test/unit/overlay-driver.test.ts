@@ -318,6 +318,21 @@ describe("--internal", () => {
     expect([...a.egress.hostOnly]).toEqual(["10.44.0.0/24"]);
   });
 
+  it("no way out for names either: a container only on it is not forwarded; joined to a network with a way out too, it is", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1", undefined, { nameServer: "100.72.0.1" });
+    const n = await createOn(a, "n", "10.44.0.0/24", {}, true);
+    const m = await createOn(a, "m", "10.43.0.0/24");
+    const ip = await endpointOn(a, "n", n.pool.poolId, "e");
+    value(await a.d.driver.join("n", "e", "/var/run/docker/netns/c1"));
+    const outside = () => a.d.names.decide({ name: "outside.lab", type: "A", class: "IN", source: ip });
+    expect(await outside()).toEqual({ kind: "not-forwarded" });
+    // `docker network connect m c1`: the same sandbox on a network with a way out.
+    await endpointOn(a, "m", m.pool.poolId, "f");
+    value(await a.d.driver.join("m", "f", "/var/run/docker/netns/c1"));
+    expect(await outside()).toEqual({ kind: "forward" });
+  });
+
   it("honours the container interface prefix", async () => {
     const cluster = new FlakyStore(new MemoryStore());
     const a = await host(cluster, "h1");
@@ -425,7 +440,7 @@ describe("names for the name service", () => {
     const rec = JSON.parse((await cluster.get(keys.endpoint("10.50.0.0/24", "eb")))!.value) as { names: string[] };
     expect(rec.names).toEqual(["web", "api"]); // Docker's order (the container's name first), lower-cased, once each
     await eventually("h1's name service to know web", async () => {
-      const r = await a.d.names.decide({ name: "web", type: "A", source: ipA });
+      const r = await a.d.names.decide({ name: "web", type: "A", class: "IN", source: ipA });
       return r.kind === "addresses" && r.ips.join() === ipB;
     });
   });
