@@ -21,6 +21,7 @@ import { messageOf } from "../../lib/errors.js";
  */
 
 export interface DoctorInputs {
+  /** Where sysctls are read: `<procRoot>/sys/net/…` (the managed plugin has only /proc/sys/net of the host there). */
   procRoot: string;
   underlay: { ifindex: number; mtuAtStart: number };
   iptables: Iptables;
@@ -77,7 +78,8 @@ export async function runDoctor(d: DoctorInputs): Promise<Finding[]> {
 function kernelModules(d: DoctorInputs): Finding[] {
   const out: Finding[] = [];
   for (const m of ["vxlan", "bridge"]) {
-    const state = moduleState(d.procRoot, m);
+    // The plugin's own /proc lists the host's modules (not namespaced): the sysctl mount holds only sys/net.
+    const state = moduleState("/proc", m);
     out.push(
       state === "absent"
         ? {
@@ -89,7 +91,7 @@ function kernelModules(d: DoctorInputs): Finding[] {
         : { check: `kernel module ${m}`, status: "ok", detail: state },
     );
   }
-  if (moduleState(d.procRoot, "br_netfilter") !== "absent") {
+  if (moduleState("/proc", "br_netfilter") !== "absent") {
     const calls = readSysctl("net/bridge/bridge-nf-call-iptables", d.procRoot);
     out.push({
       check: "br_netfilter",
