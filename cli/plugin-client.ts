@@ -65,7 +65,15 @@ export function getView(socketPath: string, view: string, query: Record<string, 
       });
     });
     req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
-    req.on("error", (e) => reject(new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${e.message}`)));
+    req.on("error", (e) => reject(new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${unreachableWhy(e)}`)));
     req.end();
   });
+}
+
+/** The socket is root's only (0600), or its group's too when the plugin has TSOVERLAY_SOCKET_GROUP: say so rather than "EACCES". */
+function unreachableWhy(e: NodeJS.ErrnoException): string {
+  if (e.code === "EACCES") {
+    return "permission denied: the plugin's socket is root's only (or also its group's, when the plugin's TSOVERLAY_SOCKET_GROUP names one): run the command as root (sudo), or as a member of that group";
+  }
+  return e.message;
 }

@@ -3,7 +3,7 @@ import { retry } from "../lib/retry.js";
 import { loadConfig } from "./compose/config.js";
 import { startDomain, type Domain } from "./compose/host.js";
 import { createApp } from "./http/app.js";
-import { listenUnix, type Listener } from "./http/listen.js";
+import { groupId, listenUnix, type Listener } from "./http/listen.js";
 import { listenMetrics } from "./http/metrics.js";
 import { ReadinessGate } from "./readiness.js";
 import { buildRoutes, clusterOf, doctorOf, peersOf, probeOf, statusOf } from "./routes/index.js";
@@ -26,6 +26,20 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   const gate = new ReadinessGate();
 
+  let socketGid: number | undefined;
+  if (config.socketGroup !== undefined) {
+    socketGid = await groupId(config.socketGroup);
+    if (socketGid === undefined) {
+      log.fatal(
+        {
+          err: `invalid environment: TSOVERLAY_SOCKET_GROUP: no group ${config.socketGroup} in /etc/group (a managed plugin sees its image's /etc/group: give the host group's number)`,
+        },
+        "cannot start",
+      );
+      process.exit(2);
+    }
+  }
+
   const app = createApp(buildRoutes(gate), log, {
     status: () => statusOf(gate),
     cluster: () => clusterOf(gate),
@@ -36,8 +50,11 @@ async function main(): Promise<void> {
   const listeners: Listener[] = [];
   for (const path of config.sockets) {
     try {
-      listeners.push(await listenUnix(app, path));
-      log.info({ socket: path }, "serving plugin protocol");
+      listeners.push(await listenUnix(app, path, socketGid === undefined ? {} : { gid: socketGid }));
+      log.info(
+        { socket: path, mode: socketGid === undefined ? "0600" : "0660", ...(socketGid === undefined ? {} : { gid: socketGid }) },
+        "serving plugin protocol",
+      );
     } catch (e) {
       log.fatal({ socket: path, err: messageOf(e) }, "cannot listen");
       process.exit(1);

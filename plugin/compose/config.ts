@@ -17,6 +17,11 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
   // Comma-separated unix socket paths to serve the plugin protocol on.
   TSOVERLAY_SOCKETS: z.string().min(1).default("/run/docker/plugins/tsoverlay.sock"),
+  // A group whose members may use those sockets too (mode 0660); unset: root only (0600).
+  TSOVERLAY_SOCKET_GROUP: z
+    .string()
+    .regex(/^(?:\d+|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$/, "a group name or number")
+    .optional(),
   CONSUL_HTTP_ADDR: z.string().default(""),
   CONSUL_HTTP_TOKEN: z.string().default(""),
   // As the consul CLI reads it: https for an address given without a scheme.
@@ -73,6 +78,8 @@ const EnvSchema = z.object({
 export interface PluginConfig {
   logLevel: string;
   sockets: string[];
+  /** The group (name or number) that may use the sockets besides root; undefined: root only. */
+  socketGroup: string | undefined;
   consulAddr: string;
   consulToken: string;
   consulSsl: boolean;
@@ -135,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
     metricsAddr,
     logLevel: e.LOG_LEVEL,
     sockets,
+    socketGroup: e.TSOVERLAY_SOCKET_GROUP,
     consulAddr: e.CONSUL_HTTP_ADDR,
     consulToken: e.CONSUL_HTTP_TOKEN,
     consulSsl: e.CONSUL_HTTP_SSL === "true" || e.CONSUL_HTTP_SSL === "1",
