@@ -118,7 +118,11 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       const listen = [{ host: nameServer, port: config.dnsPort }];
       await gateway.ensureBridge();
       await ensureDnsGuard(new Iptables(), nameServer, config.dnsPort, config.gatewayBridge);
-      bridgeGuard?.start();
+      if (bridgeGuard !== undefined) bridgeGuard.start();
+      else
+        log.warn(
+          "no Docker API (TSOVERLAY_DOCKER_SOCKET=off): the name service refuses the containers of Docker's own bridges; only tsoverlay's and the host may ask",
+        );
       const upstreams = new HostResolvers({ ...(config.dnsUpstreams === undefined ? {} : { servers: config.dnsUpstreams }), exclude: listen, log });
       dns = new DnsListener({ listen, resolver: domain.names, upstreams, log });
       const started = await dns.start();
@@ -190,6 +194,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       },
       stop: async () => {
         unscrape();
+        bridgeGuard?.stop();
         await dns?.close();
         await domain.stop();
         d?.close();
