@@ -61,9 +61,10 @@ async function main(): Promise<void> {
     }
   }
 
-  if (config.metricsAddr !== undefined) {
+  const metricsHost = config.metricsAddr?.host;
+  if (config.metricsAddr !== undefined && metricsHost !== undefined) {
     try {
-      const l = await listenMetrics(config.metricsAddr, log);
+      const l = await listenMetrics({ host: metricsHost, port: config.metricsAddr.port }, log);
       listeners.push(l);
       log.info({ address: l.path }, "serving Prometheus metrics on /metrics");
     } catch (e) {
@@ -95,7 +96,19 @@ async function main(): Promise<void> {
     log.error({ err: started.error }, "cannot start the driver; retrying");
     return undefined;
   });
-  if (domain !== undefined) gate.ready(domain);
+  if (domain === undefined) return;
+  gate.ready(domain);
+
+  if (config.metricsAddr !== undefined && metricsHost === undefined && !stopped.signal.aborted) {
+    // A bare port: the underlay address. Not fatal here: the datapath is up, and a restart would meet the same port taken.
+    try {
+      const l = await listenMetrics({ host: domain.vtep, port: config.metricsAddr.port }, log);
+      listeners.push(l);
+      log.info({ address: l.path }, "serving Prometheus metrics on /metrics (the underlay address)");
+    } catch (e) {
+      log.error({ err: messageOf(e) }, "cannot serve metrics; carrying on without them");
+    }
+  }
 }
 
 void main();

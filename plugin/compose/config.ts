@@ -67,7 +67,7 @@ const EnvSchema = z.object({
   TSOVERLAY_DNS_PORT: z.coerce.number().int().min(1).max(65535).default(53),
   // Where names that are not the overlay's go; default: the host's /etc/resolv.conf.
   TSOVERLAY_DNS_UPSTREAMS: z.string().optional(),
-  // Prometheus metrics on this TCP address (HOST:PORT, [V6]:PORT or :PORT for every address); unset: none.
+  // Prometheus metrics on this TCP address (HOST:PORT, [V6]:PORT, or :PORT for the underlay address; 0.0.0.0:PORT for every one); unset: none.
   TSOVERLAY_METRICS_ADDR: z.string().optional(),
   // Checked by the IPAM's own parser (parseIpamConfig), which names the setting in its errors.
   TSOVERLAY_POOL_RANGE: z.string().optional(),
@@ -112,8 +112,8 @@ export interface PluginConfig {
   dnsPort: number | undefined;
   /** Explicit upstream resolvers (else the host's resolv.conf). */
   dnsUpstreams: string[] | undefined;
-  /** Where Prometheus metrics are served; undefined: not at all. */
-  metricsAddr: { host: string; port: number } | undefined;
+  /** Where Prometheus metrics are served (host undefined: this host's underlay/VTEP address); undefined: not at all. */
+  metricsAddr: { host: string | undefined; port: number } | undefined;
   /** The IPAM's settings as given (parsed once the host id is known). */
   ipam: { poolRange?: string; poolSize?: string; vniRange?: string };
 }
@@ -136,7 +136,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   }
   const metricsAddr = e.TSOVERLAY_METRICS_ADDR === undefined ? undefined : parseListenAddress(e.TSOVERLAY_METRICS_ADDR);
   if (metricsAddr === null) {
-    return failure(`invalid environment: TSOVERLAY_METRICS_ADDR: ${e.TSOVERLAY_METRICS_ADDR} is not HOST:PORT, [IPV6]:PORT or :PORT`);
+    return failure(`invalid environment: TSOVERLAY_METRICS_ADDR: ${e.TSOVERLAY_METRICS_ADDR} is not HOST:PORT, [IPV6]:PORT or :PORT (the underlay address)`);
   }
   return success({
     metricsAddr,
@@ -173,14 +173,18 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   });
 }
 
-/** "198.18.0.11:9473", "[::1]:9473", ":9473" (every address); null when it is none of these. */
-function parseListenAddress(text: string): { host: string; port: number } | null {
+/**
+ * "198.18.0.11:9473", "[::1]:9473", "0.0.0.0:9473" (every IPv4 address), "[::]:9473" (every address),
+ * ":9473" (host undefined: the underlay address, known once the driver starts); null when it is none of these.
+ * Metrics are unauthenticated: a bare port never means every address.
+ */
+function parseListenAddress(text: string): { host: string | undefined; port: number } | null {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
   if (m === null) return null;
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return null;
   const host = m[1] ?? m[2] ?? "";
-  return { host: host === "" ? "0.0.0.0" : host, port };
+  return { host: host === "" ? undefined : host, port };
 }
 
 function list(text: string): string[] {

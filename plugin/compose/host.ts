@@ -36,6 +36,8 @@ const PLUGIN_VERSION = (JSON.parse(readFileSync(new URL("../../../package.json",
 
 /** A running host: what the HTTP edge calls, and how to stop it. */
 export interface Domain extends DomainApi {
+  /** This host's underlay (VTEP) address, as resolved at start. */
+  vtep: string;
   stop(): Promise<void>;
 }
 
@@ -140,6 +142,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     const [r, l, w, d] = [raw, local, workers, docker];
     const backend = config.consulAddr ? "consul" : "embedded";
     return success({
+      vtep,
       driver: domain.driver,
       ipam: domain.ipam,
       ports: () => publisher.list(),
