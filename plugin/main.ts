@@ -1,4 +1,4 @@
-import { createLogger } from "../lib/log.js";
+import { createLogger, type Logger } from "../lib/log.js";
 import { retry } from "../lib/retry.js";
 import { loadConfig } from "./compose/config.js";
 import { startDomain, type Domain } from "./compose/host.js";
@@ -8,22 +8,25 @@ import { listenMetrics } from "./http/metrics.js";
 import { ReadinessGate } from "./readiness.js";
 import { buildRoutes, clusterOf, doctorOf, peersOf, probeOf, statusOf } from "./routes/index.js";
 import { messageOf } from "../lib/errors.js";
+import { guardProcess } from "./process-guard.js";
 
 /**
  * Process entry: the same program runs as a managed plugin (config.json) and
  * as a host service. Sockets are opened first — a managed plugin has ~10 s
  * after start before the daemon gives up on it — then the domain is started,
  * retrying while the cluster store is unreachable; until then driver calls
- * are answered with the reason.
+ * are answered with the reason. An error nothing handled is logged and
+ * survived (process-guard.ts). Metrics given as a bare port are served on the
+ * underlay address, which is known once the domain has started.
  */
-async function main(): Promise<void> {
+async function main(log: Logger): Promise<void> {
   const cfg = loadConfig(process.env);
   if (!cfg.ok) {
-    createLogger("info").fatal({ err: cfg.error }, "cannot start");
+    log.fatal({ err: cfg.error }, "cannot start");
     process.exit(2);
   }
   const config = cfg.value;
-  const log = createLogger(config.logLevel);
+  log.level = config.logLevel;
   const gate = new ReadinessGate();
 
   let socketGid: number | undefined;
@@ -111,4 +114,10 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+// Its level is set from the configuration once that is read.
+const processLog = createLogger("info");
+guardProcess(processLog);
+main(processLog).catch((e: unknown) => {
+  processLog.fatal({ err: messageOf(e), stack: e instanceof Error ? e.stack : undefined }, "cannot start");
+  process.exit(1);
+});

@@ -8,6 +8,7 @@ import type { DockerPort } from "../../driver/contracts/docker.js";
 import { isStoreUnavailable, type Store } from "../../driver/contracts/store.js";
 import type { Finding } from "../../driver/api.js";
 import type { ClusterAsk } from "../../driver/cluster/cluster-ask.js";
+import type { FailingStep } from "../../driver/local/outbox.js";
 import { messageOf } from "../../lib/errors.js";
 
 /**
@@ -32,7 +33,13 @@ export interface DoctorInputs {
   /** This host's networks that have endpoints here. */
   networks: () => Promise<LocalNetwork[]>;
   /** The plugin's own state, as the status endpoint has it. */
-  status: () => Promise<{ pendingTeardown: number; storeCondition: string | undefined; names: { serving: boolean; reason?: string; address?: string } }>;
+  status: () => Promise<{
+    pendingTeardown: number;
+    /** Steps failing for reasons of their own (retried with a growing pause). */
+    failingTeardown: FailingStep[];
+    storeCondition: string | undefined;
+    names: { serving: boolean; reason?: string; address?: string };
+  }>;
   /** Every live host's clock against this one's (see ClusterAsk "clock"). */
   clocks: () => Promise<ClockReading[]>;
 }
@@ -243,19 +250,18 @@ async function daemon(d: DoctorInputs): Promise<Finding[]> {
   return out;
 }
 
-async function pluginState(d: DoctorInputs): Promise<Finding[]> {
+export async function pluginState(d: Pick<DoctorInputs, "status">): Promise<Finding[]> {
   const s = await d.status();
   const out: Finding[] = [];
-  out.push(
-    s.pendingTeardown > 0
-      ? {
-          check: "queued teardown",
-          status: "warn",
-          detail: `${s.pendingTeardown} teardown step(s) wait for the cluster store${s.storeCondition === undefined ? "" : ` (${s.storeCondition})`}`,
-          fix: "they run on their own when the store answers; see the cluster store finding",
-        }
-      : { check: "queued teardown", status: "ok", detail: "none" },
-  );
+  for (const f of s.failingTeardown) {
+    out.push({
+      check: "failing teardown",
+      status: "problem",
+      detail: `the ${f.op} step of network ${f.network} failed ${f.attempts} time(s): ${f.error}; it is tried again in ${Math.ceil(f.retryInMs / 1000)} s, and until it works the network's later teardown waits and new addresses in it are refused (other networks are not held up)`,
+      fix: "see the plugin's log for the step; once its cause is gone it completes on its own",
+    });
+  }
+  out.push(queuedTeardown(s.pendingTeardown, s.failingTeardown.length, s.storeCondition));
   out.push(
     s.names.serving
       ? {
@@ -271,4 +277,16 @@ async function pluginState(d: DoctorInputs): Promise<Finding[]> {
         },
   );
   return out;
+}
+
+/** The queue as a whole: empty, waiting for the store, or behind the failing steps reported on their own. */
+function queuedTeardown(pending: number, failing: number, storeCondition: string | undefined): Finding {
+  if (pending === 0) return { check: "queued teardown", status: "ok", detail: "none" };
+  if (failing > 0) return { check: "queued teardown", status: "info", detail: `${pending} teardown step(s) pending, ${failing} of them failing (see above)` };
+  return {
+    check: "queued teardown",
+    status: "warn",
+    detail: `${pending} teardown step(s) wait for the cluster store${storeCondition === undefined ? "" : ` (${storeCondition})`}`,
+    fix: "they run on their own when the store answers; see the cluster store finding",
+  };
 }

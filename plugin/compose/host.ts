@@ -171,8 +171,10 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
           clocks: () => clockReadings(domain.asks),
           status: async () => {
             const health = domain.store.health();
+            const teardown = domain.outbox.status();
             return {
-              pendingTeardown: domain.outbox.status().pending,
+              pendingTeardown: teardown.pending,
+              failingTeardown: teardown.failing ?? [],
               storeCondition: health.condition,
               names: dns === undefined ? { serving: false, reason: dnsDown } : { serving: true, address: `${nameServer}:${config.dnsPort}` },
             };

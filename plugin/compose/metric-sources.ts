@@ -71,7 +71,9 @@ export function domainGauges(d: {
     }
     metrics.hostsAlive.set(d.hosts.hosts().length);
     metrics.storeUp.set(d.store.health().available ? 1 : 0);
-    metrics.pendingTeardown.set(d.outbox.status().pending);
+    const teardown = d.outbox.status();
+    metrics.pendingTeardown.set(teardown.pending);
+    metrics.failingTeardown.set(teardown.failing?.length ?? 0);
   };
 }
 
