@@ -9,5 +9,5 @@ WORKDIR /opt/tsoverlay
 COPY package.json package-lock.json ./
 COPY node_modules ./node_modules
 COPY dist ./dist
-RUN mkdir -p /run/docker/plugins /run/tsoverlay /run/tsoverlay-docker-plugins /var/lib/tsoverlay /host/proc
+RUN mkdir -p /run/docker/plugins /run/tsoverlay /run/tsoverlay-docker-plugins /var/lib/tsoverlay /host/proc/sys/net
 ENTRYPOINT ["/usr/local/bin/node", "/opt/tsoverlay/dist/plugin/main.js"]

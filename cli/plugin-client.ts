@@ -1,6 +1,5 @@
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { messageOf } from "../lib/errors.js";
 import { request, type UnixReply } from "../lib/unix-http.js";
 
 /**
@@ -51,7 +50,7 @@ export async function getView(socketPath: string, view: string, query: Record<st
   try {
     r = await request(socketPath, "GET", path, undefined, { timeoutMs });
   } catch (e) {
-    throw new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${messageOf(e)}`, { cause: e });
+    throw new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${unreachableWhy(e as NodeJS.ErrnoException)}`, { cause: e });
   }
   if (r.json === undefined) throw new PluginUnreachable(`the plugin at ${socketPath} answered ${view} with something that is not JSON (HTTP ${r.status})`);
   if (r.status === 200) return r.json;
@@ -64,4 +63,12 @@ export async function getView(socketPath: string, view: string, query: Record<st
 function pluginError(body: unknown): string | undefined {
   const err = typeof body === "object" && body !== null ? (body as { Err?: unknown }).Err : undefined;
   return typeof err === "string" ? err : undefined;
+}
+
+/** The socket is root's only (0600), or its group's too when the plugin has TSOVERLAY_SOCKET_GROUP: say so rather than "EACCES". */
+function unreachableWhy(e: NodeJS.ErrnoException): string {
+  if (e.code === "EACCES") {
+    return "permission denied: the plugin's socket is root's only (or also its group's, when the plugin's TSOVERLAY_SOCKET_GROUP names one): run the command as root (sudo), or as a member of that group";
+  }
+  return e.message;
 }

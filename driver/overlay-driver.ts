@@ -148,7 +148,7 @@ export class OverlayDriver {
       if (twin !== undefined && twin.networkId !== req.networkId) {
         return refuse("conflict", `${what}: ${POOL_OVERLAP} (${req.pool} is already network ${twin.networkId.slice(0, 12)} on this host)`);
       }
-      await this.d.outbox.flush(this.d.settings.storeBudgetMs);
+      await this.d.outbox.flush(this.d.settings.storeBudgetMs, req.pool);
       const joined = await this.d.networks.join(req.pool, gatewayCidr, { ...opts.value, ...(req.internal ? { internal: true } : {}) }, req.networkId);
       if (!joined.ok) return joined;
       await this.d.local.putNetwork({ networkId: req.networkId, subnet: req.pool, record: joined.value });
@@ -196,7 +196,7 @@ export class OverlayDriver {
       if (!rec.ok) return { ok: false, error: within(what, rec.error) };
       const ep: LocalEndpoint = { endpointId: req.endpointId, networkId: req.networkId, subnet: net.subnet, addressCidr: req.addressCidr, mac };
       try {
-        await this.d.outbox.flush(this.d.settings.storeBudgetMs);
+        await this.d.outbox.flush(this.d.settings.storeBudgetMs, net.subnet);
         const name = await this.d.nameOf(net.subnet, addressOf(req.addressCidr));
         if (name !== undefined) ep.name = name;
         await this.ensureDatapath(rec.value, true);

@@ -85,7 +85,24 @@ export const metrics = {
   }),
   pendingTeardown: new Gauge({
     name: "tsoverlay_pending_teardown",
-    help: "Teardown steps queued until the cluster store answers",
+    help: "Teardown steps queued and not yet done (waiting for the cluster store, or behind a failing step of their network)",
+    registers: [registry],
+  }),
+  failingTeardown: new Gauge({
+    name: "tsoverlay_failing_teardown",
+    help: "Teardown steps that failed for a reason other than the store being away and are retried with a growing pause (each holds up its network's later steps)",
+    registers: [registry],
+  }),
+  teardownFailures: new Counter({
+    name: "tsoverlay_teardown_failures_total",
+    help: "Failed attempts of teardown steps for a reason other than the store being away, by step (withdraw-endpoint, release-address, leave-network, release-pool, remove-name; unreadable: an entry dropped)",
+    labelNames: ["op"] as const,
+    registers: [registry],
+  }),
+  unhandledErrors: new Counter({
+    name: "tsoverlay_unhandled_errors_total",
+    help: "Errors nothing handled, logged and survived, by kind (rejection: a promise nobody awaited; exception: a throw out of a callback)",
+    labelNames: ["kind"] as const,
     registers: [registry],
   }),
   publishedPorts: new Gauge({

@@ -1,4 +1,4 @@
-import type { Outbox } from "../local/outbox.js";
+import { teardownScope, type Outbox } from "../local/outbox.js";
 import { fromThrown, type Outcome } from "../errors.js";
 import type { ClusterIpam } from "./cluster-ipam.js";
 import type { AddressResponse } from "./addresses.js";
@@ -46,11 +46,12 @@ export class HostIpam {
   ) {}
 
   requestPool(a: PoolRequest): Promise<Outcome<PoolResponse>> {
-    return this.allocating(() => this.ipam.requestPool({ hostId: this.s.hostId, ...a }));
+    // Every network's queued teardown first: the pool picked (or named) may be one a queued step still releases.
+    return this.allocating(undefined, () => this.ipam.requestPool({ hostId: this.s.hostId, ...a }));
   }
 
   requestAddress(a: AddressRequest): Promise<Outcome<AddressResponse>> {
-    return this.allocating(() => this.ipam.requestAddress({ hostId: this.s.hostId, ...a }));
+    return this.allocating(teardownScope({ kind: "release-pool", poolId: a.poolId }), () => this.ipam.requestAddress({ hostId: this.s.hostId, ...a }));
   }
 
   async releasePool(poolId: string): Promise<Outcome<void>> {
@@ -65,9 +66,10 @@ export class HostIpam {
     return { ok: true, value: undefined };
   }
 
-  private async allocating<T>(call: () => Promise<Outcome<T>>): Promise<Outcome<T>> {
+  /** `network`: the subnet whose queued teardown must be done first (undefined: every network's). */
+  private async allocating<T>(network: string | undefined, call: () => Promise<Outcome<T>>): Promise<Outcome<T>> {
     try {
-      await this.outbox.flush(this.s.storeBudgetMs);
+      await this.outbox.flush(this.s.storeBudgetMs, network);
       return await call();
     } catch (e) {
       return { ok: false, error: fromThrown(e) };

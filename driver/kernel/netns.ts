@@ -242,8 +242,8 @@ function sysctlPath(nsPath: string, key: string, procRoot: string): string {
  * Writes a sysctl inside a namespace. /proc/sys/net resolves against the
  * namespace of the thread that *opens* the file, so the whole open/write
  * happens while switched in. `procRoot` lets a containerised plugin use a
- * writable host proc mount (e.g. `/host/proc`) when its own /proc/sys is
- * read-only.
+ * writable mount of the host's /proc/sys/net (at `/host/proc/sys/net`) when
+ * its own /proc/sys is read-only: only `<procRoot>/sys/net` is ever opened.
  */
 export function writeSysctlIn(nsPath: string, key: string, value: string, procRoot = "/proc"): void {
   const file = sysctlPath(nsPath, key, procRoot);

@@ -39,7 +39,7 @@ import { NameService } from "../../driver/names/name-service.js";
 import type { DockerPort } from "../../driver/contracts/docker.js";
 import { ClusterView } from "../../driver/cluster/cluster-view.js";
 import { onScrape } from "../../lib/metrics.js";
-import { domainGauges } from "./metric-sources.js";
+import { domainGauges, ProgrammedPeers } from "./metric-sources.js";
 import { ClusterAsk } from "../../driver/cluster/cluster-ask.js";
 
 /** How long a teardown call waits for its cluster part before answering Docker anyway. */
@@ -152,7 +152,9 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   );
   const localOf = async (subnet: string): Promise<{ ip: string; mac: string }[]> =>
     (await local.endpoints()).filter((e) => e.subnet === subnet).map((e) => ({ ip: addressOf(e.addressCidr), mac: e.mac }));
-  const peers = new PeerSync(store, a.datapath, hosts, localOf, log, s.reconcileMs);
+  const programmed = new ProgrammedPeers();
+  const datapath = programmed.around(a.datapath);
+  const peers = new PeerSync(store, datapath, hosts, localOf, log, s.reconcileMs);
   const admission = a.vxlanAdmission === undefined ? undefined : new VtepAdmission(hosts, a.vxlanAdmission, log, s.reconcileMs);
   const teardownWaitMs = s.teardownWaitMs ?? TEARDOWN_WAIT_MS;
   const driver = new OverlayDriver({
@@ -160,7 +162,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     recordStore: store.withBudget(0),
     local,
     outbox,
-    datapath: a.datapath,
+    datapath,
     egress: a.egress,
     hosts,
     peers,
@@ -258,7 +260,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
       collector.start();
       outbox.kick();
       follower?.start();
-      unscrape = onScrape(domainGauges({ local, peers, hosts, store, outbox }));
+      unscrape = onScrape(domainGauges({ local, peers, programmed, hosts, store, outbox }));
       asks.start();
     },
     localEndpoints: () => local.endpoints(),

@@ -24,6 +24,11 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
   // Comma-separated unix socket paths to serve the plugin protocol on.
   TSOVERLAY_SOCKETS: z.string().min(1).default("/run/docker/plugins/tsoverlay.sock"),
+  // A group whose members may use those sockets too (mode 0660); unset: root only (0600).
+  TSOVERLAY_SOCKET_GROUP: z
+    .string()
+    .regex(/^(?:\d+|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$/, "a group name or number")
+    .optional(),
   // Consul's own settings, with the consul CLI's meanings (consul-settings.ts). No address: the embedded store.
   CONSUL_HTTP_ADDR: z.string().optional(),
   CONSUL_HTTP_TOKEN: z.string().optional(),
@@ -76,7 +81,7 @@ const EnvSchema = z.object({
   TSOVERLAY_DNS_PORT: z.coerce.number().int().min(1).max(65535).default(53),
   // Where names that are not the overlay's go; default: the host's /etc/resolv.conf.
   TSOVERLAY_DNS_UPSTREAMS: z.string().optional(),
-  // Prometheus metrics on this TCP address (HOST:PORT, [V6]:PORT or :PORT for every address); unset: none.
+  // Prometheus metrics on this TCP address (HOST:PORT, [V6]:PORT, or :PORT for the underlay address; 0.0.0.0:PORT for every one); unset: none.
   TSOVERLAY_METRICS_ADDR: z.string().optional(),
   // Checked by the IPAM's own parser (parseIpamConfig), which names the setting in its errors.
   TSOVERLAY_POOL_RANGE: z.string().optional(),
@@ -87,6 +92,8 @@ const EnvSchema = z.object({
 export interface PluginConfig {
   logLevel: string;
   sockets: string[];
+  /** The group (name or number) that may use the sockets besides root; undefined: root only. */
+  socketGroup: string | undefined;
   /** The Consul agent (address, TLS, ACL token); undefined: the embedded single-host store. */
   consul: ConsulConnection | undefined;
   /** Settings that take effect in a way the operator may not expect: logged at start. */
@@ -120,8 +127,8 @@ export interface PluginConfig {
   dnsPort: number | undefined;
   /** Explicit upstream resolvers (else the host's resolv.conf). */
   dnsUpstreams: string[] | undefined;
-  /** Where Prometheus metrics are served; undefined: not at all. */
-  metricsAddr: { host: string; port: number } | undefined;
+  /** Where Prometheus metrics are served (host undefined: this host's underlay/VTEP address); undefined: not at all. */
+  metricsAddr: { host: string | undefined; port: number } | undefined;
   /** The IPAM's settings as given (parsed once the host id is known). */
   ipam: { poolRange?: string; poolSize?: string; vniRange?: string };
 }
@@ -144,7 +151,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   }
   const metricsAddr = e.TSOVERLAY_METRICS_ADDR === undefined ? undefined : parseListenAddress(e.TSOVERLAY_METRICS_ADDR);
   if (metricsAddr === null) {
-    return failure(`invalid environment: TSOVERLAY_METRICS_ADDR: ${e.TSOVERLAY_METRICS_ADDR} is not HOST:PORT, [IPV6]:PORT or :PORT`);
+    return failure(`invalid environment: TSOVERLAY_METRICS_ADDR: ${e.TSOVERLAY_METRICS_ADDR} is not HOST:PORT, [IPV6]:PORT or :PORT (the underlay address)`);
   }
   const consul = consulSettings(e);
   if (!consul.ok) return failure(`invalid environment: ${consul.error}`);
@@ -152,6 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
     metricsAddr,
     logLevel: e.LOG_LEVEL,
     sockets,
+    socketGroup: e.TSOVERLAY_SOCKET_GROUP,
     consul: consul.value.connection,
     warnings: consul.value.warnings,
     advertiseAddr: e.ADVERTISE_ADDR,
@@ -181,14 +189,18 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   });
 }
 
-/** "198.18.0.11:9473", "[::1]:9473", ":9473" (every address); null when it is none of these. */
-function parseListenAddress(text: string): { host: string; port: number } | null {
+/**
+ * "198.18.0.11:9473", "[::1]:9473", "0.0.0.0:9473" (every IPv4 address), "[::]:9473" (every address),
+ * ":9473" (host undefined: the underlay address, known once the driver starts); null when it is none of these.
+ * Metrics are unauthenticated: a bare port never means every address.
+ */
+function parseListenAddress(text: string): { host: string | undefined; port: number } | null {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
   if (m === null) return null;
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return null;
   const host = m[1] ?? m[2] ?? "";
-  return { host: host === "" ? "0.0.0.0" : host, port };
+  return { host: host === "" ? undefined : host, port };
 }
 
 function list(text: string): string[] {

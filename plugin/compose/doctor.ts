@@ -8,6 +8,7 @@ import type { DockerPort } from "../../driver/contracts/docker.js";
 import { isStoreUnavailable, type Store } from "../../driver/contracts/store.js";
 import type { Finding } from "../../driver/api.js";
 import type { ClusterAsk } from "../../driver/cluster/cluster-ask.js";
+import type { FailingStep } from "../../driver/local/outbox.js";
 import { messageOf } from "../../lib/errors.js";
 
 /**
@@ -21,6 +22,7 @@ import { messageOf } from "../../lib/errors.js";
  */
 
 export interface DoctorInputs {
+  /** Where sysctls are read: `<procRoot>/sys/net/…` (the managed plugin has only /proc/sys/net of the host there). */
   procRoot: string;
   underlay: { ifindex: number; mtuAtStart: number };
   iptables: Iptables;
@@ -31,7 +33,13 @@ export interface DoctorInputs {
   /** This host's networks that have endpoints here. */
   networks: () => Promise<LocalNetwork[]>;
   /** The plugin's own state, as the status endpoint has it. */
-  status: () => Promise<{ pendingTeardown: number; storeCondition: string | undefined; names: { serving: boolean; reason?: string; address?: string } }>;
+  status: () => Promise<{
+    pendingTeardown: number;
+    /** Steps failing for reasons of their own (retried with a growing pause). */
+    failingTeardown: FailingStep[];
+    storeCondition: string | undefined;
+    names: { serving: boolean; reason?: string; address?: string };
+  }>;
   /** Every live host's clock against this one's (see ClusterAsk "clock"). */
   clocks: () => Promise<ClockReading[]>;
 }
@@ -77,7 +85,8 @@ export async function runDoctor(d: DoctorInputs): Promise<Finding[]> {
 function kernelModules(d: DoctorInputs): Finding[] {
   const out: Finding[] = [];
   for (const m of ["vxlan", "bridge"]) {
-    const state = moduleState(d.procRoot, m);
+    // The plugin's own /proc lists the host's modules (not namespaced): the sysctl mount holds only sys/net.
+    const state = moduleState("/proc", m);
     out.push(
       state === "absent"
         ? {
@@ -89,7 +98,7 @@ function kernelModules(d: DoctorInputs): Finding[] {
         : { check: `kernel module ${m}`, status: "ok", detail: state },
     );
   }
-  if (moduleState(d.procRoot, "br_netfilter") !== "absent") {
+  if (moduleState("/proc", "br_netfilter") !== "absent") {
     const calls = readSysctl("net/bridge/bridge-nf-call-iptables", d.procRoot);
     out.push({
       check: "br_netfilter",
@@ -243,19 +252,18 @@ async function daemon(d: DoctorInputs): Promise<Finding[]> {
   return out;
 }
 
-async function pluginState(d: DoctorInputs): Promise<Finding[]> {
+export async function pluginState(d: Pick<DoctorInputs, "status">): Promise<Finding[]> {
   const s = await d.status();
   const out: Finding[] = [];
-  out.push(
-    s.pendingTeardown > 0
-      ? {
-          check: "queued teardown",
-          status: "warn",
-          detail: `${s.pendingTeardown} teardown step(s) wait for the cluster store${s.storeCondition === undefined ? "" : ` (${s.storeCondition})`}`,
-          fix: "they run on their own when the store answers; see the cluster store finding",
-        }
-      : { check: "queued teardown", status: "ok", detail: "none" },
-  );
+  for (const f of s.failingTeardown) {
+    out.push({
+      check: "failing teardown",
+      status: "problem",
+      detail: `the ${f.op} step of network ${f.network} failed ${f.attempts} time(s): ${f.error}; it is tried again in ${Math.ceil(f.retryInMs / 1000)} s, and until it works the network's later teardown waits and new addresses in it are refused (other networks are not held up)`,
+      fix: "see the plugin's log for the step; once its cause is gone it completes on its own",
+    });
+  }
+  out.push(queuedTeardown(s.pendingTeardown, s.failingTeardown.length, s.storeCondition));
   out.push(
     s.names.serving
       ? {
@@ -271,4 +279,16 @@ async function pluginState(d: DoctorInputs): Promise<Finding[]> {
         },
   );
   return out;
+}
+
+/** The queue as a whole: empty, waiting for the store, or behind the failing steps reported on their own. */
+function queuedTeardown(pending: number, failing: number, storeCondition: string | undefined): Finding {
+  if (pending === 0) return { check: "queued teardown", status: "ok", detail: "none" };
+  if (failing > 0) return { check: "queued teardown", status: "info", detail: `${pending} teardown step(s) pending, ${failing} of them failing (see above)` };
+  return {
+    check: "queued teardown",
+    status: "warn",
+    detail: `${pending} teardown step(s) wait for the cluster store${storeCondition === undefined ? "" : ` (${storeCondition})`}`,
+    fix: "they run on their own when the store answers; see the cluster store finding",
+  };
 }

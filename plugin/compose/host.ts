@@ -38,6 +38,8 @@ const PLUGIN_VERSION = (JSON.parse(readFileSync(new URL("../../../package.json",
 
 /** A running host: what the HTTP edge calls, and how to stop it. */
 export interface Domain extends DomainApi {
+  /** This host's underlay (VTEP) address, as resolved at start. */
+  vtep: string;
   stop(): Promise<void>;
 }
 
@@ -124,7 +126,11 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       const listen = [{ host: nameServer, port: config.dnsPort }];
       await gateway.ensureBridge();
       await ensureDnsGuard(new Iptables(), nameServer, config.dnsPort, config.gatewayBridge);
-      bridgeGuard?.start();
+      if (bridgeGuard !== undefined) bridgeGuard.start();
+      else
+        log.warn(
+          "no Docker API (TSOVERLAY_DOCKER_SOCKET=off): the name service refuses the containers of Docker's own bridges; only tsoverlay's and the host may ask",
+        );
       const upstreams = new HostResolvers({ ...(config.dnsUpstreams === undefined ? {} : { servers: config.dnsUpstreams }), exclude: listen, log });
       dns = new DnsListener({ listen, resolver: domain.names, upstreams, log });
       const started = await dns.start();
@@ -143,6 +149,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     const [r, l, w, d] = [raw, local, workers, docker];
     const backend = config.consul === undefined ? "embedded" : "consul";
     return success({
+      vtep,
       driver: domain.driver,
       ipam: domain.ipam,
       ports: () => publisher.list(),
@@ -171,8 +178,10 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
           clocks: () => clockReadings(domain.asks),
           status: async () => {
             const health = domain.store.health();
+            const teardown = domain.outbox.status();
             return {
-              pendingTeardown: domain.outbox.status().pending,
+              pendingTeardown: teardown.pending,
+              failingTeardown: teardown.failing ?? [],
               storeCondition: health.condition,
               names: dns === undefined ? { serving: false, reason: dnsDown } : { serving: true, address: `${nameServer}:${config.dnsPort}` },
             };
@@ -197,6 +206,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       },
       stop: async () => {
         unscrape();
+        bridgeGuard?.stop();
         await dns?.close();
         await domain.stop();
         d?.close();

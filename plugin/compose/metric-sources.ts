@@ -1,3 +1,4 @@
+import type { Datapath } from "../../driver/contracts/datapath.js";
 import type { DnsStats } from "../../driver/dns/dns-listener.js";
 import type { ResilientStore } from "../../driver/cluster/resilient-store.js";
 import type { HostRegistry } from "../../driver/hosts/host-registry.js";
@@ -11,10 +12,54 @@ import { metrics } from "../../lib/metrics.js";
  * What the state gauges of lib/metrics.ts read at scrape time, from the
  * parts that already know it (the same sources as the status endpoint).
  * Labelled gauges are reset first, so a network or port that went away
- * stops being exported.
+ * stops being exported. A scrape only reads: nothing is derived again for it
+ * (the peers programmed are the count last handed to the kernel, kept by
+ * ProgrammedPeers), so scraping often costs the plugin nothing.
  */
 
-export function domainGauges(d: { local: LocalState; peers: PeerSync; hosts: HostRegistry; store: ResilientStore; outbox: Outbox }): () => Promise<void> {
+/**
+ * The number of remote peers each network's tables were last programmed
+ * with (every sync: a store change, a host coming or going, the periodic
+ * reconcile), seen on the datapath's way in. A failed sync keeps the count
+ * before it; a removed network's count goes.
+ */
+export class ProgrammedPeers {
+  private readonly counts = new Map<string, number>();
+
+  count(subnet: string): number {
+    return this.counts.get(subnet) ?? 0;
+  }
+
+  /** The datapath, counting what `syncPeers` programs. */
+  around(d: Datapath): Datapath {
+    return {
+      ensureNetwork: (spec) => d.ensureNetwork(spec),
+      removeNetwork: async (subnet) => {
+        await d.removeNetwork(subnet);
+        this.counts.delete(subnet);
+      },
+      hasNetwork: (subnet) => d.hasNetwork(subnet),
+      ensureEndpoint: (subnet, ep, mtu) => d.ensureEndpoint(subnet, ep, mtu),
+      removeEndpoint: (subnet, endpointId) => d.removeEndpoint(subnet, endpointId),
+      syncPeers: async (subnet, desired) => {
+        const r = await d.syncPeers(subnet, desired);
+        this.counts.set(subnet, desired.length);
+        return r;
+      },
+      peerTables: (subnet) => d.peerTables(subnet),
+      close: () => d.close(),
+    };
+  }
+}
+
+export function domainGauges(d: {
+  local: LocalState;
+  peers: PeerSync;
+  programmed: ProgrammedPeers;
+  hosts: HostRegistry;
+  store: ResilientStore;
+  outbox: Outbox;
+}): () => Promise<void> {
   return async () => {
     const eps = await d.local.endpoints();
     metrics.networks.set(new Set(eps.map((e) => e.subnet)).size);
@@ -22,11 +67,13 @@ export function domainGauges(d: { local: LocalState; peers: PeerSync; hosts: Hos
     metrics.peersProgrammed.reset();
     for (const f of d.peers.followed()) {
       metrics.endpoints.set({ network: f.subnet }, eps.filter((e) => e.subnet === f.subnet).length);
-      metrics.peersProgrammed.set({ network: f.subnet }, (await d.peers.desired(f.subnet)).length);
+      metrics.peersProgrammed.set({ network: f.subnet }, d.programmed.count(f.subnet));
     }
     metrics.hostsAlive.set(d.hosts.hosts().length);
     metrics.storeUp.set(d.store.health().available ? 1 : 0);
-    metrics.pendingTeardown.set(d.outbox.status().pending);
+    const teardown = d.outbox.status();
+    metrics.pendingTeardown.set(teardown.pending);
+    metrics.failingTeardown.set(teardown.failing?.length ?? 0);
   };
 }
 

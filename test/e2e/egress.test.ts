@@ -1,8 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { docker, inNetns, readLab } from "./support/lab.js";
+import { docker, dockerOk, inNetns, readLab } from "./support/lab.js";
 import { createNetworkOn, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
 
 const lab = readLab();
+
+/** The interfaces of the host's Docker bridge networks, as the bridge driver names them (docker0, br-<id>, or their own). */
+async function dockerBridges(host: (typeof lab.hosts)[number]): Promise<string[]> {
+  const ids = (await dockerOk(host, ["network", "ls", "--filter", "driver=bridge", "--no-trunc", "-q"])).split("\n").filter((l) => l !== "");
+  return Promise.all(
+    ids.map(async (id) => {
+      const named = await dockerOk(host, ["network", "inspect", "-f", '{{index .Options "com.docker.network.bridge.name"}}', id]);
+      return named !== "" && named !== "<no value>" ? named : `br-${id.slice(0, 12)}`;
+    }),
+  );
+}
 const hosts = lab.hosts.slice(0, 2);
 const [h1, h2] = [hosts[0]!, hosts[1]!];
 
@@ -57,14 +68,18 @@ describe("egress through the gateway bridge", () => {
     for (const h of hosts) {
       const filter = (await inNetns(h.netns, ["iptables", "-S"])).stdout;
       expect(filter).not.toMatch(/TSOVERLAY-FWD/);
-      // What is left is the name service's: its guard, and the bridge address it listens on.
-      expect(filter.split("\n").filter((l) => l.includes("TSOVERLAY"))).toEqual([
-        "-N TSOVERLAY-INPUT",
-        "-A INPUT -d 100.72.0.1/32 -j TSOVERLAY-INPUT",
-        ...["tsogw0", "docker+", "br-+", "lo"].flatMap((i) => ["udp", "tcp"].map((p) => `-A TSOVERLAY-INPUT -i ${i} -p ${p} -m ${p} --dport 53 -j ACCEPT`)),
-        "-A TSOVERLAY-INPUT -p udp -m udp --dport 53 -j DROP",
-        "-A TSOVERLAY-INPUT -p tcp -m tcp --dport 53 -j DROP",
+      // What is left is the name service's: its guard, and the bridge address it listens on. The guard lets in the
+      // gateway bridge, lo and exactly this daemon's bridges (by name, no br-+ pattern), and refuses the rest, last.
+      const accept = (i: string): string[] => ["udp", "tcp"].map((p) => `-A TSOVERLAY-INPUT -i ${i} -p ${p} -m ${p} --dport 53 -j ACCEPT`);
+      const lines = filter.split("\n").filter((l) => l.includes("TSOVERLAY"));
+      expect(lines.slice(0, 2)).toEqual(["-N TSOVERLAY-INPUT", "-A INPUT -d 100.72.0.1/32 -j TSOVERLAY-INPUT"]);
+      expect(lines.slice(-2)).toEqual([
+        "-A TSOVERLAY-INPUT -p udp -m udp --dport 53 -j REJECT --reject-with icmp-port-unreachable",
+        "-A TSOVERLAY-INPUT -p tcp -m tcp --dport 53 -j REJECT --reject-with tcp-reset",
       ]);
+      const bridges = await dockerBridges(h);
+      expect(bridges).toContain("docker0");
+      expect(lines.slice(2, -2).sort()).toEqual([...bridges, "tsogw0", "lo"].flatMap(accept).sort());
       expect((await inNetns(h.netns, ["iptables", "-t", "nat", "-S"])).stdout).not.toMatch(/TSOVERLAY/);
       expect((await inNetns(h.netns, ["ip", "-br", "addr", "show", "tsogw0"])).stdout).toMatch(/100\.72\.0\.1\/24/);
     }

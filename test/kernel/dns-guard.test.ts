@@ -1,22 +1,65 @@
 /**
- * The name service's guard (TSOVERLAY-INPUT) in a scratch namespace: the
- * rules for Docker bridges with names of their own come and go, before the
- * DROPs, and the fixed rules stay.
+ * The name service's guard (TSOVERLAY-INPUT) in scratch namespaces. The rules:
+ * Docker's bridges by their exact names come and go, before the refusals; the
+ * fixed rules stay; the guard of the pattern era is rewritten. The packets: a
+ * "host" namespace with a UDP listener on the name service's address and two
+ * clients, one behind `docker0` (a bridge Docker lists) and one behind
+ * `br-lan` (a bridge that only looks like one of Docker's): until Docker has
+ * answered both are refused at once; then docker0's is answered and br-lan's
+ * still refused.
  */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { allowDockerBridges, DNS_GUARD_CHAIN, ensureDnsGuard } from "../../driver/kernel/dns-guard.js";
 import { Iptables } from "../../driver/kernel/iptables.js";
-import { Scratch } from "./support/scratch.js";
+import { inNs, Scratch } from "./support/scratch.js";
 
 const scratch = new Scratch("tsk-dnsguard-");
+const NAME_SERVER = "100.72.0.1";
+const ns = { host: "", docker: "", other: "" };
 let ipt: Iptables;
+let listener: ChildProcess | undefined;
 
-beforeAll(() => {
+beforeAll(async () => {
   scratch.init();
-  ipt = new Iptables({ netnsPath: scratch.newNs("dnsguard") });
+  ns.host = scratch.newNs("dg-host");
+  ns.docker = scratch.newNs("dg-docker");
+  ns.other = scratch.newNs("dg-other");
+  ipt = new Iptables({ netnsPath: ns.host });
+  // host: docker0 172.17.0.1 <-> 172.17.0.2 (a container of Docker's bridge); br-lan 192.168.77.1 <-> 192.168.77.2 (someone else's bridge).
+  const wire = (hostIf: string, hostIp: string, client: string, clientIp: string): void => {
+    inNs(ns.host, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", client);
+    inNs(ns.host, "ip", "addr", "add", `${hostIp}/24`, "dev", hostIf);
+    inNs(ns.host, "ip", "link", "set", hostIf, "up");
+    inNs(client, "ip", "addr", "add", `${clientIp}/24`, "dev", "eth0");
+    inNs(client, "ip", "link", "set", "eth0", "up");
+    inNs(client, "ip", "link", "set", "lo", "up");
+    inNs(client, "ip", "route", "add", "default", "via", hostIp);
+  };
+  inNs(ns.host, "ip", "link", "set", "lo", "up");
+  inNs(ns.host, "ip", "addr", "add", `${NAME_SERVER}/32`, "dev", "lo");
+  wire("docker0", "172.17.0.1", ns.docker, "172.17.0.2");
+  wire("br-lan", "192.168.77.1", ns.other, "192.168.77.2");
+  // Answers any datagram with "answer".
+  const script = `const d = require("dgram").createSocket("udp4"); d.on("message", (m, r) => d.send("answer", r.port, r.address)); d.bind(53, "${NAME_SERVER}", () => console.log("listening"));`;
+  listener = spawn("nsenter", [`--net=${ns.host}`, process.execPath, "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("the UDP listener did not start")), 10_000);
+    listener!.stdout!.on("data", (d: Buffer) => {
+      if (d.toString().includes("listening")) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
 });
 
-afterAll(() => {
+afterAll(async () => {
+  if (listener !== undefined && listener.exitCode === null) {
+    const exited = new Promise((r) => listener!.once("exit", r));
+    listener.kill("SIGTERM");
+    await exited;
+  }
   scratch.deleteNamespaces();
   scratch.removeDir();
 });
@@ -25,31 +68,82 @@ afterAll(() => {
 async function rules(): Promise<string[]> {
   return ((await ipt.listRules("filter", DNS_GUARD_CHAIN)) ?? []).map((l) => {
     const iface = /-i (\S+)/.exec(l)?.[1] ?? "*";
-    return `${iface} ${/-p (\S+)/.exec(l)?.[1]} ${/-j (\S+)$/.exec(l)?.[1]}`;
+    return `${iface} ${/-p (\S+)/.exec(l)?.[1]} ${/-j (\S+)/.exec(l)?.[1]}`;
   });
 }
 
-describe("the name service's guard", () => {
-  it("lets named Docker bridges ask, before the DROPs; a bridge no longer named loses its rule; the fixed rules stay", async () => {
-    await ensureDnsGuard(ipt, "100.72.0.1", 53, "tso-gw0");
-    const fixed = await rules();
-    expect(fixed.slice(-2)).toEqual(["* udp DROP", "* tcp DROP"]);
+/** One UDP query from the client's namespace: "answer", "ECONNREFUSED" (refused at once), or "timeout" (dropped). */
+function ask(client: string): string {
+  const script =
+    `const d = require("dgram").createSocket("udp4"); const t = setTimeout(() => { console.log("timeout"); process.exit(0) }, 3000);` +
+    `d.on("message", (m) => { console.log(String(m)); process.exit(0) }); d.on("error", (e) => { console.log(e.code); process.exit(0) });` +
+    `d.connect(53, "${NAME_SERVER}", () => d.send("q"));`;
+  return execFileSync("nsenter", [`--net=${client}`, process.execPath, "-e", script], { encoding: "utf8" }).trim();
+}
 
-    // docker0, br-… and the gateway bridge are the fixed rules' already; a name iptables would not take is skipped.
-    await allowDockerBridges(ipt, 53, "tso-gw0", ["lab0", "docker0", "br-0123456789ab", "tso-gw0", "bad name;"]);
+describe("the name service's guard", () => {
+  it("refuses everything but the gateway bridge and lo until Docker's bridges are known, then lets exactly those ask", async () => {
+    await ensureDnsGuard(ipt, NAME_SERVER, 53, "tso-gw0");
+    expect(await rules()).toEqual(["tso-gw0 udp ACCEPT", "tso-gw0 tcp ACCEPT", "lo udp ACCEPT", "lo tcp ACCEPT", "* udp REJECT", "* tcp REJECT"]);
+    // Before Docker has answered: refused at once (the container's resolver moves on to the next server), not left to time out.
+    expect(ask(ns.docker)).toBe("ECONNREFUSED");
+    expect(ask(ns.other)).toBe("ECONNREFUSED");
+
+    // Docker lists docker0 (and a br-<id> whose interface is not here): docker0's container is answered; br-lan is still refused.
+    await allowDockerBridges(ipt, 53, "tso-gw0", ["docker0", "br-0123456789ab"]);
+    expect(ask(ns.docker)).toBe("answer");
+    expect(ask(ns.other)).toBe("ECONNREFUSED");
+  });
+
+  it("lets named Docker bridges ask, before the refusals; a bridge no longer listed loses its rule; the fixed rules stay", async () => {
+    await ensureDnsGuard(ipt, NAME_SERVER, 53, "tso-gw0");
+    await allowDockerBridges(ipt, 53, "tso-gw0", []);
+    const fixed = await rules();
+    expect(fixed.slice(-2)).toEqual(["* udp REJECT", "* tcp REJECT"]);
+
+    // Exact names only: the gateway bridge and lo are the fixed rules' already; a name iptables would not take as one interface is skipped.
+    await allowDockerBridges(ipt, 53, "tso-gw0", ["lab0", "docker0", "br-0123456789ab", "tso-gw0", "lo", "br-+", "bad name;"]);
     const withLab = await rules();
-    expect(withLab.filter((r) => r.startsWith("lab0 ")).sort()).toEqual(["lab0 tcp ACCEPT", "lab0 udp ACCEPT"]);
-    expect(withLab.length).toBe(fixed.length + 2);
-    expect(Math.max(withLab.indexOf("lab0 tcp ACCEPT"), withLab.indexOf("lab0 udp ACCEPT"))).toBeLessThan(withLab.indexOf("* udp DROP"));
+    const dynamic = withLab.filter((r) => !fixed.includes(r));
+    expect(dynamic.sort()).toEqual(["lab0", "docker0", "br-0123456789ab"].flatMap((i) => [`${i} tcp ACCEPT`, `${i} udp ACCEPT`]).sort());
+    expect(withLab.slice(-2)).toEqual(["* udp REJECT", "* tcp REJECT"]);
 
     // Idempotent; then lab0's network goes and another comes (also a rule left from before a restart goes).
-    await allowDockerBridges(ipt, 53, "tso-gw0", ["lab0"]);
-    expect((await rules()).length).toBe(fixed.length + 2);
+    await allowDockerBridges(ipt, 53, "tso-gw0", ["lab0", "docker0", "br-0123456789ab"]);
+    expect(await rules()).toEqual(withLab);
     await allowDockerBridges(ipt, 53, "tso-gw0", ["edge1"]);
     const after = await rules();
-    expect(after.some((r) => r.startsWith("lab0 "))).toBe(false);
-    expect(after.filter((r) => r.startsWith("edge1 ")).sort()).toEqual(["edge1 tcp ACCEPT", "edge1 udp ACCEPT"]);
+    expect(after.filter((r) => !fixed.includes(r)).sort()).toEqual(["edge1 tcp ACCEPT", "edge1 udp ACCEPT"]);
+    // A plugin restart: the guard is set up again and keeps the bridges' rules until Docker is read again.
+    await ensureDnsGuard(ipt, NAME_SERVER, 53, "tso-gw0");
+    expect(await rules()).toEqual(after);
     await allowDockerBridges(ipt, 53, "tso-gw0", []);
     expect(await rules()).toEqual(fixed);
+  });
+
+  it("rewrites the guard of the pattern era: no docker+ or br-+, refusals instead of DROPs and last, a bridge's rule kept", async () => {
+    const ipt2 = new Iptables({ netnsPath: scratch.newNs("dg-old") });
+    const old = (rule: string[]): string =>
+      execFileSync("nsenter", [`--net=${scratch.created.at(-1)!}`, "iptables", "-w", "5", "-A", DNS_GUARD_CHAIN, ...rule], { encoding: "utf8" });
+    execFileSync("nsenter", [`--net=${scratch.created.at(-1)!}`, "iptables", "-w", "5", "-N", DNS_GUARD_CHAIN]);
+    for (const iface of ["lab0", "tso-gw0", "docker+", "br-+", "lo"])
+      for (const p of ["udp", "tcp"]) old(["-i", iface, "-p", p, "--dport", "53", "-j", "ACCEPT"]);
+    for (const p of ["udp", "tcp"]) old(["-p", p, "--dport", "53", "-j", "DROP"]);
+    await ensureDnsGuard(ipt2, NAME_SERVER, 53, "tso-gw0");
+    const got = ((await ipt2.listRules("filter", DNS_GUARD_CHAIN)) ?? []).map(
+      (l) => `${/-i (\S+)/.exec(l)?.[1] ?? "*"} ${/-p (\S+)/.exec(l)?.[1]} ${/-j (\S+)/.exec(l)?.[1]}`,
+    );
+    expect(got).toEqual([
+      "lab0 udp ACCEPT",
+      "lab0 tcp ACCEPT",
+      "tso-gw0 udp ACCEPT",
+      "tso-gw0 tcp ACCEPT",
+      "lo udp ACCEPT",
+      "lo tcp ACCEPT",
+      "* udp REJECT",
+      "* tcp REJECT",
+    ]);
+    const input = execFileSync("nsenter", [`--net=${scratch.created.at(-1)!}`, "iptables", "-w", "5", "-S", "INPUT"], { encoding: "utf8" });
+    expect(input).toContain(`-A INPUT -d ${NAME_SERVER}/32 -j ${DNS_GUARD_CHAIN}`);
   });
 });

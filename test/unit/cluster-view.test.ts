@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../../plugin/compose/config.js";
 import { hosts, networks, portText, ports, ps, UsageError } from "../../cli/cluster-commands.js";
 import { table } from "../../cli/table.js";
@@ -164,6 +164,19 @@ describe("the cluster view (GET /tsoverlay/cluster) over a shared store", () => 
     expect(text).toContain("tsoverlay_store_up 1");
     expect(text).toMatch(/tsoverlay_store_request_duration_seconds_count\{op="cas"\} [1-9]/);
   });
+
+  it("metrics: peers programmed is the count last handed to the kernel; a scrape derives no peers", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const [a, b] = [await simHost(cluster, "198.18.0.31"), await simHost(cluster, "198.18.0.32")];
+    const p = await network(a, "net-p");
+    await network(b, "net-p");
+    await endpoint(a, "net-p", p, "ep-pa");
+    await endpoint(b, "net-p", p, "ep-pb");
+    await eventually("each host to program the other's endpoint", () => a.datapath.peers(SUBNET).length === 1 && b.datapath.peers(SUBNET).length === 1);
+    const derived = [vi.spyOn(a.d.peers, "desired"), vi.spyOn(b.d.peers, "desired")];
+    for (let i = 0; i < 5; i++) expect(await scrape()).toContain(`tsoverlay_peers_programmed{network="${SUBNET}"} 1`);
+    expect(derived.map((d) => d.mock.calls.length)).toEqual([0, 0]);
+  });
 });
 
 describe("CLI pieces", () => {
@@ -187,14 +200,17 @@ describe("CLI pieces", () => {
 });
 
 describe("TSOVERLAY_METRICS_ADDR", () => {
-  it("takes HOST:PORT, [V6]:PORT and :PORT, and refuses anything else with the setting's name", () => {
+  it("takes HOST:PORT, [V6]:PORT and :PORT (the underlay address, not every one), and refuses anything else with the setting's name", () => {
     const addr = (v: string) => {
       const c = loadConfig({ TSOVERLAY_METRICS_ADDR: v });
       return c.ok ? c.value.metricsAddr : c.error;
     };
     expect(addr("198.18.0.11:9473")).toEqual({ host: "198.18.0.11", port: 9473 });
     expect(addr("[::1]:9473")).toEqual({ host: "::1", port: 9473 });
-    expect(addr(":9473")).toEqual({ host: "0.0.0.0", port: 9473 });
+    // A bare port is this host's underlay (VTEP) address, resolved when the driver starts; every address only when asked for.
+    expect(addr(":9473")).toStrictEqual({ host: undefined, port: 9473 });
+    expect(addr("0.0.0.0:9473")).toEqual({ host: "0.0.0.0", port: 9473 });
+    expect(addr("[::]:9473")).toEqual({ host: "::", port: 9473 });
     expect(addr("9473")).toMatch(/TSOVERLAY_METRICS_ADDR: 9473 is not HOST:PORT/);
     expect(addr("h:70000")).toMatch(/TSOVERLAY_METRICS_ADDR/);
     const off = loadConfig({});

@@ -3,7 +3,7 @@ import { hear, MIN_PROBE_SIZE, plainPing, vxlanProbe } from "../../driver/kernel
 import type { ProbeOutcome } from "../../driver/kernel/probe/vxlan-prober.js";
 import { decodeIpv4, decodeVxlanDatagram, encodeIpv4, encodeVxlanDatagram, internetChecksum } from "../../driver/kernel/vxlan-codec.js";
 import { runProbe, type ProbeInputs } from "../../plugin/compose/probe.js";
-import { clocks } from "../../plugin/compose/doctor.js";
+import { clocks, pluginState } from "../../plugin/compose/doctor.js";
 import type { ClusterSnapshot } from "../../driver/cluster/cluster-view.js";
 
 const SPEC = {
@@ -147,6 +147,33 @@ describe("tsoverlay doctor's clock check", () => {
     ]);
     const [f] = await clocks({ clocks: async () => [reading("a", 10_100), reading("b", 4_000), reading("c", 15_300)] });
     expect(f).toMatchObject({ status: "warn", detail: expect.stringContaining("b behind by 6.0 s, c ahead by 5.0 s") });
+  });
+});
+
+describe("tsoverlay doctor's teardown check", () => {
+  const status =
+    (
+      pendingTeardown: number,
+      failingTeardown: { seq: number; op: "withdraw-endpoint"; network: string; attempts: number; error: string; retryInMs: number }[],
+    ) =>
+    async () => ({
+      pendingTeardown,
+      failingTeardown,
+      storeCondition: undefined,
+      names: { serving: true, address: "100.72.0.1:53" },
+    });
+
+  it("names a failing step as a problem, with its network, its error and when it is tried again; a queue waiting for the store is a warning", async () => {
+    const failing = [{ seq: 7, op: "withdraw-endpoint" as const, network: "10.9.0.0/24", attempts: 4, error: "permission denied", retryInMs: 7_500 }];
+    const found = await pluginState({ status: status(3, failing) });
+    expect(found[0]).toMatchObject({
+      check: "failing teardown",
+      status: "problem",
+      detail: expect.stringMatching(/^the withdraw-endpoint step of network 10\.9\.0\.0\/24 failed 4 time\(s\): permission denied; it is tried again in 8 s/),
+    });
+    expect(found[1]).toMatchObject({ check: "queued teardown", status: "info", detail: "3 teardown step(s) pending, 1 of them failing (see above)" });
+    expect((await pluginState({ status: status(2, []) }))[0]).toMatchObject({ check: "queued teardown", status: "warn" });
+    expect((await pluginState({ status: status(0, []) }))[0]).toMatchObject({ check: "queued teardown", status: "ok" });
   });
 });
 

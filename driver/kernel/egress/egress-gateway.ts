@@ -73,7 +73,7 @@ export interface EgressGatewayOptions {
   subnet?: string;
   /** The namespace that plays "the host" (tests). Default: the process's own. */
   hostNetnsPath?: string;
-  /** Where /proc is mounted writable (e.g. "/host/proc" in a container); default "/proc". */
+  /** Where a writable /proc/sys/net is found as `<procRoot>/sys/net` (e.g. "/host/proc" in a managed plugin); default "/proc". */
   procRoot?: string;
   /** Keep the bridge (and its address) with no network left: the name service listens on it. */
   keepBridge?: boolean;
