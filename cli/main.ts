@@ -8,6 +8,7 @@ import { peers } from "./peers-command.js";
 import { doctor } from "./doctor-command.js";
 import type { Finding, ProbeReport } from "../driver/api.js";
 import type { PeerReport } from "../driver/peers/peer-sync.js";
+import { messageOf } from "../lib/errors.js";
 
 /**
  * The `tsoverlay` command: what Docker cannot show of a remote driver's
@@ -106,7 +107,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`tsoverlay: ${e.message}\n`);
       return EXIT.unreachable;
     }
-    process.stderr.write(`tsoverlay: ${(e as Error).message}\n`);
+    process.stderr.write(`tsoverlay: ${messageOf(e)}\n`);
     return 1;
   }
 }

@@ -14,6 +14,7 @@
  */
 import { failure, type Result } from "../lib/result.js";
 import { StoreError } from "./contracts/store.js";
+import { messageOf } from "../lib/errors.js";
 
 export type Cause = "bad-request" | "not-found" | "conflict" | "store-unavailable" | "kernel" | "internal";
 
@@ -41,7 +42,7 @@ export function asBadRequest<T>(r: Result<T, string>, context?: string): Outcome
 /** Thrown by a step that programs the kernel, so that its failure is reported as one. */
 class KernelStepError extends Error {
   constructor(step: string, cause: unknown) {
-    super(`${step}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(`${step}: ${messageOf(cause)}`, { cause });
     this.name = "KernelStepError";
   }
 }
@@ -57,7 +58,7 @@ export async function kernelStep<T>(step: string, work: () => Promise<T>): Promi
 
 /** What an exception thrown during an operation means for the caller. */
 export function fromThrown(e: unknown, context?: string): DomainError {
-  const message = e instanceof Error ? e.message : String(e);
+  const message = messageOf(e);
   let cause: Cause = "internal";
   if (e instanceof StoreError) cause = e.transient ? "store-unavailable" : "internal";
   else if (e instanceof KernelStepError) cause = "kernel";

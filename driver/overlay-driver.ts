@@ -19,6 +19,7 @@ import { addressOf, macFromIpv4, normalizeMac } from "../lib/net.js";
 import { KeyedMutex } from "../lib/keyed-mutex.js";
 import type { Logger } from "../lib/log.js";
 import { success } from "../lib/result.js";
+import { messageOf } from "../lib/errors.js";
 
 /** Docker's prefix for container interfaces (eth0, eth1, …). */
 const DEFAULT_IFACE_PREFIX = "eth";
@@ -294,7 +295,7 @@ export class OverlayDriver {
    */
   private recordPorts(endpointId: string, ports: RecordPort[]): void {
     void this.updateRecord(endpointId, (ep) => ({ ...ep, published: ports })).catch((e: unknown) =>
-      this.d.log.warn({ endpointId, err: (e as Error).message }, "recording published ports in the cluster store failed"),
+      this.d.log.warn({ endpointId, err: messageOf(e) }, "recording published ports in the cluster store failed"),
     );
   }
 

@@ -7,6 +7,7 @@ import { listenUnix, type Listener } from "./http/listen.js";
 import { listenMetrics } from "./http/metrics.js";
 import { ReadinessGate } from "./readiness.js";
 import { buildRoutes, clusterOf, doctorOf, peersOf, probeOf, statusOf } from "./routes/index.js";
+import { messageOf } from "../lib/errors.js";
 
 /**
  * Process entry: the same program runs as a managed plugin (config.json) and
@@ -38,7 +39,7 @@ async function main(): Promise<void> {
       listeners.push(await listenUnix(app, path));
       log.info({ socket: path }, "serving plugin protocol");
     } catch (e) {
-      log.fatal({ socket: path, err: (e as Error).message }, "cannot listen");
+      log.fatal({ socket: path, err: messageOf(e) }, "cannot listen");
       process.exit(1);
     }
   }
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
       listeners.push(l);
       log.info({ address: l.path }, "serving Prometheus metrics on /metrics");
     } catch (e) {
-      log.fatal({ err: (e as Error).message }, "cannot serve metrics");
+      log.fatal({ err: messageOf(e) }, "cannot serve metrics");
       process.exit(1);
     }
   }
@@ -63,7 +64,7 @@ async function main(): Promise<void> {
     stopped.abort();
     log.info({ signal }, "stopping");
     await Promise.all(listeners.map((l) => l.close()));
-    await domain?.stop().catch((e: unknown) => log.error({ err: (e as Error).message }, "stopping the domain failed"));
+    await domain?.stop().catch((e: unknown) => log.error({ err: messageOf(e) }, "stopping the domain failed"));
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));

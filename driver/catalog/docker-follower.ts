@@ -6,6 +6,7 @@ import type { DockerEvent, DockerPort } from "../contracts/docker.js";
 import type { Watch } from "../contracts/store.js";
 import type { NetworkCatalog } from "./catalog.js";
 import type { NetworkPropagation } from "./propagation.js";
+import { messageOf } from "../../lib/errors.js";
 
 /**
  * Follows this host's Docker daemon and the cluster catalog, and hands what
@@ -89,7 +90,7 @@ export class DockerFollower {
           void this.d.docker
             .daemonFacts()
             .then((f) => told(f.version))
-            .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "reading the daemon's version failed"));
+            .catch((err: unknown) => this.log.warn({ err: messageOf(err) }, "reading the daemon's version failed"));
         }
         const stream = this.d.docker.events((e) => {
           this.d.propagation?.onEvent(e);
@@ -101,13 +102,13 @@ export class DockerFollower {
         this.log.info("following the Docker daemon");
         for (const l of this.d.listeners ?? []) l.resync();
         if (this.d.propagation !== undefined) await this.reconcile(this.d.propagation, "daemon answers");
-        await this.d.names.refreshAll().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "reading container names failed"));
+        await this.d.names.refreshAll().catch((err: unknown) => this.log.warn({ err: messageOf(err) }, "reading container names failed"));
         await stream;
         backoff.reset();
         if (!signal.aborted) this.log.info("the Docker daemon's event stream ended; following it again");
       } catch (err) {
         if (signal.aborted) break;
-        this.log.warn({ err: (err as Error).message }, "following the Docker daemon failed; retrying");
+        this.log.warn({ err: messageOf(err) }, "following the Docker daemon failed; retrying");
       } finally {
         this.connected = false;
       }
@@ -116,6 +117,6 @@ export class DockerFollower {
   }
 
   private reconcile(p: NetworkPropagation, why: string): Promise<void> {
-    return p.reconcile(why).catch((err: unknown) => this.log.warn({ why, err: (err as Error).message }, "reconciling networks with the cluster failed"));
+    return p.reconcile(why).catch((err: unknown) => this.log.warn({ why, err: messageOf(err) }, "reconciling networks with the cluster failed"));
   }
 }

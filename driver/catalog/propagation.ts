@@ -4,6 +4,7 @@ import { casRounds, contended } from "../cluster/cas-rounds.js";
 import type { DockerEvent, DockerNetwork, DockerPort } from "../contracts/docker.js";
 import { specOf, type NetworkCatalog, type StoredEntry } from "./catalog.js";
 import { LeavingNames } from "./leaving-names.js";
+import { messageOf } from "../../lib/errors.js";
 
 /**
  * Create once, remove once: keeps this host's Docker networks of our driver
@@ -106,9 +107,7 @@ export class NetworkPropagation {
 
   /** The daemon's events, as they come (handled one at a time, in order). */
   onEvent(e: DockerEvent): void {
-    void this.mutex
-      .run(() => this.handle(e))
-      .catch((err: unknown) => this.log.warn({ event: e.kind, err: (err as Error).message }, "handling a Docker event failed"));
+    void this.mutex.run(() => this.handle(e)).catch((err: unknown) => this.log.warn({ event: e.kind, err: messageOf(err) }, "handling a Docker event failed"));
   }
 
   /** Brings this daemon in line with the catalog (see the design note). */

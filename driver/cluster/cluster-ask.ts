@@ -5,6 +5,7 @@ import { parseRecord } from "./records.js";
 import type { HostRegistry } from "../hosts/host-registry.js";
 import type { Logger } from "../../lib/log.js";
 import type { KV, Store, Watch } from "../contracts/store.js";
+import { messageOf } from "../../lib/errors.js";
 
 /**
  * One question to every live host, answered through the cluster store: the
@@ -83,7 +84,7 @@ export class ClusterAsk {
         await new Promise((r) => setTimeout(r, POLL_MS));
       }
     } finally {
-      await this.forget(id).catch((err: unknown) => this.log.warn({ id, err: (err as Error).message }, "deleting an answered question failed"));
+      await this.forget(id).catch((err: unknown) => this.log.warn({ id, err: messageOf(err) }, "deleting an answered question failed"));
     }
   }
 
@@ -102,11 +103,11 @@ export class ClusterAsk {
       try {
         answer = handler === undefined ? { error: `this host does not answer ${q.kind}` } : await handler();
       } catch (e) {
-        answer = { error: (e as Error).message };
+        answer = { error: messageOf(e) };
       }
       await this.store
         .put(keys.answer(id, this.hosts.self.hostId), JSON.stringify(answer))
-        .catch((err: unknown) => this.log.warn({ id, kind: q.kind, err: (err as Error).message }, "answering a question failed"));
+        .catch((err: unknown) => this.log.warn({ id, kind: q.kind, err: messageOf(err) }, "answering a question failed"));
     }
     // Forget ids whose question is gone (the set stays as small as the questions in flight).
     const live = new Set(kvs.map((kv) => kv.key.slice(keys.asks().length)));

@@ -34,6 +34,7 @@ import type { KV, Store } from "../contracts/store.js";
 import { keys, subnetFromKey } from "./keys.js";
 import { EndpointRecord, GoneMarker, parseRecord } from "./records.js";
 import { addressOf } from "../../lib/net.js";
+import { messageOf } from "../../lib/errors.js";
 
 /** A collector that claimed a marker and then vanished is replaced after this long. */
 const CLAIM_TIMEOUT_MS = 60_000;
@@ -131,8 +132,8 @@ export class RecordCollector {
       if (this.d.outbox.status().pending === 0) await this.ownRecords(report);
       if (this.d.hosts.ready) await this.deadHosts(report);
     } catch (err) {
-      this.last = { at: new Date(this.now()).toISOString(), error: (err as Error).message };
-      this.d.log.warn({ err: (err as Error).message }, "collecting records failed; next pass retries");
+      this.last = { at: new Date(this.now()).toISOString(), error: messageOf(err) };
+      this.d.log.warn({ err: messageOf(err) }, "collecting records failed; next pass retries");
       return undefined;
     }
     this.last = { at: new Date(this.now()).toISOString(), report };

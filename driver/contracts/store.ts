@@ -4,6 +4,8 @@
  * Every read-modify-write goes through `cas` so concurrent hosts never lose an
  * update. Keys are '/'-separated paths without a leading slash.
  */
+import { messageOf } from "../../lib/errors.js";
+
 export interface KV {
   key: string;
   value: string;
@@ -75,7 +77,7 @@ export class StoreError extends Error {
     cause: unknown,
     opts: { unavailable?: string } = {},
   ) {
-    super(`store ${op} ${key}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(`store ${op} ${key}: ${messageOf(cause)}`, { cause });
     this.name = "StoreError";
     this.unavailable = opts.unavailable;
   }

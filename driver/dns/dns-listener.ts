@@ -50,6 +50,7 @@ import { formatHostPort, plainAddress, sameHostPort, type HostPort, type Upstrea
 import { RCODE, FrameReader, encodeReply, frame, parseMessage, queryTypeOf, sizeLimit, type ReplySpec, type Transport } from "./dns-wire.js";
 import { tcpExchange, udpExchange } from "./exchange.js";
 import { bindUdp, closeServer, closeUdp, listenTcp } from "./dns-sockets.js";
+import { messageOf } from "../../lib/errors.js";
 
 export const DEFAULT_TTL_S = 0;
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 2000;
@@ -467,7 +468,7 @@ export class DnsListener {
         this.counters.forwarded++;
         return reply;
       } catch (err) {
-        const why = err instanceof Error ? err.message : String(err);
+        const why = messageOf(err);
         failures.push(`${formatHostPort(server)}: ${why}`);
         this.log.debug({ upstream: formatHostPort(server), transport, error: why }, "DNS upstream did not answer");
       }

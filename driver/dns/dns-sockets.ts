@@ -3,6 +3,7 @@ import dgram from "node:dgram";
 import net from "node:net";
 import { failure, success, type Result } from "../../lib/result.js";
 import type { HostPort } from "./upstreams.js";
+import { messageOf } from "../../lib/errors.js";
 
 export interface BindError {
   code: string | undefined;
@@ -20,7 +21,7 @@ export function bindError(err: unknown): BindError {
     case "EPERM":
       return { code, text: "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)" };
     default:
-      return { code, text: err instanceof Error ? err.message : String(err) };
+      return { code, text: messageOf(err) };
   }
 }
 

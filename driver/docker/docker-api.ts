@@ -25,6 +25,7 @@ import type { ContainerEndpoint, DaemonFacts, DockerEvent, DockerNetwork, Docker
 import type { Logger } from "../../lib/log.js";
 import { Backoff } from "../../lib/retry.js";
 import { success } from "../../lib/result.js";
+import { messageOf } from "../../lib/errors.js";
 
 /** The newest API version we speak; older daemons (20.10: 1.41) are spoken to in theirs. */
 const NEWEST_API = "1.44";
@@ -135,7 +136,7 @@ export class DockerApi implements DockerPort {
         this.log.warn({ status: r.status }, "Docker API ping refused; retrying");
       } catch (err) {
         if (signal.aborted) throw err;
-        this.log.debug({ err: (err as Error).message }, "Docker API not answering yet");
+        this.log.debug({ err: messageOf(err) }, "Docker API not answering yet");
       }
       await sleep(backoff.next(), undefined, { signal });
     }
@@ -192,7 +193,7 @@ export class DockerApi implements DockerPort {
     const r = await this.call("POST", "/networks/create", what, [400, 403, 409], body);
     if (r.status === 201 || r.status === 200) return success(z.object({ Id: z.string() }).parse(r.body).Id);
     // 20.10 says 403, 25 and later 409, for "network with name X already exists".
-    return refuse(r.status === 400 ? "bad-request" : "conflict", `${what}: ${messageOf(r.body)}`);
+    return refuse(r.status === 400 ? "bad-request" : "conflict", `${what}: ${daemonMessage(r.body)}`);
   }
 
   async removeNetwork(id: string): Promise<Outcome<RemoveResult>> {
@@ -267,10 +268,10 @@ export class DockerApi implements DockerPort {
     try {
       r = await this.raw(method, `/v${this.apiVersion()}${path}`, body, { timeoutMs: this.callTimeoutMs });
     } catch (err) {
-      throw new DockerApiError(what, undefined, (err as Error).message, { cause: err });
+      throw new DockerApiError(what, undefined, messageOf(err), { cause: err });
     }
     if ((r.status >= 200 && r.status < 300) || allowed.includes(r.status)) return r;
-    throw new DockerApiError(what, r.status, `HTTP ${r.status}: ${messageOf(r.body)}`);
+    throw new DockerApiError(what, r.status, `HTTP ${r.status}: ${daemonMessage(r.body)}`);
   }
 
   private raw(method: string, path: string, body: unknown, o: { timeoutMs: number; signal?: AbortSignal }): Promise<Reply> {
@@ -359,7 +360,8 @@ function toEvent(line: string): DockerEvent | undefined {
   }
 }
 
-function messageOf(body: unknown): string {
+/** The daemon's words in an error reply ({"message": …}), or the reply as text. */
+function daemonMessage(body: unknown): string {
   if (typeof body === "object" && body !== null && typeof (body as { message?: unknown }).message === "string") return (body as { message: string }).message;
   return typeof body === "string" ? body.trim() : JSON.stringify(body);
 }

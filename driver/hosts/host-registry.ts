@@ -4,6 +4,7 @@ import { keys } from "../cluster/keys.js";
 import type { Logger } from "../../lib/log.js";
 import { Backoff } from "../../lib/retry.js";
 import type { EphemeralKey, KV, Store, Watch } from "../contracts/store.js";
+import { messageOf } from "../../lib/errors.js";
 
 export const HostRecord = z.object({
   hostId: z.string(),
@@ -87,7 +88,7 @@ export class HostRegistry {
     this.alive.set(this.self.hostId, this.record());
     await this.presence
       ?.update(JSON.stringify(this.record()))
-      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "updating this host's record failed"));
+      .catch((err: unknown) => this.log.warn({ err: messageOf(err) }, "updating this host's record failed"));
   }
 
   private async register(): Promise<void> {
@@ -105,7 +106,7 @@ export class HostRegistry {
       if (now !== written) await this.presence.update(now);
     } catch (err) {
       const retryMs = this.registerBackoff.next();
-      this.log.warn({ err: (err as Error).message, retryMs }, "registering this host failed; retrying");
+      this.log.warn({ err: messageOf(err), retryMs }, "registering this host failed; retrying");
       this.retry = setTimeout(() => void this.register(), retryMs);
       this.retry.unref();
     }

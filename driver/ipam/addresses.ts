@@ -8,6 +8,7 @@ import type { KV, Store } from "../contracts/store.js";
 import { addressRange, formatIpv4, parseIpv4, type Ipv4, type Subnet } from "../../lib/net.js";
 import { parsePoolId, readPool } from "./pool-records.js";
 import { casRounds, contended } from "../cluster/cas-rounds.js";
+import { messageOf } from "../../lib/errors.js";
 
 /**
  * `addresses/<subnet>/<ip>`. libnetwork sends --aux-address requests with
@@ -157,7 +158,7 @@ export class AddressAllocator {
       try {
         record = decodeAddress(kv);
       } catch (err) {
-        this.log.warn({ key: kv.key, err: (err as Error).message }, "ignoring a corrupt address record");
+        this.log.warn({ key: kv.key, err: messageOf(err) }, "ignoring a corrupt address record");
         continue;
       }
       out.push({ pool: subnetFromKey(m[1]!), ip: m[2]!, record, kv });
@@ -304,6 +305,6 @@ function decodeAddress(kv: KV): AddressRecord {
   try {
     return AddressRecord.parse(JSON.parse(kv.value));
   } catch (err) {
-    throw new Error(`corrupt address record at ${kv.key}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`corrupt address record at ${kv.key}: ${messageOf(err)}`, { cause: err });
   }
 }

@@ -9,6 +9,7 @@ import { success } from "../../lib/result.js";
 import { refuse, type Outcome } from "../errors.js";
 import type { KV, Store } from "../contracts/store.js";
 import { POOL_PREFIX, Subnet } from "../../lib/net.js";
+import { messageOf } from "../../lib/errors.js";
 
 /** The address space our IPAM reports; networks from any other IPAM are refused. */
 export const ADDRESS_SPACE = "tsoverlay";
@@ -76,7 +77,7 @@ export function decodePool(kv: KV): StoredPool {
   try {
     record = PoolRecord.parse(JSON.parse(kv.value));
   } catch (err) {
-    throw new Error(`corrupt pool record at ${kv.key}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`corrupt pool record at ${kv.key}: ${messageOf(err)}`, { cause: err });
   }
   const subnet = Subnet.parse(record.subnet);
   if (!subnet.ok) throw new Error(`corrupt pool record at ${kv.key}: ${subnet.error}`);

@@ -9,6 +9,7 @@
  */
 import { Mutex } from "../../lib/keyed-mutex.js";
 import { runHostCommand, type CommandResult } from "./host-command.js";
+import { messageOf } from "../../lib/errors.js";
 
 export type Table = "filter" | "nat";
 
@@ -148,7 +149,7 @@ export class Iptables {
     try {
       return await runHostCommand(this.bin, full, { netnsPath: this.netnsPath, timeoutMs: TIMEOUT_MS });
     } catch (err) {
-      throw new IptablesError(`${rule} failed: ${(err as Error).message}`, rule, { cause: err });
+      throw new IptablesError(`${rule} failed: ${messageOf(err)}`, rule, { cause: err });
     }
   }
 }

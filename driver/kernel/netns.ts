@@ -36,6 +36,7 @@ import fs from "node:fs";
 import path from "node:path";
 import koffi from "koffi";
 import { createRtNetlink, type RtNetlinkSocket } from "netlink";
+import { messageOf } from "../../lib/errors.js";
 
 const CLONE_NEWNET = 0x40000000;
 const MS_BIND = 0x1000;
@@ -126,7 +127,7 @@ export function createNamedNetns(nsPath: string): void {
     // The mount target must exist; a left-over plain file from a crash is fine.
     fs.closeSync(fs.openSync(nsPath, fs.constants.O_RDONLY | fs.constants.O_CREAT, 0o444));
   } catch (err) {
-    throw new NetnsError(`netns ${nsPath}: preparing mount point failed: ${(err as Error).message}`, nsPath, undefined, {
+    throw new NetnsError(`netns ${nsPath}: preparing mount point failed: ${messageOf(err)}`, nsPath, undefined, {
       cause: err,
     });
   }
@@ -178,7 +179,7 @@ function tryUnlink(p: string): void {
     fs.unlinkSync(p);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
-      throw new NetnsError(`netns ${p}: unlink failed: ${(err as Error).message}`, p, undefined, { cause: err });
+      throw new NetnsError(`netns ${p}: unlink failed: ${messageOf(err)}`, p, undefined, { cause: err });
     }
   }
 }
@@ -245,7 +246,7 @@ export function openRtnetlinkIn(nsPath: string): RtNetlinkSocket {
     return runInNetns(nsPath, () => createRtNetlink());
   } catch (err) {
     if (err instanceof NetnsError) throw err;
-    throw new NetnsError(`netns ${nsPath}: opening rtnetlink socket failed: ${(err as Error).message}`, nsPath, undefined, {
+    throw new NetnsError(`netns ${nsPath}: opening rtnetlink socket failed: ${messageOf(err)}`, nsPath, undefined, {
       cause: err,
     });
   }
@@ -277,7 +278,7 @@ export function writeSysctlIn(nsPath: string, key: string, value: string, procRo
     runInNetns(nsPath, () => fs.writeFileSync(file, value));
   } catch (err) {
     if (err instanceof NetnsError) throw err;
-    throw new NetnsError(`netns ${nsPath}: writing ${file}=${value} failed: ${(err as Error).message}`, nsPath, undefined, {
+    throw new NetnsError(`netns ${nsPath}: writing ${file}=${value} failed: ${messageOf(err)}`, nsPath, undefined, {
       cause: err,
     });
   }
@@ -290,7 +291,7 @@ export function readSysctlIn(nsPath: string, key: string, procRoot = "/proc"): s
     return runInNetns(nsPath, () => fs.readFileSync(file, "utf8").trim());
   } catch (err) {
     if (err instanceof NetnsError) throw err;
-    throw new NetnsError(`netns ${nsPath}: reading ${file} failed: ${(err as Error).message}`, nsPath, undefined, {
+    throw new NetnsError(`netns ${nsPath}: reading ${file} failed: ${messageOf(err)}`, nsPath, undefined, {
       cause: err,
     });
   }

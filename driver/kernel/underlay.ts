@@ -2,6 +2,7 @@ import { createRtNetlink } from "netlink";
 import { listIpv4Addresses, listLinks, type Ipv4Address, type LinkInfo } from "./links.js";
 import { mainRoutes } from "./routes.js";
 import { failure, success, type Result } from "../../lib/result.js";
+import { messageOf } from "../../lib/errors.js";
 
 export interface Underlay {
   /** This host's VTEP address: also its host id in the cluster. */
@@ -40,7 +41,7 @@ export async function resolveUnderlay(opts: { advertiseAddr: string; advertiseIf
     if (link === undefined) return failure(`underlay interface ${pick.index} vanished`);
     return success({ vtep: pick.ip, ifname: link.name, ifindex: link.index, mtu: link.mtu ?? 1500 });
   } catch (e) {
-    return failure(`reading the underlay from the kernel failed: ${(e as Error).message}`);
+    return failure(`reading the underlay from the kernel failed: ${messageOf(e)}`);
   } finally {
     nl.socket.close();
   }

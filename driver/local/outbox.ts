@@ -29,6 +29,7 @@ import { z } from "zod";
 import type { Logger } from "../../lib/log.js";
 import { Backoff } from "../../lib/retry.js";
 import { isStoreUnavailable, StoreUnavailableError, type Store } from "../contracts/store.js";
+import { messageOf } from "../../lib/errors.js";
 
 export const TeardownOp = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("withdraw-endpoint"), subnet: z.string(), endpointId: z.string() }),
@@ -182,7 +183,7 @@ export class Outbox {
           this.events.emit("progress");
           return;
         }
-        this.log.error({ op, raw: op === undefined ? head.value : undefined, err: (err as Error).message }, "teardown step failed for good; dropping it");
+        this.log.error({ op, raw: op === undefined ? head.value : undefined, err: messageOf(err) }, "teardown step failed for good; dropping it");
       }
       await this.local.delete(head.key);
       this.count = Math.max(0, this.count - 1);

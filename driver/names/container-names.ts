@@ -1,5 +1,6 @@
 import type { Logger } from "../../lib/log.js";
 import type { DockerEvent, DockerPort } from "../contracts/docker.js";
+import { messageOf } from "../../lib/errors.js";
 
 /**
  * Keeps each local endpoint's names (the container's name and its network
@@ -28,7 +29,7 @@ export class ContainerNames {
     const containerId = e.kind === "container-started" || e.kind === "network-connected" ? e.containerId : undefined;
     if (containerId === undefined || containerId === "") return;
     void this.refresh(containerId).catch((err: unknown) =>
-      this.log.warn({ container: containerId, err: (err as Error).message }, "reading a container's names failed"),
+      this.log.warn({ container: containerId, err: messageOf(err) }, "reading a container's names failed"),
     );
   }
 

@@ -6,6 +6,7 @@ import type { HostRegistry } from "../hosts/host-registry.js";
 import type { Logger } from "../../lib/log.js";
 import { metrics } from "../../lib/metrics.js";
 import type { KV, Store, Watch } from "../contracts/store.js";
+import { messageOf } from "../../lib/errors.js";
 
 /** One network's tables against its desired peers; `checked` is false until the store has answered (nothing is desired yet). */
 export interface PeerCheck extends PeerDrift {
@@ -220,7 +221,7 @@ export class PeerSync {
         this.log[level]({ subnet, added: r.added, removed: r.removed, why }, why === "periodic" ? "repaired peer drift" : "peers programmed");
       }
     } catch (err) {
-      this.log.error({ subnet, err: (err as Error).message, why }, "programming peers failed");
+      this.log.error({ subnet, err: messageOf(err), why }, "programming peers failed");
     } finally {
       entry.markSynced();
     }

@@ -6,6 +6,7 @@ import type { Logger } from "../../lib/log.js";
 import { success } from "../../lib/result.js";
 import { refuse, type Outcome } from "../errors.js";
 import { isLoopback } from "../../lib/net.js";
+import { messageOf } from "../../lib/errors.js";
 
 /** One published port as asked (Docker's port map, in the domain's terms). */
 export interface PortRequest {
@@ -161,7 +162,7 @@ export class PortPublisher {
             await this.dnat.add(rule);
           } catch (err) {
             await undo();
-            return refuse("kernel", `publishing ${r.value.id} on the kernel fast path: ${(err as Error).message}`);
+            return refuse("kernel", `publishing ${r.value.id} on the kernel fast path: ${messageOf(err)}`);
           }
           p.dnat = rule;
         }
@@ -214,7 +215,7 @@ export class PortPublisher {
     for (const p of published) {
       if (p.dnat) {
         await this.dnat?.remove(p.dnat).catch((err: unknown) => {
-          this.log.error({ endpointId, id: p.active.id, err: (err as Error).message }, "removing a port's DNAT rule failed");
+          this.log.error({ endpointId, id: p.active.id, err: messageOf(err) }, "removing a port's DNAT rule failed");
         });
       }
       await this.proxy.remove(p.active);

@@ -1,4 +1,5 @@
 import { StoreError } from "../contracts/store.js";
+import { messageOf } from "../../lib/errors.js";
 
 export function statusCodeOf(err: unknown): number | undefined {
   const response = (err as { response?: { statusCode?: number } } | undefined)?.response;
@@ -42,7 +43,7 @@ function describeConsulError(baseUrl: string, err: unknown): { error: Error; una
   }
   if (unavailable !== undefined) message = unavailable;
   else if (status !== undefined) message = `Consul at ${endpoint} refused the request: HTTP ${status}${body ? `: ${body}` : ""}`;
-  else message = `Consul at ${endpoint}: ${err instanceof Error ? err.message : String(err)}`;
+  else message = `Consul at ${endpoint}: ${messageOf(err)}`;
   return { error: new Error(message, { cause: err }), ...(unavailable === undefined ? {} : { unavailable }) };
 }
 

@@ -5,6 +5,7 @@ import type { Logger } from "../../lib/log.js";
 import { Mutex } from "../../lib/keyed-mutex.js";
 import { assertValidKey, Keyspace, type Change, type Entry } from "./keyspace.js";
 import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "../contracts/store.js";
+import { messageOf } from "../../lib/errors.js";
 
 const STORE_FILE = "kv.json";
 const TEMP_MARKER = ".tmp-";
@@ -207,7 +208,7 @@ async function readStoreFile(file: string): Promise<StoreFile> {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new StoreError("open", file, `corrupt store file ${file}: ${(err as Error).message}`);
+    throw new StoreError("open", file, `corrupt store file ${file}: ${messageOf(err)}`);
   }
   const parsed = storeFileSchema.safeParse(json);
   if (!parsed.success) {

@@ -2,6 +2,7 @@ import type { DaemonListener } from "../../driver/catalog/docker-follower.js";
 import type { DockerEvent, DockerPort } from "../../driver/contracts/docker.js";
 import { Mutex } from "../../lib/keyed-mutex.js";
 import type { Logger } from "../../lib/log.js";
+import { messageOf } from "../../lib/errors.js";
 
 /** Docker's option that gives a bridge network's interface a name of its own. */
 const BRIDGE_NAME_OPTION = "com.docker.network.bridge.name";
@@ -43,7 +44,7 @@ export class DockerBridgeGuard implements DaemonListener {
         const bridges = (await this.d.docker.networks(["bridge"])).flatMap((n) => n.options[BRIDGE_NAME_OPTION] ?? []);
         await this.d.allow(bridges);
       })
-      .catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, "letting Docker's named bridges ask the name service failed"));
+      .catch((err: unknown) => this.d.log.warn({ err: messageOf(err) }, "letting Docker's named bridges ask the name service failed"));
   }
 
   /** Waits for the reads under way (tests). */

@@ -8,6 +8,7 @@ import type { DockerPort } from "../../driver/contracts/docker.js";
 import { isStoreUnavailable, type Store } from "../../driver/contracts/store.js";
 import type { Finding } from "../../driver/api.js";
 import type { ClusterAsk } from "../../driver/cluster/cluster-ask.js";
+import { messageOf } from "../../lib/errors.js";
 
 /**
  * `tsoverlay doctor`: this host checked for what has bitten users, each
@@ -67,7 +68,7 @@ export async function runDoctor(d: DoctorInputs): Promise<Finding[]> {
     try {
       out.push(...(await check(d)));
     } catch (e) {
-      out.push({ check: check.name, status: "warn", detail: `the check itself failed: ${(e as Error).message}` });
+      out.push({ check: check.name, status: "warn", detail: `the check itself failed: ${messageOf(e)}` });
     }
   }
   return out;
@@ -166,8 +167,8 @@ async function clusterStore(d: DoctorInputs): Promise<Finding[]> {
       {
         check: "cluster store",
         status: "problem",
-        detail: `${where}: ${unavailable ? e.unavailable : (e as Error).message}`,
-        fix: /leader/i.test((e as Error).message)
+        detail: `${where}: ${unavailable ? e.unavailable : messageOf(e)}`,
+        fix: /leader/i.test(messageOf(e))
           ? "the Consul servers have no leader: start enough servers for a quorum (consul operator raft list-peers)"
           : `start the Consul agent on this host (systemctl start consul) and check that it joined the cluster (consul members)`,
       },

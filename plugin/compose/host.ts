@@ -26,6 +26,7 @@ import { onScrape } from "../../lib/metrics.js";
 import { hostGauges } from "./metric-sources.js";
 import { clockReadings, runDoctor } from "./doctor.js";
 import { runProbe } from "./probe.js";
+import { messageOf } from "../../lib/errors.js";
 
 /** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
 const IPV6_HALF_DELAY_MS = 2_000;
@@ -205,6 +206,6 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     docker?.close();
     await raw?.close().catch(() => undefined);
     await local?.close().catch(() => undefined);
-    return failure((e as Error).message);
+    return failure(messageOf(e));
   }
 }

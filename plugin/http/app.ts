@@ -2,6 +2,7 @@ import express, { type NextFunction, type Request, type Response } from "express
 import type { Logger } from "../../lib/log.js";
 import { metrics } from "../../lib/metrics.js";
 import { errorBody, type Answer } from "./answer.js";
+import { messageOf } from "../../lib/errors.js";
 
 const PLUGIN_MEDIA_TYPE = "application/vnd.docker.plugins.v1.2+json";
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -17,7 +18,7 @@ export function parseBody(raw: Buffer | undefined): { ok: true; value: unknown }
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch (e) {
-    return { ok: false, error: `malformed JSON body: ${(e as Error).message}` };
+    return { ok: false, error: `malformed JSON body: ${messageOf(e)}` };
   }
 }
 
@@ -41,8 +42,8 @@ export function createApp(routes: RouteTable, log: Logger, views: Views = {}): e
         res.json(await view(query));
       } catch (e) {
         const status = (e as { status?: unknown }).status;
-        if (typeof status !== "number") log.error({ view: name, err: (e as Error).message }, "view failed");
-        send(res, typeof status === "number" ? status : 500, errorBody(`${name}: ${(e as Error).message}`));
+        if (typeof status !== "number") log.error({ view: name, err: messageOf(e) }, "view failed");
+        send(res, typeof status === "number" ? status : 500, errorBody(`${name}: ${messageOf(e)}`));
       }
     });
   }
@@ -69,7 +70,7 @@ export function createApp(routes: RouteTable, log: Logger, views: Views = {}): e
     } catch (e) {
       // A handler bug must not take the plugin down: answer and keep serving.
       log.error({ path, err: e }, "handler failed unexpectedly");
-      answer = { ok: false, status: 500, error: `${path}: internal error: ${(e as Error).message}` };
+      answer = { ok: false, status: 500, error: `${path}: internal error: ${messageOf(e)}` };
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     metrics.driverCallSeconds.observe({ call: path.slice(1), result: answer.ok ? "ok" : "error" }, ms / 1000);

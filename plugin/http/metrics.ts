@@ -2,6 +2,7 @@ import http from "node:http";
 import type { Logger } from "../../lib/log.js";
 import { CONTENT_TYPE, scrape } from "../../lib/metrics.js";
 import type { Listener } from "./listen.js";
+import { messageOf } from "../../lib/errors.js";
 
 /**
  * The Prometheus endpoint: GET /metrics on a TCP address, only when one is
@@ -17,8 +18,8 @@ export async function listenMetrics(address: { host: string; port: number }, log
     scrape().then(
       (text) => res.writeHead(200, { "content-type": CONTENT_TYPE }).end(text),
       (e: unknown) => {
-        log.error({ err: (e as Error).message }, "metrics scrape failed");
-        res.writeHead(500, { "content-type": "text/plain" }).end(`scrape failed: ${(e as Error).message}\n`);
+        log.error({ err: messageOf(e) }, "metrics scrape failed");
+        res.writeHead(500, { "content-type": "text/plain" }).end(`scrape failed: ${messageOf(e)}\n`);
       },
     );
   });

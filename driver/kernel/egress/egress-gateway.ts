@@ -56,9 +56,10 @@ import { formatIpv4, type Subnet } from "../../../lib/net.js";
 import { Iptables } from "../iptables.js";
 import { isNetnsMount, openRtnetlinkIn } from "../netns.js";
 import { enableHostForwarding, ensureGatewayBridge, removeGatewayBridge } from "./bridge.js";
-import { EgressError, egressStep, errMsg, parseCidr4 } from "./errors.js";
+import { EgressError, egressStep, parseCidr4 } from "./errors.js";
 import { countHostLegs, deleteHostRoute, ensureHostRoute, ensureLeg, isHostLegName, removeLeg, type GatewaySide } from "./legs.js";
 import { EgressRules } from "./rules.js";
+import { messageOf } from "../../../lib/errors.js";
 
 const DEFAULT_EGRESS_BRIDGE = "tsogw0";
 const DEFAULT_EGRESS_SUBNET = "100.72.0.0/24";
@@ -198,7 +199,7 @@ export class EgressGateway {
     try {
       legIp = this.legIp(slot);
     } catch (err) {
-      throw new EgressError(`egress ${cidr.toString()}: ${errMsg(err).replace(/^egress: /, "")}`, cidr.toString(), undefined, { cause: err });
+      throw new EgressError(`egress ${cidr.toString()}: ${messageOf(err).replace(/^egress: /, "")}`, cidr.toString(), undefined, { cause: err });
     }
     return { cidr, legIp };
   }

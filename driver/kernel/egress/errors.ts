@@ -3,6 +3,7 @@
  * "shared egress state") and the step; iptables failures also the rule.
  */
 import { Subnet, parseIfaceCidr4, parseIpv4 } from "../../../lib/net.js";
+import { messageOf } from "../../../lib/errors.js";
 
 /** A failed egress operation, naming the network and (for iptables) the rule. */
 export class EgressError extends Error {
@@ -17,17 +18,13 @@ export class EgressError extends Error {
   }
 }
 
-export function errMsg(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** Runs `fn`, turning any failure into an EgressError naming the network and the step. */
 export async function egressStep<T>(network: string, what: string, fn: () => Promise<T> | T): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (err instanceof EgressError) throw err;
-    throw new EgressError(`egress ${network}: ${what} failed: ${errMsg(err)}`, network, undefined, { cause: err });
+    throw new EgressError(`egress ${network}: ${what} failed: ${messageOf(err)}`, network, undefined, { cause: err });
   }
 }
 
