@@ -2,12 +2,13 @@ import net from "node:net";
 import type { Logger } from "../lib/log.js";
 import { describeBinding, type Binding } from "./binding.js";
 import { newCounters, type ProxyCounters } from "./counters.js";
+import { Admission, CONN_DEFAULTS, LimitNotice, SlotCounter, sourceOf, type ConnLimits, type Refusal, type SlotPool } from "./limits.js";
 import { encodeProxyHeader, endpointsOf } from "./proxy-header.js";
 import { Pump } from "./pump.js";
 import { ReadBufferPool } from "./read-buffers.js";
 import { withReadBuffers } from "./rewrap.js";
 
-export interface TcpProxyOptions {
+export interface TcpProxyOptions extends Partial<ConnLimits> {
   /**
    * Give up on a backend that has not accepted within this many ms (default 5000). docker-proxy
    * has none (the kernel's SYN retries, ~2 min); moby PR #47571 proposed 5 s.
@@ -23,7 +24,20 @@ export interface TcpProxyOptions {
   log?: Logger;
   /** Opens the backend socket (tests inject one that never connects). */
   dial?: (opts: net.TcpNetConnectOpts) => net.Socket;
+  /** Shared slots beyond maxConns / maxConnsPerSource (the plugin's pool, when accept workers share the port). */
+  pool?: SlotPool;
+  /**
+   * A connection with no byte either way for this long is closed on both sides (default 5 days,
+   * conntrack's established timeout, which the same port's DNATed traffic gets; 0 = never).
+   * Dead peers go much sooner: both sockets keep TCP keepalive on, as docker-proxy's (Go) do.
+   */
+  idleTimeoutMs?: number;
 }
+
+export const TCP_IDLE_DEFAULT_MS = 5 * 24 * 3600 * 1000;
+
+/** TCP keepalive probes after 15 s idle: Go's default, so docker-proxy's. */
+const KEEPALIVE = { keepAlive: true, keepAliveInitialDelay: 15_000 } as const;
 
 /** Node's read size for sockets without `onread`: a read this large means more was waiting. */
 const BULK_READ = 64 * 1024;
@@ -32,7 +46,8 @@ interface Conn {
   /** The accepted socket, or its re-wrapped successor (rewrap.ts). */
   readonly client: net.Socket;
   readonly backend: net.Socket;
-  close(reset: boolean, err?: Error): void;
+  /** With an error, or "idle" when the idle timeout closes it. */
+  close(reset: boolean, why?: Error | "idle"): void;
 }
 
 /**
@@ -55,6 +70,10 @@ interface Conn {
 export class TcpProxy {
   readonly counters: ProxyCounters = newCounters();
   private readonly conns = new Set<Conn>();
+  private readonly admission: Admission;
+  private readonly idleTimeoutMs: number;
+  private readonly notice: LimitNotice;
+  private closed = false;
   private readonly connectTimeoutMs: number;
   private readonly resetOnBackendFailure: boolean;
   private readonly buffers: ReadBufferPool;
@@ -72,6 +91,12 @@ export class TcpProxy {
     this.dial = opts.dial ?? ((o) => net.connect(o));
     this.name = describeBinding(binding);
     this.log = opts.log?.child({ binding: this.name });
+    this.admission = new Admission(
+      new SlotCounter(opts.maxConns ?? CONN_DEFAULTS.maxConns, opts.maxConnsPerSource ?? CONN_DEFAULTS.maxConnsPerSource),
+      opts.pool,
+    );
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? TCP_IDLE_DEFAULT_MS;
+    this.notice = new LimitNotice(this.log);
   }
 
   /** Snapshot of the counters, with the bytes currently buffered in user space. */
@@ -83,13 +108,42 @@ export class TcpProxy {
     return { ...this.counters, bufferedBytes: buffered };
   }
 
-  /** Destroys every open connection (FIN, or RST where unread data is pending). */
+  /** Destroys every open connection (FIN, or RST where unread data is pending); the binding is gone. */
   closeAll(): void {
+    this.closed = true;
     for (const c of [...this.conns]) c.close(false);
   }
 
-  /** Takes over an accepted client socket; it must be paused (`pauseOnConnect`). */
+  /**
+   * Takes over an accepted client socket; it must be paused (`pauseOnConnect`). Over the
+   * limits it is reset at once: the client sees a refused connection, not a hang.
+   */
   handle(accepted: net.Socket): void {
+    if (this.closed) return void accepted.destroy();
+    accepted.on("error", ignore); // a client reset while the pool answers
+    this.admission.admit(
+      sourceOf(accepted.remoteAddress),
+      (release) => {
+        accepted.off("error", ignore);
+        if (!this.closed && !accepted.destroyed) return this.open(accepted, release);
+        release();
+        accepted.destroy();
+      },
+      (why) => this.refuse(accepted, why),
+    );
+  }
+
+  private refuse(accepted: net.Socket, why: Refusal): void {
+    if (why === "port") this.counters.refusedPortLimit++;
+    else this.counters.refusedSourceLimit++;
+    const { refusedPortLimit, refusedSourceLimit } = this.counters;
+    const what = why === "port" ? "the port's" : "a source's";
+    this.notice.warn({ connections: this.conns.size, refusedPortLimit, refusedSourceLimit }, `${what} tcp connection limit reached: new connections reset`);
+    kill(accepted, true);
+  }
+
+  /** Proxies an admitted connection; `release` gives its slot back when it closes. */
+  private open(accepted: net.Socket, release: () => void): void {
     const counters = this.counters;
     const { backendIp, backendPort } = this.binding;
     counters.connectionsTotal++;
@@ -101,37 +155,49 @@ export class TcpProxy {
     // Closures below clear it before it is set: not a const (no TDZ).
     // eslint-disable-next-line prefer-const
     let timer: NodeJS.Timeout | undefined;
-
+    const idle = this.idleTimeoutMs > 0 ? setTimeout(() => conn.close(false, "idle"), this.idleTimeoutMs).unref() : undefined;
+    const countIn = (n: number): void => {
+      counters.bytesIn += n;
+      idle?.refresh();
+    };
+    const countOut = (n: number): void => {
+      counters.bytesOut += n;
+      idle?.refresh();
+    };
     const toClient = new Pump(
       this.buffers,
       () => backend,
       () => client,
-      (n) => (counters.bytesOut += n),
+      countOut,
       () => done,
     );
     const toBackend = new Pump(
       this.buffers,
       () => client,
       () => backend,
-      (n) => (counters.bytesIn += n),
+      countIn,
       () => done,
     );
-    const backend = this.dial({ host: backendIp, port: backendPort, allowHalfOpen: true, noDelay: true, onread: toClient.onread });
+    accepted.setKeepAlive(true, KEEPALIVE.keepAliveInitialDelay);
+    const backend = this.dial({ host: backendIp, port: backendPort, allowHalfOpen: true, noDelay: true, ...KEEPALIVE, onread: toClient.onread });
 
     const conn: Conn = {
       get client() {
         return client;
       },
       backend,
-      close: (reset, err) => {
+      close: (reset, why) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        clearTimeout(idle);
         this.conns.delete(conn);
         counters.connectionsActive--;
-        if (err) {
+        release();
+        if (why === "idle") counters.idleTimeouts++;
+        else if (why) {
           counters.errors++;
-          this.log?.debug({ err: err.message, client: `${client.remoteAddress}:${client.remotePort}` }, "tcp connection failed");
+          this.log?.debug({ err: why.message, client: `${client.remoteAddress}:${client.remotePort}` }, "tcp connection failed");
         }
         kill(client, reset);
         kill(backend, reset);
@@ -168,7 +234,7 @@ export class TcpProxy {
     const onClientEnd = (): void => void backend.end(); // client SHUT_WR → backend SHUT_WR
     const resumeClient = (): void => void client.resume();
     const onClientData = (chunk: Buffer): void => {
-      counters.bytesIn += chunk.length;
+      countIn(chunk.length);
       if (!backend.write(chunk)) client.pause();
       if (chunk.length >= BULK_READ) toReadBuffers();
     };
@@ -211,6 +277,10 @@ export class TcpProxy {
       client.resume();
     });
   }
+}
+
+function ignore(): void {
+  // an error with nobody to tell
 }
 
 function kill(s: net.Socket, reset: boolean): void {
