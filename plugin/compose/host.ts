@@ -79,7 +79,8 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     const proxyLog = log.child({ component: "proxy" });
     workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog, logLevel: config.logLevel });
     await workers.start();
-    const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
+    const proxies = new ProxyManager({ log: proxyLog, workers, tcp: config.proxyTcp, udp: config.proxyUdp });
+    const publisher = new PortPublisher(proxies, log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
     const dnsPort = config.dnsPort;
     const bridgeGuard =
       docker === undefined || nameServer === undefined || dnsPort === undefined
