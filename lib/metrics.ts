@@ -123,6 +123,18 @@ export const metrics = {
     labelNames: ["host_port", "proto", "direction"] as const,
     registers: [registry],
   }),
+  proxyRefused: new Counter({
+    name: "tsoverlay_proxy_refused_total",
+    help: "TCP connections the proxy reset at accept, or new UDP flows it dropped, per published port, by the limit reached (port: TSOVERLAY_PROXY_TCP_CONNS / TSOVERLAY_PROXY_UDP_FLOWS; source: TSOVERLAY_PROXY_TCP_CONNS_PER_SOURCE), since the port was published",
+    labelNames: ["host_port", "proto", "limit"] as const,
+    registers: [registry],
+  }),
+  proxyEvicted: new Counter({
+    name: "tsoverlay_proxy_evicted_total",
+    help: "Connections or flows the proxy closed itself per published port, by reason (port_limit: the oldest UDP flow its container had not answered, for a new client of a full table; source_limit: a source's own oldest UDP flow, beyond its limit; idle: a TCP connection idle for TSOVERLAY_PROXY_TCP_IDLE_S), since the port was published",
+    labelNames: ["host_port", "proto", "reason"] as const,
+    registers: [registry],
+  }),
   dnsQueries: new Counter({
     name: "tsoverlay_dns_queries_total",
     help: "Queries the name service handled since the plugin started, by result (answered, no_data, forwarded, forward_failed, resolver_failed, not_forwarded, refused; rate_limited and client_busy: dropped, the client over its share)",

@@ -9,6 +9,7 @@ import net from "node:net";
 import { createLogger } from "../lib/log.js";
 import type { ToParent, ToWorker } from "./accept-protocol.js";
 import type { ProxyCounters } from "./counters.js";
+import type { Refusal, SlotPool } from "./limits.js";
 import { ReadBufferPool } from "./read-buffers.js";
 import { TcpProxy } from "./tcp-proxy.js";
 
@@ -23,9 +24,31 @@ interface Served {
 const log = createLogger(process.argv[2] ?? "info").child({ component: "accept-worker" });
 const served = new Map<string, Served>();
 let buffers: ReadBufferPool | undefined;
+/** "take" requests the parent has not answered yet. */
+const taking = new Map<number, (refusal: Refusal | undefined) => void>();
+let takeSeq = 0;
 
 function reply(msg: ToParent): void {
   process.send?.(msg);
+}
+
+/** A binding's slots beyond this worker's local share: the parent's pool, over IPC (limits.ts). */
+function parentPool(id: string): SlotPool {
+  return {
+    take: (source) =>
+      new Promise((resolve) => {
+        const seq = ++takeSeq;
+        taking.set(seq, resolve);
+        reply({ op: "take", seq, id, source });
+      }),
+    give: (source) => reply({ op: "give", id, source }),
+  };
+}
+
+function took(msg: Extract<ToWorker, { op: "took" }>): void {
+  const resolve = taking.get(msg.seq);
+  taking.delete(msg.seq);
+  resolve?.(msg.refusal);
 }
 
 function serve(msg: Extract<ToWorker, { op: "serve" }>, handle: unknown): void {
@@ -33,7 +56,8 @@ function serve(msg: Extract<ToWorker, { op: "serve" }>, handle: unknown): void {
   buffers ??= new ReadBufferPool(msg.readBuffer?.min, msg.readBuffer?.max, msg.readBuffer?.budget);
   let entry = served.get(msg.id);
   if (entry === undefined) {
-    entry = { proxy: new TcpProxy(msg.binding, { ...msg.tcp, buffers, log }), servers: new Map() };
+    const pool = msg.pooled ? parentPool(msg.id) : undefined;
+    entry = { proxy: new TcpProxy(msg.binding, { ...msg.tcp, pool, buffers, log }), servers: new Map() };
     served.set(msg.id, entry);
   }
   const { proxy, servers } = entry;
@@ -70,6 +94,7 @@ setInterval(() => {
 process.on("message", (msg: ToWorker, handle: unknown) => {
   if (msg.op === "serve") serve(msg, handle);
   else if (msg.op === "unserve") void unserve(msg);
+  else if (msg.op === "took") took(msg);
 });
 // The parent is gone (crash, kill -9): so are we; the listening sockets close with us.
 process.on("disconnect", () => process.exit(0));

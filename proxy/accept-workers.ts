@@ -15,15 +15,21 @@
  * A worker that dies is restarted (after a pause that grows while it keeps
  * dying) and gets every binding again. A worker failure never fails a
  * publish: the parent serves the port alone meanwhile.
+ *
+ * Connection limits hold across the processes (limits.ts): each worker admits
+ * up to its local share on its own and asks the parent's pool, over IPC, for
+ * each connection beyond it; the slots a worker holds in the pool are given
+ * back when it says so, when the binding goes, or when the worker dies.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import type net from "node:net";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../lib/log.js";
 import { Backoff } from "../lib/retry.js";
-import type { ToParent, ToWorker } from "./accept-protocol.js";
+import type { ToParent, ToWorker, WorkerTcpOptions } from "./accept-protocol.js";
 import type { Binding } from "./binding.js";
 import { newCounters, type ProxyCounters } from "./counters.js";
+import type { SlotCounter } from "./limits.js";
 import type { TcpProxyOptions } from "./tcp-proxy.js";
 
 const ACK_TIMEOUT_MS = 5000;
@@ -43,7 +49,13 @@ export interface AcceptWorkersOptions {
   spawn?: () => ChildProcess;
 }
 
-interface Shared {
+/** How the workers serve a binding: the manager's TCP settings with their local share of the limits, and the pool beyond it. */
+export interface ShareOptions {
+  tcp?: WorkerTcpOptions;
+  pool?: SlotCounter;
+}
+
+interface Shared extends ShareOptions {
   binding: Binding;
   servers: net.Server[];
 }
@@ -54,6 +66,8 @@ class Worker {
   child: ChildProcess | undefined;
   ready: Promise<boolean> = Promise.resolve(false);
   counters: Record<string, ProxyCounters> = {};
+  /** Pool slots this worker holds, per binding id and source. */
+  held = new Map<string, Map<string, number>>();
   readonly restartBackoff = new Backoff(RESTART_MIN_MS, RESTART_MAX_MS);
   private readonly acks = new Map<number, (error: string | undefined) => void>();
 
@@ -114,15 +128,17 @@ export class AcceptWorkers {
   }
 
   /** Lets every worker accept on a binding's listening sockets too. */
-  async share(id: string, binding: Binding, servers: net.Server[]): Promise<void> {
+  async share(id: string, binding: Binding, servers: net.Server[], opts: ShareOptions = {}): Promise<void> {
     if (servers.length === 0) return;
-    this.shared.set(id, { binding, servers });
-    await Promise.all(this.workers.map((w, i) => this.serveOn(w, i, id, binding, servers)));
+    const shared: Shared = { binding, servers, ...opts };
+    this.shared.set(id, shared);
+    await Promise.all(this.workers.map((w, i) => this.serveOn(w, i, id, shared)));
   }
 
   /** Every worker stops accepting on the binding and closes its connections; resolves when they have. */
   async unshare(id: string): Promise<void> {
     if (!this.shared.delete(id)) return;
+    for (const w of this.workers) w.held.delete(id); // the pool goes with the binding
     await Promise.all(
       this.workers.map(async (w, i) => {
         const error = await w.request({ op: "unserve", seq: ++this.seq, id });
@@ -172,11 +188,14 @@ export class AcceptWorkers {
           resolve(true);
         } else if (msg.op === "done") w.settle(msg.seq, msg.error);
         else if (msg.op === "counters") w.counters = msg.counters;
+        else if (msg.op === "take") this.take(w, child, msg);
+        else if (msg.op === "give") this.give(w, msg.id, msg.source);
       });
       child.once("error", (err) => log?.error({ err: err.message }, "accept worker failed to start"));
       child.once("exit", (code, signal) => {
         resolve(false);
         w.failAll(`worker exited (${signal ?? code})`);
+        this.releaseAll(w);
         if (w.child !== child || this.closed) return;
         w.child = undefined;
         if (Date.now() - startedAt > STABLE_MS) w.restartBackoff.reset();
@@ -191,13 +210,45 @@ export class AcceptWorkers {
   private async relaunch(w: Worker, index: number): Promise<void> {
     if (this.closed) return;
     if (!(await this.launch(w, index))) return;
-    for (const [id, s] of this.shared) await this.serveOn(w, index, id, s.binding, s.servers);
+    for (const [id, s] of this.shared) await this.serveOn(w, index, id, s);
   }
 
-  private async serveOn(w: Worker, index: number, id: string, binding: Binding, servers: net.Server[]): Promise<void> {
+  /** A worker asks for a slot of a binding's pool; refused when the binding is gone. */
+  private take(w: Worker, child: ChildProcess, msg: Extract<ToParent, { op: "take" }>): void {
+    const pool = this.shared.get(msg.id)?.pool;
+    const refusal = pool === undefined ? "port" : pool.take(msg.source);
+    if (refusal === undefined) {
+      const held = w.held.get(msg.id) ?? new Map<string, number>();
+      w.held.set(msg.id, held.set(msg.source, (held.get(msg.source) ?? 0) + 1));
+    }
+    const answer: ToWorker = { op: "took", seq: msg.seq, ...(refusal === undefined ? {} : { refusal }) };
+    if (child.connected) child.send(answer);
+  }
+
+  private give(w: Worker, id: string, source: string): void {
+    const held = w.held.get(id);
+    const n = held?.get(source);
+    if (held === undefined || n === undefined) return; // the binding went meanwhile
+    if (n <= 1) held.delete(source);
+    else held.set(source, n - 1);
+    this.shared.get(id)?.pool?.give(source);
+  }
+
+  /** A worker died: so did its connections; their pool slots are free again. */
+  private releaseAll(w: Worker): void {
+    for (const [id, held] of w.held) {
+      for (const [source, n] of held) for (let i = 0; i < n; i++) this.shared.get(id)?.pool?.give(source);
+    }
+    w.held = new Map();
+  }
+
+  private async serveOn(w: Worker, index: number, id: string, s: Shared): Promise<void> {
     if (!(await w.ready)) return;
+    const { binding, servers, pool } = s;
+    // The manager's settings win over the workers' own; a setting it leaves unset does not.
+    const tcp = { ...this.opts.tcp, ...Object.fromEntries(Object.entries(s.tcp ?? {}).filter(([, v]) => v !== undefined)) };
     for (let leg = 0; leg < servers.length; leg++) {
-      const msg: ServeMessage = { op: "serve", seq: ++this.seq, id, leg, binding, tcp: this.opts.tcp, readBuffer: this.opts.readBuffer };
+      const msg: ServeMessage = { op: "serve", seq: ++this.seq, id, leg, binding, tcp, pooled: pool !== undefined, readBuffer: this.opts.readBuffer };
       const error = await w.request(msg, servers[leg]);
       if (error !== undefined)
         this.opts.log?.warn({ worker: index, binding: id, err: error }, "accept worker could not take a binding; the plugin serves it alone");

@@ -6,13 +6,15 @@ import { describeBinding, formatAddress, validateBinding, type Binding, type Pro
 import type { ProxyCounters } from "./counters.js";
 import { listenTcp, listenUdp, type BoundListener, type LateLegOutcome, type ListenAddress } from "./listener.js";
 import type { AcceptWorkers } from "./accept-workers.js";
+import { CONN_DEFAULTS, shareLimits, SlotCounter } from "./limits.js";
 import { ReadBufferPool } from "./read-buffers.js";
 import { TcpProxy, type TcpProxyOptions } from "./tcp-proxy.js";
 import { UdpProxy, type UdpProxyOptions } from "./udp-proxy.js";
 
 export interface ProxyManagerOptions {
   log?: Logger;
-  tcp?: Omit<TcpProxyOptions, "log" | "buffers">;
+  /** maxConns and maxConnsPerSource are per binding, whatever the number of accept workers (limits.ts). */
+  tcp?: Omit<TcpProxyOptions, "log" | "buffers" | "pool">;
   udp?: Omit<UdpProxyOptions, "log">;
   /**
    * Backend → client read buffers (read-buffers.ts): sizes adapt between min and max (default
@@ -85,11 +87,12 @@ export class ProxyManager {
     }
 
     this.reserving.add(b);
+    const { local: tcpShare, pool } = b.proto === "tcp" ? this.tcpLimits() : { local: {}, pool: undefined };
     let proxy: TcpProxy | UdpProxy;
     let bound: Result<BoundListener>;
     try {
       if (b.proto === "tcp") {
-        const tcp = new TcpProxy(b, { ...this.opts.tcp, buffers: this.buffers, log: this.log });
+        const tcp = new TcpProxy(b, { ...this.opts.tcp, ...tcpShare, pool, buffers: this.buffers, log: this.log });
         proxy = tcp;
         bound = await listenTcp(b, {
           backlog: this.opts.backlog,
@@ -116,7 +119,10 @@ export class ProxyManager {
     const id = bindingId(b.proto, b.hostIp, listener.port);
     const entry: Entry = { id, binding, requestedHostPort: requested.hostPort, listener, proxy };
     this.entries.set(id, entry);
-    if (b.proto === "tcp") await this.opts.workers?.share(id, binding, listener.servers);
+    if (b.proto === "tcp") {
+      const { connectTimeoutMs, resetOnBackendFailure, idleTimeoutMs } = this.opts.tcp ?? {};
+      await this.opts.workers?.share(id, binding, listener.servers, { tcp: { connectTimeoutMs, resetOnBackendFailure, idleTimeoutMs, ...tcpShare }, pool });
+    }
     this.log?.info({ binding: describeBinding(binding), addresses: listener.addresses }, "port published");
     return success(this.view(entry));
   }
@@ -169,6 +175,19 @@ export class ProxyManager {
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.entries.keys()].map((id) => this.remove(id)));
+  }
+
+  /**
+   * Each accepting process's own share of a TCP binding's limits, and a fresh pool of the rest,
+   * which this process's TcpProxy and the workers take from (limits.ts).
+   */
+  private tcpLimits(): { local: { maxConns: number; maxConnsPerSource: number }; pool: SlotCounter | undefined } {
+    const configured = {
+      maxConns: this.opts.tcp?.maxConns ?? CONN_DEFAULTS.maxConns,
+      maxConnsPerSource: this.opts.tcp?.maxConnsPerSource ?? CONN_DEFAULTS.maxConnsPerSource,
+    };
+    const { local, pool } = shareLimits(configured, (this.opts.workers?.count ?? 0) + 1);
+    return { local, pool: pool && new SlotCounter(pool.maxConns, pool.maxConnsPerSource) };
   }
 
   private lateLeg(name: string, o: LateLegOutcome): void {

@@ -2,11 +2,13 @@ import net from "node:net";
 import type { Logger } from "../lib/log.js";
 import { describeBinding, type Binding } from "./binding.js";
 import { newCounters, type ProxyCounters } from "./counters.js";
+import { Admission, CONN_DEFAULTS, LimitNotice, SlotCounter, sourceOf, type ConnLimits, type Refusal, type SlotPool } from "./limits.js";
 import { encodeProxyHeader, endpointsOf } from "./proxy-header.js";
+import { Pump } from "./pump.js";
 import { ReadBufferPool } from "./read-buffers.js";
 import { withReadBuffers } from "./rewrap.js";
 
-export interface TcpProxyOptions {
+export interface TcpProxyOptions extends Partial<ConnLimits> {
   /**
    * Give up on a backend that has not accepted within this many ms (default 5000). docker-proxy
    * has none (the kernel's SYN retries, ~2 min); moby PR #47571 proposed 5 s.
@@ -22,7 +24,20 @@ export interface TcpProxyOptions {
   log?: Logger;
   /** Opens the backend socket (tests inject one that never connects). */
   dial?: (opts: net.TcpNetConnectOpts) => net.Socket;
+  /** Shared slots beyond maxConns / maxConnsPerSource (the plugin's pool, when accept workers share the port). */
+  pool?: SlotPool;
+  /**
+   * A connection with no byte either way for this long is closed on both sides (default 5 days,
+   * conntrack's established timeout, which the same port's DNATed traffic gets; 0 = never).
+   * Dead peers go much sooner: both sockets keep TCP keepalive on, as docker-proxy's (Go) do.
+   */
+  idleTimeoutMs?: number;
 }
+
+export const TCP_IDLE_DEFAULT_MS = 5 * 24 * 3600 * 1000;
+
+/** TCP keepalive probes after 15 s idle: Go's default, so docker-proxy's. */
+const KEEPALIVE = { keepAlive: true, keepAliveInitialDelay: 15_000 } as const;
 
 /** Node's read size for sockets without `onread`: a read this large means more was waiting. */
 const BULK_READ = 64 * 1024;
@@ -31,67 +46,8 @@ interface Conn {
   /** The accepted socket, or its re-wrapped successor (rewrap.ts). */
   readonly client: net.Socket;
   readonly backend: net.Socket;
-  close(reset: boolean, err?: Error): void;
-}
-
-/**
- * One direction of a connection, read into pooled `onread` buffers (read-buffers.ts): each read
- * is written to the sink; a buffer whose bytes sit in a pending write is not read into again, the
- * source stops reading until that write has flushed (backpressure, at most one read's worth held).
- */
-class Pump {
-  readonly onread: net.OnReadOpts;
-  private size: number;
-  private current: Buffer | undefined; // where the next read lands
-  private pending: Buffer | undefined; // held by a write that has not flushed yet
-  private pendingSeq = 0;
-  private writeSeq = 0;
-
-  constructor(
-    private readonly pool: ReadBufferPool,
-    private readonly source: () => net.Socket,
-    private readonly sink: () => net.Socket,
-    private readonly counted: (n: number) => void,
-    private readonly finished: () => boolean,
-  ) {
-    this.size = pool.minSize;
-    this.onread = { buffer: () => this.nextBuffer(), callback: (n, buf) => this.onData(n, buf as Buffer) };
-  }
-
-  /** The source has closed: its buffer goes back (unless a write still holds it). */
-  release(): void {
-    if (this.current !== undefined && this.current !== this.pending) this.pool.give(this.current);
-    this.current = undefined;
-  }
-
-  private nextBuffer(): Buffer {
-    const { pool } = this;
-    if (this.current === undefined || this.current === this.pending || this.current.length !== this.size) {
-      if (this.current !== undefined && this.current !== this.pending) pool.give(this.current);
-      this.current = pool.take(this.size);
-      this.size = this.current.length; // the budget may have said no
-    }
-    return this.current;
-  }
-
-  private onData(nread: number, b: Buffer): boolean {
-    this.counted(nread);
-    const sink = this.sink();
-    const seq = ++this.writeSeq;
-    sink.write(b.subarray(0, nread), (err) => {
-      if (seq !== this.pendingSeq) return;
-      this.pendingSeq = 0;
-      this.pending = undefined;
-      if (err) return this.pool.forget(b); // torn down mid-write: libuv may still hold it, leave it to the GC
-      this.pool.give(b);
-      if (!this.finished()) this.source().resume();
-    });
-    this.size = this.pool.nextSize(b.length, nread);
-    if (sink.writableLength === 0) return true; // flushed synchronously: reuse the buffer
-    this.pending = b;
-    this.pendingSeq = seq;
-    return false; // stop reading until the sink has taken these bytes
-  }
+  /** With an error, or "idle" when the idle timeout closes it. */
+  close(reset: boolean, why?: Error | "idle"): void;
 }
 
 /**
@@ -114,6 +70,10 @@ class Pump {
 export class TcpProxy {
   readonly counters: ProxyCounters = newCounters();
   private readonly conns = new Set<Conn>();
+  private readonly admission: Admission;
+  private readonly idleTimeoutMs: number;
+  private readonly notice: LimitNotice;
+  private closed = false;
   private readonly connectTimeoutMs: number;
   private readonly resetOnBackendFailure: boolean;
   private readonly buffers: ReadBufferPool;
@@ -131,6 +91,12 @@ export class TcpProxy {
     this.dial = opts.dial ?? ((o) => net.connect(o));
     this.name = describeBinding(binding);
     this.log = opts.log?.child({ binding: this.name });
+    this.admission = new Admission(
+      new SlotCounter(opts.maxConns ?? CONN_DEFAULTS.maxConns, opts.maxConnsPerSource ?? CONN_DEFAULTS.maxConnsPerSource),
+      opts.pool,
+    );
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? TCP_IDLE_DEFAULT_MS;
+    this.notice = new LimitNotice(this.log);
   }
 
   /** Snapshot of the counters, with the bytes currently buffered in user space. */
@@ -142,13 +108,42 @@ export class TcpProxy {
     return { ...this.counters, bufferedBytes: buffered };
   }
 
-  /** Destroys every open connection (FIN, or RST where unread data is pending). */
+  /** Destroys every open connection (FIN, or RST where unread data is pending); the binding is gone. */
   closeAll(): void {
+    this.closed = true;
     for (const c of [...this.conns]) c.close(false);
   }
 
-  /** Takes over an accepted client socket; it must be paused (`pauseOnConnect`). */
+  /**
+   * Takes over an accepted client socket; it must be paused (`pauseOnConnect`). Over the
+   * limits it is reset at once: the client sees a refused connection, not a hang.
+   */
   handle(accepted: net.Socket): void {
+    if (this.closed) return void accepted.destroy();
+    accepted.on("error", ignore); // a client reset while the pool answers
+    this.admission.admit(
+      sourceOf(accepted.remoteAddress),
+      (release) => {
+        accepted.off("error", ignore);
+        if (!this.closed && !accepted.destroyed) return this.open(accepted, release);
+        release();
+        accepted.destroy();
+      },
+      (why) => this.refuse(accepted, why),
+    );
+  }
+
+  private refuse(accepted: net.Socket, why: Refusal): void {
+    if (why === "port") this.counters.refusedPortLimit++;
+    else this.counters.refusedSourceLimit++;
+    const { refusedPortLimit, refusedSourceLimit } = this.counters;
+    const what = why === "port" ? "the port's" : "a source's";
+    this.notice.warn({ connections: this.conns.size, refusedPortLimit, refusedSourceLimit }, `${what} tcp connection limit reached: new connections reset`);
+    kill(accepted, true);
+  }
+
+  /** Proxies an admitted connection; `release` gives its slot back when it closes. */
+  private open(accepted: net.Socket, release: () => void): void {
     const counters = this.counters;
     const { backendIp, backendPort } = this.binding;
     counters.connectionsTotal++;
@@ -160,37 +155,49 @@ export class TcpProxy {
     // Closures below clear it before it is set: not a const (no TDZ).
     // eslint-disable-next-line prefer-const
     let timer: NodeJS.Timeout | undefined;
-
+    const idle = this.idleTimeoutMs > 0 ? setTimeout(() => conn.close(false, "idle"), this.idleTimeoutMs).unref() : undefined;
+    const countIn = (n: number): void => {
+      counters.bytesIn += n;
+      idle?.refresh();
+    };
+    const countOut = (n: number): void => {
+      counters.bytesOut += n;
+      idle?.refresh();
+    };
     const toClient = new Pump(
       this.buffers,
       () => backend,
       () => client,
-      (n) => (counters.bytesOut += n),
+      countOut,
       () => done,
     );
     const toBackend = new Pump(
       this.buffers,
       () => client,
       () => backend,
-      (n) => (counters.bytesIn += n),
+      countIn,
       () => done,
     );
-    const backend = this.dial({ host: backendIp, port: backendPort, allowHalfOpen: true, noDelay: true, onread: toClient.onread });
+    accepted.setKeepAlive(true, KEEPALIVE.keepAliveInitialDelay);
+    const backend = this.dial({ host: backendIp, port: backendPort, allowHalfOpen: true, noDelay: true, ...KEEPALIVE, onread: toClient.onread });
 
     const conn: Conn = {
       get client() {
         return client;
       },
       backend,
-      close: (reset, err) => {
+      close: (reset, why) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        clearTimeout(idle);
         this.conns.delete(conn);
         counters.connectionsActive--;
-        if (err) {
+        release();
+        if (why === "idle") counters.idleTimeouts++;
+        else if (why) {
           counters.errors++;
-          this.log?.debug({ err: err.message, client: `${client.remoteAddress}:${client.remotePort}` }, "tcp connection failed");
+          this.log?.debug({ err: why.message, client: `${client.remoteAddress}:${client.remotePort}` }, "tcp connection failed");
         }
         kill(client, reset);
         kill(backend, reset);
@@ -227,7 +234,7 @@ export class TcpProxy {
     const onClientEnd = (): void => void backend.end(); // client SHUT_WR → backend SHUT_WR
     const resumeClient = (): void => void client.resume();
     const onClientData = (chunk: Buffer): void => {
-      counters.bytesIn += chunk.length;
+      countIn(chunk.length);
       if (!backend.write(chunk)) client.pause();
       if (chunk.length >= BULK_READ) toReadBuffers();
     };
@@ -270,6 +277,10 @@ export class TcpProxy {
       client.resume();
     });
   }
+}
+
+function ignore(): void {
+  // an error with nobody to tell
 }
 
 function kill(s: net.Socket, reset: boolean): void {

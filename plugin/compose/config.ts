@@ -14,6 +14,8 @@ import { consulSettings } from "./consul-settings.js";
 const GO_TRUE = ["1", "t", "T", "TRUE", "true", "True"] as const;
 const GO_FALSE = ["0", "f", "F", "FALSE", "false", "False"] as const;
 const goBool = z.enum([...GO_TRUE, ...GO_FALSE]).transform((v) => (GO_TRUE as readonly string[]).includes(v));
+/** How many connections or flows: at least one, at most what one process could hold open. */
+const count = z.coerce.number().int().min(1).max(1_048_576);
 
 /**
  * Process configuration, read once from the environment. The managed plugin
@@ -54,6 +56,16 @@ const EnvSchema = z.object({
   TSOVERLAY_GATEWAY_SUBNET: z.string().default("100.72.0.0/24"),
   TSOVERLAY_PROXY_MODE: z.enum(PROXY_MODES).default("hybrid"),
   TSOVERLAY_PROXY_WORKERS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(64)]).default("auto"),
+  // The userland proxy's limits, per published port; a source is an IPv4 address or an IPv6 /64.
+  TSOVERLAY_PROXY_TCP_CONNS: count.default(16_384),
+  TSOVERLAY_PROXY_TCP_CONNS_PER_SOURCE: count.default(4096),
+  // 0 = never; at most what a Node timer can wait (24.8 days). Default: conntrack's established timeout, 5 days.
+  TSOVERLAY_PROXY_TCP_IDLE_S: z.coerce.number().int().min(0).max(2_147_483).default(432_000),
+  TSOVERLAY_PROXY_UDP_FLOWS: count.default(16_384),
+  TSOVERLAY_PROXY_UDP_FLOWS_PER_SOURCE: count.default(4096),
+  // A flow the container has answered (docker-proxy's 90 s), and one it has not answered yet.
+  TSOVERLAY_PROXY_UDP_IDLE_S: z.coerce.number().int().min(1).max(86_400).default(90),
+  TSOVERLAY_PROXY_UDP_UNREPLIED_S: z.coerce.number().int().min(1).max(86_400).default(5),
   // How long a call retries a cluster store that does not answer (leader election, agent restart).
   TSOVERLAY_STORE_RETRY_S: z.coerce.number().min(0).max(120).default(10),
   // How long a host must be gone before live hosts collect its records.
@@ -113,6 +125,10 @@ export interface PluginConfig {
    * at most 3 (on 2 vCPUs a worker measured slower: the cores are busy with the traffic itself).
    */
   proxyWorkers: number;
+  /** The userland proxy's TCP limits per published port (whichever process accepts, see proxy/limits.ts). */
+  proxyTcp: { maxConns: number; maxConnsPerSource: number; idleTimeoutMs: number };
+  /** The userland proxy's UDP flow limits and idle times per published port. */
+  proxyUdp: { maxFlows: number; maxFlowsPerSource: number; idleTimeoutMs: number; unrepliedTimeoutMs: number };
   /** Retry budget of a cluster-store call made while serving Docker (ms). */
   storeRetryMs: number;
   /** A host gone this long has its records collected (ms). */
@@ -173,6 +189,17 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
     gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
     proxyMode: e.TSOVERLAY_PROXY_MODE,
     proxyWorkers: e.TSOVERLAY_PROXY_WORKERS === "auto" ? Math.min(3, Math.max(0, Math.floor((availableParallelism() - 2) / 2))) : e.TSOVERLAY_PROXY_WORKERS,
+    proxyTcp: {
+      maxConns: e.TSOVERLAY_PROXY_TCP_CONNS,
+      maxConnsPerSource: e.TSOVERLAY_PROXY_TCP_CONNS_PER_SOURCE,
+      idleTimeoutMs: e.TSOVERLAY_PROXY_TCP_IDLE_S * 1000,
+    },
+    proxyUdp: {
+      maxFlows: e.TSOVERLAY_PROXY_UDP_FLOWS,
+      maxFlowsPerSource: e.TSOVERLAY_PROXY_UDP_FLOWS_PER_SOURCE,
+      idleTimeoutMs: e.TSOVERLAY_PROXY_UDP_IDLE_S * 1000,
+      unrepliedTimeoutMs: e.TSOVERLAY_PROXY_UDP_UNREPLIED_S * 1000,
+    },
     storeRetryMs: Math.round(e.TSOVERLAY_STORE_RETRY_S * 1000),
     gcGraceMs: e.TSOVERLAY_GC_GRACE_S * 1000,
     gcIntervalMs: e.TSOVERLAY_GC_INTERVAL_S * 1000,

@@ -83,7 +83,8 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     const proxyLog = log.child({ component: "proxy" });
     workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog, logLevel: config.logLevel });
     await workers.start();
-    const publisher = new PortPublisher(new ProxyManager({ log: proxyLog, workers }), log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
+    const proxies = new ProxyManager({ log: proxyLog, workers, tcp: config.proxyTcp, udp: config.proxyUdp });
+    const publisher = new PortPublisher(proxies, log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
     // Before any tunnel exists: VXLAN only from live hosts' VTEPs, never from containers.
     const vxlanGuard = new VxlanGuard({ iptables: new Iptables(), vtep, underlay: ifname, vxlanPort: config.vxlanPort, log });
     await vxlanGuard.ensure();

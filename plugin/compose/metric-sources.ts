@@ -82,12 +82,24 @@ export function hostGauges(publisher: PortPublisher, dnsStats: () => DnsStats | 
     metrics.publishedPorts.reset();
     metrics.proxyConnections.reset();
     metrics.proxyBytes.reset();
+    metrics.proxyRefused.reset();
+    metrics.proxyEvicted.reset();
     for (const p of publisher.list()) {
       const labels = { host_port: String(p.hostPort), proto: p.proto };
+      const c = p.counters;
       metrics.publishedPorts.inc({ proto: p.proto, via: p.kernelDnat ? "dnat" : "proxy" });
-      metrics.proxyConnections.inc(labels, p.counters.connectionsTotal);
-      metrics.proxyBytes.inc({ ...labels, direction: "in" }, p.counters.bytesIn);
-      metrics.proxyBytes.inc({ ...labels, direction: "out" }, p.counters.bytesOut);
+      metrics.proxyConnections.inc(labels, c.connectionsTotal);
+      metrics.proxyBytes.inc({ ...labels, direction: "in" }, c.bytesIn);
+      metrics.proxyBytes.inc({ ...labels, direction: "out" }, c.bytesOut);
+      // Only what can happen to the protocol: TCP refuses and closes idle connections, UDP refuses and evicts flows.
+      metrics.proxyRefused.inc({ ...labels, limit: "port" }, c.refusedPortLimit);
+      if (p.proto === "tcp") {
+        metrics.proxyRefused.inc({ ...labels, limit: "source" }, c.refusedSourceLimit);
+        metrics.proxyEvicted.inc({ ...labels, reason: "idle" }, c.idleTimeouts);
+      } else {
+        metrics.proxyEvicted.inc({ ...labels, reason: "port_limit" }, c.evictedPortLimit);
+        metrics.proxyEvicted.inc({ ...labels, reason: "source_limit" }, c.evictedSourceLimit);
+      }
     }
     const names = dnsStats();
     if (names === undefined) return;
