@@ -1,7 +1,8 @@
 import { linkMtu, moduleState, readSysctl } from "../../driver/kernel/host-checks.js";
 import type { Iptables } from "../../driver/kernel/iptables.js";
 import { FWD_CHAIN } from "../../driver/kernel/egress/rules.js";
-import { keys } from "../../driver/cluster/keys.js";
+import { keys, previousKeys } from "../../driver/cluster/keys.js";
+import { livenessOf } from "../../driver/cluster/record-checks.js";
 import { VXLAN_OVERHEAD } from "../../driver/network/network-options.js";
 import type { LocalNetwork } from "../../driver/local/local-state.js";
 import type { DockerPort } from "../../driver/contracts/docker.js";
@@ -31,7 +32,13 @@ export interface DoctorInputs {
   /** This host's networks that have endpoints here. */
   networks: () => Promise<LocalNetwork[]>;
   /** The plugin's own state, as the status endpoint has it. */
-  status: () => Promise<{ pendingTeardown: number; storeCondition: string | undefined; names: { serving: boolean; reason?: string; address?: string } }>;
+  status: () => Promise<{
+    pendingTeardown: number;
+    storeCondition: string | undefined;
+    names: { serving: boolean; reason?: string; address?: string };
+    /** Why this host takes no part in the cluster (a newer store layout), if so. */
+    layoutProblem?: string;
+  }>;
   /** Every live host's clock against this one's (see ClusterAsk "clock"). */
   clocks: () => Promise<ClockReading[]>;
 }
@@ -159,8 +166,26 @@ async function underlayMtu(d: DoctorInputs): Promise<Finding[]> {
 async function clusterStore(d: DoctorInputs): Promise<Finding[]> {
   const where = d.consulAddr === "" ? "the embedded store" : `the Consul agent at ${d.consulAddr}`;
   try {
-    const hosts = await d.store.list(keys.hosts());
-    return [{ check: "cluster store", status: "ok", detail: `${where} answers; ${hosts.length} host(s) registered` }];
+    const [byHost, previous] = await Promise.all([d.store.list(keys.byHost()), d.store.list(previousKeys.hosts())]);
+    const live = [...livenessOf(byHost, previous).values()];
+    const older = live.filter((h) => h.layout === "previous").length;
+    const found: Finding[] = [
+      {
+        check: "cluster store",
+        status: "ok",
+        detail: `${where} answers; ${live.length} host(s) registered${older > 0 ? ` (${older} of them on the previous store layout)` : ""}`,
+      },
+    ];
+    const layout = (await d.status()).layoutProblem;
+    if (layout !== undefined) {
+      found.push({
+        check: "cluster store layout",
+        status: "problem",
+        detail: `${layout}; this host takes no part in the cluster`,
+        fix: "upgrade the plugin on this host",
+      });
+    }
+    return found;
   } catch (e) {
     const unavailable = isStoreUnavailable(e);
     return [

@@ -169,7 +169,9 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
           clocks: () => clockReadings(domain.asks),
           status: async () => {
             const health = domain.store.health();
+            const layout = domain.layout();
             return {
+              ...(layout.state === "refused" ? { layoutProblem: layout.problem } : {}),
               pendingTeardown: domain.outbox.status().pending,
               storeCondition: health.condition,
               names: dns === undefined ? { serving: false, reason: dnsDown } : { serving: true, address: `${nameServer}:${config.dnsPort}` },
