@@ -9,6 +9,7 @@ import { doctor } from "./doctor-command.js";
 import type { Finding, ProbeReport } from "../driver/api.js";
 import type { PeerReport } from "../driver/peers/peer-sync.js";
 import { messageOf } from "../lib/errors.js";
+import { printable } from "./printable.js";
 
 /**
  * The `tsoverlay` command: what Docker cannot show of a remote driver's
@@ -100,14 +101,14 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
     if (e instanceof UsageError || e instanceof PluginRefused) {
-      process.stderr.write(`tsoverlay: ${e.message}\n`);
+      process.stderr.write(`tsoverlay: ${printable(e.message)}\n`);
       return EXIT.usage;
     }
     if (e instanceof PluginUnreachable) {
-      process.stderr.write(`tsoverlay: ${e.message}\n`);
+      process.stderr.write(`tsoverlay: ${printable(e.message)}\n`);
       return EXIT.unreachable;
     }
-    process.stderr.write(`tsoverlay: ${messageOf(e)}\n`);
+    process.stderr.write(`tsoverlay: ${printable(messageOf(e))}\n`);
     return 1;
   }
 }

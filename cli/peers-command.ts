@@ -2,6 +2,7 @@ import type { ClusterSnapshot } from "../driver/cluster/cluster-view.js";
 import type { PeerReport } from "../driver/peers/peer-sync.js";
 import { UsageError, type Output } from "./cluster-commands.js";
 import { table } from "./table.js";
+import { printLines } from "./printable.js";
 
 /**
  * `tsoverlay peers [NETWORK]`: per host and network, the peer entries its
@@ -54,7 +55,7 @@ export function peers(report: PeerReport, snapshot: ClusterSnapshot, network: st
   const silent = report.missing.map((h) => `${h}: no answer (the host is alive in the store, but its plugin did not answer in time)`);
   return {
     json: { hosts: rows, missing: report.missing },
-    text: lines + [...details, ...silent].map((l) => `${l}\n`).join(""),
+    text: lines + printLines([...details, ...silent]),
     problems,
   };
 }

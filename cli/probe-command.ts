@@ -1,5 +1,6 @@
 import type { ProbeReport } from "../driver/api.js";
 import type { Output } from "./cluster-commands.js";
+import { printLines } from "./printable.js";
 
 /** `tsoverlay probe`: the verdict in one line, then what was measured. */
 export function probe(r: ProbeReport): Output {
@@ -10,5 +11,5 @@ export function probe(r: ProbeReport): Output {
     `path MTU: ${r.pathMtu === null ? "unknown" : r.pathMtu} (the network needs ${r.neededMtu})`,
     `${r.samples.length} probes sent`,
   ];
-  return { json: r, text: lines.map((l) => `${l}\n`).join(""), problems: r.verdict === "ok" ? 0 : 1 };
+  return { json: r, text: printLines(lines), problems: r.verdict === "ok" ? 0 : 1 };
 }

@@ -1,5 +1,8 @@
-/** Docker-style output: upper-case headers, columns padded with three spaces, no borders. */
-export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+import { printable } from "./printable.js";
+
+/** Docker-style output: upper-case headers, columns padded with three spaces, no borders. Every cell is made printable (printable.ts). */
+export function table(headers: readonly string[], cells: readonly (readonly string[])[]): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]): string =>
     cells

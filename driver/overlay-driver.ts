@@ -28,7 +28,7 @@
  *    (publish/endpoint-ports.ts), peers (peers/), the queued teardown
  *    (local/outbox.ts, cluster/teardown.ts).
  */
-import { keys } from "./cluster/keys.js";
+import type { EndpointRecords } from "./cluster/endpoint-records.js";
 import type { EndpointRecord, NetworkRecord, RecordPort } from "./cluster/records.js";
 import { fromThrown, kernelStep, refuse, within, type Outcome } from "./errors.js";
 import type { HostRegistry } from "./hosts/host-registry.js";
@@ -68,9 +68,10 @@ export interface DriverSettings {
 }
 
 export interface DriverDeps {
-  store: Store;
-  /** The same store without retries, for record updates made under a network's lock beside Docker's calls (names, ports). */
+  /** The cluster store without retries, for record updates made under a network's lock beside Docker's calls (names, ports). */
   recordStore: Store;
+  /** Where this host's endpoint records go (over `store`). */
+  endpointRecords: EndpointRecords;
   local: LocalState;
   outbox: Outbox;
   datapath: Datapath;
@@ -204,7 +205,7 @@ export class OverlayDriver {
           this.d.datapath.ensureEndpoint(net.subnet, { endpointId: ep.endpointId, addressCidr: ep.addressCidr, mac }, this.mtuOf(rec.value)),
         );
         await this.d.local.putEndpoint(ep);
-        await this.d.store.put(keys.endpoint(ep.subnet, ep.endpointId), JSON.stringify(this.endpointRecord(ep)));
+        await this.d.endpointRecords.put(ep.subnet, ep.endpointId, JSON.stringify(this.endpointRecord(ep)));
       } catch (e) {
         await this.withdrawEndpoint(ep, false).catch((undo: unknown) =>
           this.d.log.error(
@@ -373,10 +374,10 @@ export class OverlayDriver {
       if (ep === undefined) return false;
       const updated = change(ep);
       await this.d.local.putEndpoint(updated);
-      const key = keys.endpoint(ep.subnet, ep.endpointId);
+      const records = this.d.endpointRecords.over(this.d.recordStore);
       const record = JSON.stringify(this.endpointRecord(updated));
       // Under the lock: a store that is away fails this at once (the collector writes the record later), never holding Docker's calls.
-      if ((await this.d.recordStore.get(key))?.value !== record) await this.d.recordStore.put(key, record);
+      if ((await records.get(ep.subnet, ep.endpointId)) !== record) await records.put(ep.subnet, ep.endpointId, record);
       return true;
     });
   }
@@ -433,7 +434,7 @@ export class OverlayDriver {
       const slot = await this.d.local.egressSlot(rec.subnet);
       await kernelStep("setting up the network's uplink", () => this.d.egress.ensure(rec.subnet, rec.vni, slot, { hostOnly: internal }));
     }
-    await this.d.peers.start(rec.subnet, waitForPeers ? 2_000 : 0);
+    await this.d.peers.start(rec.subnet, rec.gatewayCidr, waitForPeers ? 2_000 : 0);
   }
 
   /**

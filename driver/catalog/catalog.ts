@@ -44,6 +44,9 @@ export type CatalogEntry = z.infer<typeof CatalogEntry>;
 export interface StoredEntry {
   entry: CatalogEntry;
   index: number;
+  /** The name its key gives, and its value as stored: what entry-checks.ts judges before anything is created from it. */
+  keyName: string;
+  value: string;
 }
 
 export class NetworkCatalog {
@@ -118,5 +121,5 @@ export function specOf(entry: CatalogEntry): NetworkSpec {
 
 function decode(kv: KV): StoredEntry | undefined {
   const entry = parseRecord(CatalogEntry, kv.value);
-  return entry === undefined ? undefined : { entry, index: kv.modifyIndex };
+  return entry === undefined ? undefined : { entry, index: kv.modifyIndex, keyName: kv.key.slice(keys.catalog().length), value: kv.value };
 }

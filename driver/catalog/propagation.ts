@@ -1,11 +1,3 @@
-import type { Logger } from "../../lib/log.js";
-import { Mutex } from "../../lib/keyed-mutex.js";
-import { casRounds, contended } from "../cluster/cas-rounds.js";
-import type { DockerEvent, DockerNetwork, DockerPort } from "../contracts/docker.js";
-import { specOf, type NetworkCatalog, type StoredEntry } from "./catalog.js";
-import { LeavingNames } from "./leaving-names.js";
-import { messageOf } from "../../lib/errors.js";
-
 /**
  * Create once, remove once: keeps this host's Docker networks of our driver
  * equal to the cluster catalog.
@@ -25,8 +17,22 @@ import { messageOf } from "../../lib/errors.js";
  * `docker network prune`, which stays local: every copy on a host without
  * containers is "unused", and a prune must not empty the cluster.
  * A name removed here is not created again while the catalog still calls
- * it active (see LeavingNames).
+ * it active (see LeavingNames). An entry is only created from if it is one
+ * a tsoverlay host writes, for our driver and options (entry-checks.ts):
+ * the catalog is shared, and the daemon creates whatever it is handed.
+ * One class over the usual size: its paths (events, reconcile, adopt,
+ * create, remove) share the maps of known, removing, draining and leaving
+ * networks, and each is right only against the others' order.
  */
+import type { Logger } from "../../lib/log.js";
+import { Mutex } from "../../lib/keyed-mutex.js";
+import { casRounds, contended } from "../cluster/cas-rounds.js";
+import type { DockerEvent, DockerNetwork, DockerPort } from "../contracts/docker.js";
+import { specOf, type NetworkCatalog, type StoredEntry } from "./catalog.js";
+import { checkCatalogEntry, isOurDriver } from "./entry-checks.js";
+import { LeavingNames } from "./leaving-names.js";
+import { messageOf } from "../../lib/errors.js";
+
 /** How many refusals the status endpoint shows. */
 const REFUSALS_KEPT = 20;
 /** Enough for a removal to go through the durable queue while the store answers. */
@@ -120,8 +126,7 @@ export class NetworkPropagation {
   }
 
   private ours(driver: string): boolean {
-    const bare = driver.replace(/:latest$/, "");
-    return this.d.drivers.some((d) => d.replace(/:latest$/, "") === bare);
+    return isOurDriver(driver, this.d.drivers);
   }
 
   private async handle(e: DockerEvent): Promise<void> {
@@ -277,11 +282,22 @@ export class NetworkPropagation {
       (name) => localNames.has(name),
       (name) => byName.get(name)?.entry.state === "active",
     );
+    // A problem with a name that neither the catalog nor this daemon has any more (a refused entry deleted) is over.
+    const named = new Set([...localNames, ...byName.keys(), ...entries.map((e) => e.keyName)]);
+    for (const name of [...this.problems.keys()]) if (!named.has(name)) this.problems.delete(name);
     if (this.d.tombstoneTtlMs !== undefined) await this.d.catalog.sweep(this.d.tombstoneTtlMs);
     this.log.debug({ why, local: local.length, catalog: entries.length }, "networks reconciled");
   }
 
   private async createHere(s: StoredEntry): Promise<void> {
+    const checked = checkCatalogEntry(s.value, s.keyName, this.d.drivers);
+    if (!checked.ok) {
+      const problem = `not created here: the cluster's catalog entry for it is refused: ${checked.error}`;
+      if (this.problems.get(s.keyName) !== problem)
+        this.log.warn({ network: s.keyName, from: s.entry.host, reason: checked.error }, "refusing a catalog entry: nothing is created");
+      this.problems.set(s.keyName, problem);
+      return;
+    }
     const r = await this.d.docker.createNetwork(specOf(s.entry));
     if (r.ok) {
       this.problems.delete(s.entry.name);

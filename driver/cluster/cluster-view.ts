@@ -1,15 +1,18 @@
-import { keys, subnetFromKey } from "./keys.js";
-import { EndpointRecord, GoneMarker, NetworkRecord, parseRecord, type RecordPort } from "./records.js";
+import { keys, parsePreviousEndpointKey, previousKeys, subnetFromKey } from "./keys.js";
+import { GoneMarker, NetworkRecord, parseRecord, type EndpointRecord, type HostRecord, type RecordPort } from "./records.js";
+import { byHostEndpoints, checkEndpoint, livenessOf, type EndpointCandidate, type LiveHost } from "./record-checks.js";
 import { CatalogEntry } from "../catalog/catalog.js";
-import { HostRecord, type HostRegistry } from "../hosts/host-registry.js";
+import type { HostRegistry } from "../hosts/host-registry.js";
 import type { KV, Store } from "../contracts/store.js";
 
 /**
  * The whole cluster as the store holds it, in the shape operators ask about
- * (`tsoverlay ps|networks|hosts|ports`): one read of four prefixes, joined
- * here so that every host's CLI shows the same thing. Endpoints of hosts
- * that are not alive are listed with `alive: false` rather than hidden: a
- * dead host's records are exactly what an operator wants to see.
+ * (`tsoverlay ps|networks|hosts|ports`): one read of the hosts' own records
+ * and of the shared ones, joined here so that every host's CLI shows the
+ * same thing. Records are checked as the peers check them
+ * (record-checks.ts), and what fails is not shown. Endpoints of hosts that
+ * are not alive are listed with `alive: false` rather than hidden: a dead
+ * host's records are exactly what an operator wants to see.
  */
 
 export interface HostView {
@@ -68,20 +71,18 @@ export class ClusterView {
   ) {}
 
   async read(): Promise<ClusterSnapshot> {
-    const [hostKvs, goneKvs, networkKvs, endpointKvs, catalogKvs] = await Promise.all([
-      this.store.list(keys.hosts()),
+    const [byHostKvs, previousHostKvs, previousEndpointKvs, goneKvs, networkKvs, catalogKvs] = await Promise.all([
+      this.store.list(keys.byHost()),
+      this.store.list(previousKeys.hosts()),
+      this.store.list(previousKeys.allEndpoints()),
       this.store.list(keys.gone()),
       this.store.list(keys.allNetworks()),
-      this.store.list(keys.allEndpoints()),
       this.store.list(keys.catalog()),
     ]);
-    const live = new Map<string, HostRecord>();
-    for (const kv of hostKvs) {
-      const rec = parseRecord(HostRecord, kv.value);
-      if (rec !== undefined) live.set(rec.hostId, rec);
-    }
+    const live = livenessOf(byHostKvs, previousHostKvs);
     // This host is alive while it answers, whatever its key says at this instant.
-    for (const rec of this.hosts.hosts()) if (rec.hostId === this.hosts.self.hostId && !live.has(rec.hostId)) live.set(rec.hostId, rec);
+    const self = this.hosts.host(this.hosts.self.hostId);
+    if (self !== undefined && !live.has(this.hosts.self.hostId)) live.set(this.hosts.self.hostId, self);
     const gone = new Map<string, GoneMarker>();
     for (const kv of goneKvs) {
       const m = parseRecord(GoneMarker, kv.value);
@@ -95,11 +96,12 @@ export class ClusterView {
       namesOf.set(e.spec.subnet, [...(namesOf.get(e.spec.subnet) ?? []), e.name].sort());
     }
 
-    const endpoints = endpointKvs.flatMap((kv) => endpointOf(kv, live, namesOf));
-    const networks = networksOf(networkKvs, namesOf, endpoints);
+    const records = networkRecords(networkKvs);
+    const endpoints = endpointsOf([...byHostEndpoints(byHostKvs), ...previousEndpoints(previousEndpointKvs)], live, records, namesOf);
+    const networks = networksOf(networkKvs, records, namesOf, endpoints);
     const hostIds = new Set([...live.keys(), ...gone.keys(), ...endpoints.map((e) => e.hostId)]);
     const hosts: HostView[] = [...hostIds].sort().map((hostId) => {
-      const rec = live.get(hostId);
+      const rec: HostRecord | undefined = live.get(hostId)?.record;
       const mine = endpoints.filter((e) => e.hostId === hostId);
       return {
         hostId,
@@ -117,43 +119,69 @@ export class ClusterView {
   }
 }
 
-function endpointOf(kv: KV, live: ReadonlyMap<string, unknown>, namesOf: ReadonlyMap<string, string[]>): EndpointView[] {
-  const rec = parseRecord(EndpointRecord, kv.value);
-  const m = /^([^/]+)\/[^/]+$/.exec(kv.key.slice(keys.allEndpoints().length));
-  if (rec === undefined || m === null) return [];
-  const subnet = subnetFromKey(m[1]!);
-  return [
-    {
-      network: namesOf.get(subnet)?.[0] ?? subnet,
-      subnet,
-      endpointId: rec.endpointId,
-      hostId: rec.hostId,
-      vtep: rec.vtep,
-      alive: live.has(rec.hostId),
-      ip: rec.ip,
-      mac: rec.mac,
-      name: rec.names?.[0] ?? rec.name ?? null,
-      names: rec.names ?? (rec.name === undefined ? [] : [rec.name]),
-      ports: rec.ports ?? [],
-    },
-  ];
+function previousEndpoints(kvs: readonly KV[]): EndpointCandidate[] {
+  return kvs.flatMap((kv) => {
+    const k = parsePreviousEndpointKey(kv.key);
+    return k === undefined ? [] : [{ kv, keyHost: undefined, ...k }];
+  });
 }
 
-function networksOf(kvs: KV[], namesOf: ReadonlyMap<string, string[]>, endpoints: EndpointView[]): NetworkView[] {
-  const prefix = keys.allNetworks();
+/** The endpoints that pass the checks (a dead host's too), once each: a host's own key before a copy at the previous layout. */
+function endpointsOf(
+  candidates: EndpointCandidate[],
+  live: ReadonlyMap<string, LiveHost>,
+  records: ReadonlyMap<string, NetworkRecord>,
+  namesOf: ReadonlyMap<string, string[]>,
+): EndpointView[] {
+  const ctx = { host: (h: string) => live.get(h), network: (s: string) => records.get(s), requireAlive: false };
+  const seen = new Set<string>();
+  const out: EndpointView[] = [];
+  for (const c of candidates) {
+    const r = checkEndpoint(c, ctx);
+    if (!r.ok || seen.has(`${c.subnet} ${c.endpointId}`)) continue;
+    seen.add(`${c.subnet} ${c.endpointId}`);
+    out.push(viewOf(c.subnet, r.value, live.has(r.value.hostId), namesOf));
+  }
+  return out;
+}
+
+function viewOf(subnet: string, rec: EndpointRecord, alive: boolean, namesOf: ReadonlyMap<string, string[]>): EndpointView {
+  return {
+    network: namesOf.get(subnet)?.[0] ?? subnet,
+    subnet,
+    endpointId: rec.endpointId,
+    hostId: rec.hostId,
+    vtep: rec.vtep,
+    alive,
+    ip: rec.ip,
+    mac: rec.mac,
+    name: rec.names?.[0] ?? rec.name ?? null,
+    names: rec.names ?? (rec.name === undefined ? [] : [rec.name]),
+    ports: rec.ports ?? [],
+  };
+}
+
+/** The network records, by subnet. */
+function networkRecords(kvs: KV[]): Map<string, NetworkRecord> {
   const records = new Map<string, NetworkRecord>();
-  const members = new Map<string, string[]>();
   for (const kv of kvs) {
-    const rest = kv.key.slice(prefix.length);
-    const member = /^([^/]+)\/hosts\/([^/]+)$/.exec(rest);
-    if (member !== null) {
-      const subnet = subnetFromKey(member[1]!);
-      members.set(subnet, [...(members.get(subnet) ?? []), member[2]!].sort());
-      continue;
-    }
+    const rest = kv.key.slice(keys.allNetworks().length);
     if (rest.includes("/")) continue;
     const rec = parseRecord(NetworkRecord, kv.value);
-    if (rec !== undefined) records.set(rec.subnet, rec);
+    // A record for another subnet than its key's is nobody's network.
+    if (rec !== undefined && rec.subnet === subnetFromKey(rest)) records.set(rec.subnet, rec);
+  }
+  return records;
+}
+
+function networksOf(kvs: KV[], records: ReadonlyMap<string, NetworkRecord>, namesOf: ReadonlyMap<string, string[]>, endpoints: EndpointView[]): NetworkView[] {
+  const prefix = keys.allNetworks();
+  const members = new Map<string, string[]>();
+  for (const kv of kvs) {
+    const member = /^([^/]+)\/hosts\/([^/]+)$/.exec(kv.key.slice(prefix.length));
+    if (member === null) continue;
+    const subnet = subnetFromKey(member[1]!);
+    members.set(subnet, [...(members.get(subnet) ?? []), member[2]!].sort());
   }
   return [...records.values()].map((rec) => ({
     names: namesOf.get(rec.subnet) ?? [],

@@ -21,12 +21,19 @@
  *    as a host's own teardown goes: the records whose last one out deletes
  *    more (the network with its endpoint keys, the pool with its addresses)
  *    go after the ones that stand in them.
+ *  - A host's own records (`by-host/<h>/`) are deleted when the store lets
+ *    this host (no ACLs). A per-host ACL policy refuses it: then they stay,
+ *    no reader takes them (their host is not alive), the marker stays with
+ *    `leftover` saying so (and is not collected again), the host deletes them
+ *    itself if it comes back (own-records.ts), and an operator removes a host
+ *    gone for good with `consul kv delete -recurse tsoverlay/v1/by-host/<h>/`.
  */
 import type { Logger } from "../../lib/log.js";
 import type { ClusterIpam } from "../ipam/cluster-ipam.js";
 import type { HostRegistry } from "../hosts/host-registry.js";
 import type { ClusterNetworks } from "../network/cluster-networks.js";
-import type { Store } from "../contracts/store.js";
+import { isStoreRefusal, type Store } from "../contracts/store.js";
+import { messageOf } from "../../lib/errors.js";
 import { keys } from "./keys.js";
 import { GoneMarker, parseRecord } from "./records.js";
 import type { RecordSnapshot } from "./record-snapshot.js";
@@ -65,7 +72,7 @@ export class DeadHosts {
     const self = this.opts.hostId;
     const markers = await this.d.store.list(keys.gone());
     const referenced = new Set<string>([
-      ...seen.endpoints.flatMap((e) => (e.rec === undefined ? [] : [e.rec.hostId])),
+      ...seen.endpoints.flatMap((e) => (e.hostId === undefined ? [] : [e.hostId])),
       ...seen.memberships.map((m) => m.hostId),
       ...seen.addresses.filter((a) => a.record.kind === "endpoint").map((a) => a.record.host),
       ...seen.refs.map((r) => r.hostId),
@@ -88,25 +95,50 @@ export class DeadHosts {
         continue;
       }
       const now = this.opts.now();
-      if (now - Date.parse(marker.since) < this.opts.deadHostGraceMs) continue;
+      if (marker.leftover !== undefined || now - Date.parse(marker.since) < this.opts.deadHostGraceMs) continue;
       const claimed = marker.collector !== undefined && marker.collector !== self && now - Date.parse(marker.claimedAt ?? marker.since) < CLAIM_TIMEOUT_MS;
       if (claimed) continue;
       const claim: GoneMarker = { ...marker, collector: self, claimedAt: this.timestamp() };
       if (!(await this.d.store.cas(key, JSON.stringify(claim), kv.modifyIndex))) continue; // another host claimed it
-      await this.remove(host, seen);
+      const refused = await this.remove(host, seen);
       const done = await this.d.store.get(key);
-      if (done !== undefined) await this.d.store.delete(key, done.modifyIndex);
+      if (refused === undefined) {
+        if (done !== undefined) await this.d.store.delete(key, done.modifyIndex);
+      } else {
+        const leftover = `its own records under ${keys.hostPrefix(host)} could not be deleted (${refused}); to remove a host gone for good: consul kv delete -recurse ${keys.hostPrefix(host)} with a token that may`;
+        const kept: GoneMarker = { ...claim, leftover };
+        if (done !== undefined) await this.d.store.cas(key, JSON.stringify(kept), done.modifyIndex);
+        this.d.log.warn({ host, leftover }, "a gone host's own records are left in the store");
+      }
       collected.push(host);
       this.d.log.warn({ host, goneSince: marker.since }, "collected the records of a host gone for good");
     }
     return collected;
   }
 
-  private async remove(host: string, seen: RecordSnapshot): Promise<void> {
-    for (const e of seen.endpoints) if (e.rec?.hostId === host) await this.d.store.delete(e.kv.key, e.kv.modifyIndex);
+  /** Removes the host's records; resolves why the store refused deleting its own (`by-host/<h>/`), if it did. */
+  private async remove(host: string, seen: RecordSnapshot): Promise<string | undefined> {
+    let refused: string | undefined;
+    for (const e of seen.endpoints) {
+      if (e.hostId !== host || refused !== undefined) continue;
+      try {
+        await this.d.store.delete(e.kv.key, e.kv.modifyIndex);
+      } catch (err) {
+        if (!isStoreRefusal(err)) throw err;
+        // The previous layout's keys may be read-only for everyone: nothing to record.
+        if (e.layout === "by-host") refused = messageOf(err);
+      }
+    }
+    if (refused === undefined) {
+      await this.d.store.deleteTree(keys.hostAnswers(host)).catch((err: unknown) => {
+        if (!isStoreRefusal(err)) throw err;
+        refused = messageOf(err);
+      });
+    }
     for (const a of seen.addresses) if (a.record.host === host && a.record.kind === "endpoint") await this.d.ipam.dropAddressRecord(a);
     for (const m of seen.memberships) if (m.hostId === host) await this.d.networks.leave(m.subnet, host);
     for (const r of seen.refs) if (r.hostId === host) await this.d.ipam.dropPoolReference(r.subnet, host);
+    return refused;
   }
 
   private timestamp(): string {

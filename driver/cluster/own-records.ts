@@ -71,7 +71,7 @@ export class OwnRecords {
     const localNets = await this.d.local.networks();
     const subnets = new Set<string>([
       ...localNets.map((n) => n.subnet),
-      ...seen.endpoints.filter((e) => e.rec?.hostId === self).map((e) => e.subnet),
+      ...seen.endpoints.filter((e) => e.layout === "by-host" && e.hostId === self).map((e) => e.subnet),
       ...seen.memberships.filter((m) => m.hostId === self).map((m) => m.subnet),
       ...seen.addresses.filter((a) => a.record.host === self && a.record.kind === "endpoint").map((a) => a.pool),
       ...seen.refs.filter((r) => r.hostId === self).map((r) => r.subnet),
@@ -144,14 +144,16 @@ export class OwnRecords {
 
   private async endpoints(subnet: string, eps: LocalEndpoint[], seen: RecordSnapshot, report: OwnRecordsReport): Promise<void> {
     const self = this.opts.hostId;
-    for (const e of seen.endpoints) {
-      if (e.subnet !== subnet || e.rec?.hostId !== self || eps.some((l) => l.endpointId === e.endpointId)) continue;
+    // Under this host's own prefix; the previous layout's copies are previous-layout.ts's.
+    const mine = seen.endpoints.filter((e) => e.layout === "by-host" && e.hostId === self && e.subnet === subnet);
+    for (const e of mine) {
+      if (eps.some((l) => l.endpointId === e.endpointId)) continue;
       if (await this.d.store.delete(e.kv.key, e.kv.modifyIndex)) report.removed++;
     }
     for (const ep of eps) {
-      const key = keys.endpoint(subnet, ep.endpointId);
+      const key = keys.hostEndpoint(self, subnet, ep.endpointId);
       const want = JSON.stringify(this.d.endpointRecord(ep));
-      const have = seen.endpoints.find((e) => e.kv.key === key);
+      const have = mine.find((e) => e.kv.key === key);
       // Missing, or behind what this host knows (names or ports recorded while the store was away).
       if (have?.kv.value === want) continue;
       if (await this.d.store.cas(key, want, have?.kv.modifyIndex ?? 0)) report.restored++;

@@ -1,6 +1,26 @@
 import { z } from "zod";
 
-/** Cluster records, as stored under the keys of keys.ts (JSON values). */
+/**
+ * Cluster records, as stored under the keys of keys.ts (JSON values). Every
+ * reader parses with these schemas and then checks what a schema cannot
+ * (record-checks.ts): a record is another host's word, never trusted as is.
+ * Strings that only name things are bounded, so that a forged record cannot
+ * make every host hold or print megabytes.
+ */
+const Name = z.string().max(255);
+
+/** `by-host/<host>/alive` (and revision 1's `hosts/<host>`): a live host, as it describes itself. */
+export const HostRecord = z.object({
+  hostId: z.string().max(64),
+  vtep: z.string().max(64),
+  hostname: Name,
+  startedAt: z.string().max(64),
+  /** The plugin's version, and the Docker daemon's once it has answered (`tsoverlay hosts`). */
+  pluginVersion: z.string().max(64).optional(),
+  dockerVersion: z.string().max(64).optional(),
+});
+export type HostRecord = z.infer<typeof HostRecord>;
+
 export const NetworkRecord = z.object({
   subnet: z.string(),
   gatewayCidr: z.string(),
@@ -32,16 +52,16 @@ export const RecordPort = z.object({
 export type RecordPort = z.infer<typeof RecordPort>;
 
 export const EndpointRecord = z.object({
-  endpointId: z.string(),
-  networkId: z.string(),
-  hostId: z.string(),
-  vtep: z.string(),
-  ip: z.string(),
-  mac: z.string(),
+  endpointId: z.string().max(128),
+  networkId: z.string().max(128),
+  hostId: z.string().max(64),
+  vtep: z.string().max(64),
+  ip: z.string().max(64),
+  mac: z.string().max(64),
   /** The endpoint name Docker gave the IPAM: the container's name on 29; on 28, its short ID (as seen on the lab). */
-  name: z.string().optional(),
+  name: Name.optional(),
   /** Every name the container answers to on this network: its name and its network aliases (from the Docker API). */
-  names: z.array(z.string()).optional(),
+  names: z.array(Name).max(256).optional(),
   /** Its published ports (absent: none, or written by an older plugin). */
   ports: z.array(RecordPort).optional(),
 });
@@ -53,6 +73,8 @@ export const GoneMarker = z.object({
   by: z.string(),
   collector: z.string().optional(),
   claimedAt: z.string().optional(),
+  /** Set once collected when the store refused deleting the host's own records (a per-host ACL policy): why, and how an operator removes them. */
+  leftover: z.string().optional(),
 });
 export type GoneMarker = z.infer<typeof GoneMarker>;
 

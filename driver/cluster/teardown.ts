@@ -3,8 +3,7 @@ import type { ClusterIpam } from "../ipam/cluster-ipam.js";
 import type { TeardownOp } from "../local/outbox.js";
 import type { Logger } from "../../lib/log.js";
 import type { ClusterNetworks } from "../network/cluster-networks.js";
-import type { Store } from "../contracts/store.js";
-import { keys } from "./keys.js";
+import type { EndpointRecords } from "./endpoint-records.js";
 
 /**
  * What each queued teardown step does to the cluster, on behalf of `hostId`.
@@ -13,7 +12,7 @@ import { keys } from "./keys.js";
  * step counts as done; a store error is thrown so the outbox retries.
  */
 export function teardownRunner(d: {
-  store: Store;
+  endpointRecords: EndpointRecords;
   ipam: ClusterIpam;
   networks: ClusterNetworks;
   catalog: NetworkCatalog;
@@ -23,7 +22,7 @@ export function teardownRunner(d: {
   return async (op) => {
     switch (op.kind) {
       case "withdraw-endpoint":
-        await d.store.delete(keys.endpoint(op.subnet, op.endpointId));
+        await d.endpointRecords.delete(op.subnet, op.endpointId);
         return;
       case "leave-network":
         await d.networks.leave(op.subnet);

@@ -105,3 +105,8 @@ export class StoreUnavailableError extends StoreError {
 export function isStoreUnavailable(err: unknown): err is StoreError {
   return err instanceof StoreError && err.transient;
 }
+
+/** True for a store error where the store answered and refused (an ACL denial, a bad key): retrying is no use. */
+export function isStoreRefusal(err: unknown): err is StoreError {
+  return err instanceof StoreError && !err.transient;
+}

@@ -1,26 +1,24 @@
 import { hostname } from "node:os";
-import { z } from "zod";
-import { keys } from "../cluster/keys.js";
+import { previousKeys, keys } from "../cluster/keys.js";
+import { livenessOf, type LiveHost, type RejectionLog } from "../cluster/record-checks.js";
+import type { RecordFeed } from "../cluster/record-feed.js";
+import type { HostRecord } from "../cluster/records.js";
 import type { Logger } from "../../lib/log.js";
-import { Backoff } from "../../lib/retry.js";
-import type { EphemeralKey, KV, Store, Watch } from "../contracts/store.js";
-import { messageOf } from "../../lib/errors.js";
+import type { Store } from "../contracts/store.js";
+import { Presence } from "./presence.js";
 
-export const HostRecord = z.object({
-  hostId: z.string(),
-  vtep: z.string(),
-  hostname: z.string(),
-  startedAt: z.string(),
-  /** The plugin's version, and the Docker daemon's once it has answered (`tsoverlay hosts`). */
-  pluginVersion: z.string().optional(),
-  dockerVersion: z.string().optional(),
-});
-export type HostRecord = z.infer<typeof HostRecord>;
+export { HostRecord } from "../cluster/records.js";
 
 /**
  * This host's presence in the cluster (an ephemeral key: it lapses when the
  * host stops renewing it) and the set of hosts currently alive. Peers of a
  * host that is not alive are not programmed.
+ *
+ * Liveness is keyed by the key (record-checks.ts): `by-host/<h>/alive` says
+ * host <h> is alive, if its record agrees; the previous layout's `hosts/<h>`
+ * says so for hosts not upgraded yet, which are told apart (`previousOnly`)
+ * because their records are read, and this host's written, at the previous
+ * layout too (previous-layout.ts).
  *
  * Starting never waits for the store: the plugin must come up and serve from
  * its host-private state while Consul is away. The presence key is taken in
@@ -28,23 +26,26 @@ export type HostRecord = z.infer<typeof HostRecord>;
  * list has been read, and until then nobody should act on `isAlive`.
  */
 export class HostRegistry {
-  private presence: EphemeralKey | undefined;
-  private watch: Watch | undefined;
-  private alive = new Map<string, HostRecord>();
+  private readonly presence: Presence;
+  private previousPresence: Presence | undefined;
+  private alive = new Map<string, LiveHost>();
   private delivered = false;
   private stopped = false;
-  private retry: NodeJS.Timeout | undefined;
-  private readonly registerBackoff = new Backoff(1_000, 15_000);
+  private unsubscribe: (() => void) | undefined;
   private readonly listeners = new Set<() => void>();
   private readonly startedAt = new Date().toISOString();
   private dockerVersion: string | undefined;
 
   constructor(
     private readonly store: Store,
+    private readonly feed: RecordFeed,
     readonly self: { hostId: string; vtep: string; pluginVersion?: string },
     private readonly log: Logger,
     private readonly ttlSeconds = 15,
-  ) {}
+    private readonly rejections?: RejectionLog,
+  ) {
+    this.presence = new Presence(store, keys.alive(self.hostId), () => JSON.stringify(this.record()), log, { ttlSeconds });
+  }
 
   /** True once the list of live hosts has been read from the store. */
   get ready(): boolean {
@@ -53,18 +54,34 @@ export class HostRegistry {
 
   /** Hosts alive now (this one included). */
   hosts(): HostRecord[] {
-    return [...this.alive.values()];
+    return [...this.alive.values()].map((h) => h.record);
   }
 
-  /** Starts registering and watching; resolves at once. `started()` resolves when the host list is known. */
+  /** A live host with where its liveness key is; undefined when it is not alive. */
+  host(hostId: string): LiveHost | undefined {
+    return this.alive.get(hostId);
+  }
+
+  isAlive(hostId: string): boolean {
+    return this.alive.has(hostId);
+  }
+
+  /** Hosts alive at the previous layout only (not upgraded yet), sorted. */
+  previousOnly(): string[] {
+    return [...this.alive.values()]
+      .filter((h) => h.layout === "previous")
+      .map((h) => h.record.hostId)
+      .sort();
+  }
+
+  /** Starts registering and following the hosts' records (the feed must be started too); resolves at once. `started()` resolves when the host list is known. */
   start(): void {
-    this.alive.set(this.self.hostId, this.record());
-    void this.register();
-    this.watch = this.store.watch(
-      keys.hosts(),
-      (kvs) => this.update(kvs),
-      (err) => this.log.warn({ err: err.message }, "watching hosts failed; retrying"),
-    );
+    this.alive.set(this.self.hostId, { record: this.record(), layout: "by-host" });
+    void this.presence.take();
+    this.unsubscribe = this.feed.onChange((c) => {
+      if (c.hosts) this.update();
+    });
+    if (this.feed.ready) this.update();
   }
 
   /** Resolves once the host list has been read (for tests and tools). */
@@ -85,35 +102,28 @@ export class HostRegistry {
   async describeDocker(version: string): Promise<void> {
     if (version === this.dockerVersion) return;
     this.dockerVersion = version;
-    this.alive.set(this.self.hostId, this.record());
-    await this.presence
-      ?.update(JSON.stringify(this.record()))
-      .catch((err: unknown) => this.log.warn({ err: messageOf(err) }, "updating this host's record failed"));
+    this.alive.set(this.self.hostId, { record: this.record(), layout: "by-host" });
+    await Promise.all([this.presence.refresh(), this.previousPresence?.refresh()]);
   }
 
-  private async register(): Promise<void> {
+  /**
+   * Holds (or lets go of) this host's liveness key at the previous layout,
+   * `hosts/<self>`, which hosts not upgraded yet read. Under a per-host ACL
+   * policy the store refuses it; that is fine (see previous-layout.ts).
+   */
+  async holdPreviousPresence(on: boolean): Promise<void> {
     if (this.stopped) return;
-    try {
-      const written = JSON.stringify(this.record());
-      this.presence = await this.store.putEphemeral(keys.host(this.self.hostId), written, this.ttlSeconds);
-      if (this.stopped) {
-        this.presence.detach();
-        return;
-      }
-      this.log.info({ hostId: this.self.hostId, vtep: this.self.vtep }, "host registered");
-      // Told the daemon's version while the key was being taken: write it now.
-      const now = JSON.stringify(this.record());
-      if (now !== written) await this.presence.update(now);
-    } catch (err) {
-      const retryMs = this.registerBackoff.next();
-      this.log.warn({ err: messageOf(err), retryMs }, "registering this host failed; retrying");
-      this.retry = setTimeout(() => void this.register(), retryMs);
-      this.retry.unref();
+    if (on && this.previousPresence === undefined) {
+      this.previousPresence = new Presence(this.store, previousKeys.host(this.self.hostId), () => JSON.stringify(this.record()), this.log, {
+        ttlSeconds: this.ttlSeconds,
+        optional: true,
+      });
+      await this.previousPresence.take();
+    } else if (!on && this.previousPresence !== undefined) {
+      const p = this.previousPresence;
+      this.previousPresence = undefined;
+      await p.release();
     }
-  }
-
-  isAlive(hostId: string): boolean {
-    return this.alive.has(hostId);
   }
 
   onChange(listener: () => void): () => void {
@@ -121,32 +131,28 @@ export class HostRegistry {
     return () => this.listeners.delete(listener);
   }
 
-  /** Stops watching; the presence key is left to lapse (a restart takes it over). */
+  /** Stops following; the presence keys are left to lapse (a restart takes them over). */
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.retry);
-    this.watch?.stop();
-    this.presence?.detach();
+    this.unsubscribe?.();
+    this.presence.detach();
+    this.previousPresence?.detach();
   }
 
-  private update(kvs: KV[]): void {
-    const next = new Map<string, HostRecord>();
-    for (const kv of kvs) {
-      try {
-        const rec = HostRecord.parse(JSON.parse(kv.value));
-        next.set(rec.hostId, rec);
-      } catch {
-        this.log.warn({ key: kv.key }, "ignoring malformed host record");
-      }
-    }
+  private update(): void {
+    const s = this.feed.current();
+    const next = livenessOf(s.byHost, s.previousHosts, this.rejections);
     // This host is alive as long as it runs, whatever its key says meanwhile.
-    if (!next.has(this.self.hostId)) next.set(this.self.hostId, this.alive.get(this.self.hostId) ?? this.record());
+    next.set(this.self.hostId, this.alive.get(this.self.hostId) ?? { record: this.record(), layout: "by-host" });
     const first = !this.delivered;
     this.delivered = true;
-    const changed = first || next.size !== this.alive.size || [...next.keys()].some((h) => !this.alive.has(h));
+    const changed =
+      first ||
+      next.size !== this.alive.size ||
+      [...next].some(([h, l]) => this.alive.get(h)?.layout !== l.layout || this.alive.get(h)?.record.vtep !== l.record.vtep);
     this.alive = next;
     if (changed) {
-      this.log.info({ hosts: [...next.keys()] }, "cluster hosts changed");
+      this.log.info({ hosts: [...next.keys()], previousLayout: this.previousOnly() }, "cluster hosts changed");
       for (const l of this.listeners) l();
     }
   }

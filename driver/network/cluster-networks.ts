@@ -1,10 +1,10 @@
-import { keys, subnetFromKey } from "../cluster/keys.js";
+import { keys, previousKeys, subnetFromKey } from "../cluster/keys.js";
 import { NetworkHostRecord, NetworkRecord, parseRecord } from "../cluster/records.js";
 import type { Logger } from "../../lib/log.js";
 import { failure, success } from "../../lib/result.js";
 import { refuse, within, type Outcome } from "../errors.js";
 import { casRounds, contended } from "../cluster/cas-rounds.js";
-import type { Store } from "../contracts/store.js";
+import { isStoreRefusal, type Store } from "../contracts/store.js";
 import type { NetworkOptions } from "./network-options.js";
 
 /** Claims a VNI for a subnet (explicit or from the range); frees one. */
@@ -92,8 +92,11 @@ export class ClusterNetworks {
 
   /**
    * Drops this host's membership (or, when collecting a dead host's records,
-   * `hostId`'s). The last host out deletes the record, its VNI and any
-   * endpoint keys left behind. Idempotent.
+   * `hostId`'s). The last host out deletes the record, its VNI, its own
+   * endpoint keys left behind and the previous layout's (which a per-host
+   * ACL policy may refuse: then they stay, and no reader takes an endpoint of
+   * a network the cluster does not have). Other hosts' leftovers under
+   * their own prefixes are theirs to remove (own-records.ts). Idempotent.
    */
   async leave(subnet: string, hostId = this.hostId): Promise<void> {
     await this.store.delete(keys.networkHost(subnet, hostId));
@@ -104,7 +107,11 @@ export class ClusterNetworks {
     const rec = parseRecord(NetworkRecord, kv.value);
     if (!(await this.store.delete(keys.network(subnet), kv.modifyIndex))) return;
     if (rec !== undefined) await this.vnis.release(rec.vni, subnet);
-    await this.store.deleteTree(keys.endpoints(subnet));
+    await this.store.deleteTree(keys.hostEndpointsOn(this.hostId, subnet));
+    await this.store.deleteTree(previousKeys.endpoints(subnet)).catch((err: unknown) => {
+      if (!isStoreRefusal(err)) throw err;
+      this.log.debug({ subnet, err: err.message }, "the store refuses deleting the previous layout's endpoint keys");
+    });
     await this.store.deleteTree(keys.networkHosts(subnet));
     this.log.info({ subnet, vni: rec?.vni }, "last host left: network removed from the cluster");
   }

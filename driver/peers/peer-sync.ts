@@ -1,11 +1,12 @@
-import { keys } from "../cluster/keys.js";
-import { EndpointRecord, parseRecord } from "../cluster/records.js";
+import { parsePreviousEndpointKey } from "../cluster/keys.js";
+import { byHostEndpoints, checkEndpoint, type EndpointCandidate, type RejectionLog } from "../cluster/record-checks.js";
+import type { RecordFeed } from "../cluster/record-feed.js";
+import type { EndpointRecord } from "../cluster/records.js";
 import type { Datapath, PeerEntry } from "../contracts/datapath.js";
 import { driftOf, type PeerDrift } from "./peer-drift.js";
 import type { HostRegistry } from "../hosts/host-registry.js";
 import type { Logger } from "../../lib/log.js";
 import { metrics } from "../../lib/metrics.js";
-import type { KV, Store, Watch } from "../contracts/store.js";
 import { messageOf } from "../../lib/errors.js";
 
 /** One network's tables against its desired peers; `checked` is false until the store has answered (nothing is desired yet). */
@@ -37,11 +38,10 @@ export function peerReportOf(asked: { answers: Map<string, unknown>; missing: st
 export type LocalEndpointsOf = (subnet: string) => Promise<{ ip: string; mac: string }[]>;
 
 interface Followed {
-  watch: Watch;
-  /** The network's endpoint records with their store index (newer = higher). */
+  /** The network's gateway (an endpoint record never has its address). */
+  gatewayCidr: string;
+  /** The network's endpoint records that passed the checks, with their store index (newer = higher). */
   endpoints: { rec: EndpointRecord; index: number }[];
-  /** The store has answered at least once: until then the kernel tables are left as they are. */
-  delivered: boolean;
   firstSync: Promise<void>;
   markSynced: () => void;
 }
@@ -53,47 +53,59 @@ interface Followed {
  * (entries deleted or added behind our back).
  *
  * Design note. What is desired is derived, never remembered: the records of
- * other live hosts, minus anything that collides with an endpoint of this host
- * (an address that moved here while the old holder's record lingers), and for
- * an address or MAC claimed by two records the newest one. Nothing is
- * programmed or removed before the store and the host list have answered once:
- * a plugin that restarts while Consul is away keeps the tables the kernel
- * still holds instead of emptying them.
+ * other live hosts that pass the checks of record-checks.ts (the key names
+ * the host, the host is alive, the VTEP is that host's, the address is a host
+ * address of this very network), minus anything that collides with an
+ * endpoint of this host (an address that moved here while the old holder's
+ * record lingers), and for an address or MAC claimed by two records the
+ * newest one. A followed network is one this host has joined, so the cluster
+ * has its record. Nothing is programmed or removed before the store and the
+ * host list have answered once: a plugin that restarts while Consul is away
+ * keeps the tables the kernel still holds instead of emptying them.
  */
 export class PeerSync {
   private readonly networks = new Map<string, Followed>();
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribeHosts: () => void;
+  private readonly unsubscribeFeed: () => void;
 
   constructor(
-    private readonly store: Store,
+    private readonly feed: RecordFeed,
     private readonly datapath: Datapath,
     private readonly hosts: HostRegistry,
     private readonly localOf: LocalEndpointsOf,
     private readonly log: Logger,
     reconcileMs: number,
+    private readonly rejections?: RejectionLog,
   ) {
     this.timer = setInterval(() => void this.reconcileAll("periodic"), reconcileMs);
     this.timer.unref();
-    this.unsubscribeHosts = hosts.onChange(() => void this.reconcileAll("hosts changed"));
+    this.unsubscribeHosts = hosts.onChange(() => {
+      // Which records count depends on the hosts (alive, their VTEPs).
+      this.refreshAll();
+      void this.reconcileAll("hosts changed");
+    });
+    this.unsubscribeFeed = feed.onChange((c) => {
+      if (!c.endpoints) return;
+      this.refreshAll();
+      const changedAt = performance.now();
+      for (const subnet of this.networks.keys()) void this.sync(subnet, "endpoints changed", changedAt);
+    });
   }
 
   /**
    * Starts following a network's endpoints. Resolves after the first sync, or
    * after `waitMs` if the store has not answered by then (it goes on in the background).
    */
-  async start(subnet: string, waitMs: number): Promise<void> {
+  async start(subnet: string, gatewayCidr: string, waitMs: number): Promise<void> {
     let entry = this.networks.get(subnet);
     if (entry === undefined) {
       let markSynced!: () => void;
       const firstSync = new Promise<void>((resolve) => (markSynced = resolve));
-      const watch = this.store.watch(
-        keys.endpoints(subnet),
-        (kvs) => this.onEndpoints(subnet, kvs),
-        (err) => this.log.warn({ subnet, err: err.message }, "watching endpoints failed; retrying"),
-      );
-      entry = { watch, endpoints: [], delivered: false, firstSync, markSynced };
+      entry = { gatewayCidr, endpoints: [], firstSync, markSynced };
       this.networks.set(subnet, entry);
+      this.refresh(subnet, entry);
+      if (this.feed.ready) void this.sync(subnet, "network followed");
     }
     if (waitMs <= 0) return;
     let timer: NodeJS.Timeout | undefined;
@@ -102,25 +114,25 @@ export class PeerSync {
   }
 
   stop(subnet: string): void {
-    this.networks.get(subnet)?.watch.stop();
     this.networks.delete(subnet);
   }
 
   stopAll(): void {
     clearInterval(this.timer);
     this.unsubscribeHosts();
+    this.unsubscribeFeed();
     for (const subnet of [...this.networks.keys()]) this.stop(subnet);
   }
 
   /** Subnets followed, and whether each has heard from the store. */
   followed(): { subnet: string; delivered: boolean; endpoints: number }[] {
-    return [...this.networks].map(([subnet, e]) => ({ subnet, delivered: e.delivered, endpoints: e.endpoints.length }));
+    return [...this.networks].map(([subnet, e]) => ({ subnet, delivered: this.feed.ready, endpoints: e.endpoints.length }));
   }
 
   /**
-   * Every endpoint record of a followed network on a live host, this host's
-   * own included; for an address claimed twice, the newest. What the name
-   * service answers from.
+   * Every endpoint record of a followed network on a live host that passed
+   * the checks, this host's own included; for an address claimed twice, the
+   * newest. What the name service answers from.
    */
   records(subnet: string): EndpointRecord[] {
     const entry = this.networks.get(subnet);
@@ -172,8 +184,8 @@ export class PeerSync {
    */
   async check(): Promise<PeerCheck[]> {
     const out: PeerCheck[] = [];
-    for (const [subnet, entry] of this.networks) {
-      if (!entry.delivered || !this.hosts.ready || !this.datapath.hasNetwork(subnet)) {
+    for (const subnet of this.networks.keys()) {
+      if (!this.feed.ready || !this.hosts.ready || !this.datapath.hasNetwork(subnet)) {
         out.push({ subnet, peers: 0, checked: false, missing: [], stale: [], extra: [] });
         continue;
       }
@@ -188,15 +200,28 @@ export class PeerSync {
     await this.sync(subnet, why);
   }
 
-  private onEndpoints(subnet: string, kvs: KV[]): void {
-    const entry = this.networks.get(subnet);
-    if (entry === undefined) return;
-    entry.endpoints = kvs.flatMap((kv) => {
-      const rec = parseRecord(EndpointRecord, kv.value);
-      return rec === undefined ? [] : [{ rec, index: kv.modifyIndex }];
+  private refreshAll(): void {
+    for (const [subnet, entry] of this.networks) this.refresh(subnet, entry);
+  }
+
+  /** The network's records from the feed, checked (record-checks.ts); rejections are logged once each. */
+  private refresh(subnet: string, entry: Followed): void {
+    if (!this.feed.ready || !this.hosts.ready) return;
+    const s = this.feed.current();
+    const candidates: EndpointCandidate[] = [
+      ...byHostEndpoints(s.byHost),
+      ...s.previousEndpoints.flatMap((kv) => {
+        const k = parsePreviousEndpointKey(kv.key);
+        return k === undefined ? [] : [{ kv, keyHost: undefined, ...k }];
+      }),
+    ].filter((c) => c.subnet === subnet);
+    const ctx = { host: (h: string) => this.hosts.host(h), network: () => ({ gatewayCidr: entry.gatewayCidr }) };
+    entry.endpoints = candidates.flatMap((c) => {
+      const r = checkEndpoint(c, ctx);
+      if (r.ok) return [{ rec: r.value, index: c.kv.modifyIndex }];
+      this.rejections?.note(c.kv, r);
+      return [];
     });
-    entry.delivered = true;
-    void this.sync(subnet, "endpoints changed", performance.now());
   }
 
   private async reconcileAll(why: string): Promise<void> {
@@ -206,7 +231,7 @@ export class PeerSync {
   /** `changedAt`: when a store change reached this host (performance.now()), to measure the time until it is programmed. */
   private async sync(subnet: string, why: string, changedAt?: number): Promise<void> {
     const entry = this.networks.get(subnet);
-    if (entry === undefined || !entry.delivered || !this.hosts.ready || !this.datapath.hasNetwork(subnet)) return;
+    if (entry === undefined || !this.feed.ready || !this.hosts.ready || !this.datapath.hasNetwork(subnet)) return;
     try {
       const r = await this.datapath.syncPeers(subnet, await this.desired(subnet));
       if (changedAt !== undefined) metrics.peerSyncSeconds.observe((performance.now() - changedAt) / 1000);

@@ -1,17 +1,13 @@
 /**
- * The composition root of one host's domain, shared by the plugin process and
- * the unit tests (which pass fakes for the adapters), so that a test host is
- * wired exactly as a real one.
- *
- * Design note. The wiring order is the dependency order, and it is spelled
- * out in one function on purpose: store resilience first (every other part
- * talks to the cluster through it), then IPAM and networks, the outbox (which
- * needs them to run queued teardown), the host registry, peers and the VXLAN
- * admission (which follow the registry), the driver, and last the collector,
- * the catalog and the name service, which read what the others write. Split
- * over several files this order, and the stop order that mirrors it, would
- * have to be read in pieces; the adapters and settings interfaces at the top
- * are the contract between this module and plugin/compose/host.ts.
+ * A host's domain, put together: every part built in the order of what it
+ * needs (layout gate → store resilience → IPAM and networks → outbox → host
+ * registry → peers and VXLAN admission → driver → collector → the previous layout's copies →
+ * names, catalog, questions), then started and stopped in the order that
+ * keeps the cluster's view of this host consistent. Design note: it is one
+ * function, over the usual size, on purpose: the wiring is the only thing it
+ * holds, and its value is that the order of construction, of start and of
+ * stop can be read top to bottom in one place; split, each half would have to
+ * know the other's order. Each part's behaviour lives in its own module.
  */
 import { RecordCollector } from "../../driver/cluster/collector.js";
 import { teardownRunner } from "../../driver/cluster/teardown.js";
@@ -38,9 +34,15 @@ import { ContainerNames } from "../../driver/names/container-names.js";
 import { NameService } from "../../driver/names/name-service.js";
 import type { DockerPort } from "../../driver/contracts/docker.js";
 import { ClusterView } from "../../driver/cluster/cluster-view.js";
+import { messageOf } from "../../lib/errors.js";
 import { onScrape } from "../../lib/metrics.js";
 import { domainGauges, ProgrammedPeers } from "./metric-sources.js";
 import { ClusterAsk } from "../../driver/cluster/cluster-ask.js";
+import { LayoutGate, type LayoutState } from "../../driver/cluster/layout.js";
+import { RecordFeed } from "../../driver/cluster/record-feed.js";
+import { RejectionLog } from "../../driver/cluster/record-checks.js";
+import { EndpointRecords } from "../../driver/cluster/endpoint-records.js";
+import { PreviousLayout } from "../../driver/cluster/previous-layout.js";
 
 /** How long a teardown call waits for its cluster part before answering Docker anyway. */
 const TEARDOWN_WAIT_MS = 3_000;
@@ -119,6 +121,10 @@ export interface AssembledDomain {
   asks: ClusterAsk;
   /** Every live host's peer tables against what it should program, read now (`tsoverlay peers`). */
   peerReport(): Promise<PeerReport>;
+  /** The cluster store's layout revision as this host found it (a newer one is refused: see driver/cluster/layout.ts). */
+  layout(): LayoutState;
+  /** Hosts of the previous layout, and this host's copies for them (driver/cluster/previous-layout.ts). */
+  previousLayout: PreviousLayout;
   /** Restores the datapath from local state, then starts the background work (collector, queued teardown). */
   start(): Promise<void>;
   status(): Promise<Record<string, unknown>>;
@@ -127,12 +133,20 @@ export interface AssembledDomain {
 
 /**
  * The one place where a host's domain is put together, for the plugin process
- * and for the unit tests alike: store resilience → IPAM and networks →
- * outbox → host registry → peers → driver → collector. Nothing here waits for
- * the cluster store (see OverlayDriver's design note).
+ * and for the unit tests alike: layout gate → store resilience → IPAM and
+ * networks → outbox → host registry → peers → driver → collector. Nothing
+ * here waits for the cluster store (see OverlayDriver's design note). The
+ * cluster part (registration, peers, collector, questions, the daemon's
+ * follower) starts once the store's layout marker was found fine, and stops
+ * if it names a newer layout (driver/cluster/layout.ts); its first step
+ * writes this host's own records before the host shows itself alive, so that
+ * a host upgraded from the previous layout is never seen alive without its
+ * endpoints.
  */
 export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: Logger): Promise<AssembledDomain> {
-  const store = new ResilientStore(a.cluster, { budgetMs: s.storeRetryMs, log: log.child({ component: "store" }) });
+  const gate = new LayoutGate(a.cluster, s.hostId, log.child({ component: "layout" }));
+  const store = new ResilientStore(gate.guard(a.cluster), { budgetMs: s.storeRetryMs, log: log.child({ component: "store" }) });
+  const rejections = new RejectionLog(log.child({ component: "records" }));
   const local = new LocalState(a.local);
   const ipam = new ClusterIpam(store, s.ipam, log);
   const vnis: VniAllocator = {
@@ -143,23 +157,28 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   };
   const networks = new ClusterNetworks(store, vnis, s.hostId, log);
   const catalog = new NetworkCatalog(store);
-  const outbox = await Outbox.open(a.local, teardownRunner({ store, ipam, networks, catalog, hostId: s.hostId, log }), { log });
+  // previousLayout is made below, with the driver it needs; it is only asked once Docker's calls come.
+  const endpointRecords = new EndpointRecords(store, s.hostId, (): boolean => previousLayout.active(), log);
+  const outbox = await Outbox.open(a.local, teardownRunner({ endpointRecords, ipam, networks, catalog, hostId: s.hostId, log }), { log });
+  const feed = new RecordFeed(store, log);
   const hosts = new HostRegistry(
     store,
+    feed,
     { hostId: s.hostId, vtep: s.vtep, ...(s.pluginVersion === undefined ? {} : { pluginVersion: s.pluginVersion }) },
     log,
     s.hostTtlSeconds,
+    rejections,
   );
   const localOf = async (subnet: string): Promise<{ ip: string; mac: string }[]> =>
     (await local.endpoints()).filter((e) => e.subnet === subnet).map((e) => ({ ip: addressOf(e.addressCidr), mac: e.mac }));
   const programmed = new ProgrammedPeers();
   const datapath = programmed.around(a.datapath);
-  const peers = new PeerSync(store, datapath, hosts, localOf, log, s.reconcileMs);
+  const peers = new PeerSync(feed, datapath, hosts, localOf, log, s.reconcileMs, rejections);
   const admission = a.vxlanAdmission === undefined ? undefined : new VtepAdmission(hosts, a.vxlanAdmission, log, s.reconcileMs);
   const teardownWaitMs = s.teardownWaitMs ?? TEARDOWN_WAIT_MS;
   const driver = new OverlayDriver({
-    store,
     recordStore: store.withBudget(0),
+    endpointRecords,
     local,
     outbox,
     datapath,
@@ -199,6 +218,17 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
       deadHostGraceMs: s.gcGraceMs,
       ownGraceMs: s.ownRecordGraceMs ?? OWN_RECORD_GRACE_MS,
     },
+  );
+  const previousLayout: PreviousLayout = new PreviousLayout(
+    {
+      store: background,
+      hosts,
+      local,
+      endpointRecord: (ep) => driver.endpointRecord(ep),
+      exclusive: (subnet, work) => driver.exclusive(subnet, work),
+      log: log.child({ component: "previous-layout" }),
+    },
+    s.reconcileMs,
   );
   const hostIpam = new HostIpam(ipam, outbox, { hostId: s.hostId, storeBudgetMs: s.storeRetryMs, teardownWaitMs });
   const names = new NameService({ local, recordsOf: (subnet) => peers.records(subnet) });
@@ -241,6 +271,30 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   asks.handle("peers", () => peers.check());
   asks.handle("clock", async () => ({ now: Date.now() }));
 
+  let stopping = false;
+  const startCluster = async (): Promise<void> => {
+    if (stopping) return;
+    feed.start();
+    outbox.kick();
+    await collector.pass(); // this host's own records (the host list is not read yet: no dead-host half)
+    if (stopping) return;
+    hosts.start();
+    collector.start();
+    follower?.start();
+    asks.start();
+    previousLayout.start();
+  };
+  const stopCluster = async (): Promise<void> => {
+    asks.stop();
+    await follower?.stop();
+    await collector.stop();
+    await previousLayout.stop();
+    peers.stopAll();
+    admission?.stop();
+    hosts.stop();
+    feed.stop();
+  };
+
   return {
     driver,
     ipam: hostIpam,
@@ -254,14 +308,15 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     catalog,
     propagation,
     view: new ClusterView(store, hosts),
+    layout: () => gate.status(),
+    previousLayout,
     start: async () => {
-      hosts.start();
       await driver.restore();
-      collector.start();
-      outbox.kick();
-      follower?.start();
       unscrape = onScrape(domainGauges({ local, peers, programmed, hosts, store, outbox }));
-      asks.start();
+      gate.start({
+        ready: () => void startCluster().catch((err: unknown) => log.error({ err: messageOf(err) }, "starting the cluster part failed")),
+        refused: () => void stopCluster(),
+      });
     },
     localEndpoints: () => local.endpoints(),
     localNetworks: async () => {
@@ -283,12 +338,15 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
         })),
         store: { ...health, ...(health.available ? {} : { error: `tsoverlay: cluster store unavailable: ${health.condition ?? "unknown"}` }) },
         pendingTeardown: outbox.status(),
+        layout: gate.status(),
+        rejectedRecords: rejections.recent(),
         hosts: {
           ready: hosts.ready,
           alive: hosts
             .hosts()
             .map((h) => h.hostId)
             .sort(),
+          previousLayout: hosts.previousOnly(),
         },
         peers: peers.followed(),
         collector: collector.status(),
@@ -306,14 +364,11 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
       };
     },
     stop: async () => {
+      stopping = true;
       unscrape?.();
-      asks.stop();
-      await follower?.stop();
-      await collector.stop();
+      gate.stop();
+      await stopCluster();
       await outbox.close();
-      peers.stopAll();
-      admission?.stop();
-      hosts.stop();
     },
   };
 }

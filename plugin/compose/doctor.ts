@@ -1,16 +1,3 @@
-import { linkMtu, moduleState, readSysctl } from "../../driver/kernel/host-checks.js";
-import type { Iptables } from "../../driver/kernel/iptables.js";
-import { FWD_CHAIN } from "../../driver/kernel/egress/rules.js";
-import { keys } from "../../driver/cluster/keys.js";
-import { VXLAN_OVERHEAD } from "../../driver/network/network-options.js";
-import type { LocalNetwork } from "../../driver/local/local-state.js";
-import type { DockerPort } from "../../driver/contracts/docker.js";
-import { isStoreUnavailable, type Store } from "../../driver/contracts/store.js";
-import type { Finding } from "../../driver/api.js";
-import type { ClusterAsk } from "../../driver/cluster/cluster-ask.js";
-import type { FailingStep } from "../../driver/local/outbox.js";
-import { messageOf } from "../../lib/errors.js";
-
 /**
  * `tsoverlay doctor`: this host checked for what has bitten users, each
  * finding with its fix in one line. Composition-level because it looks at
@@ -19,7 +6,27 @@ import { messageOf } from "../../lib/errors.js";
  *
  * "problem" is something that breaks networks now; "warn" something that
  * will, or that is known to misbehave; "ok" and "info" say what was seen.
+ *
+ * One module, over the usual size: each check is a few lines of reading and
+ * a finding, and they are kept together in the order the output shows them,
+ * so that what the doctor looks at, and the fix it names, can be read as one
+ * list; a check shared with another part (kernel reads, store liveness) lives
+ * in that part and is only called here.
  */
+
+import { linkMtu, moduleState, readSysctl } from "../../driver/kernel/host-checks.js";
+import type { Iptables } from "../../driver/kernel/iptables.js";
+import { FWD_CHAIN } from "../../driver/kernel/egress/rules.js";
+import { keys, previousKeys } from "../../driver/cluster/keys.js";
+import { livenessOf } from "../../driver/cluster/record-checks.js";
+import { VXLAN_OVERHEAD } from "../../driver/network/network-options.js";
+import type { LocalNetwork } from "../../driver/local/local-state.js";
+import type { DockerPort } from "../../driver/contracts/docker.js";
+import { isStoreUnavailable, type Store } from "../../driver/contracts/store.js";
+import type { Finding } from "../../driver/api.js";
+import type { ClusterAsk } from "../../driver/cluster/cluster-ask.js";
+import type { FailingStep } from "../../driver/local/outbox.js";
+import { messageOf } from "../../lib/errors.js";
 
 export interface DoctorInputs {
   /** Where sysctls are read: `<procRoot>/sys/net/…` (the managed plugin has only /proc/sys/net of the host there). */
@@ -39,6 +46,8 @@ export interface DoctorInputs {
     failingTeardown: FailingStep[];
     storeCondition: string | undefined;
     names: { serving: boolean; reason?: string; address?: string };
+    /** Why this host takes no part in the cluster (a newer store layout), if so. */
+    layoutProblem?: string;
   }>;
   /** Every live host's clock against this one's (see ClusterAsk "clock"). */
   clocks: () => Promise<ClockReading[]>;
@@ -168,8 +177,26 @@ async function underlayMtu(d: DoctorInputs): Promise<Finding[]> {
 async function clusterStore(d: DoctorInputs): Promise<Finding[]> {
   const where = d.consulAddr === "" ? "the embedded store" : `the Consul agent at ${d.consulAddr}`;
   try {
-    const hosts = await d.store.list(keys.hosts());
-    return [{ check: "cluster store", status: "ok", detail: `${where} answers; ${hosts.length} host(s) registered` }];
+    const [byHost, previous] = await Promise.all([d.store.list(keys.byHost()), d.store.list(previousKeys.hosts())]);
+    const live = [...livenessOf(byHost, previous).values()];
+    const older = live.filter((h) => h.layout === "previous").length;
+    const found: Finding[] = [
+      {
+        check: "cluster store",
+        status: "ok",
+        detail: `${where} answers; ${live.length} host(s) registered${older > 0 ? ` (${older} of them on the previous store layout)` : ""}`,
+      },
+    ];
+    const layout = (await d.status()).layoutProblem;
+    if (layout !== undefined) {
+      found.push({
+        check: "cluster store layout",
+        status: "problem",
+        detail: `${layout}; this host takes no part in the cluster`,
+        fix: "upgrade the plugin on this host",
+      });
+    }
+    return found;
   } catch (e) {
     const unavailable = isStoreUnavailable(e);
     return [

@@ -180,7 +180,9 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
           status: async () => {
             const health = domain.store.health();
             const teardown = domain.outbox.status();
+            const layout = domain.layout();
             return {
+              ...(layout.state === "refused" ? { layoutProblem: layout.problem } : {}),
               pendingTeardown: teardown.pending,
               failingTeardown: teardown.failing ?? [],
               storeCondition: health.condition,

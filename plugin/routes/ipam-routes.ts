@@ -1,4 +1,5 @@
 import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
+import { POOL_OPTIONS, unknownPoolOption } from "../../driver/ipam/pool-options.js";
 import { fail, failed, ok } from "../http/answer.js";
 import type { Handler } from "../http/app.js";
 import { ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest, RequestPoolRequest } from "../protocol/ipam-driver.js";
@@ -10,9 +11,6 @@ const REQUEST_ADDRESS_TYPE = "RequestAddressType";
 const GATEWAY_ADDRESS_TYPE = "com.docker.network.gateway";
 const MAC_ADDRESS_OPTION = "com.docker.network.endpoint.macaddress";
 const ENDPOINT_NAME_OPTION = "com.docker.network.endpoint.name";
-
-/** The `--ipam-opt` keys tsoverlay understands; Docker's own (com.docker.*) hints are tolerated. */
-const POOL_OPTIONS = ["name"];
 
 /**
  * IpamDriver.* (answers carry `Error` as well as `Err`: see answer.ts). Docker
@@ -29,7 +27,7 @@ export function ipamRoutes(gate: ReadinessGate): Map<string, Handler> {
     "/IpamDriver.RequestPool",
     route(gate, "RequestPool", RequestPoolRequest, async (req, { ipam }) => {
       const options = req.Options ?? {};
-      const unknown = Object.keys(options).find((k) => !POOL_OPTIONS.includes(k) && !k.startsWith("com.docker."));
+      const unknown = unknownPoolOption(options);
       if (unknown !== undefined) return fail(`unknown --ipam-opt ${unknown} (tsoverlay understands: ${POOL_OPTIONS.join(", ")})`, 400);
       const name = options.name || undefined;
       const r = await ipam.requestPool({ pool: req.Pool, subPool: req.SubPool, v6: req.V6, ...(name === undefined ? {} : { name }) });

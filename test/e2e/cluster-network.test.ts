@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { quiet } from "../support/eventually.js";
 import { clusterStatus, freshHost, labCtl } from "./support/cluster.js";
 import { docker, dockerOk, inNetns, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
-import { IPAM, networkSubnet, ping, removeContainers } from "./support/overlay.js";
+import { IPAM, networkSubnet, ping, removeContainers, resolve } from "./support/overlay.js";
 
 const lab = readLab();
 const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
@@ -25,14 +25,6 @@ async function start(h: LabHost, name: string, network: string, extra: string[] 
 async function createOnce(h: LabHost, name: string, args: string[]): Promise<void> {
   networks.add(name);
   await dockerOk(h, ["network", "create", "-d", "tsoverlay", ...IPAM, ...args, name]);
-}
-
-/** The IPv4 addresses a container resolves a name to (busybox nslookup, through Docker's embedded DNS); [] if it does not resolve. */
-async function resolve(h: LabHost, container: string, name: string): Promise<string[]> {
-  const r = await docker(h, ["exec", container, "nslookup", "-type=a", name], { timeoutMs: 30_000 });
-  if (r.code !== 0) return [];
-  const answer = r.stdout.split(/\n\s*\n/).find((block) => /Name:/.test(block)) ?? "";
-  return [...answer.matchAll(/Address(?: \d+)?:\s*(\d+\.\d+\.\d+\.\d+)/g)].map((m) => m[1]!).sort();
 }
 
 async function ipOf(h: LabHost, container: string, network: string): Promise<string> {

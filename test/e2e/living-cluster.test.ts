@@ -4,7 +4,7 @@
  * a plugin restart during an outage, and a host that dies for good.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keys } from "../../driver/cluster/keys.js";
+import { keys, parseByHostKey } from "../../driver/cluster/keys.js";
 import { consulKeys, docker, dockerOk, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
 import { clusterStatus, consulLeader, consulWritable, forgotten, freshHost, labCtl, timed } from "./support/cluster.js";
 import { containerIp, createNetworkOn, networkVni, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
@@ -136,7 +136,7 @@ describe("the cluster store away", () => {
       await labCtl(["consul", "start", "all"]);
     }
     await waitFor("the queued teardown to land", async () => ((await clusterStatus(h1))?.pendingTeardown?.pending === 0 ? true : undefined), 90_000, 500);
-    expect(await consulKeys(h1, keys.endpoint(SUBNET, ep))).toEqual([]);
+    expect(await consulKeys(h1, keys.hostEndpoint(h1.addr, SUBNET, ep))).toEqual([]);
     expect(await consulKeys(h1, keys.address(SUBNET, ip))).toEqual([]);
     for (const h of [h1, h2, h3]) {
       await waitFor(`${h.name} to forget ${ip}`, async () => ((await forgotten(h, vni, ip, mac)) ? true : undefined), 10_000, 200);
@@ -208,11 +208,15 @@ describe("restarts", () => {
     expect(await ping(h1, "lc-r1", ip2)).toBe(true);
     await waitFor(
       "the old endpoint's record to go",
-      async () => ((await consulKeys(h1, keys.endpoint(SUBNET, oldEp))).length === 0 ? true : undefined),
+      async () => ((await consulKeys(h1, keys.hostEndpoint(h2.addr, SUBNET, oldEp))).length === 0 ? true : undefined),
       20_000,
       250,
     );
-    expect((await consulKeys(h1, keys.endpoints(SUBNET))).length).toBe(2);
+    const endpointKeys = (await consulKeys(h1, keys.byHost())).filter((k) => {
+      const parsed = parseByHostKey(k);
+      return parsed?.kind === "endpoint" && parsed.subnet === SUBNET;
+    });
+    expect(endpointKeys).toHaveLength(2);
   });
 
   it("a host gone for good: its peers are dropped once its liveness lapses, its records are collected after the grace, and it can come back", async () => {
@@ -236,8 +240,8 @@ describe("restarts", () => {
         "h3's records to be collected",
         async () => {
           const all = await run("nsenter", [`--net=/run/netns/${h1.netns}`, lab.consulBin, "kv", "get", "-recurse", "tsoverlay/v1/"]);
-          // The catalog of network names is the cluster's, not h3's: it may say h3 created or removed one.
-          const h3s = all.stdout.split("\n").filter((line) => line.includes(h3.addr) && !line.startsWith(keys.catalog()));
+          // The catalog of network names and the layout marker are the cluster's, not h3's: they may say h3 wrote them.
+          const h3s = all.stdout.split("\n").filter((line) => line.includes(h3.addr) && !line.startsWith(keys.catalog()) && !line.startsWith(keys.layout()));
           return all.code === 0 && h3s.length === 0 ? true : undefined;
         },
         120_000,

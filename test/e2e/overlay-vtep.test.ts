@@ -2,8 +2,9 @@ import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { decodeVxlanDatagram } from "../../driver/kernel/vxlan-codec.js";
 import { tables } from "./support/cluster.js";
+import { keys } from "../../driver/cluster/keys.js";
 import { consulHttp, dockerOk, readLab, waitFor } from "./support/lab.js";
-import { createNetworkOn, networkVni, removeContainers, removeNetworkOn, startContainer, subnetKey } from "./support/overlay.js";
+import { createNetworkOn, networkVni, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
 
 const lab = readLab();
 const h1 = lab.hosts[0]!;
@@ -16,8 +17,9 @@ describe("what the datapath puts on the wire", () => {
     const vtep = spawn("nsenter", [`--net=/run/netns/${lab.outside.netns}`, process.execPath, fixture, "4789"], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     vtep.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    const hostKey = `tsoverlay/v1/hosts/${FAKE.hostId}`;
-    const epKey = `tsoverlay/v1/endpoints/${subnetKey(SUBNET)}/fake-endpoint`;
+    // The stand-in host's own records, under its own prefix (layout revision 2).
+    const hostKey = keys.alive(FAKE.hostId);
+    const epKey = keys.hostEndpoint(FAKE.hostId, SUBNET, "fake-endpoint");
     await createNetworkOn([h1], "vtep-net", SUBNET);
     try {
       // Poll what was read so far: "listening" may already have arrived.

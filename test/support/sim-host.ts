@@ -12,6 +12,7 @@ import { ProxyManager } from "../../proxy/index.js";
 import { FakeDatapath, FakeKernel } from "./fake-datapath.js";
 import type { FlakyStore } from "./flaky-store.js";
 import { MemoryStore } from "./memory-store.js";
+import { AclStore, hostPolicy } from "./acl-store.js";
 
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
 
@@ -23,6 +24,20 @@ export interface SimHost {
   /** The host-private store: survives a simulated plugin restart. */
   local: MemoryStore;
   egress: EgressPort & { slots: Map<string, number>; hostOnly: Set<string> };
+  /** The host's view of the cluster store under its ACL policy, when it runs with one. */
+  acl?: AclStore;
+}
+
+/**
+ * A simulated host's VTEP: its id when that is an IPv4 address (as on a real
+ * host), else an address made from it ("h3" → 198.18.1.3): readers refuse a
+ * VTEP that is not a unicast IPv4 address.
+ */
+export function simVtep(hostId: string): string {
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(hostId)) return hostId;
+  const n = /(\d+)$/.exec(hostId)?.[1];
+  if (n === undefined || Number(n) > 254) throw new Error(`sim host id ${hostId} needs a number 0..254 at its end`);
+  return `198.18.1.${Number(n)}`;
 }
 
 const running = new Set<SimHost>();
@@ -42,7 +57,16 @@ export async function simHost(
   cluster: FlakyStore,
   hostId: string,
   from?: SimHost,
-  settings: { storeRetryMs?: number; gcGraceMs?: number; nameServer?: string } = {},
+  settings: {
+    storeRetryMs?: number;
+    gcGraceMs?: number;
+    nameServer?: string;
+    reconcileMs?: number;
+    /** Run under the host's Consul ACL policy (acl-store.ts). */
+    acl?: boolean;
+    /** Wait until the host list is read (default: unless the store is down). */
+    waitForHosts?: boolean;
+  } = {},
 ): Promise<SimHost> {
   if (from !== undefined) await stopSimHost(from);
   const kernel = from?.kernel ?? new FakeKernel();
@@ -63,15 +87,16 @@ export async function simHost(
       hostOnly.delete(subnet);
     },
   };
+  const acl = settings.acl === true ? new AclStore(cluster, hostPolicy(hostId)) : undefined;
   const d = await assembleDomain(
-    { cluster, local, datapath, egress, publisher: new PortPublisher(new ProxyManager(), log) },
+    { cluster: acl ?? cluster, local, datapath, egress, publisher: new PortPublisher(new ProxyManager(), log) },
     {
       hostId,
-      vtep: hostId,
+      vtep: simVtep(hostId),
       underlayMtu: 1500,
       ipam: { hostId, poolRange: "10.213.0.0/16", poolSize: 24, vniRange: { min: 5000, max: 5100 } },
       storeRetryMs: settings.storeRetryMs ?? 300,
-      reconcileMs: 60_000,
+      reconcileMs: settings.reconcileMs ?? 60_000,
       gcIntervalMs: 3_600_000,
       gcGraceMs: settings.gcGraceMs ?? 600_000,
       teardownWaitMs: 50,
@@ -83,8 +108,8 @@ export async function simHost(
     log,
   );
   await d.start();
-  if (!cluster.isDown) await d.hosts.started();
-  const h = { hostId, d, datapath, kernel, local, egress };
+  if (settings.waitForHosts ?? !cluster.isDown) await d.hosts.started();
+  const h: SimHost = { hostId, d, datapath, kernel, local, egress, ...(acl === undefined ? {} : { acl }) };
   running.add(h);
   return h;
 }

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { DnsListener, type DnsListenerOptions } from "../../driver/dns/dns-listener.js";
 import { ClientLimits } from "../../driver/dns/client-limits.js";
 import { MAX_QUERY_SIZE, screenQuery } from "../../driver/dns/dns-wire.js";
-import { eventually } from "../support/eventually.js";
+import { eventually, quiet } from "../support/eventually.js";
 import { HostResolvers, parseResolvConf, plainAddress, type HostPort, type UpstreamSource } from "../../driver/dns/upstreams.js";
 import type { NameDecision, NameQuestion, NameResolver } from "../../driver/contracts/names.js";
 import { createLogger } from "../../lib/log.js";
@@ -793,7 +793,7 @@ describe("DNS listener: TCP connections", () => {
     while (!c.isClosed() && sent < bytes.length) {
       c.write(bytes.subarray(sent, sent + 1));
       sent++;
-      await new Promise((r) => setTimeout(r, 50));
+      await quiet(50, "a trickling client: one byte every 50 ms");
     }
     await c.closed;
     expect(sent).toBeLessThan(bytes.length);
@@ -815,7 +815,7 @@ describe("DNS listener: TCP connections", () => {
   it("does not hold a message's deadline against a client while its earlier queries keep the connection from being read", async () => {
     // Every answer takes longer than a message's deadline; one query at a time per connection.
     const resolver = new FakeResolver(async () => {
-      await new Promise((r) => setTimeout(r, 500));
+      await quiet(500, "every answer takes longer than a message's deadline");
       return { kind: "addresses", ips: ["10.1.0.5"] };
     });
     const { port } = await startListener(resolver, [], { tcpMessageTimeoutMs: 200, tcpMaxInFlight: 1, resolverTimeoutMs: 5_000 });

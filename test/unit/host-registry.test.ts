@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { keys } from "../../driver/cluster/keys.js";
 import { HostRegistry } from "../../driver/hosts/host-registry.js";
+import { RecordFeed } from "../../driver/cluster/record-feed.js";
 import type { EphemeralKey } from "../../driver/contracts/store.js";
 import { createLogger } from "../../lib/log.js";
 import { MemoryStore } from "../support/memory-store.js";
@@ -20,12 +21,13 @@ class SlowSessions extends MemoryStore {
 describe("HostRegistry's record", () => {
   it("carries the daemon's version even when told it while the key was still being taken", async () => {
     const store = new SlowSessions();
-    const reg = new HostRegistry(store, { hostId: "198.18.0.9", vtep: "198.18.0.9", pluginVersion: "0.1.0" }, createLogger("silent"));
+    const log = createLogger("silent");
+    const reg = new HostRegistry(store, new RecordFeed(store, log), { hostId: "198.18.0.9", vtep: "198.18.0.9", pluginVersion: "0.1.0" }, log);
     reg.start();
     await eventually("the key to be being taken", () => store.taking);
     await reg.describeDocker("28.5.2");
     store.release();
-    const record = async () => JSON.parse((await store.get(keys.host("198.18.0.9")))?.value ?? "{}") as { dockerVersion?: string; pluginVersion?: string };
+    const record = async () => JSON.parse((await store.get(keys.alive("198.18.0.9")))?.value ?? "{}") as { dockerVersion?: string; pluginVersion?: string };
     await eventually("the record to be written", async () => (await record()).dockerVersion !== undefined, { timeoutMs: 1_000 });
     expect(await record()).toMatchObject({ dockerVersion: "28.5.2", pluginVersion: "0.1.0" });
     await reg.describeDocker("29.8.1");

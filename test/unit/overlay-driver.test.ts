@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { keys } from "../../driver/cluster/keys.js";
+import { keys, parseByHostKey } from "../../driver/cluster/keys.js";
 import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { FlakyStore } from "../support/flaky-store.js";
-import { simHost, stopSimHost, stopSimHosts, type SimHost } from "../support/sim-host.js";
+import { simHost, simVtep, stopSimHost, stopSimHosts, type SimHost } from "../support/sim-host.js";
 import { error, value } from "../support/store-helpers.js";
 import { eventually, quiet } from "../support/eventually.js";
 
@@ -36,6 +36,14 @@ async function endpointOn(h: SimHost, networkId: string, poolId: string, endpoin
 
 /** Every call the store refused while down, of any kind. */
 const refusals = (store: FlakyStore) => [...store.refused.values()].reduce((a, b) => a + b, 0);
+
+/** Every host's endpoint record keys of a subnet. */
+async function endpointKeys(store: FlakyStore, subnet: string): Promise<string[]> {
+  return (await store.list(keys.byHost())).flatMap((kv) => {
+    const k = parseByHostKey(kv.key);
+    return k?.kind === "endpoint" && k.subnet === subnet ? [kv.key] : [];
+  });
+}
 
 describe("OverlayDriver over a shared store (simulated hosts)", () => {
   it("makes one network of the same subnet, programs each host's peers, and releases everything with the last host", async () => {
@@ -70,9 +78,9 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     value(await a.d.driver.deleteEndpoint("net-a", "ep-a"));
     value(await a.d.ipam.releasePool(na.pool.poolId));
     value(await a.d.driver.deleteNetwork("net-a"));
-    expect(await cluster.list("tsoverlay/v1/")).toEqual(
-      // Only the hosts' liveness keys are left.
-      [expect.objectContaining({ key: keys.host("198.18.0.11") }), expect.objectContaining({ key: keys.host("198.18.0.12") })],
+    expect((await cluster.list("tsoverlay/v1/")).map((kv) => kv.key)).toEqual(
+      // Only the hosts' liveness keys are left, and the layout marker.
+      [keys.alive("198.18.0.11"), keys.alive("198.18.0.12"), keys.layout()],
     );
   });
 
@@ -133,7 +141,7 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     const r = await a.d.driver.createEndpoint({ networkId: "n1", endpointId: "ep", addressCidr: ip.address, mac: "" });
     expect(r.ok).toBe(false);
     await eventually("the rollback to reach the cluster", async () => a.d.outbox.status().pending === 0);
-    expect(await cluster.list(keys.endpoints("10.33.0.0/24"))).toEqual([]);
+    expect(await endpointKeys(cluster, "10.33.0.0/24")).toEqual([]);
     expect(a.datapath.hasNetwork("10.33.0.0/24")).toBe(false);
   });
 
@@ -144,7 +152,7 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     const poolId = nets[0]!.pool.poolId;
     const watcher = await endpointOn(c, "n", poolId, "watcher");
     const x = await endpointOn(a, "n", poolId, "x-on-a", "10.34.0.50");
-    await eventually("c to program x on h1", () => c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep === "h1");
+    await eventually("c to program x on h1", () => c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep === simVtep("h1"));
 
     // a's withdrawal is stuck (its store is cut off): its record lingers while b takes the address.
     cluster.down();
@@ -155,8 +163,8 @@ describe("OverlayDriver over a shared store (simulated hosts)", () => {
     await cluster.inner.delete(keys.address("10.34.0.0/24", x)); // as if its release had landed
     await endpointOn(b, "n", poolId, "x-on-b", "10.34.0.50");
     // Both records exist; b programs none of them for x (it is local there), c programs the newer one.
-    expect(await cluster.list(keys.endpoints("10.34.0.0/24"))).toHaveLength(3);
-    await eventually("c to program x on h2", () => c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep === "h2");
+    expect(await endpointKeys(cluster, "10.34.0.0/24")).toHaveLength(3);
+    await eventually("c to program x on h2", () => c.datapath.peers("10.34.0.0/24").find((p) => p.ip === x)?.vtep === simVtep("h2"));
     await eventually("b to program its peers", () => b.datapath.peers("10.34.0.0/24").some((p) => p.ip === watcher));
     expect(b.datapath.peers("10.34.0.0/24").map((p) => p.ip)).not.toContain(x);
   });
@@ -170,7 +178,7 @@ describe("container names (Docker 29 names the container to the IPAM)", () => {
     const ip = value(await a.d.ipam.requestAddress({ poolId: n.pool.poolId, address: "", name: "web" }));
     value(await a.d.driver.createEndpoint({ networkId: "n", endpointId: "e-web", addressCidr: ip.address, mac: "" }));
     expect(value(await a.d.driver.endpointInfo("n", "e-web"))).toMatchObject({ name: "web" });
-    expect(JSON.parse((await cluster.get(keys.endpoint("10.48.0.0/24", "e-web")))!.value)).toMatchObject({ name: "web", hostId: "h1" });
+    expect(JSON.parse((await cluster.get(keys.hostEndpoint("h1", "10.48.0.0/24", "e-web")))!.value)).toMatchObject({ name: "web", hostId: "h1" });
     expect((await a.d.status()).endpoints).toEqual([
       { endpointId: "e-web", name: "web", subnet: "10.48.0.0/24", ip: ip.address.split("/")[0], mac: "02:42:0a:30:00:02" },
     ]);
@@ -223,7 +231,7 @@ describe("when the cluster store is away", () => {
     // Gone from this host at once; still in the cluster, and still programmed by the peer.
     expect(a.datapath.hasNetwork("10.41.0.0/24")).toBe(false);
     expect(a.d.outbox.status().pending).toBe(4);
-    expect(await cluster.inner.get(keys.endpoint("10.41.0.0/24", "ep-a"))).toBeDefined();
+    expect(await cluster.inner.get(keys.hostEndpoint("h1", "10.41.0.0/24", "ep-a"))).toBeDefined();
     expect(b.datapath.peers("10.41.0.0/24").map((p) => p.ip)).toEqual([ipA]);
 
     // The plugin restarts while the store is still away: the queue survives.
@@ -232,7 +240,7 @@ describe("when the cluster store is away", () => {
     expect(a2.d.outbox.status().pending).toBe(4);
     await cluster.up();
     await eventually("the queued teardown to land", () => a2.d.outbox.status().pending === 0);
-    expect(await cluster.get(keys.endpoint("10.41.0.0/24", "ep-a"))).toBeUndefined();
+    expect(await cluster.get(keys.hostEndpoint("h1", "10.41.0.0/24", "ep-a"))).toBeUndefined();
     expect(await cluster.get(keys.address("10.41.0.0/24", ipA))).toBeUndefined();
     expect(await cluster.get(keys.networkHost("10.41.0.0/24", "h1"))).toBeUndefined();
     expect(await cluster.get(keys.poolRef("10.41.0.0/24", "h1"))).toBeUndefined();
@@ -350,18 +358,18 @@ describe("the record collector", () => {
     const ip = await endpointOn(a, "n", n.pool.poolId, "e");
     // A ghost of this host (a teardown whose cluster part was lost) and a record that went missing.
     await cluster.put(
-      keys.endpoint("10.46.0.0/24", "ghost"),
-      JSON.stringify({ endpointId: "ghost", networkId: "n", hostId: "h1", vtep: "h1", ip: "10.46.0.77", mac: "02:42:0a:2e:00:4d" }),
+      keys.hostEndpoint("h1", "10.46.0.0/24", "ghost"),
+      JSON.stringify({ endpointId: "ghost", networkId: "n", hostId: "h1", vtep: simVtep("h1"), ip: "10.46.0.77", mac: "02:42:0a:2e:00:4d" }),
     );
     await cluster.put(keys.address("10.46.0.0/24", "10.46.0.77"), JSON.stringify({ host: "h1", kind: "endpoint", at: new Date(0).toISOString() }));
-    await cluster.delete(keys.endpoint("10.46.0.0/24", "e"));
+    await cluster.delete(keys.hostEndpoint("h1", "10.46.0.0/24", "e"));
     await cluster.delete(keys.address("10.46.0.0/24", ip));
     await cluster.delete(keys.networkHost("10.46.0.0/24", "h1"));
     const report = await a.d.collector.pass();
     expect(report).toMatchObject({ removed: 2, restored: 3, conflicts: [] });
-    expect(await cluster.get(keys.endpoint("10.46.0.0/24", "ghost"))).toBeUndefined();
+    expect(await cluster.get(keys.hostEndpoint("h1", "10.46.0.0/24", "ghost"))).toBeUndefined();
     expect(await cluster.get(keys.address("10.46.0.0/24", "10.46.0.77"))).toBeUndefined();
-    expect(await cluster.get(keys.endpoint("10.46.0.0/24", "e"))).toBeDefined();
+    expect(await cluster.get(keys.hostEndpoint("h1", "10.46.0.0/24", "e"))).toBeDefined();
     expect(await cluster.get(keys.address("10.46.0.0/24", ip))).toBeDefined();
     expect(await cluster.get(keys.networkHost("10.46.0.0/24", "h1"))).toBeDefined();
     expect(await a.d.collector.pass()).toMatchObject({ removed: 0, restored: 0 });
@@ -395,7 +403,7 @@ describe("the record collector", () => {
     await endpointOn(c, "n", n.pool.poolId, "ec");
     // h3 dies: its process stops renewing and its liveness key lapses.
     await stopSimHost(c);
-    await cluster.delete(keys.host("h3"));
+    await cluster.delete(keys.alive("h3"));
     await eventually("h3 to be seen gone", () => !a.d.hosts.isAlive("h3") && !b.d.hosts.isAlive("h3"));
     await eventually("a to drop h3's endpoint", () => a.datapath.peers("10.47.0.0/24").length === 0);
 
@@ -406,7 +414,7 @@ describe("the record collector", () => {
     vi.advanceTimersByTime(250);
     const second = await Promise.all([a.d.collector.pass(), b.d.collector.pass()]);
     expect(second.flatMap((r) => r?.collectedHosts ?? [])).toEqual(["h3"]);
-    expect(await cluster.get(keys.endpoint("10.47.0.0/24", "ec"))).toBeUndefined();
+    expect(await cluster.get(keys.hostEndpoint("h3", "10.47.0.0/24", "ec"))).toBeUndefined();
     expect(await cluster.get(keys.networkHost("10.47.0.0/24", "h3"))).toBeUndefined();
     expect(await cluster.get(keys.poolRef("10.47.0.0/24", "h3"))).toBeUndefined();
     expect((await a.d.clusterIpam.addressRecords()).filter((x) => x.record.host === "h3" && x.record.kind === "endpoint")).toEqual([]);
@@ -417,7 +425,7 @@ describe("the record collector", () => {
     const c2 = await host(cluster, "h3", c);
     const back = await c2.d.collector.pass();
     expect(back).toMatchObject({ conflicts: [] });
-    expect(await cluster.get(keys.endpoint("10.47.0.0/24", "ec"))).toBeDefined();
+    expect(await cluster.get(keys.hostEndpoint("h3", "10.47.0.0/24", "ec"))).toBeDefined();
     expect(await cluster.get(keys.networkHost("10.47.0.0/24", "h3"))).toBeDefined();
     expect(await cluster.get(keys.poolRef("10.47.0.0/24", "h3"))).toBeDefined();
   });
@@ -437,7 +445,7 @@ describe("names for the name service", () => {
     );
     expect(await b.d.driver.setNames("eb", ["Web", "api", "web"])).toBe(true);
     expect(await a.d.driver.setNames("nope", ["x"])).toBe(false);
-    const rec = JSON.parse((await cluster.get(keys.endpoint("10.50.0.0/24", "eb")))!.value) as { names: string[] };
+    const rec = JSON.parse((await cluster.get(keys.hostEndpoint("h2", "10.50.0.0/24", "eb")))!.value) as { names: string[] };
     expect(rec.names).toEqual(["web", "api"]); // Docker's order (the container's name first), lower-cased, once each
     await eventually("h1's name service to know web", async () => {
       const r = await a.d.names.decide({ name: "web", type: "A", class: "IN", source: ipA });

@@ -7,6 +7,7 @@ import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { LocalState } from "../../driver/local/local-state.js";
 import { eventually } from "../support/eventually.js";
+import { keys } from "../../driver/cluster/keys.js";
 
 const log = createLogger("silent");
 const stops: (() => void)[] = [];
@@ -307,5 +308,48 @@ describe("the catalog", () => {
     expect((await catalog.get("x"))?.entry).toMatchObject({ state: "removed", host: "h2" });
     expect(await catalog.removeName("x", undefined, "h2")).toBe(false);
     expect(await catalog.removeName("never", undefined, "h2")).toBe(false);
+  });
+});
+
+describe("a forged catalog entry", () => {
+  /** An entry as a tsoverlay host publishes it, with `over` changed (written straight into the store). */
+  const entry = (name: string, subnet: string, over: { spec?: Record<string, unknown> } & Record<string, unknown> = {}) => {
+    const { spec, ...rest } = over;
+    const { name: _n, ...plain } = tsoverlaySpec(name, subnet);
+    return JSON.stringify({ name, uid: `u-${name}`, state: "active", host: "h9", at: new Date().toISOString(), ...rest, spec: { ...plain, ...spec } });
+  };
+
+  it("creates nothing: another driver, a parent= option, an unknown option, another IPAM, an unknown key, a name not its key's, a gateway outside; a valid one is created", async () => {
+    const store = new MemoryStore();
+    const h = host(store, "h1");
+    const forged: [string, string][] = [
+      ["evil-macvlan", entry("evil-macvlan", "10.64.0.0/24", { spec: { driver: "macvlan", options: { parent: "eth0" }, ipamDriver: "default" } })],
+      ["evil-parent", entry("evil-parent", "10.64.1.0/24", { spec: { options: { parent: "eth0" } } })],
+      ["evil-bridge-opt", entry("evil-bridge-opt", "10.64.2.0/24", { spec: { options: { "com.docker.network.bridge.name": "docker0" } } })],
+      ["evil-ipam", entry("evil-ipam", "10.64.3.0/24", { spec: { ipamDriver: "default" } })],
+      ["evil-ipam-opt", entry("evil-ipam-opt", "10.64.4.0/24", { spec: { ipamOptions: { driver: "x" } } })],
+      ["evil-key", entry("evil-key", "10.64.5.0/24", { spec: { configFrom: "other" } })],
+      ["evil-top", entry("evil-top", "10.64.6.0/24", { extra: true })],
+      ["evil-name", entry("somebody-else", "10.64.7.0/24")],
+      ["evil-gateway", entry("evil-gateway", "10.64.8.0/24", { spec: { gateway: "10.65.0.1" } })],
+      ["evil-labels", entry("evil-labels", "10.64.9.0/24", { spec: { labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, "x"])) } })],
+    ];
+    for (const [name, value] of forged) await store.put(keys.catalogEntry(name), value);
+    // The control, written the same way and last: created, so the reconcile that saw the others has run.
+    await store.put(keys.catalogEntry("fine"), entry("fine", "10.64.10.0/24"));
+    await eventually("the valid entry to be created", () => h.docker.nets.has("fine"));
+    await h.prop.reconcile("test");
+    expect(h.docker.calls).toEqual(["create fine"]);
+    const problems = new Map(h.prop.status().problems.map((p) => [p.name, p.problem]));
+    expect(problems.get("evil-macvlan")).toMatch(/refused: its driver is macvlan, not tsoverlay/);
+    expect(problems.get("evil-parent")).toMatch(/unknown option parent/);
+    expect(problems.get("evil-bridge-opt")).toMatch(/belongs to Docker's bridge driver/);
+    expect(problems.get("evil-ipam")).toMatch(/its IPAM driver is default/);
+    expect(problems.get("evil-ipam-opt")).toMatch(/unknown --ipam-opt driver/);
+    expect(problems.get("evil-key")).toMatch(/not an entry a tsoverlay host writes/);
+    expect(problems.get("evil-top")).toMatch(/not an entry a tsoverlay host writes/);
+    expect(problems.get("evil-name")).toMatch(/names network somebody-else under the key of evil-name/);
+    expect(problems.get("evil-gateway")).toMatch(/gateway 10\.65\.0\.1 is not a host address of 10\.64\.8\.0\/24/);
+    expect(problems.get("evil-labels")).toMatch(/more than 64 entries/);
   });
 });

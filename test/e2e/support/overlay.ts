@@ -47,6 +47,14 @@ export async function removeContainers(host: LabHost, names: string[]): Promise<
   if (names.length > 0) await docker(host, ["rm", "-f", ...names], { timeoutMs: 120_000 });
 }
 
+/** The IPv4 addresses a container resolves a name to (busybox nslookup, through Docker's embedded DNS); [] if it does not resolve. */
+export async function resolve(h: LabHost, container: string, name: string): Promise<string[]> {
+  const r = await docker(h, ["exec", container, "nslookup", "-type=a", name], { timeoutMs: 30_000 });
+  if (r.code !== 0) return [];
+  const answer = r.stdout.split(/\n\s*\n/).find((block) => /Name:/.test(block)) ?? "";
+  return [...answer.matchAll(/Address(?: \d+)?:\s*(\d+\.\d+\.\d+\.\d+)/g)].map((m) => m[1]!).sort();
+}
+
 export async function ping(host: LabHost, container: string, ip: string, count = 2): Promise<boolean> {
   const r = await docker(host, ["exec", container, "ping", "-c", String(count), "-W", "2", ip]);
   return r.code === 0;
