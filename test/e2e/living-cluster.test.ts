@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keys } from "../../driver/cluster/keys.js";
-import { consulKeys, docker, dockerOk, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
+import { LAB_SCRIPT, consulAtPattern, consulKeys, docker, dockerOk, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
 import { clusterStatus, consulLeader, consulWritable, forgotten, freshHost, labCtl, timed } from "./support/cluster.js";
 import { containerIp, createNetworkOn, networkVni, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
 
@@ -112,7 +112,7 @@ describe("the cluster store away", () => {
       expect(links.stdout).not.toContain(`tso${ep.slice(0, 9)}`);
       const during = await clusterStatus(h1);
       expect(during?.store?.available).toBe(false);
-      expect(during?.store?.error).toMatch(/^tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 /);
+      expect(during?.store?.error).toMatch(new RegExp(`^tsoverlay: cluster store unavailable: Consul at ${consulAtPattern()} `));
       expect(during?.pendingTeardown?.pending).toBeGreaterThanOrEqual(2);
 
       // The plugin restarts while Consul is still away: it comes up, and keeps what it owes the cluster.
@@ -163,12 +163,14 @@ describe("the cluster store away", () => {
     expect(r.code).not.toBe(0);
     // Which words depends on how far the agent got in noticing (no servers, no leader, a broken RPC): always in words.
     expect(r.stderr).toMatch(
-      /IpamDriver\.RequestAddress: tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 (has no leader|has no servers to talk to|did not answer in time|cannot reach its servers \(.+\)) \(retried for 1\d s\)/,
+      new RegExp(
+        `IpamDriver\\.RequestAddress: tsoverlay: cluster store unavailable: Consul at ${consulAtPattern()} (has no leader|has no servers to talk to|did not answer in time|cannot reach its servers \\(.+\\)) \\(retried for 1\\d s\\)`,
+      ),
     );
     expect(r.stderr).not.toMatch(/internal error|HTTP 500/);
     expect(ms).toBeLessThan(25_000);
     const s = await clusterStatus(h1);
-    expect(s?.store?.error).toMatch(/^tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 /);
+    expect(s?.store?.error).toMatch(new RegExp(`^tsoverlay: cluster store unavailable: Consul at ${consulAtPattern()} `));
     await removeContainers(h1, ["lc-down"]);
     await labCtl(["consul", "start", "all"]);
     await consulWritable(h1);
@@ -235,7 +237,7 @@ describe("restarts", () => {
       await waitFor(
         "h3's records to be collected",
         async () => {
-          const all = await run("nsenter", [`--net=/run/netns/${h1.netns}`, lab.consulBin, "kv", "get", "-recurse", "tsoverlay/v1/"]);
+          const all = await run("bash", [LAB_SCRIPT, "consul", "kv", "get", "-recurse", "tsoverlay/v1/"]);
           // The catalog of network names is the cluster's, not h3's: it may say h3 created or removed one.
           const h3s = all.stdout.split("\n").filter((line) => line.includes(h3.addr) && !line.startsWith(keys.catalog()));
           return all.code === 0 && h3s.length === 0 ? true : undefined;
