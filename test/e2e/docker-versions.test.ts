@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { quiet } from "../support/eventually.js";
-import { docker, dockerOk, inOverlayNs, readLab, run, waitFor, type LabHost } from "./support/lab.js";
+import { consulAtPattern, docker, dockerOk, inOverlayNs, readLab, run, waitFor, type LabHost } from "./support/lab.js";
 import { clusterStatus, consulWritable, freshHost, labCtl } from "./support/cluster.js";
 import { containerIp, createNetworkOn, networkVni, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
 import { publishedPorts } from "./support/publish.js";
@@ -225,7 +225,7 @@ describe(`Docker ${version}`, () => {
         60_000,
         500,
       );
-      expect(state).toMatch(/tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 /);
+      expect(state).toMatch(new RegExp(`tsoverlay: cluster store unavailable: Consul at ${consulAtPattern()} `));
     } finally {
       await labCtl(["consul", "start", "all"]);
     }

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { postPlugin } from "../support/plugin-client.js";
-import { consulHttp, docker, inNetns, readLab } from "./support/lab.js";
+import { consulHttp, docker, inNetns, LAB_SCRIPT, readLab, run } from "./support/lab.js";
 
 const lab = readLab();
 
@@ -50,8 +50,52 @@ describe("lab foundation", () => {
     const servers = (JSON.parse(raft.stdout) as { Servers: { Node: string; Leader: boolean; Voter: boolean }[] }).Servers;
     expect(servers.map((s) => s.Node).sort()).toEqual(["c1", "c2", "c3"]);
     expect(servers.filter((s) => s.Leader)).toHaveLength(1);
-    const members = await inNetns(h1.netns, [lab.consulBin, "members"]);
-    expect(members.stdout.split("\n").filter((l) => /\salive\s/.test(l)).length).toBe(3 + lab.hosts.length);
+    const members = await run("bash", [LAB_SCRIPT, "consul", "members"]);
+    expect(members.stdout.split("\n").filter((l) => /\salive\s/.test(l)).length, members.stderr).toBe(3 + lab.hosts.length);
+  });
+
+  it("runs Consul as production does: TLS only, a client certificate required, ACLs that deny by default", async () => {
+    const h1 = lab.hosts[0]!;
+    const api = lab.consulApi;
+    // No plain HTTP port at all.
+    expect((await inNetns(h1.netns, ["curl", "-sS", "-m", "5", "http://127.0.0.1:8500/v1/status/leader"])).code).not.toBe(0);
+    // TLS without a client certificate of the lab's CA is refused.
+    expect((await inNetns(h1.netns, ["curl", "-sS", "-m", "5", "--cacert", api.ca, `${api.url}/v1/status/leader`])).code).not.toBe(0);
+    const anonymous = await inNetns(h1.netns, [
+      "curl",
+      "-sS",
+      "-m",
+      "5",
+      "--cacert",
+      api.ca,
+      "--cert",
+      api.cert,
+      "--key",
+      api.key,
+      `${api.url}/v1/status/leader`,
+    ]);
+    expect(anonymous.code, anonymous.stderr).toBe(0);
+    // No token: no write (default_policy = deny).
+    const noToken = await inNetns(h1.netns, [
+      "curl",
+      "-sS",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      "-X",
+      "PUT",
+      "-d",
+      "x",
+      "--cacert",
+      api.ca,
+      "--cert",
+      api.cert,
+      "--key",
+      api.key,
+      `${api.url}/v1/kv/tsoverlay/v1/lab-check`,
+    ]);
+    expect(noToken.stdout).toBe("403");
   });
 
   it("reads from host 2's Consul view a key written through host 1's", async () => {

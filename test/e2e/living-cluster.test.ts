@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keys, parseByHostKey } from "../../driver/cluster/keys.js";
-import { consulKeys, docker, dockerOk, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
+import { LAB_SCRIPT, consulAtPattern, consulGetJson, consulKeys, docker, dockerOk, pluginPid, readLab, run, waitFor, type LabHost } from "./support/lab.js";
 import { clusterStatus, consulLeader, consulWritable, forgotten, freshHost, labCtl, timed } from "./support/cluster.js";
 import { containerIp, createNetworkOn, networkVni, ping, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
 
@@ -112,7 +112,7 @@ describe("the cluster store away", () => {
       expect(links.stdout).not.toContain(`tso${ep.slice(0, 9)}`);
       const during = await clusterStatus(h1);
       expect(during?.store?.available).toBe(false);
-      expect(during?.store?.error).toMatch(/^tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 /);
+      expect(during?.store?.error).toMatch(new RegExp(`^tsoverlay: cluster store unavailable: Consul at ${consulAtPattern()} `));
       expect(during?.pendingTeardown?.pending).toBeGreaterThanOrEqual(2);
 
       // The plugin restarts while Consul is still away: it comes up, and keeps what it owes the cluster.
@@ -163,12 +163,14 @@ describe("the cluster store away", () => {
     expect(r.code).not.toBe(0);
     // Which words depends on how far the agent got in noticing (no servers, no leader, a broken RPC): always in words.
     expect(r.stderr).toMatch(
-      /IpamDriver\.RequestAddress: tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 (has no leader|has no servers to talk to|did not answer in time|cannot reach its servers \(.+\)) \(retried for 1\d s\)/,
+      new RegExp(
+        `IpamDriver\\.RequestAddress: tsoverlay: cluster store unavailable: Consul at ${consulAtPattern()} (has no leader|has no servers to talk to|did not answer in time|cannot reach its servers \\(.+\\)) \\(retried for 1\\d s\\)`,
+      ),
     );
     expect(r.stderr).not.toMatch(/internal error|HTTP 500/);
     expect(ms).toBeLessThan(25_000);
     const s = await clusterStatus(h1);
-    expect(s?.store?.error).toMatch(/^tsoverlay: cluster store unavailable: Consul at 127\.0\.0\.1:8500 /);
+    expect(s?.store?.error).toMatch(new RegExp(`^tsoverlay: cluster store unavailable: Consul at ${consulAtPattern()} `));
     await removeContainers(h1, ["lc-down"]);
     await labCtl(["consul", "start", "all"]);
     await consulWritable(h1);
@@ -235,13 +237,20 @@ describe("restarts", () => {
         await waitFor(`${h.name} to drop h3's endpoint`, async () => ((await forgotten(h, vni, ip3, mac3)) ? true : undefined), 45_000, 500);
       }
       const dropped = Date.now() - t0;
-      // Collected: lab grace 30 s after a live host first saw it gone.
+      // Collected: lab grace 30 s after a live host first saw it gone. The lab's per-host ACLs keep
+      // h1 and h2 from deleting what h3 wrote under its own prefix: those records stay (no reader takes
+      // a record of a host that is not alive), and the gone marker says so, with the command that
+      // removes them; h3 deletes them itself when it comes back.
+      const own = keys.hostPrefix(h3.addr);
       await waitFor(
         "h3's records to be collected",
         async () => {
-          const all = await run("nsenter", [`--net=/run/netns/${h1.netns}`, lab.consulBin, "kv", "get", "-recurse", "tsoverlay/v1/"]);
+          const all = await run("bash", [LAB_SCRIPT, "consul", "kv", "get", "-recurse", "tsoverlay/v1/"]);
           // The catalog of network names and the layout marker are the cluster's, not h3's: they may say h3 wrote them.
-          const h3s = all.stdout.split("\n").filter((line) => line.includes(h3.addr) && !line.startsWith(keys.catalog()) && !line.startsWith(keys.layout()));
+          const h3s = all.stdout
+            .split("\n")
+            .filter((line) => line.includes(h3.addr) && !line.startsWith(keys.catalog()) && !line.startsWith(keys.layout()))
+            .filter((line) => !line.startsWith(own) && !line.startsWith(keys.goneHost(h3.addr)));
           return all.code === 0 && h3s.length === 0 ? true : undefined;
         },
         120_000,
@@ -250,12 +259,33 @@ describe("restarts", () => {
       const collected = Date.now() - t0;
       expect(collected - dropped).toBeGreaterThanOrEqual(25_000);
       process.stdout.write(`h3 killed: peers dropped after ${dropped} ms, records collected after ${collected} ms\n`);
-      expect(await consulKeys(h1, keys.goneHost(h3.addr))).toEqual([]);
+      const marker = await waitFor(
+        "the gone marker to name what is left",
+        async () => {
+          const m = await consulGetJson<{ leftover?: string }>(h1, keys.goneHost(h3.addr));
+          return m?.leftover !== undefined ? m : undefined;
+        },
+        30_000,
+        500,
+      );
+      expect(marker.leftover).toContain(`consul kv delete -recurse ${own}`);
+      expect((await consulKeys(h1, own)).some((k) => parseByHostKey(k)?.kind === "endpoint")).toBe(true);
     } finally {
       await labCtl(["host", "revive", "3"]);
     }
     const h3b = freshHost("h3");
     await waitFor("h3's plugin to be ready", async () => ((await clusterStatus(h3b))?.ready ? true : undefined), 60_000, 250);
+    // Back: it removes its own leftovers and its gone marker.
+    await waitFor(
+      "h3 to clear its leftovers",
+      async () =>
+        (await consulKeys(h1, keys.goneHost(h3.addr))).length === 0 &&
+        !(await consulKeys(h1, keys.hostPrefix(h3.addr))).some((k) => parseByHostKey(k)?.kind === "endpoint")
+          ? true
+          : undefined,
+      60_000,
+      500,
+    );
     const ipNew = await startContainer(lab, h3b, "lc-d3b", net);
     expect(await ping(h1, "lc-d1", ipNew)).toBe(true);
     await removeContainers(h3b, ["lc-d3", "lc-d3b"]);

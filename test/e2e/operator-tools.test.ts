@@ -421,7 +421,7 @@ describe("tsoverlay doctor", () => {
       expect(d.code).toBe(1);
       const f = d.findings.find((x) => x.check === "cluster store");
       expect(f).toMatchObject({ status: "problem", fix: expect.stringContaining("start the Consul agent") });
-      expect(f!.detail).toContain("the Consul agent at 127.0.0.1:8500");
+      expect(f!.detail).toContain(`the Consul agent at ${lab.consulApi.url}`);
     } finally {
       await labCtl(["agent", "start", "3"]);
       await consulWritable(h3);

@@ -61,7 +61,7 @@ Keep exploring:
   docker -H unix://$(host_sock 2) exec -it demo-client sh
   npx tsoverlay --socket $(host_plugins 1)/tsoverlay.sock hosts      # also: networks, ports, peers, doctor, probe
   curl --unix-socket $(host_plugins 1)/tsoverlay.sock http://x/tsoverlay/status
-  nsenter --net=/run/netns/$(host_ns 1) $CONSUL_BIN kv get -recurse tsoverlay/v1/
+  npm run lab -- consul kv get -recurse tsoverlay/v1/     # the consul CLI on h1, as the lab's operator (TLS, management token)
   npm run lab -- status
   npm run lab -- down        # removes everything
 EOT

@@ -7,6 +7,7 @@
 #   lab.sh plugin   (rebuild and reinstall the plugin on a running lab)
 #   lab.sh packages (install the Debian packages the lab and the checks need; up does it too)
 #   lab.sh consul stop|start N|all   lab.sh host stop|start|kill|revive N   (outage and restart tests)
+#   lab.sh consul ARGS...   (any other consul command, on h1, as the lab's operator: TLS and the management token)
 # shellcheck source-path=SCRIPTDIR
 set -Eeuo pipefail
 LAB_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -133,6 +134,7 @@ cmd_host() {
 cmd_consul() {
   [ -e "$LAB_STATE" ] || die "the lab is down"
   local verb=${1:-} which=${2:-} i list
+  case $verb in stop | start) ;; *) consul_cli "$(host_ns 1)" "$@"; return ;; esac
   if [ "$which" = all ]; then list=$(seq 1 "$CONSUL_SERVERS"); else list=$which; fi
   [[ $list =~ ^[0-9\ $'\n']+$ ]] || die "usage: lab.sh consul stop|start 1..$CONSUL_SERVERS|all"
   for i in $list; do
@@ -170,5 +172,5 @@ case ${1:-} in
   host) shift; cmd_host "$@" ;;
   down) cmd_down ;;
   status) shift; cmd_status "$@" ;;
-  *) echo "usage: lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10] | down | status [--json] | packages | plugin | consul stop|start N|all | agent stop|start N | host stop|start|kill|revive N" >&2; exit 2 ;;
+  *) echo "usage: lab.sh up [--hosts N] [--mtu M] [--docker 29|28|20.10] | down | status [--json] | packages | plugin | consul stop|start N|all | consul ARGS... | agent stop|start N | host stop|start|kill|revive N" >&2; exit 2 ;;
 esac

@@ -1,11 +1,13 @@
+import { readFileSync } from "node:fs";
 import { StoreError, type EphemeralKey, type KV, type Store, type Watch } from "../../driver/contracts/store.js";
 
 /**
- * The Consul ACL policy the README gives a host (layout revision 2), as data,
- * and a Store that enforces it as Consul does for KV: the rule with the
- * longest matching prefix decides (an exact `key` rule before any prefix);
- * with no rule, nothing. A denied call fails as Consul refuses it: a
- * StoreError without `unavailable` (HTTP 403, "Permission denied").
+ * The Consul ACL policy a host gets (scripts/consul-policy.hcl: the file the
+ * README shows and the lab gives its hosts), as data, and a Store that
+ * enforces it as Consul does for KV: the rule with the longest matching
+ * prefix decides (an exact `key` rule before any prefix); with no rule,
+ * nothing. A denied call fails as Consul refuses it: a StoreError without
+ * `unavailable` (HTTP 403, "Permission denied").
  */
 export interface AclRule {
   kind: "key" | "key_prefix";
@@ -13,22 +15,20 @@ export interface AclRule {
   policy: "read" | "write";
 }
 
-const SHARED = ["pools", "names", "addresses", "vnis", "networks", "gone", "catalog", "asks"];
+/** The rules of scripts/consul-policy.hcl, with its placeholders as they are. */
+export const POLICY_TEMPLATE = readFileSync(new URL("../../scripts/consul-policy.hcl", import.meta.url), "utf8")
+  .split("\n")
+  .filter((l) => l.trim() !== "" && !l.startsWith("#"))
+  .join("\n");
 
+/** The KV rules of host `hostId`'s policy (its `session` rule is Consul's business, not the store's). */
 export function hostPolicy(hostId: string): AclRule[] {
-  return [
-    { kind: "key_prefix", path: "tsoverlay/v1/", policy: "read" },
-    { kind: "key_prefix", path: `tsoverlay/v1/by-host/${hostId}/`, policy: "write" },
-    ...SHARED.map((p): AclRule => ({ kind: "key_prefix", path: `tsoverlay/v1/${p}/`, policy: "write" })),
-    { kind: "key", path: "tsoverlay/v1/layout", policy: "write" },
-  ];
-}
-
-/** The policy in Consul's HCL, as the README shows it (`session` for the ephemeral keys' sessions). */
-export function policyHcl(hostId: string, node: string): string {
-  const width = Math.max(...hostPolicy(hostId).map((r) => r.kind.length + r.path.length + 3));
-  const lines = hostPolicy(hostId).map((r) => `${`${r.kind.padEnd(10)} "${r.path}"`.padEnd(width + 1)} { policy = "${r.policy}" }`);
-  return [...lines, `${`${"session".padEnd(10)} "${node}"`.padEnd(width + 1)} { policy = "write" }`].join("\n");
+  return POLICY_TEMPLATE.replaceAll("@HOST_ID@", hostId)
+    .split("\n")
+    .flatMap((line): AclRule[] => {
+      const m = /^(key_prefix|key)\s+"([^"]*)"\s+\{ policy = "(read|write)" \}$/.exec(line);
+      return m === null ? [] : [{ kind: m[1] as AclRule["kind"], path: m[2]!, policy: m[3] as AclRule["policy"] }];
+    });
 }
 
 function allowed(rules: readonly AclRule[], key: string, want: "read" | "write"): boolean {

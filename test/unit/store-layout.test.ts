@@ -9,7 +9,7 @@ import { keys, parseByHostKey, previousKeys } from "../../driver/cluster/keys.js
 import { EndpointRecord, HostRecord, parseRecord } from "../../driver/cluster/records.js";
 import type { KV } from "../../driver/contracts/store.js";
 import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
-import { policyHcl } from "../support/acl-store.js";
+import { POLICY_TEMPLATE, hostPolicy } from "../support/acl-store.js";
 import { eventually, quiet } from "../support/eventually.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";
@@ -195,11 +195,13 @@ describe("the layout marker", () => {
 });
 
 describe("the per-host ACL policy", () => {
-  it("is what the README shows", () => {
+  it("is what the README shows (scripts/consul-policy.hcl, which the lab gives its hosts)", () => {
     const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
     const section = readme.slice(readme.indexOf("## Cluster store layout and ACLs"));
     const hcl = /```hcl\n([\s\S]*?)\n```/.exec(section)?.[1];
-    expect(hcl).toBe(policyHcl("198.18.0.11", "node-11"));
+    expect(hcl).toBe(POLICY_TEMPLATE);
+    expect(hostPolicy("198.18.0.11")).toContainEqual({ kind: "key_prefix", path: "tsoverlay/v1/by-host/198.18.0.11/", policy: "write" });
+    expect(hostPolicy("198.18.0.11")).toHaveLength(11);
   });
 
   it("lets a host do all its work, writing only its own prefix and the shared records", async () => {

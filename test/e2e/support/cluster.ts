@@ -2,7 +2,7 @@
  * Driving the lab through the events of a living cluster (Consul servers
  * stopping, hosts restarting or dying) and reading what every host programmed.
  */
-import { LAB_SCRIPT, inOverlayNs, readLab, run, waitFor, type Lab, type LabHost } from "./lab.js";
+import { LAB_SCRIPT, consulHttp, inOverlayNs, readLab, run, waitFor, type Lab, type LabHost } from "./lab.js";
 import { pluginStatus } from "./publish.js";
 
 /** Runs `lab.sh ARGS` (consul stop|start, host stop|start|kill|revive); fails the test if it fails. */
@@ -23,7 +23,7 @@ export async function consulLeader(lab: Lab, via: LabHost): Promise<number> {
   const addr = await waitFor(
     "a Consul leader",
     async () => {
-      const r = await run("nsenter", [`--net=/run/netns/${via.netns}`, "curl", "-sf", "-m", "2", "http://127.0.0.1:8500/v1/status/leader"]);
+      const r = await consulHttp(via, "GET", "/v1/status/leader", undefined, { timeoutMs: 2_000 });
       const m = /"([\d.]+):\d+"/.exec(r.stdout);
       return m?.[1];
     },
@@ -49,18 +49,7 @@ export async function consulWritable(via: LabHost): Promise<void> {
   await waitFor(
     "Consul to accept writes, steadily",
     async () => {
-      const r = await run("nsenter", [
-        `--net=/run/netns/${via.netns}`,
-        "curl",
-        "-sf",
-        "-m",
-        "3",
-        "-X",
-        "PUT",
-        "-d",
-        "x",
-        "http://127.0.0.1:8500/v1/kv/lab-probe",
-      ]);
+      const r = await consulHttp(via, "PUT", "/v1/kv/lab-probe", "x", { timeoutMs: 3_000 });
       if (r.code !== 0) {
         since = undefined;
         return undefined;

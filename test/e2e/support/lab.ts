@@ -1,5 +1,7 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { eventually } from "../../support/eventually.js";
 
@@ -30,6 +32,8 @@ export interface LabHost {
   dockerVersion: string;
   dockerdPid: number;
   consulPid: number;
+  /** What the host's plugin gets through its consul-tls mount: ca.pem, client.pem, client-key.pem and its ACL token. */
+  consulDir: string;
 }
 
 export interface Lab {
@@ -46,6 +50,8 @@ export interface Lab {
   /** The lab's Docker version: "29", "28" or "20.10". */
   docker?: string;
   consul: { name: string; netns: string; addr: string; pid: number }[];
+  /** How to reach the agents' HTTPS API (the lab's CA, a client certificate, the operator's token). */
+  consulApi: { url: string; ca: string; cert: string; key: string; managementTokenFile: string };
   hosts: LabHost[];
 }
 
@@ -102,11 +108,54 @@ export async function lines(cmd: string, args: string[]): Promise<string[]> {
   return stdout.split("\n").filter((l) => l.length > 0);
 }
 
-/** HTTP against a host's local Consul agent, from inside that host's namespace. */
-export async function consulHttp(host: LabHost, method: string, path: string, body?: string): Promise<Run> {
-  const args = ["curl", "-sS", "--fail-with-body", "-X", method, `http://127.0.0.1:8500${path}`];
-  if (body !== undefined) args.push("--data-binary", "@-");
-  return run("nsenter", [`--net=/run/netns/${host.netns}`, ...args], { input: body });
+/**
+ * HTTP against a host's local Consul agent, from inside that host's namespace,
+ * over TLS with the lab's client certificate, as the lab's operator (the
+ * management token) unless `opts.tokenFile` names another token.
+ */
+export async function consulHttp(
+  host: LabHost,
+  method: string,
+  path: string,
+  body?: string,
+  opts: { tokenFile?: string; timeoutMs?: number } = {},
+): Promise<Run> {
+  const api = readLab().consulApi;
+  const token = readFileSync(opts.tokenFile ?? api.managementTokenFile, "utf8").trim();
+  const args = [
+    "curl",
+    "-sS",
+    "--fail-with-body",
+    ...(opts.timeoutMs === undefined ? [] : ["-m", String(opts.timeoutMs / 1000)]),
+    "--cacert",
+    api.ca,
+    "--cert",
+    api.cert,
+    "--key",
+    api.key,
+    "-H",
+    "@-",
+    "-X",
+    method,
+    `${api.url}${path}`,
+  ];
+  // The token goes on stdin (curl -H @-), not on a command line that `ps` shows; a body, when there is one, follows as a file.
+  const input = `X-Consul-Token: ${token}\n`;
+  if (body !== undefined) {
+    const file = join(tmpdir(), `tso-consul-body-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+    writeFileSync(file, body, { mode: 0o600 });
+    try {
+      return await run("nsenter", [`--net=/run/netns/${host.netns}`, ...args, "--data-binary", `@${file}`], { input });
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+  return run("nsenter", [`--net=/run/netns/${host.netns}`, ...args], { input });
+}
+
+/** The words the plugin uses for the lab's Consul agent ("https://127.0.0.1:8501"), as a pattern. */
+export function consulAtPattern(): string {
+  return readLab().consulApi.url.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /** Runs `docker` and fails the test with its stderr when it exits non-zero. */

@@ -25,6 +25,7 @@ UL_PREFIX=198.18.0          # underlay /24: .1 router, .2-.4 consul, .11.. hosts
 OUT_PREFIX=198.19.0         # "internet" /24 behind the router: .1 router, .2 server
 MAX_HOSTS=5
 CONSUL_SERVERS=3
+CONSUL_HTTPS_PORT=8501
 PLUGIN_NAME=tsoverlay-plugin
 TEST_IMAGE=tso-test:latest
 
@@ -42,6 +43,10 @@ host_addr() { echo "$UL_PREFIX.$((10 + $1))"; }
 consul_ns() { echo "tso-c$1"; }
 consul_addr() { echo "$UL_PREFIX.$((1 + $1))"; }
 host_data() { echo "$LAB_DATA/h$1"; }
+# The lab's Consul CA, certificates and management token.
+consul_tls_dir() { echo "$LAB_DATA/consul/tls"; }
+# What host $1's plugin gets through its consul-tls mount: CA, client certificate and key, token.
+host_consul_dir() { echo "$LAB_DATA/h$1/consul-tls"; }
 # The daemon's socket and its plugin folder live on disk, outside /run: each
 # dockerd has a private /run (see dockerd.sh), and the host must reach both.
 host_sock() { echo "$LAB_DATA/h$1/docker.sock"; }

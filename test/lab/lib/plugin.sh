@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Builds the plugin once (on h1's daemon) and installs it as a managed plugin
-# on every host, pointed at that host's Consul agent and underlay address.
+# on every host, pointed at that host's Consul agent (TLS with the lab's CA and
+# client certificate, the host's own ACL token from a file) and underlay address.
 # h1 runs one proxy accept worker (auto gives none on 2 vCPUs) so the tests exercise it.
 # Gone hosts are collected after 30 s (not 10 min) so that the tests can watch it happen.
 # Every host serves Prometheus metrics on its underlay address, port 9473.
@@ -12,7 +13,10 @@ plugin_up() {
   for i in $(seq 1 "$hosts"); do
     if [ "$i" = 1 ]; then workers=1; else workers=auto; fi
     DOCKER_HOST="unix://$(host_sock "$i")" PLUGIN_NAME="$PLUGIN_NAME" "$repo/scripts/plugin-install.sh" "$dir" \
-      CONSUL_HTTP_ADDR=127.0.0.1:8500 ADVERTISE_ADDR="$(host_addr "$i")" ADVERTISE_IFACE=eth0 \
+      CONSUL_HTTP_ADDR="https://127.0.0.1:$CONSUL_HTTPS_PORT" consul-tls.source="$(host_consul_dir "$i")" \
+      CONSUL_CACERT=/etc/tsoverlay/consul/ca.pem CONSUL_CLIENT_CERT=/etc/tsoverlay/consul/client.pem \
+      CONSUL_CLIENT_KEY=/etc/tsoverlay/consul/client-key.pem CONSUL_HTTP_TOKEN_FILE=/etc/tsoverlay/consul/token \
+      ADVERTISE_ADDR="$(host_addr "$i")" ADVERTISE_IFACE=eth0 \
       LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" TSOVERLAY_RECONCILE_MS=2000 \
       TSOVERLAY_GC_GRACE_S=30 TSOVERLAY_GC_INTERVAL_S=5 \
       TSOVERLAY_PROXY_WORKERS="$workers" \

@@ -12,17 +12,19 @@ write_lab_json() {
   for i in $(seq 1 "$hosts"); do
     hostlist=$(jq -c --arg name "h$i" --arg netns "$(host_ns "$i")" --arg addr "$(host_addr "$i")" \
       --arg sock "$(host_sock "$i")" --arg plugins "$(host_plugins "$i")" --arg data "$(host_data "$i")" \
-      --arg mntns "$(host_mntns "$i")" --arg docker "$(lab_docker_version "$i")" \
+      --arg mntns "$(host_mntns "$i")" --arg docker "$(lab_docker_version "$i")" --arg consulDir "$(host_consul_dir "$i")" \
       --argjson dpid "$(pid_of "dockerd-h$i")" --argjson cpid "$(pid_of "consul-h$i")" \
       '. + [{name: $name, netns: $netns, addr: $addr, dockerSock: $sock, pluginsDir: $plugins, dataDir: $data,
-             mntns: $mntns, dockerVersion: $docker, dockerdPid: $dpid, consulPid: $cpid}]' <<<"$hostlist")
+             mntns: $mntns, dockerVersion: $docker, dockerdPid: $dpid, consulPid: $cpid, consulDir: $consulDir}]' <<<"$hostlist")
   done
   jq -n --argjson mtu "$mtu" --arg outNs "$NS_OUTSIDE" --arg outAddr "$OUT_PREFIX.2" --arg router "$UL_PREFIX.1" --arg ulNs "$NS_UNDERLAY" \
     --arg plugin "$PLUGIN_NAME" --arg image "$TEST_IMAGE" --arg consulBin "$CONSUL_BIN" \
     --arg dockerCli "$DOCKER_CLI" --arg docker "${LAB_DOCKER:-}" \
-    --argjson consul "$consul" --argjson hosts "$hostlist" \
+    --argjson consul "$consul" --argjson hosts "$hostlist" --arg tls "$(consul_tls_dir)" --argjson port "$CONSUL_HTTPS_PORT" \
     '{mtu: $mtu, outside: {netns: $outNs, addr: $outAddr}, underlayRouter: $router, underlayNetns: $ulNs, pluginName: $plugin,
-      testImage: $image, consulBin: $consulBin, dockerCli: $dockerCli, docker: $docker, consul: $consul, hosts: $hosts}' >"$LAB_JSON.tmp"
+      testImage: $image, consulBin: $consulBin, dockerCli: $dockerCli, docker: $docker, consul: $consul, hosts: $hosts,
+      consulApi: {url: ("https://127.0.0.1:" + ($port | tostring)), ca: ($tls + "/consul-agent-ca.pem"), cert: ($tls + "/dc1-client-consul-0.pem"),
+                  key: ($tls + "/dc1-client-consul-0-key.pem"), managementTokenFile: ($tls + "/management.token")}}' >"$LAB_JSON.tmp"
   mv "$LAB_JSON.tmp" "$LAB_JSON"
 }
 
@@ -49,8 +51,8 @@ cmd_status() {
   local i
   echo "lab: up, $HOSTS hosts, Docker ${LAB_DOCKER:-?}, underlay $UL_PREFIX.0/24 MTU $MTU, outside $OUT_PREFIX.2"
   echo "consul members (from h1):"
-  in_ns "$(host_ns 1)" "$CONSUL_BIN" members 2>/dev/null | sed 's/^/  /' || echo "  (unreachable)"
-  echo "  leader: $(in_ns "$(host_ns 1)" curl -sf http://127.0.0.1:8500/v1/status/leader 2>/dev/null || echo none)"
+  consul_cli "$(host_ns 1)" members 2>/dev/null | sed 's/^/  /' || echo "  (unreachable)"
+  echo "  leader: $(curl_consul "$(host_ns 1)" /v1/status/leader 2>/dev/null || echo none)"
   echo "hosts:"
   for i in $(seq 1 "$HOSTS"); do
     local st; st=$(dk "$i" plugin inspect -f '{{.Enabled}}' "$PLUGIN_NAME" 2>/dev/null || echo missing)
