@@ -8,7 +8,7 @@
  * strict shape below (no key more, every string and map bounded), named as its
  * key, for our driver and our IPAM (the names this daemon knows tsoverlay
  * by: the driver refuses any other IPAM's address space anyway), with a
- * subnet, gateway and range that fit together, and options that the
+ * subnet, gateway (or none: the IPAM's choice) and range that fit together, and options that the
  * driver's own parser accepts (network-options.ts: the one place that says
  * which `-o` a tsoverlay network takes) and `--ipam-opt`s that the IPAM
  * understands. Anything else is reported with the reason and nothing is
@@ -91,9 +91,13 @@ export function checkCatalogEntry(value: string, keyName: string, drivers: reado
   if (!isOurDriver(spec.ipamDriver, drivers)) return failure(`its IPAM driver is ${spec.ipamDriver}, not tsoverlay (${drivers.join(", ")})`);
   const subnet = Subnet.parse(spec.subnet, POOL_PREFIX);
   if (!subnet.ok) return failure(subnet.error);
-  const gateway = parseIpv4(spec.gateway);
-  if (!gateway.ok || !subnet.value.contains(gateway.value) || subnet.value.isReserved(gateway.value)) {
-    return failure(`gateway ${spec.gateway} is not a host address of ${spec.subnet}`);
+  // No gateway is what Docker 28 and 20.10 show when the IPAM chose it: the
+  // creating host's IPAM then chooses the same one.
+  if (spec.gateway !== "") {
+    const gateway = parseIpv4(spec.gateway);
+    if (!gateway.ok || !subnet.value.contains(gateway.value) || subnet.value.isReserved(gateway.value)) {
+      return failure(`gateway ${spec.gateway} is not a host address of ${spec.subnet}`);
+    }
   }
   if (spec.ipRange !== undefined) {
     const range = Subnet.parse(spec.ipRange, undefined, "ip range");
