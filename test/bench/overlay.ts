@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { docker, dockerOk, inNetns, LAB_SCRIPT, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { percentile, round } from "./stats.js";
+import { eventually } from "../support/eventually.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 20);
@@ -23,6 +24,9 @@ async function lab(args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`lab ${args.join(" ")} failed: ${r.stderr.slice(-2000)}`);
 }
 
+/** Whether /proc/net/tcp{,6} text shows a socket listening (state 0A) on port 5201 (hex 1451). */
+const listensOn5201 = (procNetTcp: string): boolean => /:1451 [0-9A-F:]+ 0A /.test(procNetTcp);
+
 function gbits(iperfJson: string): number {
   const j = JSON.parse(iperfJson) as { end: { sum_received: { bits_per_second: number } } };
   return round(j.end.sum_received.bits_per_second / 1e9, 2);
@@ -30,7 +34,10 @@ function gbits(iperfJson: string): number {
 
 async function iperfUnderlay(a: LabHost, b: LabHost): Promise<number> {
   const server = spawn("nsenter", [`--net=/run/netns/${b.netns}`, "iperf3", "-s", "-1", "-p", "5201"], { stdio: "ignore" });
-  await new Promise((r) => setTimeout(r, 500));
+  await eventually("iperf3 listening on the underlay", async () => listensOn5201((await inNetns(b.netns, ["cat", "/proc/net/tcp", "/proc/net/tcp6"])).stdout), {
+    timeoutMs: 10_000,
+    everyMs: 100,
+  });
   const r = await inNetns(a.netns, ["iperf3", "-c", b.addr, "-p", "5201", "-t", String(SECONDS), "-J"], { timeoutMs: 120_000 });
   server.kill();
   if (r.code !== 0) throw new Error(`underlay iperf3: ${r.stdout.slice(-500)} ${r.stderr}`);
@@ -43,7 +50,11 @@ async function iperfContainers(l: Lab, a: LabHost, b: LabHost, network: string, 
   await dockerOk(b, ["run", "-d", "--name", srv, "--network", network, l.testImage, "iperf3", "-s"]);
   try {
     const ip = await dockerOk(b, ["inspect", "-f", `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, srv]);
-    await new Promise((r) => setTimeout(r, 500));
+    await eventually(
+      `iperf3 listening in ${srv}`,
+      async () => listensOn5201((await docker(b, ["exec", srv, "cat", "/proc/net/tcp", "/proc/net/tcp6"])).stdout),
+      { timeoutMs: 10_000, everyMs: 100 },
+    );
     const r = await docker(
       a,
       ["run", "--rm", "--network", network, l.testImage, "sh", "-c", `cat /sys/class/net/eth0/mtu >&2; iperf3 -c ${ip} -t ${SECONDS} -J`],
