@@ -7,9 +7,9 @@ import type { ReadinessGate } from "../readiness.js";
 
 /**
  * One protocol endpoint: the body is validated against its schema (400 with
- * every bad field named), the domain must be up (503 with the reason it is
- * not), then `call` turns the request into a domain call and its outcome into
- * an answer.
+ * every bad field named), the domain must be up (a call waits for its first
+ * start; 503 with the reason it is not up), then `call` turns the request into
+ * a domain call and its outcome into an answer.
  */
 export function route<S extends z.ZodTypeAny>(
   gate: ReadinessGate,
@@ -24,7 +24,7 @@ export function route<S extends z.ZodTypeAny>(
     if (!v.ok) return fail(v.error, 400);
     const why = refuse?.(v.value);
     if (why !== undefined) return fail(why, 400);
-    const s = gate.current;
+    const s = await gate.settled();
     if (!s.ready) return fail(`${name}: tsoverlay is not ready: ${s.reason}`, 503);
     return call(v.value, s);
   };

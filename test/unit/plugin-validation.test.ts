@@ -4,7 +4,8 @@ import { parseBody } from "../../plugin/http/app.js";
 import { ReadinessGate } from "../../plugin/readiness.js";
 import { buildRoutes } from "../../plugin/routes/index.js";
 
-const routes = buildRoutes(new ReadinessGate());
+// No start wait: a valid call is answered at once with the domain's state (readiness.test.ts covers the wait).
+const routes = buildRoutes(new ReadinessGate({ startWaitMs: 0 }));
 
 const NID = "a".repeat(64);
 const EID = "b".repeat(64);
