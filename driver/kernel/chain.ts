@@ -57,3 +57,18 @@ export async function setupChain(ipt: Iptables, c: Chain): Promise<ChainChanges>
 export function teardownChain(ipt: Iptables, c: Chain): Promise<boolean> {
   return ipt.removeChain(c.table, c.name, jumps(c));
 }
+
+/**
+ * The refusals that end a chain whose accepts are inserted first (the DNS
+ * guard, the gateway bridge's input gate): when missing, or followed by
+ * anything, they are deleted and appended again, in order.
+ */
+export async function ensureTail(ipt: Iptables, table: Table, chain: string, rules: readonly (readonly string[])[]): Promise<void> {
+  const refusal = / -j (REJECT|DROP)\b/;
+  const lines = (await ipt.listRules(table, chain)) ?? [];
+  const tail = lines.slice(-rules.length);
+  const inPlace = tail.length === rules.length && tail.every((l) => refusal.test(l)) && lines.filter((l) => refusal.test(l)).length === rules.length;
+  if (inPlace) return;
+  for (const rule of rules) await ipt.deleteRule(table, chain, rule);
+  for (const rule of rules) await ipt.ensureRule(table, chain, rule);
+}

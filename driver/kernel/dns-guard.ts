@@ -23,7 +23,7 @@
  * resolver, instead of waiting out a timeout on every lookup; to anyone else
  * it looks like a closed port.
  */
-import { teardownChain, type Chain } from "./chain.js";
+import { ensureTail, teardownChain, type Chain } from "./chain.js";
 import type { Iptables } from "./iptables.js";
 
 export const DNS_GUARD_CHAIN = "TSOVERLAY-INPUT";
@@ -71,19 +71,8 @@ export async function ensureDnsGuard(ipt: Iptables, address: string, port: numbe
   // Each missing one first in the chain, the last first: they read in this order on a fresh chain.
   const accepts = fixedSources(gatewayBridge).flatMap((iface) => acceptFrom(iface, port));
   for (const rule of accepts.reverse()) await ipt.ensureRule("filter", DNS_GUARD_CHAIN, rule, 1);
-  await ensureLast(ipt, refusals(port));
+  await ensureTail(ipt, "filter", DNS_GUARD_CHAIN, refusals(port));
   await ipt.ensureRule("filter", "INPUT", ["-d", `${address}/32`, "-j", DNS_GUARD_CHAIN], 1);
-}
-
-/** The refusals end the chain: when missing, or followed by anything, they are (re)appended. */
-async function ensureLast(ipt: Iptables, rules: readonly string[][]): Promise<void> {
-  const lines = (await ipt.listRules("filter", DNS_GUARD_CHAIN)) ?? [];
-  const tail = lines.slice(-rules.length);
-  const inPlace =
-    tail.length === rules.length && tail.every((l) => / -j REJECT\b/.test(l)) && lines.filter((l) => / -j REJECT\b/.test(l)).length === rules.length;
-  if (inPlace) return;
-  for (const rule of rules) await ipt.deleteRule("filter", DNS_GUARD_CHAIN, rule);
-  for (const rule of rules) await ipt.ensureRule("filter", DNS_GUARD_CHAIN, rule);
 }
 
 export async function removeDnsGuard(ipt: Iptables, address: string, port: number, gatewayBridge: string): Promise<void> {

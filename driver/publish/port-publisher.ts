@@ -1,6 +1,7 @@
 import net from "node:net";
 import { expandPortRange, type ActiveBinding, type Binding } from "../../proxy/index.js";
 import type { DnatPort, DnatRule } from "../contracts/dnat.js";
+import type { GatePort, HostPortGate } from "../contracts/host-gate.js";
 import type { PortProxy } from "../contracts/port-proxy.js";
 import type { Logger } from "../../lib/log.js";
 import { success } from "../../lib/result.js";
@@ -46,6 +47,8 @@ export interface PortPublisherOptions {
   mode: ProxyMode;
   /** Required in hybrid mode. */
   dnat?: DnatPort;
+  /** Lets containers reach the published ports of their host through the gateway bridge (and nothing else of it). */
+  gate?: HostPortGate;
   /**
    * Bind the [::] half of "" this long after the IPv4 half (see Binding.deferIpv6Ms). Docker
    * 29 chooses a gateway per address family, and when a container's other network becomes its
@@ -74,15 +77,27 @@ function view(endpointId: string, p: Published): PublishedPort {
 }
 
 /**
- * The DNAT rule a binding gets in hybrid mode, if any: IPv4 non-loopback host
- * addresses only, and never with a PROXY header (the backend expects one on
- * every connection, which only the proxy can write).
+ * The host address a binding is reached on from other machines and from the
+ * containers' gateway bridge: "" (every IPv4 address) or one IPv4 address;
+ * undefined for IPv6 and loopback bindings (the overlays are IPv4, and
+ * loopback is reached from neither).
  */
+function routableHostIp(b: Binding): string | undefined {
+  if (b.hostIp === "" || b.hostIp === "0.0.0.0") return "";
+  return net.isIPv4(b.hostIp) && !isLoopback(b.hostIp) ? b.hostIp : undefined;
+}
+
+/** The DNAT rule a binding gets in hybrid mode, if any: never with a PROXY header (the backend expects one on every connection, which only the proxy can write). */
 function dnatRuleOf(b: Binding): DnatRule | undefined {
-  if (b.proxyProtocol !== undefined) return undefined;
-  const any = b.hostIp === "" || b.hostIp === "0.0.0.0";
-  if (!any && (!net.isIPv4(b.hostIp) || isLoopback(b.hostIp))) return undefined;
-  return { proto: b.proto, hostIp: any ? "" : b.hostIp, hostPort: b.hostPort, containerIp: b.backendIp, containerPort: b.backendPort };
+  const hostIp = routableHostIp(b);
+  if (b.proxyProtocol !== undefined || hostIp === undefined) return undefined;
+  return { proto: b.proto, hostIp, hostPort: b.hostPort, containerIp: b.backendIp, containerPort: b.backendPort };
+}
+
+/** Where containers reach a binding through the gateway bridge, if they can. */
+function gatePortOf(b: Binding): GatePort | undefined {
+  const hostIp = routableHostIp(b);
+  return hostIp === undefined ? undefined : { proto: b.proto, hostIp, hostPort: b.hostPort };
 }
 
 /**
@@ -97,6 +112,7 @@ export class PortPublisher {
   readonly mode: ProxyMode;
   private readonly dnat: DnatPort | undefined;
   private readonly deferIpv6Ms: number | undefined;
+  private readonly gate: HostPortGate | undefined;
 
   constructor(
     private readonly proxy: PortProxy,
@@ -107,6 +123,7 @@ export class PortPublisher {
     this.mode = opts.mode;
     this.dnat = opts.mode === "hybrid" ? opts.dnat : undefined;
     this.deferIpv6Ms = opts.deferIpv6Ms;
+    this.gate = opts.gate;
   }
 
   /**
@@ -169,6 +186,14 @@ export class PortPublisher {
       }
     }
     this.byEndpoint.set(endpointId, done);
+    try {
+      await this.syncGate();
+    } catch (err) {
+      this.byEndpoint.delete(endpointId);
+      await undo();
+      await this.syncGate().catch(() => undefined);
+      return refuse("kernel", `opening the published ports of ${endpointId} to containers: ${messageOf(err)}`);
+    }
     const ports = done.map((p) => view(endpointId, p));
     for (const p of ports) this.log.info({ ...p }, "port published");
     return success(ports);
@@ -180,15 +205,25 @@ export class PortPublisher {
     if (published === undefined) return;
     this.byEndpoint.delete(endpointId);
     await this.unpublish(endpointId, published, true);
+    await this.syncGate().catch((err: unknown) => {
+      this.log.error({ endpointId, err: messageOf(err) }, "closing a revoked endpoint's ports to containers failed");
+    });
   }
 
   /**
    * Makes the kernel's DNAT rules match what is published (after a restart
-   * and the re-publishing of restored endpoints; in userland mode: none).
+   * and the re-publishing of restored endpoints; in userland mode: none), and
+   * the gateway bridge's gate open exactly the published ports.
    */
   async pruneFastPath(dnat: DnatPort | undefined = this.dnat): Promise<void> {
     const keep = [...this.byEndpoint.values()].flat().flatMap((p) => (p.dnat ? [p.dnat] : []));
     await dnat?.prune(keep);
+    await this.syncGate();
+  }
+
+  /** The gateway bridge's gate opens exactly the published ports (read when the gate's turn comes). */
+  private async syncGate(): Promise<void> {
+    await this.gate?.sync(() => [...this.byEndpoint.values()].flat().flatMap((p) => gatePortOf(p.active.binding) ?? []));
   }
 
   /** What is published, with the addresses actually listening ("" may be IPv4 only, see deferIpv6Ms) and the counters. */

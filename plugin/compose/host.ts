@@ -21,6 +21,7 @@ import { DockerApi } from "../../driver/docker/docker-api.js";
 import { DnsListener } from "../../driver/dns/dns-listener.js";
 import { HostResolvers } from "../../driver/dns/upstreams.js";
 import { allowDockerBridges, ensureDnsGuard } from "../../driver/kernel/dns-guard.js";
+import { GatewayInput } from "../../driver/kernel/gateway-input.js";
 import { VxlanGuard } from "../../driver/kernel/vxlan-guard.js";
 import { DockerBridgeGuard } from "./dns-bridges.js";
 import type { PluginConfig } from "./config.js";
@@ -84,11 +85,19 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog, logLevel: config.logLevel });
     await workers.start();
     const proxies = new ProxyManager({ log: proxyLog, workers, tcp: config.proxyTcp, udp: config.proxyUdp });
-    const publisher = new PortPublisher(proxies, log, { mode: config.proxyMode, dnat, deferIpv6Ms: IPV6_HALF_DELAY_MS });
+    const dnsPort = config.dnsPort;
+    // Before any container is restored: from the gateway bridge, containers reach the name service and published ports, nothing else of the host.
+    const gate = new GatewayInput({
+      iptables: new Iptables(),
+      gatewayBridge: config.gatewayBridge,
+      ...(nameServer === undefined || dnsPort === undefined ? {} : { nameServer: { address: nameServer, port: dnsPort } }),
+      log,
+    });
+    await gate.ensure();
+    const publisher = new PortPublisher(proxies, log, { mode: config.proxyMode, dnat, gate, deferIpv6Ms: IPV6_HALF_DELAY_MS });
     // Before any tunnel exists: VXLAN only from live hosts' VTEPs, never from containers.
     const vxlanGuard = new VxlanGuard({ iptables: new Iptables(), vtep, underlay: ifname, vxlanPort: config.vxlanPort, log });
     await vxlanGuard.ensure();
-    const dnsPort = config.dnsPort;
     const bridgeGuard =
       docker === undefined || nameServer === undefined || dnsPort === undefined
         ? undefined

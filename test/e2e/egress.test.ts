@@ -71,7 +71,11 @@ describe("egress through the gateway bridge", () => {
       // What is left is the name service's: its guard, and the bridge address it listens on. The guard lets in the
       // gateway bridge, lo and exactly this daemon's bridges (by name, no br-+ pattern), and refuses the rest, last.
       const accept = (i: string): string[] => ["udp", "tcp"].map((p) => `-A TSOVERLAY-INPUT -i ${i} -p ${p} -m ${p} --dport 53 -j ACCEPT`);
-      const lines = filter.split("\n").filter((l) => l.includes("TSOVERLAY"));
+      const lines = filter.split("\n").filter((l) => l.includes("TSOVERLAY") && !l.includes("TSOVERLAY-GW-INPUT"));
+      // The gateway bridge's input gate stays with the bridge: the name service and no port (nothing is published).
+      const gate = filter.split("\n").filter((l) => l.startsWith("-A TSOVERLAY-GW-INPUT"));
+      expect(gate.filter((l) => l.includes("--dport")).map((l) => /--dport (\d+)/.exec(l)?.[1])).toEqual(["53", "53"]);
+      expect(filter).toContain("-A INPUT -i tsogw0 -j TSOVERLAY-GW-INPUT");
       expect(lines.slice(0, 2)).toEqual(["-N TSOVERLAY-INPUT", "-A INPUT -d 100.72.0.1/32 -j TSOVERLAY-INPUT"]);
       expect(lines.slice(-2)).toEqual([
         "-A TSOVERLAY-INPUT -p udp -m udp --dport 53 -j REJECT --reject-with icmp-port-unreachable",

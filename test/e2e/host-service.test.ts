@@ -15,7 +15,9 @@ describe("plugin as a host service", () => {
   it("serves its socket, logs JSON lines, and removes the socket on SIGTERM", async () => {
     const dir = mkdtempSync(join(tmpdir(), "tso-svc-"));
     const sock = join(dir, "plugins", "tsoverlay.sock");
-    const child = spawn(process.execPath, [MAIN], {
+    // In a network namespace of its own (unshare execs node: the PID is the plugin's), so that nothing it sets up
+    // reaches this machine's own tables; with no underlay address there, its domain never starts, which this test does not need.
+    const child = spawn("unshare", ["--net", process.execPath, MAIN], {
       env: { PATH: process.env.PATH, TSOVERLAY_SOCKETS: sock, TSOVERLAY_STATE_DIR: join(dir, "state"), TSOVERLAY_RUN_DIR: join(dir, "run"), LOG_LEVEL: "info" },
       stdio: ["ignore", "pipe", "pipe"],
     });

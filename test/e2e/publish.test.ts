@@ -57,6 +57,9 @@ describe("published ports through the embedded proxy", () => {
     expect(fromOtherHost.stdout).toContain(PAGE);
     const hairpin = await docker(h1, ["run", "--rm", lab.testImage, "timeout", "10", "wget", "-qO-", `http://${h1.addr}:18080/`]);
     expect(hairpin.stdout).toContain(PAGE);
+    // A container of a tsoverlay network comes through the gateway bridge, whose gate lets in published ports.
+    const overlayHairpin = await docker(h1, ["run", "--rm", "--network", NET, lab.testImage, "timeout", "10", "wget", "-qO-", `http://${h1.addr}:18080/`]);
+    expect(overlayHairpin.stdout, overlayHairpin.stderr).toContain(PAGE);
   });
 
   it("binds 127.0.0.1: and [::]: as asked", async () => {

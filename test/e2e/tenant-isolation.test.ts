@@ -6,7 +6,13 @@
  * from its VTEP address does arrive (that is VXLAN): it is the control that
  * shows the counters see an arrival, and it is sent last, so that once it has
  * arrived anything sent before it would have too.
+ *
+ * And from the gateway bridge a container reaches of its host only the name
+ * service (names tests) and published ports (publish.test.ts): a service
+ * listening on every address of h1 answers the outside world and refuses the
+ * container, on the underlay address and on the gateway bridge's.
  */
+import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeVxlanDatagram, internetChecksum, IPPROTO_ICMP } from "../../driver/kernel/vxlan-codec.js";
 import { docker, dockerOk, inNetns, readLab, type LabHost } from "./support/lab.js";
@@ -114,5 +120,29 @@ describe("tenants isolated on the datapath", () => {
     await eventually("the controls to arrive", async () => (await inEchos(b1)) > before.b1 && (await inEchos(b2)) > before.b2, { timeoutMs: 10_000 });
     expect(await inEchos(b1)).toBe(before.b1 + 1);
     expect(await inEchos(b2)).toBe(before.b2 + 1);
+  });
+
+  it("from the gateway bridge, a container reaches no service of its host but names and published ports: refused at once", async () => {
+    const port = 18097;
+    const service = spawn("nsenter", [`--net=/run/netns/${h1.netns}`, "socat", `TCP-LISTEN:${port},reuseaddr,fork`, "SYSTEM:echo host-service"], {
+      stdio: "ignore",
+    });
+    try {
+      const connect = (to: string): string[] => ["socat", "-T", "3", "-", `TCP:${to}:${port},connect-timeout=3`];
+      // The control: the service answers the outside world on h1's underlay address.
+      await eventually(
+        "h1's service to answer the outside",
+        async () => ((await inNetns(lab.outside.netns, connect(h1.addr))).stdout.includes("host-service") ? true : undefined),
+        { timeoutMs: 10_000, everyMs: 200 },
+      );
+      for (const to of [h1.addr, GATEWAY_BRIDGE]) {
+        const r = await docker(h1, ["exec", "iso-a1", ...connect(to)]);
+        expect(r.stdout, `iso-a1 → ${to}:${port}`).not.toContain("host-service");
+        // Refused (a reset), not left to time out.
+        expect(r.stderr, `iso-a1 → ${to}:${port}`).toMatch(/Connection refused/);
+      }
+    } finally {
+      service.kill("SIGTERM");
+    }
   });
 });

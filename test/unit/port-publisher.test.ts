@@ -3,6 +3,7 @@ import net from "node:net";
 import os from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
 import type { DnatRule } from "../../driver/contracts/dnat.js";
+import type { GatePort, HostPortGate } from "../../driver/contracts/host-gate.js";
 import { createLogger } from "../../lib/log.js";
 import { PortPublisher, type DnatPort, type PortRequest, type PublishedPort } from "../../driver/publish/port-publisher.js";
 import { ProxyManager } from "../../proxy/index.js";
@@ -321,5 +322,67 @@ describe("PortPublisher, hybrid mode", () => {
     expect(proxy.list()).toEqual([]);
     expect(await tcpListening("127.0.0.1", ports[0]!.hostPort)).toBe(false);
     expect(publisher.list()).toEqual([]);
+  });
+});
+
+/** What the gateway bridge's gate would hold: the ports it was last told to open. */
+class FakeGate implements HostPortGate {
+  open: string[] = [];
+  syncs = 0;
+  fail = false;
+
+  async sync(wanted: () => readonly GatePort[]): Promise<void> {
+    this.syncs++;
+    await Promise.resolve();
+    if (this.fail) throw new Error("iptables exploded");
+    this.open = wanted()
+      .map((p) => `${p.proto} ${p.hostIp || "*"}:${p.hostPort}`)
+      .sort();
+  }
+}
+
+describe("PortPublisher and the gateway bridge's gate (containers reach published ports of their host, nothing else)", () => {
+  function gated() {
+    const proxy = new ProxyManager();
+    managers.push(proxy);
+    const gate = new FakeGate();
+    return { proxy, gate, publisher: new PortPublisher(proxy, log, { mode: "userland", gate }) };
+  }
+
+  it("opens each published port on the IPv4 address it is bound to (not loopback, not IPv6), and closes it on revoke", async () => {
+    const { publisher, gate } = gated();
+    const v6 = hasV6Loopback ? [req(TCP, "::1", 84)] : [];
+    const ports = ok(await publisher.publish("ep1", CONTAINER_IP, [req(TCP, "", 80), req(UDP, "0.0.0.0", 81), req(TCP, "127.0.0.1", 82), ...v6]));
+    const at = (cp: number): number => byContainerPort(ports, cp).hostPort;
+    const ep1 = [`tcp *:${at(80)}`, `udp *:${at(81)}`].sort();
+    expect(gate.open).toEqual(ep1);
+    if (externalV4 !== undefined) {
+      const more = ok(await publisher.publish("ep2", CONTAINER_IP, [req(TCP, externalV4, 90)]));
+      expect(gate.open).toEqual([...ep1, `tcp ${externalV4}:${more[0]!.hostPort}`].sort());
+      await publisher.revoke("ep2");
+    }
+    expect(gate.open).toEqual(ep1);
+    await publisher.revoke("ep1");
+    expect(gate.open).toEqual([]);
+  });
+
+  it("a gate that cannot be opened fails the publish, and nothing is left listening", async () => {
+    const { publisher, gate, proxy } = gated();
+    gate.fail = true;
+    const r = await publisher.publish("ep1", CONTAINER_IP, [req(TCP, "", 80)]);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error).toEqual({ cause: "kernel", message: "opening the published ports of ep1 to containers: iptables exploded" });
+    expect(proxy.list()).toEqual([]);
+    expect(publisher.list()).toEqual([]);
+    gate.fail = false;
+    ok(await publisher.publish("ep1", CONTAINER_IP, [req(TCP, "", 80)]));
+    expect(gate.open).toHaveLength(1);
+  });
+
+  it("after a restart, pruneFastPath closes what the previous run left open and nothing re-published", async () => {
+    const { publisher, gate } = gated();
+    gate.open = ["tcp *:1", "udp *:2"]; // what the previous run left
+    await publisher.pruneFastPath();
+    expect(gate.open).toEqual([]);
   });
 });
