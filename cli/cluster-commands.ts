@@ -14,6 +14,8 @@ export interface Output {
   text: string;
   /** Problems the command found (peers, doctor, probe): any makes the exit status 1. */
   problems?: number;
+  /** What `-q` prints, one per line: the rows' names (ps, networks, hosts). */
+  quiet?: string[];
 }
 
 /** Docker's notation: `0.0.0.0:8080->80/tcp`, with what carries it ("" = every address, which Docker shows as 0.0.0.0). */
@@ -53,6 +55,7 @@ export function ps(s: ClusterSnapshot, network: string | undefined): Output {
   }));
   return {
     json: rows,
+    quiet: rows.map((r) => r.name),
     text: table(
       ["NAME", "NETWORK", "HOST", "ADDRESS", "MAC", "PORTS"],
       rows.map((r) => [r.name, r.network, r.alive ? r.host : `${r.host} (down)`, r.address, r.mac, r.ports.map(portText).join(", ")]),
@@ -64,6 +67,7 @@ export function networks(s: ClusterSnapshot): Output {
   const rows = [...s.networks].sort((a, b) => (a.names[0] ?? a.subnet).localeCompare(b.names[0] ?? b.subnet)).map((n) => ({ name: n.names[0] ?? null, ...n }));
   return {
     json: rows,
+    quiet: rows.map((n) => n.name ?? n.subnet),
     text: table(
       ["NAME", "SUBNET", "VNI", "GATEWAY", "HOSTS", "ENDPOINTS", "INTERNAL"],
       rows.map((n) => [n.name ?? "-", n.subnet, String(n.vni), n.gateway, n.hosts.join(","), String(n.endpoints), n.internal ? "yes" : "no"]),
@@ -75,6 +79,7 @@ export function hosts(s: ClusterSnapshot): Output {
   const rows = s.hosts.map((h) => ({ ...h, self: h.hostId === s.self, lastSeen: h.alive ? s.at : h.goneSince }));
   return {
     json: rows,
+    quiet: rows.map((h) => h.hostId),
     text: table(
       ["HOST", "VTEP", "ALIVE", "LAST SEEN", "PLUGIN", "DOCKER", "ENDPOINTS"],
       rows.map((h) => [

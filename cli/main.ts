@@ -10,6 +10,7 @@ import type { Finding, ProbeReport } from "../driver/api.js";
 import type { PeerReport } from "../driver/peers/peer-sync.js";
 import { messageOf } from "../lib/errors.js";
 import { printable } from "./printable.js";
+import { VERSION } from "../lib/version.js";
 
 /**
  * The `tsoverlay` command: what Docker cannot show of a remote driver's
@@ -28,6 +29,7 @@ const EXIT = { ok: 0, problem: 1, usage: 2, unreachable: 3 } as const;
 interface Globals {
   socket?: string;
   json?: boolean;
+  quiet?: boolean;
 }
 
 function program(): Command {
@@ -35,24 +37,32 @@ function program(): Command {
     .description("See tsoverlay networks across the cluster: containers, ports and hosts on every host")
     .addOption(new Option("--socket <path>", "the plugin's socket (default: $TSOVERLAY_SOCKET, /run/docker/plugins/tsoverlay.sock, or a managed plugin's)"))
     .option("--json", "print JSON instead of a table")
+    .version(`tsoverlay version ${VERSION}`, "-v, --version", "print the version of the tsoverlay command")
     .addHelpText(
       "after",
       "\nExit status: 0 done, 1 a problem was found, 2 usage error, 3 the plugin could not be reached.\nRun 'tsoverlay COMMAND --help' for more on a command.",
     )
     .showHelpAfterError()
     .exitOverride();
-  const snapshotCommand = (name: string, description: string, render: (s: ClusterSnapshot, network: string | undefined) => Output, takesNetwork: boolean) => {
+  const snapshotCommand = (
+    name: string,
+    description: string,
+    render: (s: ClusterSnapshot, network: string | undefined) => Output,
+    takesNetwork: boolean,
+    quietWhat?: string,
+  ) => {
     const c = root.command(name).description(description);
     if (takesNetwork) c.argument("[network]", "only this network (its name or subnet)");
-    c.action(async (network: string | undefined) => {
+    if (quietWhat !== undefined) c.option("-q, --quiet", `only ${quietWhat}, one per line`);
+    c.action(async (network: unknown) => {
       const g = root.opts<Globals>();
       const snapshot = (await getView(findSocket(g.socket), "cluster")) as ClusterSnapshot;
-      finish(render(snapshot, typeof network === "string" ? network : undefined), g);
+      finish(render(snapshot, typeof network === "string" ? network : undefined), { ...g, quiet: c.opts<{ quiet?: boolean }>().quiet === true });
     });
   };
-  snapshotCommand("ps", "List every container endpoint of every tsoverlay network on every host, with its published ports", ps, true);
-  snapshotCommand("networks", "List the cluster's tsoverlay networks", (s) => networks(s), false);
-  snapshotCommand("hosts", "List the hosts running the plugin: VTEP, liveness, versions, endpoints", (s) => hosts(s), false);
+  snapshotCommand("ps", "List every container endpoint of every tsoverlay network on every host, with its published ports", ps, true, "the containers' names");
+  snapshotCommand("networks", "List the cluster's tsoverlay networks", (s) => networks(s), false, "the networks' names");
+  snapshotCommand("hosts", "List the hosts running the plugin: VTEP, liveness, versions, endpoints", (s) => hosts(s), false, "the hosts' ids");
   root
     .command("peers")
     .description("Check every host's neighbor and FDB entries against what it should program: missing, stale, extra (exit 1 on any)")
@@ -89,7 +99,8 @@ function program(): Command {
 
 /** Prints the output as asked; problems found make the exit status 1. */
 function finish(out: Output, g: Globals): void {
-  process.stdout.write(g.json === true ? `${JSON.stringify(out.json, null, 2)}\n` : out.text);
+  if (g.quiet === true && g.json !== true && out.quiet !== undefined) process.stdout.write(out.quiet.map((line) => `${printable(line)}\n`).join(""));
+  else process.stdout.write(g.json === true ? `${JSON.stringify(out.json, null, 2)}\n` : out.text);
   if ((out.problems ?? 0) > 0) process.exitCode = EXIT.problem;
 }
 

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { assembleDomain } from "./assemble.js";
 import { EgressGateway } from "../../driver/kernel/egress/egress-gateway.js";
@@ -30,12 +29,10 @@ import { hostGauges } from "./metric-sources.js";
 import { clockReadings, runDoctor } from "./doctor.js";
 import { runProbe } from "./probe.js";
 import { messageOf } from "../../lib/errors.js";
+import { VERSION } from "../../lib/version.js";
 
 /** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
 const IPV6_HALF_DELAY_MS = 2_000;
-
-/** package.json's version, beside dist/ in the repo and in the plugin image alike. */
-const PLUGIN_VERSION = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 /** A running host: what the HTTP edge calls, and how to stop it. */
 export interface Domain extends DomainApi {
@@ -116,7 +113,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       {
         hostId,
         vtep,
-        pluginVersion: PLUGIN_VERSION,
+        pluginVersion: VERSION,
         underlayMtu: mtu,
         ipam: ipamCfg.value,
         storeRetryMs: config.storeRetryMs,

@@ -3,6 +3,7 @@ import type { Handler, RouteTable } from "../http/app.js";
 import type { ReadinessGate } from "../readiness.js";
 import { ipamRoutes } from "./ipam-routes.js";
 import { networkRoutes } from "./network-routes.js";
+import { VERSION } from "../../lib/version.js";
 
 /** Every protocol path the plugin serves. */
 export function buildRoutes(gate: ReadinessGate): RouteTable {
@@ -49,8 +50,8 @@ export class NotReady extends Error {
   readonly status = 503;
 }
 
-/** GET /tsoverlay/status on the plugin's sockets: readiness, published ports, and the cluster side (store health, queued teardown, hosts, peers). */
+/** GET /tsoverlay/status on the plugin's sockets: readiness, the plugin's version, published ports, and the cluster side (store health, queued teardown, hosts, peers). */
 export async function statusOf(gate: ReadinessGate): Promise<Record<string, unknown>> {
   const s = gate.current;
-  return s.ready ? { ready: true, ports: s.ports(), ...(await s.cluster()) } : { ready: false, reason: s.reason };
+  return s.ready ? { ready: true, version: VERSION, ports: s.ports(), ...(await s.cluster()) } : { ready: false, version: VERSION, reason: s.reason };
 }

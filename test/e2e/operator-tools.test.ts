@@ -4,6 +4,7 @@
  * endpoint each lab host serves on its underlay address (port 9473), whose
  * values must move with the lab: an endpoint started, a repair made.
  */
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consulWritable, freshHost, labCtl } from "./support/cluster.js";
 import { pluginStatus } from "./support/publish.js";
@@ -161,6 +162,24 @@ describe("tsoverlay CLI", () => {
     const ports = await cliJson<{ host: string; hostPort: number; container: string; containerPort: number; via: string }[]>(h2, ["ports", "ot-b"]);
     expect(ports).toContainEqual(expect.objectContaining({ host: h3.addr, hostPort: 18089, container: "ot-db", containerPort: 80, via: "dnat" }));
     expect(ports.every((p) => p.container !== "ot-web")).toBe(true);
+  });
+
+  it("--version, -q and the plugin's version on its status endpoint: what scripts use", async () => {
+    const version = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+    const v = await cli(h1, ["--version"]);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toBe(`tsoverlay version ${version}\n`);
+    expect(((await pluginStatus(h1)) as { version?: string } | undefined)?.version).toBe(version);
+    const quiet = async (args: string[]): Promise<string[]> => {
+      const r = await cli(h2, [...args, "-q"]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.split("\n").filter((l) => l !== "");
+    };
+    expect(await quiet(["ps", "ot-a"])).toEqual((await cliJson<PsRow[]>(h2, ["ps", "ot-a"])).map((r) => r.name));
+    expect(await quiet(["ps", "ot-a"])).toEqual(["ot-web", "ot-api"]);
+    expect(await quiet(["hosts"])).toEqual((await cliJson<{ hostId: string }[]>(h2, ["hosts"])).map((h) => h.hostId));
+    expect(await quiet(["hosts"])).toEqual(expect.arrayContaining([h1.addr, h2.addr, h3.addr]));
+    expect(await quiet(["networks"])).toEqual(expect.arrayContaining(["ot-a", "ot-b"]));
   });
 
   it("runs without Node on the host: the tsoverlay/cli image, given the plugins folder, prints what the installed CLI prints", async () => {
