@@ -175,6 +175,7 @@ async function main(): Promise<void> {
       await dockerOk(h, ["run", "-d", "--name", `churn-anchor-${i}`, "--network", NET, "--ip", `10.97.0.${10 + i}`, l.testImage, "sleep", "3600"]);
     const vni = await networkVni(l.hosts[0]!, SUBNET);
     await cycle(l, 0); // warm-up, not recorded
+    // A quiet period, not a wait for something: one reconcile pass (2 s on the lab) after the warm-up, so that "before" is a settled state.
     await new Promise((r) => setTimeout(r, 3_000));
     const before = await snapshot(l, vni);
     const cycles = [];
