@@ -42,7 +42,8 @@ const STEADY_MS = 5_000;
  * Waits until writes through `via`'s agent succeed, and keep succeeding for
  * STEADY_MS. Right after every server was started again, an agent took one
  * write and then answered "no servers to talk to" for over 10 s (seen once,
- * in CI on 20.10): a single success does not mean Consul is back.
+ * in CI on 20.10): a single success does not mean Consul is back. Nor do
+ * steady writes alone: the agent must also see every server alive again.
  */
 export async function consulWritable(via: LabHost): Promise<void> {
   let since: number | undefined;
@@ -55,11 +56,27 @@ export async function consulWritable(via: LabHost): Promise<void> {
         return undefined;
       }
       since ??= Date.now();
-      return Date.now() - since >= STEADY_MS ? true : undefined;
+      if (Date.now() - since < STEADY_MS) return undefined;
+      return (await serversAliveFor(via)) ? true : undefined;
     },
     90_000,
     250,
   );
+}
+
+/**
+ * Whether `via`'s agent counts every lab server alive. A client agent sends
+ * its calls only to servers its gossip has seen alive: after every server
+ * restarted, writes can succeed while it knows just one of them (the others
+ * come back through gossip a little later), and stopping that one leaves it
+ * with no server at all — not the cluster a "leader lost" test means.
+ */
+async function serversAliveFor(via: LabHost): Promise<boolean> {
+  const r = await consulHttp(via, "GET", "/v1/agent/members", undefined, { timeoutMs: 3_000 });
+  if (r.code !== 0) return false;
+  const members = JSON.parse(r.stdout) as { Name: string; Status: number; Tags?: Record<string, string> }[];
+  const alive = new Set(members.filter((m) => m.Status === 1 && m.Tags?.role === "consul").map((m) => m.Name));
+  return readLab().consul.every((c) => alive.has(c.name));
 }
 
 export interface Tables {
