@@ -9,7 +9,8 @@
 #   npm test -- <vitest args>        passed to every vitest run (e.g. a file filter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "npm test drives namespaces, dockerd and Consul: run it as root (sudo npm test)" >&2; exit 1; }
+# Root, Node and Go first: each missing one is named with its fix, before any build.
+bash scripts/preflight.sh || exit 1
 [ -d node_modules ] || npm install --no-audit --no-fund
 npm run --silent build
 # Static checks first, each fails the run: types (stricter than the build),

@@ -7,7 +7,7 @@ set -euo pipefail
 LAB_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$LAB_DIR/lib/common.sh"
 REPO=$(cd "$LAB_DIR/../.." && pwd)
-[ "$(id -u)" = 0 ] || die "the demo needs root (namespaces, dockerd): run it with sudo"
+bash "$REPO/scripts/preflight.sh" || die "fix the above first (scripts/preflight.sh checks it again)"
 
 if [ -e "$LAB_STATE" ]; then
   log "a lab is already up: reusing it"

@@ -30,10 +30,27 @@ ensure_packages() {
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt_install_quietly "${missing[@]}"
   fi
-  # Debian's docker.io may start a root-namespace dockerd where an init system
-  # runs; the lab never uses it and does not touch it.
+}
+
+# apt-get install that starts no service: Debian's docker.io would start a
+# root-namespace dockerd (and dnsmasq, nftables their units) where an init
+# system runs, and the lab wants none of them. Debian's own switch for that
+# is /usr/sbin/policy-rc.d answering 101 ("action forbidden"); one the
+# machine already has is left as it is.
+apt_install_quietly() {
+  local prc=/usr/sbin/policy-rc.d
+  if [ -e "$prc" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    return
+  fi
+  (
+    trap 'rm -f "$prc"' EXIT
+    printf '#!/bin/sh\n# tsoverlay lab: installing packages, starting no service\nexit 101\n' >"$prc"
+    chmod 755 "$prc"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  )
 }
 
 # Consul refuses `go install module@version` (its go.mod has replace
