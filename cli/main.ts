@@ -11,6 +11,7 @@ import type { PeerReport } from "../driver/peers/peer-sync.js";
 import { messageOf } from "../lib/errors.js";
 import { printable } from "./printable.js";
 import { VERSION } from "../lib/version.js";
+import { notReady, status, type Got, type PluginStatus } from "./status-command.js";
 
 /**
  * The `tsoverlay` command: what Docker cannot show of a remote driver's
@@ -63,6 +64,24 @@ function program(): Command {
   snapshotCommand("ps", "List every container endpoint of every tsoverlay network on every host, with its published ports", ps, true, "the containers' names");
   snapshotCommand("networks", "List the cluster's tsoverlay networks", (s) => networks(s), false, "the networks' names");
   snapshotCommand("hosts", "List the hosts running the plugin: VTEP, liveness, versions, endpoints", (s) => hosts(s), false, "the hosts' ids");
+  root
+    .command("status")
+    .description(
+      "One screen: this host, the cluster store's health, hosts alive and gone, networks, endpoints, pending teardown, what doctor finds (exit 1 on a problem)",
+    )
+    .action(async () => {
+      const g = root.opts<Globals>();
+      const socket = findSocket(g.socket);
+      const s = (await getView(socket, "status")) as PluginStatus;
+      if (s.ready !== true) return finish(notReady(s), g);
+      const got = <T>(p: Promise<unknown>): Promise<Got<T>> =>
+        p.then(
+          (value) => ({ ok: true as const, value: value as T }),
+          (e: unknown) => ({ ok: false as const, error: messageOf(e) }),
+        );
+      const [cluster, findings] = await Promise.all([got<ClusterSnapshot>(getView(socket, "cluster")), got<Finding[]>(getView(socket, "doctor"))]);
+      finish(status(s, cluster, findings), g);
+    });
   root
     .command("peers")
     .description("Check every host's neighbor and FDB entries against what it should program: missing, stale, extra (exit 1 on any)")

@@ -182,6 +182,35 @@ describe("tsoverlay CLI", () => {
     expect(await quiet(["networks"])).toEqual(expect.arrayContaining(["ot-a", "ot-b"]));
   });
 
+  it("status: one screen of this host and the cluster, the same as its JSON, exit 0 on a healthy lab", async () => {
+    const r = await cli(h1, ["status"]);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const lines = r.stdout.split("\n");
+    expect(lines[0]).toMatch(new RegExp(`^host:\\s+${h1.addr.replace(/\./g, "\\.")} \\(.+\\), Docker \\d+\\.\\d+`));
+    expect(lines).toContain("store:        consul, available");
+    // Warnings (none expected on the lab, but not what this test is about) would not change the exit status.
+    expect(lines.some((l) => /^doctor:\s+(no problem|0 problem\(s\), \d+ warning\(s\))/.test(l))).toBe(true);
+    const j = await cliJson<{
+      host: { id: string };
+      store: { available: boolean };
+      cluster: { known: boolean; hostsAlive: number; hostsGone: string[]; networks: number; endpointsHere: number };
+      pendingTeardown: number;
+      names: { serving: boolean };
+    }>(h1, ["status"]);
+    expect(j.host.id).toBe(h1.addr);
+    expect(j.store.available).toBe(true);
+    expect(j.cluster.known).toBe(true);
+    expect(j.cluster.hostsAlive).toBeGreaterThanOrEqual(3);
+    expect(j.cluster.networks).toBeGreaterThanOrEqual(2);
+    // ot-web and ot-cache run on h1.
+    expect(j.cluster.endpointsHere).toBeGreaterThanOrEqual(2);
+    expect(j.pendingTeardown).toBe(0);
+    expect(j.names.serving).toBe(true);
+    expect(lines).toContain(
+      `hosts:        ${j.cluster.hostsAlive} alive${j.cluster.hostsGone.length === 0 ? "" : `, ${j.cluster.hostsGone.length} gone (${j.cluster.hostsGone.join(", ")})`}`,
+    );
+  });
+
   it("runs without Node on the host: the tsoverlay/cli image, given the plugins folder, prints what the installed CLI prints", async () => {
     const inImage = await docker(
       h1,
