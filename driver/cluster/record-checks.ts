@@ -26,6 +26,7 @@
  */
 import type { Logger } from "../../lib/log.js";
 import { macFromIpv4, normalizeMac, parseIpv4, Subnet } from "../../lib/net.js";
+import { isWireGuardKey } from "../../lib/wireguard-key.js";
 import { parseByHostKey, parsePreviousHostKey } from "./keys.js";
 import type { KV } from "../contracts/store.js";
 import { EndpointRecord, HostRecord, parseRecord } from "./records.js";
@@ -82,6 +83,11 @@ export function checkHostRecord(keyHost: string, value: string): Checked<HostRec
   if (rec === undefined) return reject("unreadable", "not a host record");
   if (rec.hostId !== keyHost) return reject("host-mismatch", `the record says host ${rec.hostId}, its key is host ${keyHost}'s`);
   if (!isUsableVtep(rec.vtep)) return reject("bad-vtep", `VTEP ${rec.vtep} is not a unicast IPv4 address a host can have`);
+  // A key that is not one is dropped, not the host: the host stays alive for plain networks and is no encrypted peer.
+  if (rec.wireguardKey !== undefined && !isWireGuardKey(rec.wireguardKey)) {
+    const { wireguardKey: _dropped, ...rest } = rec;
+    return { ok: true, value: rest };
+  }
   return { ok: true, value: rec };
 }
 

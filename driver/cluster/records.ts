@@ -18,6 +18,8 @@ export const HostRecord = z.object({
   /** The plugin's version, and the Docker daemon's once it has answered (`tsoverlay hosts`). */
   pluginVersion: z.string().max(64).optional(),
   dockerVersion: z.string().max(64).optional(),
+  /** The host's WireGuard public key (encrypted networks); its private key never leaves the host. */
+  wireguardKey: z.string().max(64).optional(),
 });
 export type HostRecord = z.infer<typeof HostRecord>;
 

@@ -39,7 +39,7 @@ export class HostRegistry {
   constructor(
     private readonly store: Store,
     private readonly feed: RecordFeed,
-    readonly self: { hostId: string; vtep: string; pluginVersion?: string },
+    readonly self: { hostId: string; vtep: string; pluginVersion?: string; wireguardKey?: string },
     private readonly log: Logger,
     private readonly ttlSeconds = 15,
     private readonly rejections?: RejectionLog,

@@ -76,6 +76,8 @@ export interface DomainSettings {
   hostId: string;
   /** This plugin's version (package.json), shown in its host record. */
   pluginVersion?: string;
+  /** This host's WireGuard public key, published in its host record; absent when it could not be made. */
+  wireguardKey?: string;
   vtep: string;
   underlayMtu: number;
   ipam: IpamConfig;
@@ -164,7 +166,12 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   const hosts = new HostRegistry(
     store,
     feed,
-    { hostId: s.hostId, vtep: s.vtep, ...(s.pluginVersion === undefined ? {} : { pluginVersion: s.pluginVersion }) },
+    {
+      hostId: s.hostId,
+      vtep: s.vtep,
+      ...(s.pluginVersion === undefined ? {} : { pluginVersion: s.pluginVersion }),
+      ...(s.wireguardKey === undefined ? {} : { wireguardKey: s.wireguardKey }),
+    },
     log,
     s.hostTtlSeconds,
     rejections,

@@ -29,6 +29,7 @@ import { hostGauges } from "./metric-sources.js";
 import { clockReadings, runDoctor } from "./doctor.js";
 import { runProbe } from "./probe.js";
 import { messageOf } from "../../lib/errors.js";
+import { loadOrCreateHostKey } from "../../driver/kernel/wireguard/host-key.js";
 import { VERSION } from "../../lib/version.js";
 
 /** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
@@ -99,6 +100,15 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       docker === undefined || nameServer === undefined || dnsPort === undefined
         ? undefined
         : new DockerBridgeGuard({ docker, allow: (bridges) => allowDockerBridges(new Iptables(), dnsPort, config.gatewayBridge, bridges), log });
+    // Made on first start, kept in the host-private state; only its public half is published. A host
+    // that cannot make one still serves plain networks, and says why.
+    const wireguardKey = await loadOrCreateHostKey(path.join(config.stateDir, "wireguard")).then(
+      (k) => k.publicKey,
+      (e: unknown) => {
+        log.error({ err: messageOf(e) }, "no WireGuard host key: this host cannot join encrypted networks");
+        return undefined;
+      },
+    );
     const domain = await assembleDomain(
       {
         cluster: raw,
@@ -114,6 +124,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         hostId,
         vtep,
         pluginVersion: VERSION,
+        ...(wireguardKey === undefined ? {} : { wireguardKey }),
         underlayMtu: mtu,
         ipam: ipamCfg.value,
         storeRetryMs: config.storeRetryMs,

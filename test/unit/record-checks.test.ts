@@ -64,6 +64,17 @@ describe("a host record is checked against its key", () => {
     expect(isUsableVtep("10.0.0.1")).toBe(true);
   });
 
+  it("a host's WireGuard public key is kept when it is one; anything else is dropped and the host stays alive", () => {
+    const withKey = (key: string) => JSON.stringify({ ...(JSON.parse(hostRecord(H1)) as object), wireguardKey: key });
+    const key = Buffer.alloc(32, 7).toString("base64");
+    expect(checkHostRecord(H1, withKey(key))).toMatchObject({ ok: true, value: { hostId: H1, wireguardKey: key } });
+    for (const bad of ["", "not a key", Buffer.alloc(31, 7).toString("base64"), `${key.slice(0, 42)}B=`]) {
+      const r = checkHostRecord(H1, withKey(bad));
+      expect(r.ok, bad).toBe(true);
+      expect(r.ok && "wireguardKey" in r.value, bad).toBe(false);
+    }
+  });
+
   it("liveness is keyed by the key: a record under another host's key makes neither host alive", () => {
     const alive = livenessOf(
       [
