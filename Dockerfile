@@ -9,5 +9,7 @@ WORKDIR /opt/tsoverlay
 COPY package.json package-lock.json ./
 COPY node_modules ./node_modules
 COPY dist ./dist
+# WireGuard in userspace, for kernels without it (scripts/wireguard-go-build.sh); `wg` comes with the base.
+COPY wireguard-go /usr/local/bin/wireguard-go
 RUN mkdir -p /run/docker/plugins /run/tsoverlay /run/tsoverlay-docker-plugins /var/lib/tsoverlay /host/proc/sys/net
 ENTRYPOINT ["/usr/local/bin/node", "/opt/tsoverlay/dist/plugin/main.js"]

@@ -14,7 +14,8 @@ dkr() { DOCKER_BUILDKIT=0 "$DOCKER_CLI" "$@"; }
 # tarball and its tag are both named from these inputs and the Node version, so
 # changing any of them makes a new image instead of reusing an old one.
 BASE_SUITE=bookworm
-BASE_PACKAGES=iptables,iproute2,conntrack
+# wireguard-tools: `wg`, which configures the kernel's WireGuard and wireguard-go alike.
+BASE_PACKAGES=iptables,iproute2,conntrack,wireguard-tools
 # The base tarball's file name (under $TSO_CACHE) for Node version $1 (e.g. v20.20.2).
 base_tarball_name() { echo "base-$BASE_SUITE-node-$1-${BASE_PACKAGES//,/-}.tar"; }
 # The base image's tag for Node version $1: tsoverlay/base:bookworm-node20-<hash>,

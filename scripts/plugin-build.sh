@@ -18,6 +18,8 @@ fi
 
 # The base image's tag changes with its inputs (common.sh): the Dockerfile gets it as a build arg.
 base_image=$("$repo/scripts/base-image.sh")
+# wireguard-go, built once and cached (a failure stops here, before the npm build).
+wireguard_go=$("$repo/scripts/wireguard-go-build.sh")
 
 (cd "$repo" && npm run --silent build)
 ctx=$(mktemp -d /tmp/tso-plugin-ctx.XXXXXX)
@@ -25,6 +27,9 @@ cid=
 trap 'rm -rf "$ctx"; [ -z "$cid" ] || dkr rm -f "$cid" >/dev/null 2>&1 || true' EXIT
 cp -r "$repo/package.json" "$repo/package-lock.json" "$repo/dist" "$repo/Dockerfile" "$ctx/"
 cp -r "$repo/node_modules" "$ctx/"
+# Encrypted networks on kernels without WireGuard (README: Encrypted networks):
+# 0755 here, as the Dockerfile's COPY keeps the mode (no --chmod without BuildKit).
+install -m 0755 "$wireguard_go" "$ctx/wireguard-go"
 (cd "$ctx" && npm prune --omit=dev --no-audit --no-fund >/dev/null 2>&1)
 
 tag=tsoverlay/plugin-rootfs:build

@@ -17,6 +17,9 @@ ensure_packages() {
   command -v jq >/dev/null || missing+=(jq)
   command -v ping >/dev/null || missing+=(iputils-ping)
   command -v pgrep >/dev/null || missing+=(procps)
+  # Encrypted networks' tests: captures on the underlay, and `wg` to remove a peer by hand.
+  command -v tcpdump >/dev/null || missing+=(tcpdump)
+  command -v wg >/dev/null || missing+=(wireguard-tools)
   # For the Docker 28/29 builds: runc with seccomp, and nft for Docker 29's nftables firewall backend.
   [ -e /usr/include/seccomp.h ] || missing+=(libseccomp-dev)
   command -v nft >/dev/null || missing+=(nftables)
