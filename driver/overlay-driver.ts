@@ -36,7 +36,8 @@ import { ADDRESS_SPACE, POOL_OVERLAP } from "./ipam/pool-records.js";
 import type { LocalEndpoint, LocalNetwork, LocalState } from "./local/local-state.js";
 import type { Outbox } from "./local/outbox.js";
 import type { ClusterNetworks } from "./network/cluster-networks.js";
-import { parseNetworkOptions, VXLAN_OVERHEAD } from "./network/network-options.js";
+import { parseNetworkOptions, VXLAN_OVERHEAD, WIREGUARD_OVERHEAD } from "./network/network-options.js";
+import type { WireGuardPeers } from "./encryption/wireguard-peers.js";
 import type { PeerSync } from "./peers/peer-sync.js";
 import { endpointIfNames, type Datapath, type EgressPort, type NetworkSpec } from "./contracts/datapath.js";
 import type { Store } from "./contracts/store.js";
@@ -80,6 +81,8 @@ export interface DriverDeps {
   peers: PeerSync;
   networks: ClusterNetworks;
   publisher: PortPublisher;
+  /** This host's WireGuard peers (encrypted networks); absent: this host cannot encrypt, and refuses encrypted networks. */
+  encryption?: WireGuardPeers;
   /** The container name the IPAM recorded with an address (Docker 29+), if any. */
   nameOf: (subnet: string, ip: string) => Promise<string | undefined>;
   settings: DriverSettings;
@@ -141,6 +144,9 @@ export class OverlayDriver {
     }
     const opts = parseNetworkOptions(req.options);
     if (!opts.ok) return { ok: false, error: within(what, opts.error) };
+    if (opts.value.encrypted === true && this.d.encryption === undefined) {
+      return refuse("bad-request", `${what}: -o encrypted needs WireGuard, and this host has none set up (the plugin's log at start says why)`);
+    }
     const gatewayCidr = req.gatewayCidr;
     return this.guard(what, req.pool, async () => {
       const known = await this.d.local.getNetwork(req.networkId);
@@ -404,8 +410,9 @@ export class OverlayDriver {
     return success(ep.value);
   }
 
+  /** The network's MTU: as asked with -o mtu, else what fits the underlay with VXLAN (and WireGuard, when encrypted) around it. */
   private mtuOf(rec: NetworkRecord): number {
-    return rec.mtu ?? this.d.settings.underlayMtu - VXLAN_OVERHEAD;
+    return rec.mtu ?? this.d.settings.underlayMtu - VXLAN_OVERHEAD - (rec.encrypted === true ? WIREGUARD_OVERHEAD : 0);
   }
 
   /**
@@ -426,6 +433,14 @@ export class OverlayDriver {
 
   private async ensureDatapath(rec: NetworkRecord, waitForPeers: boolean): Promise<void> {
     const spec: NetworkSpec = { subnet: rec.subnet, gatewayCidr: rec.gatewayCidr, vni: rec.vni, mtu: this.mtuOf(rec) };
+    const encryption = this.d.encryption;
+    if (rec.encrypted === true) {
+      // WireGuard before the VXLAN device that sends through it: an encrypted network is never up without its tunnel.
+      if (encryption === undefined)
+        throw new Error(`network ${rec.subnet} is encrypted, and this host has no WireGuard set up (the plugin's log at start says why)`);
+      await kernelStep("setting up WireGuard", () => encryption.activate());
+      spec.tunnelSource = encryption.selfAddress;
+    }
     await kernelStep("setting up the network's namespace", () => this.d.datapath.ensureNetwork(spec));
     // An internal network has no way out: no uplink at all, or, when the name
     // service runs, one that reaches nothing but the gateway bridge's address.
@@ -434,7 +449,8 @@ export class OverlayDriver {
       const slot = await this.d.local.egressSlot(rec.subnet);
       await kernelStep("setting up the network's uplink", () => this.d.egress.ensure(rec.subnet, rec.vni, slot, { hostOnly: internal }));
     }
-    await this.d.peers.start(rec.subnet, rec.gatewayCidr, waitForPeers ? 2_000 : 0);
+    const tunnel = rec.encrypted === true && encryption !== undefined ? (vtep: string): string => encryption.addressOf(vtep) : undefined;
+    await this.d.peers.start(rec.subnet, rec.gatewayCidr, waitForPeers ? 2_000 : 0, tunnel);
   }
 
   /**

@@ -35,6 +35,8 @@ export const NetworkRecord = z.object({
   internal: z.boolean().optional(),
   /** `-o com.docker.network.container_iface_prefix=…`: the container's interface name prefix. */
   ifacePrefix: z.string().optional(),
+  /** `-o encrypted`: its VXLAN runs between the hosts' tunnel addresses, inside WireGuard. */
+  encrypted: z.boolean().optional(),
   createdAt: z.string(),
 });
 export type NetworkRecord = z.infer<typeof NetworkRecord>;

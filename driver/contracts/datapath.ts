@@ -13,6 +13,12 @@ export interface NetworkSpec {
   vni: number;
   /** MTU for the VXLAN device and every veth end. */
   mtu: number;
+  /**
+   * Where the VXLAN device sends from, when not the underlay address: an
+   * encrypted network's is this host's tunnel address, so that its traffic is
+   * routed into WireGuard (and, without it, nowhere).
+   */
+  tunnelSource?: string;
 }
 
 export interface EndpointSpec {
@@ -33,6 +39,7 @@ export interface EndpointLinks {
 export interface PeerEntry {
   ip: string;
   mac: string;
+  /** Where its frames go: its host's VTEP, or on an encrypted network its host's tunnel address. */
   vtep: string;
 }
 

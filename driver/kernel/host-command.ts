@@ -12,10 +12,14 @@ export interface CommandResult {
 }
 
 /** Resolves with the exit code and output; rejects only when the command could not run or timed out. */
-export function runHostCommand(bin: string, args: readonly string[], opts: { netnsPath?: string; timeoutMs: number }): Promise<CommandResult> {
+export function runHostCommand(
+  bin: string,
+  args: readonly string[],
+  opts: { netnsPath?: string; timeoutMs: number; env?: NodeJS.ProcessEnv },
+): Promise<CommandResult> {
   const [file, argv] = opts.netnsPath === undefined ? [bin, [...args]] : ["nsenter", [`--net=${opts.netnsPath}`, bin, ...args]];
   return new Promise((resolve, reject) => {
-    execFile(file, argv, { timeout: opts.timeoutMs, encoding: "utf8" }, (err, stdout, stderr) => {
+    execFile(file, argv, { timeout: opts.timeoutMs, encoding: "utf8", ...(opts.env === undefined ? {} : { env: opts.env }) }, (err, stdout, stderr) => {
       if (!err) return resolve({ code: 0, stdout, stderr });
       const code = (err as { code?: unknown }).code;
       if (typeof code === "number") return resolve({ code, stdout, stderr });

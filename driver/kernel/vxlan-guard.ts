@@ -39,6 +39,13 @@ export interface VxlanGuardOptions {
   /** The interface that holds it. */
   underlay: string;
   vxlanPort: number;
+  /**
+   * Encrypted networks' tunnel: VXLAN that arrives on the WireGuard interface
+   * for this host's tunnel address passes (WireGuard has already checked which
+   * host sent it), and a container's datagram towards the tunnel subnet is
+   * dropped (else this host's NAT would send it into the tunnel as its own).
+   */
+  tunnel?: { iface: string; address: string; subnet: string };
   log: Logger;
 }
 
@@ -49,8 +56,17 @@ export class VxlanGuard implements VxlanAdmission {
   constructor(private readonly o: VxlanGuardOptions) {
     const vxlan = ["-p", "udp", "-m", "udp", "--dport", String(o.vxlanPort)];
     const local = (negate: boolean): string[] => ["-m", "addrtype", ...(negate ? ["!"] : []), "--dst-type", "LOCAL"];
-    this.input = { table: "raw", name: VXLAN_IN_CHAIN, entries: [{ chain: "PREROUTING", match: [...vxlan, ...local(false)] }], rules: [["-j", "DROP"]] };
-    this.forward = { table: "raw", name: VXLAN_FWD_CHAIN, entries: [{ chain: "PREROUTING", match: [...vxlan, ...local(true)] }], rules: [] };
+    const t = o.tunnel;
+    // Written in the order `iptables -S` prints them.
+    const fromTunnel = t === undefined ? [] : [["-d", `${t.address}/32`, "-i", t.iface, "-j", "RETURN"]];
+    const intoTunnel = t === undefined ? [] : [["-d", t.subnet, "-j", "DROP"]];
+    this.input = {
+      table: "raw",
+      name: VXLAN_IN_CHAIN,
+      entries: [{ chain: "PREROUTING", match: [...vxlan, ...local(false)] }],
+      rules: [...fromTunnel, ["-j", "DROP"]],
+    };
+    this.forward = { table: "raw", name: VXLAN_FWD_CHAIN, entries: [{ chain: "PREROUTING", match: [...vxlan, ...local(true)] }], rules: intoTunnel };
   }
 
   /** Both chains, their final DROP and their jumps: whatever is missing. Peer rules are left as they are. */

@@ -20,6 +20,7 @@ interface Described {
   gatewayCidr: string;
   internal?: boolean;
   ifacePrefix?: string;
+  encrypted?: boolean;
 }
 
 function describe(o: Described): string {
@@ -30,6 +31,7 @@ function describe(o: Described): string {
     `proxy-protocol=${o.proxyProtocol ?? "off"}`,
     `internal=${o.internal === true}`,
     `iface-prefix=${o.ifacePrefix ?? "eth"}`,
+    `encrypted=${o.encrypted === true}`,
   ].join(" ");
 }
 
@@ -62,7 +64,8 @@ export class ClusterNetworks {
         const askedProxy = (opts.proxyProtocol ?? undefined) !== (existing.proxyProtocol ?? undefined);
         const askedInternal = (opts.internal === true) !== (existing.internal === true);
         const askedPrefix = (opts.ifacePrefix ?? undefined) !== (existing.ifacePrefix ?? undefined);
-        if (existing.gatewayCidr !== gatewayCidr || askedVni || askedMtu || askedProxy || askedInternal || askedPrefix) {
+        const askedEncrypted = (opts.encrypted === true) !== (existing.encrypted === true);
+        if (existing.gatewayCidr !== gatewayCidr || askedVni || askedMtu || askedProxy || askedInternal || askedPrefix || askedEncrypted) {
           return refuse(
             "conflict",
             `network ${subnet} already exists in the cluster with ${describe({ ...existing })}; this host asked for ${describe({ gatewayCidr, ...opts })}`,
@@ -78,6 +81,7 @@ export class ClusterNetworks {
       if (opts.proxyProtocol !== undefined) rec.proxyProtocol = opts.proxyProtocol;
       if (opts.internal === true) rec.internal = true;
       if (opts.ifacePrefix !== undefined) rec.ifacePrefix = opts.ifacePrefix;
+      if (opts.encrypted === true) rec.encrypted = true;
       if (await this.store.cas(keys.network(subnet), JSON.stringify(rec), 0)) {
         await this.putMembership(subnet, networkId);
         this.log.info({ subnet, vni: rec.vni }, "network created in the cluster");
@@ -141,6 +145,7 @@ export class ClusterNetworks {
       ...(rec.proxyProtocol === undefined ? {} : { proxyProtocol: rec.proxyProtocol }),
       ...(rec.internal === true ? { internal: true } : {}),
       ...(rec.ifacePrefix === undefined ? {} : { ifacePrefix: rec.ifacePrefix }),
+      ...(rec.encrypted === true ? { encrypted: true } : {}),
     };
   }
 

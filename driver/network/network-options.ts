@@ -17,12 +17,16 @@ export interface NetworkOptions {
   internal?: boolean;
   /** Prefix of the interface name inside containers (Docker's `eth`). */
   ifacePrefix?: string;
+  /** `-o encrypted`: traffic between hosts goes through WireGuard (README "Encrypted networks"). */
+  encrypted?: boolean;
 }
 
 export const VXLAN_OVERHEAD = 50;
+/** WireGuard over an IPv4 underlay: IPv4 20 + UDP 8 + its header 16 + tag 16. */
+export const WIREGUARD_OVERHEAD = 60;
 const VXLANID_LIST = "com.docker.network.driver.overlay.vxlanid_list";
 const IFACE_PREFIX = "com.docker.network.container_iface_prefix";
-const KNOWN = ["vni", "mtu", "proxy-protocol", "com.docker.network.driver.mtu", VXLANID_LIST, IFACE_PREFIX] as const;
+const KNOWN = ["vni", "mtu", "proxy-protocol", "encrypted", "com.docker.network.driver.mtu", VXLANID_LIST, IFACE_PREFIX] as const;
 /** Short enough that prefix + a number fits a Linux interface name (15). */
 const VALID_IFACE_PREFIX = /^[A-Za-z][A-Za-z0-9_-]{0,10}$/;
 
@@ -41,6 +45,8 @@ function parseIntOption(name: string, raw: string, min: number, max: number): Ou
  *   mtu, com.docker.network.driver.mtu                    the overlay MTU
  *   proxy-protocol                                        v1|v2 for published ports
  *   com.docker.network.container_iface_prefix             the container's interface prefix
+ *   encrypted                                             WireGuard between hosts (Docker's overlay: `--opt encrypted`, any value;
+ *                                                         here empty, true or 1, and false or 0 for a plain network)
  */
 export function parseNetworkOptions(generic: Record<string, string>): Outcome<NetworkOptions> {
   const out: NetworkOptions = {};
@@ -72,6 +78,10 @@ export function parseNetworkOptions(generic: Record<string, string>): Outcome<Ne
     } else if (k === "proxy-protocol") {
       if (v !== "v1" && v !== "v2") return refuse("bad-request", `invalid option proxy-protocol=${v}: must be v1 or v2`);
       out.proxyProtocol = v;
+    } else if (k === "encrypted") {
+      const v2 = v.trim().toLowerCase();
+      if (v2 === "" || v2 === "true" || v2 === "1") out.encrypted = true;
+      else if (v2 !== "false" && v2 !== "0") return refuse("bad-request", `invalid option encrypted=${v}: give it no value (-o encrypted), true or false`);
     } else if (k === IFACE_PREFIX) {
       if (!VALID_IFACE_PREFIX.test(v)) return refuse("bad-request", `invalid option ${k}=${v}: use a letter, then up to 10 letters, digits, '_' or '-'`);
       out.ifacePrefix = v;

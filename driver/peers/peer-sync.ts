@@ -44,6 +44,8 @@ interface Followed {
   endpoints: { rec: EndpointRecord; index: number }[];
   firstSync: Promise<void>;
   markSynced: () => void;
+  /** An encrypted network's: where a host's frames go, given its VTEP (its tunnel address). */
+  tunnel: ((vtep: string) => string) | undefined;
 }
 
 /**
@@ -97,12 +99,12 @@ export class PeerSync {
    * Starts following a network's endpoints. Resolves after the first sync, or
    * after `waitMs` if the store has not answered by then (it goes on in the background).
    */
-  async start(subnet: string, gatewayCidr: string, waitMs: number): Promise<void> {
+  async start(subnet: string, gatewayCidr: string, waitMs: number, tunnel?: (vtep: string) => string): Promise<void> {
     let entry = this.networks.get(subnet);
     if (entry === undefined) {
       let markSynced!: () => void;
       const firstSync = new Promise<void>((resolve) => (markSynced = resolve));
-      entry = { gatewayCidr, endpoints: [], firstSync, markSynced };
+      entry = { gatewayCidr, endpoints: [], firstSync, markSynced, tunnel };
       this.networks.set(subnet, entry);
       this.refresh(subnet, entry);
       if (this.feed.ready) void this.sync(subnet, "network followed");
@@ -173,7 +175,7 @@ export class PeerSync {
       }
       byIp.add(rec.ip);
       byMac.add(mac);
-      out.push({ ip: rec.ip, mac: rec.mac, vtep: rec.vtep });
+      out.push({ ip: rec.ip, mac: rec.mac, vtep: entry.tunnel === undefined ? rec.vtep : entry.tunnel(rec.vtep) });
     }
     return out;
   }

@@ -43,6 +43,9 @@ import { RecordFeed } from "../../driver/cluster/record-feed.js";
 import { RejectionLog } from "../../driver/cluster/record-checks.js";
 import { EndpointRecords } from "../../driver/cluster/endpoint-records.js";
 import { PreviousLayout } from "../../driver/cluster/previous-layout.js";
+import { WireGuardPeers } from "../../driver/encryption/wireguard-peers.js";
+import type { TunnelSubnet } from "../../driver/encryption/tunnel-address.js";
+import type { WireGuardPort } from "../../driver/contracts/wireguard.js";
 
 /** How long a teardown call waits for its cluster part before answering Docker anyway. */
 const TEARDOWN_WAIT_MS = 3_000;
@@ -70,6 +73,8 @@ export interface DomainAdapters {
   daemonListeners?: readonly DaemonListener[];
   /** Who may send this host VXLAN (the kernel's guard); absent: nobody is filtered (tests with a fake datapath). */
   vxlanAdmission?: VxlanAdmission;
+  /** This host's WireGuard interface; absent: encrypted networks are refused here. */
+  wireguard?: WireGuardPort;
 }
 
 export interface DomainSettings {
@@ -78,6 +83,8 @@ export interface DomainSettings {
   pluginVersion?: string;
   /** This host's WireGuard public key, published in its host record; absent when it could not be made. */
   wireguardKey?: string;
+  /** The tunnel subnet and WireGuard's port (encrypted networks). */
+  encryption?: { subnet: TunnelSubnet; port: number };
   vtep: string;
   underlayMtu: number;
   ipam: IpamConfig;
@@ -119,6 +126,8 @@ export interface AssembledDomain {
   localEndpoints(): Promise<LocalEndpoint[]>;
   /** This host's networks that have endpoints here (with their cluster records as last seen). */
   localNetworks(): Promise<LocalNetwork[]>;
+  /** This host's WireGuard peers; undefined when it has no key or no WireGuard port (tests). */
+  encryption: WireGuardPeers | undefined;
   /** Questions to every live host through the store ("peers", "clock"). */
   asks: ClusterAsk;
   /** Every live host's peer tables against what it should program, read now (`tsoverlay peers`). */
@@ -183,6 +192,16 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
   const peers = new PeerSync(feed, datapath, hosts, localOf, log, s.reconcileMs, rejections);
   const admission = a.vxlanAdmission === undefined ? undefined : new VtepAdmission(hosts, a.vxlanAdmission, log, s.reconcileMs);
   const teardownWaitMs = s.teardownWaitMs ?? TEARDOWN_WAIT_MS;
+  const encryption =
+    a.wireguard === undefined || s.encryption === undefined
+      ? undefined
+      : new WireGuardPeers(
+          hosts,
+          a.wireguard,
+          { ...s.encryption, ...(s.wireguardKey === undefined ? {} : { publicKey: s.wireguardKey }) },
+          log.child({ component: "wireguard" }),
+          s.reconcileMs,
+        );
   const driver = new OverlayDriver({
     recordStore: store.withBudget(0),
     endpointRecords,
@@ -194,6 +213,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     peers,
     networks,
     publisher: a.publisher,
+    ...(encryption === undefined ? {} : { encryption }),
     nameOf: (subnet, ip) => ipam.nameOf(subnet, ip),
     settings: {
       hostId: s.hostId,
@@ -298,6 +318,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     await previousLayout.stop();
     peers.stopAll();
     admission?.stop();
+    encryption?.stop();
     hosts.stop();
     feed.stop();
   };
@@ -332,6 +353,7 @@ export async function assembleDomain(a: DomainAdapters, s: DomainSettings, log: 
     },
     peerReport: async () => peerReportOf(await asks.ask("peers", PEERS_ASK_MS)),
     asks,
+    encryption,
     status: async () => {
       const health = store.health();
       return {

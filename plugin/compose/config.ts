@@ -4,6 +4,7 @@ import { failure, success, type Result } from "../../lib/result.js";
 import { PROXY_MODES, type ProxyMode } from "../../driver/publish/port-publisher.js";
 import type { ConsulConnection } from "../../driver/store/consul-connection.js";
 import { consulSettings } from "./consul-settings.js";
+import { parseTunnelSubnet, type TunnelSubnet } from "../../driver/encryption/tunnel-address.js";
 
 /**
  * The one place the process's configuration is read. Everything below takes
@@ -54,6 +55,8 @@ const EnvSchema = z.object({
     .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of at most 15 characters")
     .default("tsogw0"),
   TSOVERLAY_GATEWAY_SUBNET: z.string().default("100.72.0.0/24"),
+  TSOVERLAY_WIREGUARD_SUBNET: z.string().default("100.76.0.0/16"),
+  TSOVERLAY_WIREGUARD_PORT: z.coerce.number().int().min(1).max(65535).default(51820),
   TSOVERLAY_PROXY_MODE: z.enum(PROXY_MODES).default("hybrid"),
   TSOVERLAY_PROXY_WORKERS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(64)]).default("auto"),
   // The userland proxy's limits, per published port; a source is an IPv4 address or an IPv6 /64.
@@ -119,6 +122,8 @@ export interface PluginConfig {
   reconcileMs: number;
   gatewayBridge: string;
   gatewaySubnet: string;
+  /** Encrypted networks: the tunnel subnet (each host's address in it follows from its VTEP) and WireGuard's UDP port; the same on every host. */
+  wireguard: { subnet: TunnelSubnet; port: number };
   proxyMode: ProxyMode;
   /**
    * Accept worker processes for the TCP proxy; "auto" = one per two cores beyond the first two,
@@ -171,6 +176,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   }
   const consul = consulSettings(e);
   if (!consul.ok) return failure(`invalid environment: ${consul.error}`);
+  const tunnel = parseTunnelSubnet(e.TSOVERLAY_WIREGUARD_SUBNET);
+  if (!tunnel.ok) return failure(`invalid environment: TSOVERLAY_WIREGUARD_SUBNET: ${tunnel.error}`);
   return success({
     metricsAddr,
     logLevel: e.LOG_LEVEL,
@@ -187,6 +194,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
     reconcileMs: e.TSOVERLAY_RECONCILE_MS,
     gatewayBridge: e.TSOVERLAY_GATEWAY_BRIDGE,
     gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
+    wireguard: { subnet: tunnel.value, port: e.TSOVERLAY_WIREGUARD_PORT },
     proxyMode: e.TSOVERLAY_PROXY_MODE,
     proxyWorkers: e.TSOVERLAY_PROXY_WORKERS === "auto" ? Math.min(3, Math.max(0, Math.floor((availableParallelism() - 2) / 2))) : e.TSOVERLAY_PROXY_WORKERS,
     proxyTcp: {

@@ -19,7 +19,8 @@ import type { Iptables } from "../../driver/kernel/iptables.js";
 import { FWD_CHAIN } from "../../driver/kernel/egress/rules.js";
 import { keys, previousKeys } from "../../driver/cluster/keys.js";
 import { livenessOf } from "../../driver/cluster/record-checks.js";
-import { VXLAN_OVERHEAD } from "../../driver/network/network-options.js";
+import { VXLAN_OVERHEAD, WIREGUARD_OVERHEAD } from "../../driver/network/network-options.js";
+import type { EncryptionReport } from "../../driver/encryption/wireguard-peers.js";
 import type { LocalNetwork } from "../../driver/local/local-state.js";
 import type { DockerPort } from "../../driver/contracts/docker.js";
 import { isStoreUnavailable, type Store } from "../../driver/contracts/store.js";
@@ -51,6 +52,8 @@ export interface DoctorInputs {
   }>;
   /** Every live host's clock against this one's (see ClusterAsk "clock"). */
   clocks: () => Promise<ClockReading[]>;
+  /** This host's WireGuard (encrypted networks); undefined when it cannot have one (no key). */
+  encryption: () => Promise<EncryptionReport | undefined>;
 }
 
 /** A host's clock as read through the store: `at` is its time when it answered, seen between `askedAt` and `seenAt` here. */
@@ -79,7 +82,7 @@ export async function clockReadings(asks: ClusterAsk): Promise<ClockReading[]> {
 const CLOCK_SKEW_MS = 2_000;
 
 export async function runDoctor(d: DoctorInputs): Promise<Finding[]> {
-  const checks = [kernelModules, forwarding, forwardChain, underlayMtu, clusterStore, clocks, daemon, pluginState];
+  const checks = [kernelModules, forwarding, forwardChain, underlayMtu, encryption, clusterStore, clocks, daemon, pluginState];
   const out: Finding[] = [];
   for (const check of checks) {
     try {
@@ -155,13 +158,14 @@ async function underlayMtu(d: DoctorInputs): Promise<Finding[]> {
   const nets = await d.networks();
   const out: Finding[] = [];
   for (const n of nets) {
-    const overlay = n.record?.mtu ?? d.underlay.mtuAtStart - VXLAN_OVERHEAD;
-    if (overlay + VXLAN_OVERHEAD > link.mtu) {
+    const overhead = VXLAN_OVERHEAD + (n.record?.encrypted === true ? WIREGUARD_OVERHEAD : 0);
+    const overlay = n.record?.mtu ?? d.underlay.mtuAtStart - overhead;
+    if (overlay + overhead > link.mtu) {
       out.push({
         check: "underlay MTU",
         status: "problem",
-        detail: `network ${n.subnet} runs with MTU ${overlay}, which needs ${overlay + VXLAN_OVERHEAD} on the underlay; ${link.name} has ${link.mtu}: large packets are dropped`,
-        fix: `raise ${link.name}'s MTU to ${overlay + VXLAN_OVERHEAD}, or recreate the network with -o mtu=${link.mtu - VXLAN_OVERHEAD}`,
+        detail: `network ${n.subnet} runs with MTU ${overlay}, which needs ${overlay + overhead} on the underlay; ${link.name} has ${link.mtu}: large packets are dropped`,
+        fix: `raise ${link.name}'s MTU to ${overlay + overhead}, or recreate the network with -o mtu=${link.mtu - overhead}`,
       });
     }
   }
@@ -171,6 +175,46 @@ async function underlayMtu(d: DoctorInputs): Promise<Finding[]> {
       status: "ok",
       detail: `${link.name} MTU ${link.mtu}, ${nets.length} network(s) here fit (VXLAN adds ${VXLAN_OVERHEAD})`,
     });
+  return out;
+}
+
+/** Which WireGuard this host uses (kernel or wireguard-go), and whether every live host is its peer. */
+async function encryption(d: DoctorInputs): Promise<Finding[]> {
+  const r = await d.encryption();
+  const check = "encryption";
+  if (r === undefined)
+    return [
+      {
+        check,
+        status: "problem",
+        detail: "this host has no WireGuard key: it cannot join encrypted networks",
+        fix: "see the plugin's log at start for why the key could not be made or read",
+      },
+    ];
+  if (!r.active) return [{ check, status: "ok", detail: `no encrypted network here yet (tunnel address ${r.address})` }];
+  const out: Finding[] = [];
+  if (r.error !== undefined)
+    out.push({ check, status: "problem", detail: `WireGuard: ${r.error}`, fix: "the plugin retries every reconcile period; check the plugin's log" });
+  for (const l of r.leftOut)
+    out.push({ check, status: "problem", detail: `host ${l.hostId} is not a WireGuard peer: ${l.why}`, fix: "upgrade or restart the plugin on that host" });
+  const state = r.state;
+  if (state !== undefined) {
+    const missing = r.expected - state.peers.length;
+    if (missing > 0)
+      out.push({
+        check,
+        status: "problem",
+        detail: `${missing} live host(s) missing from ${state.iface}'s peers`,
+        fix: "the next reconcile adds them; if it persists, check the plugin's log",
+      });
+    const now = Date.now() / 1000;
+    const recent = state.peers.filter((p) => p.latestHandshake > 0 && now - p.latestHandshake < 180).length;
+    out.unshift({
+      check,
+      status: "ok",
+      detail: `${state.mode === "kernel" ? "the kernel's WireGuard" : "wireguard-go (userspace: the kernel has no WireGuard)"} on ${state.iface}, ${state.address}, port ${state.listenPort}, MTU ${state.mtu}; ${state.peers.length} peer(s), ${recent} with a handshake in the last 3 minutes`,
+    });
+  }
   return out;
 }
 

@@ -30,6 +30,9 @@ import { clockReadings, runDoctor } from "./doctor.js";
 import { runProbe } from "./probe.js";
 import { messageOf } from "../../lib/errors.js";
 import { loadOrCreateHostKey } from "../../driver/kernel/wireguard/host-key.js";
+import { WIREGUARD_IFACE, WireGuardDevice } from "../../driver/kernel/wireguard/wireguard-device.js";
+import { tunnelAddressOf } from "../../driver/encryption/tunnel-address.js";
+import { WIREGUARD_OVERHEAD } from "../../driver/network/network-options.js";
 import { VERSION } from "../../lib/version.js";
 
 /** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
@@ -94,7 +97,16 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     await gate.ensure();
     const publisher = new PortPublisher(proxies, log, { mode: config.proxyMode, dnat, gate, deferIpv6Ms: IPV6_HALF_DELAY_MS });
     // Before any tunnel exists: VXLAN only from live hosts' VTEPs, never from containers.
-    const vxlanGuard = new VxlanGuard({ iptables: new Iptables(), vtep, underlay: ifname, vxlanPort: config.vxlanPort, log });
+    const tunnelAddress = tunnelAddressOf(vtep, config.wireguard.subnet);
+    const tunnelSubnet = `${config.wireguard.subnet.base}/${config.wireguard.subnet.prefix}`;
+    const vxlanGuard = new VxlanGuard({
+      iptables: new Iptables(),
+      vtep,
+      underlay: ifname,
+      vxlanPort: config.vxlanPort,
+      tunnel: { iface: WIREGUARD_IFACE, address: tunnelAddress, subnet: tunnelSubnet },
+      log,
+    });
     await vxlanGuard.ensure();
     const bridgeGuard =
       docker === undefined || nameServer === undefined || dnsPort === undefined
@@ -102,13 +114,27 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         : new DockerBridgeGuard({ docker, allow: (bridges) => allowDockerBridges(new Iptables(), dnsPort, config.gatewayBridge, bridges), log });
     // Made on first start, kept in the host-private state; only its public half is published. A host
     // that cannot make one still serves plain networks, and says why.
-    const wireguardKey = await loadOrCreateHostKey(path.join(config.stateDir, "wireguard")).then(
-      (k) => k.publicKey,
+    const hostKey = await loadOrCreateHostKey(path.join(config.stateDir, "wireguard")).then(
+      (k) => k,
       (e: unknown) => {
         log.error({ err: messageOf(e) }, "no WireGuard host key: this host cannot join encrypted networks");
         return undefined;
       },
     );
+    const wireguardKey = hostKey?.publicKey;
+    const wireguard =
+      hostKey === undefined
+        ? undefined
+        : new WireGuardDevice({
+            iface: WIREGUARD_IFACE,
+            address: tunnelAddress,
+            prefix: config.wireguard.subnet.prefix,
+            subnet: tunnelSubnet,
+            listenPort: config.wireguard.port,
+            mtu: mtu - WIREGUARD_OVERHEAD,
+            privateKeyFile: hostKey.privateKeyFile,
+            log: log.child({ component: "wireguard" }),
+          });
     const domain = await assembleDomain(
       {
         cluster: raw,
@@ -117,6 +143,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         egress,
         publisher,
         vxlanAdmission: vxlanGuard,
+        ...(wireguard === undefined ? {} : { wireguard }),
         ...(docker === undefined ? {} : { docker }),
         ...(bridgeGuard === undefined ? {} : { daemonListeners: [bridgeGuard] }),
       },
@@ -125,6 +152,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         vtep,
         pluginVersion: VERSION,
         ...(wireguardKey === undefined ? {} : { wireguardKey }),
+        encryption: config.wireguard,
         underlayMtu: mtu,
         ipam: ipamCfg.value,
         storeRetryMs: config.storeRetryMs,
@@ -194,6 +222,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
           docker: d,
           networks: () => domain.localNetworks(),
           clocks: () => clockReadings(domain.asks),
+          encryption: async () => domain.encryption?.report(),
           status: async () => {
             const health = domain.store.health();
             const teardown = domain.outbox.status();

@@ -76,3 +76,14 @@ describe("-o proxy-protocol", () => {
     });
   });
 });
+
+describe("-o encrypted", () => {
+  it("takes Docker's spelling (no value) and true/1; false/0 is a plain network; anything else is refused", () => {
+    for (const v of ["", "true", "1", "TRUE"]) expect(parseNetworkOptions({ encrypted: v })).toEqual({ ok: true, value: { encrypted: true } });
+    for (const v of ["false", "0"]) expect(parseNetworkOptions({ encrypted: v })).toEqual({ ok: true, value: {} });
+    expect(parseNetworkOptions({ encrypted: "ipsec" })).toMatchObject({
+      ok: false,
+      error: expect.objectContaining({ message: expect.stringMatching(/invalid option encrypted=ipsec/) }),
+    });
+  });
+});

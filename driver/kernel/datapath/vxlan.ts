@@ -41,11 +41,12 @@ export async function ensureVxlanIn(ctx: DatapathContext, st: NetworkState, log:
     name: tmpName,
     vni: spec.vni,
     dstPort: ctx.vxlanPort,
-    local: ctx.vtepAddr,
+    local: spec.tunnelSource ?? ctx.vtepAddr,
     learning: false,
     proxy: true,
     mtu: spec.mtu,
-    ...(ctx.underlayIfindex !== undefined ? { underlay: ctx.underlayIfindex } : {}),
+    // Not bound to the underlay device when it sends into the tunnel: its route is WireGuard's.
+    ...(ctx.underlayIfindex !== undefined && spec.tunnelSource === undefined ? { underlay: ctx.underlayIfindex } : {}),
   };
   const existing = await getLinkByName(nl, VXLAN_NAME);
   const mismatch = existing && vxlanMismatch(existing, want);
@@ -87,7 +88,7 @@ export async function ensureVxlanIn(ctx: DatapathContext, st: NetworkState, log:
     }
   }
   await withNetnsFd(st.nsPath, (fd) => moveLinkToNetns(host, tmpName, fd, VXLAN_NAME));
-  log.info({ vtep: ctx.vtepAddr, port: ctx.vxlanPort }, "vxlan0 created in the host namespace and moved in");
+  log.info({ vtep: want.local, port: ctx.vxlanPort }, "vxlan0 created in the host namespace and moved in");
   return mustGetLink(nl, VXLAN_NAME);
 }
 
