@@ -2,7 +2,7 @@
 import { Command, CommanderError, Option } from "commander";
 import type { ClusterSnapshot } from "../driver/cluster/cluster-view.js";
 import { hosts, networks, ports, ps, UsageError, type Output } from "./cluster-commands.js";
-import { findSocket, getView, PluginRefused, PluginUnreachable } from "./plugin-client.js";
+import { findSocket, getView, postAction, PluginRefused, PluginUnreachable } from "./plugin-client.js";
 import { probe } from "./probe-command.js";
 import { peers } from "./peers-command.js";
 import { doctor } from "./doctor-command.js";
@@ -100,6 +100,14 @@ function program(): Command {
     .action(async () => {
       const g = root.opts<Globals>();
       finish(doctor((await getView(findSocket(g.socket), "doctor")) as Finding[]), g);
+    });
+  root
+    .command("rotate-key")
+    .description("Give this host a new WireGuard key (encrypted networks) and publish it; the other hosts take it within moments and connections carry on")
+    .action(async () => {
+      const g = root.opts<Globals>();
+      const r = (await postAction(findSocket(g.socket), "rotate-key")) as { publicKey: string };
+      finish({ json: r, text: `new WireGuard public key: ${printable(r.publicKey)}\n` }, g);
     });
   root
     .command("probe")

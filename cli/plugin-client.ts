@@ -59,6 +59,21 @@ export async function getView(socketPath: string, view: string, query: Record<st
   throw new PluginUnreachable(`the plugin at ${socketPath} answered HTTP ${r.status}: ${words}`);
 }
 
+/** Runs an operator action (POST /tsoverlay/<action>); errors as for getView. */
+export async function postAction(socketPath: string, action: string, timeoutMs = TIMEOUT_MS): Promise<unknown> {
+  let r: UnixReply;
+  try {
+    r = await request(socketPath, "POST", `/tsoverlay/${action}`, undefined, { timeoutMs });
+  } catch (e) {
+    throw new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${unreachableWhy(e as NodeJS.ErrnoException)}`, { cause: e });
+  }
+  if (r.json === undefined) throw new PluginUnreachable(`the plugin at ${socketPath} answered ${action} with something that is not JSON (HTTP ${r.status})`);
+  if (r.status === 200) return r.json;
+  const words = pluginError(r.json) ?? r.text;
+  if (r.status === 400) throw new PluginRefused(words);
+  throw new PluginUnreachable(`the plugin at ${socketPath} answered HTTP ${r.status}: ${words}`);
+}
+
 /** The plugin's words in an error answer ({"Err": …}). */
 function pluginError(body: unknown): string | undefined {
   const err = typeof body === "object" && body !== null ? (body as { Err?: unknown }).Err : undefined;

@@ -47,4 +47,6 @@ export interface DomainApi {
   doctor(): Promise<Finding[]>;
   /** VXLAN probes to a peer's VTEP (GET /tsoverlay/probe?target=…&network=…). */
   probe(target: string, network: string | undefined): Promise<ProbeReport>;
+  /** Replaces this host's WireGuard key and publishes the new public key (POST /tsoverlay/rotate-key). */
+  rotateKey(): Promise<{ publicKey: string }>;
 }

@@ -6,7 +6,7 @@ import { createApp } from "./http/app.js";
 import { groupId, listenUnix, type Listener } from "./http/listen.js";
 import { listenMetrics } from "./http/metrics.js";
 import { ReadinessGate } from "./readiness.js";
-import { buildRoutes, clusterOf, doctorOf, peersOf, probeOf, statusOf } from "./routes/index.js";
+import { buildRoutes, clusterOf, doctorOf, peersOf, probeOf, rotateKeyOf, statusOf } from "./routes/index.js";
 import { messageOf } from "../lib/errors.js";
 import { guardProcess } from "./process-guard.js";
 
@@ -47,13 +47,18 @@ async function main(): Promise<void> {
     }
   }
 
-  const app = createApp(buildRoutes(gate), log, {
-    status: () => statusOf(gate),
-    cluster: () => clusterOf(gate),
-    peers: () => peersOf(gate),
-    doctor: () => doctorOf(gate),
-    probe: (q) => probeOf(gate, q),
-  });
+  const app = createApp(
+    buildRoutes(gate),
+    log,
+    {
+      status: () => statusOf(gate),
+      cluster: () => clusterOf(gate),
+      peers: () => peersOf(gate),
+      doctor: () => doctorOf(gate),
+      probe: (q) => probeOf(gate, q),
+    },
+    { "rotate-key": () => rotateKeyOf(gate) },
+  );
   const listeners: Listener[] = [];
   for (const path of config.sockets) {
     try {

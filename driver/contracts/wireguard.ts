@@ -40,4 +40,6 @@ export interface WireGuardPort {
   syncPeers(peers: readonly WireGuardPeer[]): Promise<{ added: number; removed: number }>;
   /** The interface as it is now; undefined when it does not exist. Never holds the private key. */
   state(): Promise<WireGuardState | undefined>;
+  /** Makes a new private key for this host, hands it to the interface if there is one, and returns the new public key. */
+  rotateKey(): Promise<string>;
 }

@@ -114,6 +114,23 @@ export class WireGuardPeers {
     return { peers: peers.filter((p) => count.get(p.publicKey) === 1), leftOut };
   }
 
+  /**
+   * A new key for this host: made and handed to WireGuard here, then
+   * published. Peers take it from the store and, adding it, start a
+   * handshake at once (the keepalive), so established connections stall
+   * only for about as long as the store takes to tell them.
+   */
+  async rotate(): Promise<{ publicKey: string }> {
+    if (this.settings.publicKey === undefined) throw new Error("this host has no WireGuard key to replace (the plugin's log at start says why)");
+    return this.mutex.run(async () => {
+      const publicKey = await this.port.rotateKey();
+      this.settings.publicKey = publicKey;
+      await this.hosts.describeWireGuard(publicKey);
+      this.log.info({ publicKey }, "WireGuard key rotated and published");
+      return { publicKey };
+    });
+  }
+
   async report(): Promise<EncryptionReport> {
     const d = this.hosts.ready ? this.desired() : { peers: [], leftOut: [] };
     const base: EncryptionReport = { active: this.active, address: this.selfAddress, expected: d.peers.length, leftOut: d.leftOut };
@@ -137,8 +154,9 @@ export class WireGuardPeers {
     if (!this.active || !this.hosts.ready) return;
     await this.mutex.run(async () => {
       try {
-        // Periodically too: a wireguard-go that died, or an interface deleted by hand, comes back.
-        this.mode = await this.port.ensure();
+        // Periodically: a wireguard-go that died, or an interface deleted by hand, comes back. Not on
+        // every host change: those are on the path of a peer's key rotation, which waits on them.
+        if (why === "periodic") this.mode = await this.port.ensure();
         const { peers, leftOut } = this.desired();
         const r = await this.port.syncPeers(peers);
         this.lastError = undefined;

@@ -106,6 +106,13 @@ export class HostRegistry {
     await Promise.all([this.presence.refresh(), this.previousPresence?.refresh()]);
   }
 
+  /** This host's new WireGuard public key, published at once in its record (a key rotation). */
+  async describeWireGuard(publicKey: string): Promise<void> {
+    this.self.wireguardKey = publicKey;
+    this.alive.set(this.self.hostId, { record: this.record(), layout: "by-host" });
+    await Promise.all([this.presence.refresh(), this.previousPresence?.refresh()]);
+  }
+
   /**
    * Holds (or lets go of) this host's liveness key at the previous layout,
    * `hosts/<self>`, which hosts not upgraded yet read. Under a per-host ACL

@@ -212,6 +212,14 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
           localEndpoints: await domain.localEndpoints(),
           localNetworks: await domain.localNetworks(),
         }),
+      rotateKey: async () => {
+        const encryption = domain.encryption;
+        if (encryption === undefined) throw Object.assign(new Error("this host has no WireGuard key (the plugin's log at start says why)"), { status: 400 });
+        const away = domain.store.health().condition;
+        // The new key must reach the other hosts at once, or they stop talking to this one until it does.
+        if (away !== undefined) throw Object.assign(new Error(`the key is kept: the cluster store cannot publish a new one now (${away})`), { status: 503 });
+        return encryption.rotate();
+      },
       doctor: () =>
         runDoctor({
           procRoot: config.procRoot,

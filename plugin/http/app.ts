@@ -30,7 +30,10 @@ function send(res: Response, status: number, body: unknown): void {
 /** Read-only views served with GET /tsoverlay/<name>; a thrown error with a `status` (e.g. 503) answers with it. */
 export type Views = Readonly<Record<string, (query: Readonly<Record<string, string>>) => Promise<unknown>>>;
 
-export function createApp(routes: RouteTable, log: Logger, views: Views = {}): express.Express {
+/** Operator actions served with POST /tsoverlay/<name> (no body); errors as for views. */
+export type Actions = Readonly<Record<string, () => Promise<unknown>>>;
+
+export function createApp(routes: RouteTable, log: Logger, views: Views = {}, actions: Actions = {}): express.Express {
   const app = express();
   app.disable("x-powered-by");
   // Not part of Docker's protocol: what `docker ps` cannot show for a remote driver
@@ -43,6 +46,17 @@ export function createApp(routes: RouteTable, log: Logger, views: Views = {}): e
       } catch (e) {
         const status = (e as { status?: unknown }).status;
         if (typeof status !== "number") log.error({ view: name, err: messageOf(e) }, "view failed");
+        send(res, typeof status === "number" ? status : 500, errorBody(`${name}: ${messageOf(e)}`));
+      }
+    });
+  }
+  for (const [name, action] of Object.entries(actions)) {
+    app.post(`/tsoverlay/${name}`, async (_req: Request, res: Response) => {
+      try {
+        res.json(await action());
+      } catch (e) {
+        const status = (e as { status?: unknown }).status;
+        log.error({ action: name, err: messageOf(e) }, "action failed");
         send(res, typeof status === "number" ? status : 500, errorBody(`${name}: ${messageOf(e)}`));
       }
     });

@@ -35,6 +35,13 @@ export async function doctorOf(gate: ReadinessGate): Promise<unknown> {
   return s.doctor();
 }
 
+/** POST /tsoverlay/rotate-key: a new WireGuard key for this host, published at once. */
+export async function rotateKeyOf(gate: ReadinessGate): Promise<unknown> {
+  const s = gate.current;
+  if (!s.ready) throw new NotReady(s.reason);
+  return s.rotateKey();
+}
+
 /** GET /tsoverlay/probe?target=HOST|ADDRESS[&network=NET]: VXLAN probes to a peer's VTEP. */
 export async function probeOf(gate: ReadinessGate, query: Readonly<Record<string, string>>): Promise<unknown> {
   const s = gate.current;

@@ -53,6 +53,7 @@ async function up(): Promise<void> {
     peers: () => h.d.peerReport(),
     doctor: async () => [],
     probe: () => Promise.reject(new Error("no probe in a unit test")),
+    rotateKey: () => Promise.reject(new Error("no WireGuard in a unit test")),
   });
 }
 

@@ -75,6 +75,18 @@ export async function loadOrCreateHostKey(dir: string): Promise<HostKey> {
     if (!isWireGuardKey(text)) throw new HostKeyError(file, "is not a WireGuard private key (base64 of 32 bytes): remove it for a new key");
     return { privateKeyFile: file, publicKey: publicKeyOf(text) };
   }
+  return writeNewKey(file);
+}
+
+/**
+ * A new key for this host, in place of the old one (`tsoverlay rotate-key`):
+ * written beside it and renamed over it, so the file always holds one whole key.
+ */
+export async function replaceHostKey(dir: string): Promise<HostKey> {
+  return writeNewKey(path.join(dir, "private.key"));
+}
+
+async function writeNewKey(file: string): Promise<HostKey> {
   const { privateKey, publicKey } = generateKeyPairSync("x25519");
   const raw = privateKey.export({ format: "der", type: "pkcs8" }).subarray(PKCS8_X25519.length).toString("base64");
   // Written under another name and renamed: a crash leaves no half key where the key belongs.

@@ -17,7 +17,9 @@
  * never kept, and no output of `wg` is ever logged. The key reaches WireGuard
  * only as a file path (`private-key FILE`).
  */
+import path from "node:path";
 import { runHostCommand, type CommandResult } from "../host-command.js";
+import { replaceHostKey } from "./host-key.js";
 import type { WireGuardMode, WireGuardPeer, WireGuardPort, WireGuardState } from "../../contracts/wireguard.js";
 import type { Logger } from "../../../lib/log.js";
 
@@ -44,6 +46,8 @@ export const WIREGUARD_IFACE = "tsowg0";
 /** The blackhole's metric: the largest, so that any real route to the subnet wins over it. */
 const BLACKHOLE_METRIC = "4294967295";
 const COMMAND_TIMEOUT_MS = 10_000;
+/** Seconds between keepalives on an idle tunnel. */
+const KEEPALIVE_S = 25;
 const USERSPACE_START_MS = 5_000;
 
 export class WireGuardError extends Error {
@@ -84,7 +88,9 @@ export class WireGuardDevice implements WireGuardPort {
     for (const p of peers) {
       const h = have.get(p.publicKey);
       if (h !== undefined && h.endpoint === p.endpoint && h.allowedIp === p.allowedIp) continue;
-      args.push("peer", p.publicKey, "endpoint", p.endpoint, "allowed-ips", p.allowedIp);
+      // The keepalive's first packet goes out as the peer is set: the handshake with a host that just
+      // changed its key starts now, from this side, instead of at that host's next retry (5 s).
+      args.push("peer", p.publicKey, "endpoint", p.endpoint, "allowed-ips", p.allowedIp, "persistent-keepalive", String(KEEPALIVE_S));
       added++;
     }
     if (args.length > 0) await this.must("wg", ["set", this.o.iface, ...args], `setting ${added} peer(s), removing ${removed}`);
@@ -102,6 +108,15 @@ export class WireGuardDevice implements WireGuardPort {
       mtu: this.o.mtu,
       peers: await this.dump(),
     };
+  }
+
+  async rotateKey(): Promise<string> {
+    const key = await replaceHostKey(path.dirname(this.o.privateKeyFile));
+    if ((await this.existingMode()) !== undefined) {
+      await this.must("wg", ["set", this.o.iface, "private-key", key.privateKeyFile], "setting its new key");
+    }
+    this.o.log.info({ iface: this.o.iface, publicKey: key.publicKey }, "WireGuard key replaced");
+    return key.publicKey;
   }
 
   /** The interface's kind when it exists: kernel WireGuard, or a TUN device (wireguard-go's). */
