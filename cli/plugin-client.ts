@@ -46,28 +46,22 @@ export class PluginRefused extends Error {}
 export async function getView(socketPath: string, view: string, query: Record<string, string | undefined> = {}, timeoutMs = TIMEOUT_MS): Promise<unknown> {
   const params = new URLSearchParams(Object.entries(query).flatMap(([k, v]): [string, string][] => (v === undefined ? [] : [[k, v]])));
   const path = `/tsoverlay/${view}${params.size > 0 ? `?${params.toString()}` : ""}`;
-  let r: UnixReply;
-  try {
-    r = await request(socketPath, "GET", path, undefined, { timeoutMs });
-  } catch (e) {
-    throw new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${unreachableWhy(e as NodeJS.ErrnoException)}`, { cause: e });
-  }
-  if (r.json === undefined) throw new PluginUnreachable(`the plugin at ${socketPath} answered ${view} with something that is not JSON (HTTP ${r.status})`);
-  if (r.status === 200) return r.json;
-  const words = pluginError(r.json) ?? r.text;
-  if (r.status === 400) throw new PluginRefused(words);
-  throw new PluginUnreachable(`the plugin at ${socketPath} answered HTTP ${r.status}: ${words}`);
+  return call(socketPath, "GET", path, view, timeoutMs);
 }
 
 /** Runs an operator action (POST /tsoverlay/<action>); errors as for getView. */
 export async function postAction(socketPath: string, action: string, timeoutMs = TIMEOUT_MS): Promise<unknown> {
+  return call(socketPath, "POST", `/tsoverlay/${action}`, action, timeoutMs);
+}
+
+async function call(socketPath: string, method: "GET" | "POST", path: string, what: string, timeoutMs: number): Promise<unknown> {
   let r: UnixReply;
   try {
-    r = await request(socketPath, "POST", `/tsoverlay/${action}`, undefined, { timeoutMs });
+    r = await request(socketPath, method, path, undefined, { timeoutMs });
   } catch (e) {
     throw new PluginUnreachable(`cannot reach the tsoverlay plugin at ${socketPath}: ${unreachableWhy(e as NodeJS.ErrnoException)}`, { cause: e });
   }
-  if (r.json === undefined) throw new PluginUnreachable(`the plugin at ${socketPath} answered ${action} with something that is not JSON (HTTP ${r.status})`);
+  if (r.json === undefined) throw new PluginUnreachable(`the plugin at ${socketPath} answered ${what} with something that is not JSON (HTTP ${r.status})`);
   if (r.status === 200) return r.json;
   const words = pluginError(r.json) ?? r.text;
   if (r.status === 400) throw new PluginRefused(words);
