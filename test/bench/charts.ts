@@ -244,7 +244,12 @@ function overlaySpec(r: Json): TopLevelSpec {
     pluginLatencyMs: Record<string, { p50: number; p95: number }>;
     convergenceMs: Record<string, unknown>;
   }[];
-  const names: Record<string, string> = { underlay: "underlay", tsoverlay: "tsoverlay", dockerOverlay: "Docker overlay (swarm)" };
+  const names: Record<string, string> = {
+    underlay: "underlay",
+    tsoverlay: "tsoverlay",
+    tsoverlayEncrypted: "tsoverlay -o encrypted",
+    dockerOverlay: "Docker overlay (swarm)",
+  };
   const throughput = runs.flatMap((run) =>
     Object.entries(run.throughputGbits).map(([k, value]) => ({ mtu: `underlay MTU ${run.underlayMtu}`, system: names[k] ?? k, value })),
   );
