@@ -34,11 +34,12 @@ function vegaLite(spec: Json): TopLevelSpec {
 }
 
 /** Which kind of results file this is, from its own fields. */
-export function kindOf(results: Json): "proxy" | "churn" | "overlay" {
+export function kindOf(results: Json): "proxy" | "churn" | "overlay" | "wireguard" {
   if (results.benchmark === "churn") return "churn";
+  if (results.benchmark === "wireguard") return "wireguard";
   if (results.benchmark === "overlay") return "overlay";
   if (typeof results.meta === "object" && results.tcp !== undefined && results.samples !== undefined) return "proxy";
-  throw new Error(`not a results file this project writes (no "benchmark" of churn/overlay, no proxy fields)`);
+  throw new Error(`not a results file this project writes (no "benchmark" of churn/overlay/wireguard, no proxy fields)`);
 }
 
 /** The Vega-Lite spec of a results file's chart. */
@@ -50,6 +51,8 @@ export function chartSpec(results: Json): TopLevelSpec {
       return churnSpec(results);
     case "overlay":
       return overlaySpec(results);
+    case "wireguard":
+      return wireguardSpec(results);
   }
 }
 
@@ -296,5 +299,38 @@ function overlaySpec(r: Json): TopLevelSpec {
       bars("plugin call latency (ms)", latency, "mtu", "label", "ms"),
       bars("a new container reachable from another host (ms)", convergence, "mtu", "label", "ms"),
     ],
+  });
+}
+
+/** One panel per MTU: each datapath's throughput with one and 8 streams, its per-second samples as dots. */
+function wireguardSpec(r: Json): TopLevelSpec {
+  const runs = r.runs as { underlayMtu: number; runs: { datapath: string; streams: number; gbits: number; samplesGbits: number[] }[] }[];
+  const panel = (mtu: number, measured: (typeof runs)[number]["runs"]): Json => {
+    const bars = measured.map((m) => ({ datapath: m.datapath, streams: `${m.streams} stream${m.streams === 1 ? "" : "s"}`, value: m.gbits }));
+    const dots = measured.flatMap((m) =>
+      m.samplesGbits.map((value) => ({ datapath: m.datapath, streams: `${m.streams} stream${m.streams === 1 ? "" : "s"}`, value })),
+    );
+    const encoding = {
+      x: { field: "datapath", type: "nominal", title: null, sort: null, axis: { labelAngle: -30 } },
+      xOffset: { field: "streams" },
+      y: { field: "value", type: "quantitative", title: "Gbit/s" },
+      color: { field: "streams", type: "nominal", title: null },
+    };
+    return {
+      title: `MTU ${mtu}`,
+      ...PANEL,
+      layer: [
+        { data: { values: bars }, mark: { type: "bar" }, encoding },
+        { data: { values: dots }, mark: { type: "point", filled: true, size: 14, color: "black" }, encoding: { ...encoding, color: undefined } },
+      ],
+    };
+  };
+  return vegaLite({
+    title: {
+      text: `WireGuard on this machine (${String(r.date).slice(0, 10)})`,
+      subtitle: "iperf3 between two namespaces: veth, VXLAN, wireguard-go with and without TUN offloads, VXLAN inside wireguard-go",
+    },
+    config: { font: "DejaVu Sans" },
+    hconcat: runs.map((run) => panel(run.underlayMtu, run.runs)),
   });
 }
