@@ -1,6 +1,6 @@
 # The managed plugin's rootfs. No registry is reachable where tsoverlay is
 # built and tested, so the base is made locally (scripts/base-image.sh:
-# debootstrap'd Debian + this machine's Node runtime, `docker import`ed).
+# debootstrap'd Debian + the Node runtime pinned in scripts/plugin-node, `docker import`ed).
 # No default: the tag is derived from what the base holds (Node version,
 # packages); scripts/plugin-build.sh passes the one base-image.sh prints.
 ARG BASE_IMAGE

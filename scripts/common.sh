@@ -10,7 +10,7 @@ fail() { printf '[tsoverlay] error: %s\n' "$*" >&2; exit 1; }
 dkr() { DOCKER_BUILDKIT=0 "$DOCKER_CLI" "$@"; }
 
 # The plugin's base image (base-image.sh, the Dockerfile's FROM): Debian
-# $BASE_SUITE with $BASE_PACKAGES, plus this machine's Node runtime. Its cached
+# $BASE_SUITE with $BASE_PACKAGES, plus the Node runtime of scripts/plugin-node. Its cached
 # tarball and its tag are both named from these inputs and the Node version, so
 # changing any of them makes a new image instead of reusing an old one.
 BASE_SUITE=bookworm

@@ -26,11 +26,12 @@ ctx=$(mktemp -d /tmp/tso-plugin-ctx.XXXXXX)
 cid=
 trap 'rm -rf "$ctx"; [ -z "$cid" ] || dkr rm -f "$cid" >/dev/null 2>&1 || true' EXIT
 cp -r "$repo/package.json" "$repo/package-lock.json" "$repo/dist" "$repo/Dockerfile" "$ctx/"
-cp -r "$repo/node_modules" "$ctx/"
 # Encrypted networks on kernels without WireGuard (README: Encrypted networks):
 # 0755 here, as the Dockerfile's COPY keeps the mode (no --chmod without BuildKit).
 install -m 0755 "$wireguard_go" "$ctx/wireguard-go"
-(cd "$ctx" && npm prune --omit=dev --no-audit --no-fund >/dev/null 2>&1)
+# The runtime dependencies exactly as the lockfile pins them, production only (not this checkout's node_modules).
+(cd "$ctx" && npm ci --omit=dev --no-audit --no-fund >"$ctx/npm.log" 2>&1) || { tail -20 "$ctx/npm.log" >&2; fail "npm ci --omit=dev failed"; }
+rm -f "$ctx/npm.log"
 
 tag=tsoverlay/plugin-rootfs:build
 dkr build -q -t "$tag" --build-arg "BASE_IMAGE=$base_image" "$ctx" >/dev/null

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { postPlugin } from "../support/plugin-client.js";
@@ -11,6 +12,14 @@ describe("lab foundation", () => {
       const r = await docker(host, ["plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout.split("\n")).toContain(`${lab.pluginName}:latest true`);
+    });
+
+    it("installed the plugin from the lab's registry: its reference is the pushed one, tagged with the package's version", async () => {
+      const version = (JSON.parse(readFileSync("package.json", "utf8")) as { version: string }).version;
+      expect(lab.pluginRef).toBe(`${lab.registry}/tsoverlay:${version}`);
+      const r = await docker(host, ["plugin", "inspect", "-f", "{{.PluginReference}}", lab.pluginName]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe(lab.pluginRef);
     });
 
     it("answers Plugin.Activate with both interfaces on its managed and its legacy socket", async () => {
@@ -41,6 +50,23 @@ describe("lab foundation", () => {
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain("hello from outside");
     });
+  });
+
+  it("serves the plugin from a real registry (Debian's docker-registry) on the outside server", async () => {
+    const version = (JSON.parse(readFileSync("package.json", "utf8")) as { version: string }).version;
+    const tags = await inNetns(lab.outside.netns, ["curl", "-sf", `http://${lab.registry}/v2/tsoverlay/tags/list`]);
+    expect(tags.code, tags.stderr).toBe(0);
+    expect((JSON.parse(tags.stdout) as { tags: string[] }).tags).toContain(version);
+    // A plugin manifest: its config is the plugin's config.json (the registry keeps it as a blob).
+    const manifest = await inNetns(lab.outside.netns, [
+      "curl",
+      "-sf",
+      "-H",
+      "Accept: application/vnd.docker.distribution.manifest.v2+json",
+      `http://${lab.registry}/v2/tsoverlay/manifests/${version}`,
+    ]);
+    expect(manifest.code, manifest.stderr).toBe(0);
+    expect((JSON.parse(manifest.stdout) as { config: { mediaType: string } }).config.mediaType).toBe("application/vnd.docker.plugin.v1+json");
   });
 
   it("has a 3-server Consul cluster with a leader", async () => {

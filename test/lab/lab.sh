@@ -18,6 +18,7 @@ LAB_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$LAB_DIR/lib/consul.sh"
 . "$LAB_DIR/lib/dockerd.sh"
 . "$LAB_DIR/lib/images.sh"
+. "$LAB_DIR/lib/registry.sh"
 . "$LAB_DIR/lib/plugin.sh"
 . "$LAB_DIR/lib/status.sh"
 
@@ -57,6 +58,7 @@ cmd_up() {
   underlay_up "$hosts" "$mtu"
   fail_at underlay
   outside_up
+  registry_up
   consul_up "$hosts"
   fail_at consul
   log "starting $hosts dockerd (Docker $(docker_full_version "$docker"))"

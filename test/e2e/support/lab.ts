@@ -43,6 +43,9 @@ export interface Lab {
   /** The namespace holding the underlay bridge (its ports are named after the hosts: h1, h2…). */
   underlayNetns: string;
   pluginName: string;
+  /** The lab's registry (host:port) and the plugin reference every host installed from it. */
+  registry: string;
+  pluginRef: string;
   testImage: string;
   consulBin: string;
   /** The docker CLI (one version for every daemon). */

@@ -23,6 +23,8 @@ LAB_NAME_SERVER=100.72.0.1
 UL_BRIDGE=ul0
 UL_PREFIX=198.18.0          # underlay /24: .1 router, .2-.4 consul, .11.. hosts
 OUT_PREFIX=198.19.0         # "internet" /24 behind the router: .1 router, .2 server
+# The lab's plugin registry (registry.sh), on the outside server; the daemons know it as insecure (HTTP).
+LAB_REGISTRY="$OUT_PREFIX.2:5000"
 MAX_HOSTS=5
 CONSUL_SERVERS=3
 CONSUL_HTTPS_PORT=8501

@@ -49,7 +49,8 @@ dockerd_start() {
   bin=$(docker_bin_dir "${LAB_DOCKER:?}")
   mkdir -p "$data/exec" "$data/docker" "$data/tsoverlay-state" "$data/api" "$(host_plugins "$i")"
   # Containers ask the plugin's name service first (the gateway bridge's address), then the host's resolver.
-  [ -f "$data/daemon.json" ] || printf '{"dns": ["%s", "%s"]}\n' "$LAB_NAME_SERVER" "$OUT_PREFIX.2" >"$data/daemon.json"
+  # The lab's registry speaks HTTP (registry.sh): insecure-registries lets `docker plugin install` use it.
+  [ -f "$data/daemon.json" ] || printf '{"dns": ["%s", "%s"], "insecure-registries": ["%s"]}\n' "$LAB_NAME_SERVER" "$OUT_PREFIX.2" "$LAB_REGISTRY" >"$data/daemon.json"
   host_mntns_up "$i"
   # dockerd finds containerd, runc and docker-proxy in PATH: that version's own first.
   setsid nsenter --mount="$(host_mntns "$i")" --net="/run/netns/$(host_ns "$i")" \

@@ -28,6 +28,8 @@ ensure_packages() {
   command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
   # Not for the lab itself: `npm run lint:sh` checks the shell scripts with it.
   command -v shellcheck >/dev/null || missing+=(shellcheck)
+  # The lab's plugin registry (registry.sh): the CNCF Distribution registry, Debian's build.
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
   # Nor this: the text of the benches' PNG charts (test/bench/charts.ts).
   [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
   if [ ${#missing[@]} -gt 0 ]; then
