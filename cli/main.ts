@@ -12,6 +12,9 @@ import { messageOf } from "../lib/errors.js";
 import { printable } from "./printable.js";
 import { VERSION } from "../lib/version.js";
 import { notReady, status, type Got, type PluginStatus } from "./status-command.js";
+import { bundleReport, defaultBundleName, supportBundle } from "./support-command.js";
+import { writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
 
 /**
  * The `tsoverlay` command: what Docker cannot show of a remote driver's
@@ -119,6 +122,27 @@ function program(): Command {
     .action(async (target: string, o: { network?: string }) => {
       const g = root.opts<Globals>();
       finish(probe((await getView(findSocket(g.socket), "probe", { target, network: o.network }, PROBE_TIMEOUT_MS)) as ProbeReport), g);
+    });
+  root
+    .command("support-bundle")
+    .description(
+      "Write one .tar.gz for a bug report: status, doctor, peers, cluster, the plugin's recent log, this host's kernel tables, the store's records; secrets redacted (exit 1 if a part is missing)",
+    )
+    .option("-o, --output <file>", "where to write it, - for standard output (default: tsoverlay-support-<host>-<UTC time>.tar.gz here)")
+    .action(async (o: { output?: string }) => {
+      const g = root.opts<Globals>();
+      if (o.output === "-" && process.stdout.isTTY) throw new UsageError("-o -: standard output is a terminal; redirect it to a file or give -o FILE");
+      const now = new Date();
+      const host = hostname();
+      const bundle = await supportBundle(findSocket(g.socket), { now, host });
+      const file = o.output ?? defaultBundleName(host, now);
+      // Root's only: it holds addresses, names and rules of the whole cluster.
+      if (file === "-") process.stdout.write(bundle.archive);
+      else await writeFile(file, bundle.archive, { mode: 0o600 });
+      const out = bundleReport(bundle, file === "-" ? "standard output" : file);
+      if (file !== "-") return finish(out, g);
+      process.stderr.write(g.json === true ? `${JSON.stringify(out.json, null, 2)}\n` : out.text);
+      if (out.problems > 0) process.exitCode = EXIT.problem;
     });
   snapshotCommand("ports", "List every published port on every host, and what carries it (kernel DNAT or the proxy)", ports, true);
   return root;

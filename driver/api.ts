@@ -31,6 +31,17 @@ export interface ProbeReport {
   samples: ({ probe: "vxlan" | "ping"; size: number; kind: string } & Record<string, unknown>)[];
 }
 
+/** One part of a support bundle: collected, or why not. */
+export type SupportPart<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** What the plugin collects for `tsoverlay support-bundle` besides its other views (GET /tsoverlay/support). */
+export interface SupportParts {
+  /** File name (a network's name, a namespace's, or "host") → that namespace's kernel tables as text. */
+  kernel: SupportPart<Record<string, string>>;
+  /** The cluster store's records under tsoverlay/, secret-named fields redacted. */
+  store: SupportPart<{ key: string; modifyIndex: number; value: unknown }[]>;
+}
+
 /** What a running host offers the HTTP edge: the routes call these once the domain is up. */
 export interface DomainApi {
   driver: OverlayDriver;
@@ -49,4 +60,6 @@ export interface DomainApi {
   probe(target: string, network: string | undefined): Promise<ProbeReport>;
   /** Replaces this host's WireGuard key and publishes the new public key (POST /tsoverlay/rotate-key). */
   rotateKey(): Promise<{ publicKey: string }>;
+  /** This host's kernel tables and the store's records, for a support bundle (GET /tsoverlay/support). */
+  support(): Promise<SupportParts>;
 }

@@ -1,4 +1,5 @@
 import { pino, type DestinationStream, type Logger } from "pino";
+import type { LogRing } from "./log-ring.js";
 
 export type { Logger };
 
@@ -32,6 +33,8 @@ export interface LoggerOptions {
   destination?: DestinationStream;
   /** Values (an ACL token) replaced by "[redacted]" wherever they appear in a line, whatever carried them there. */
   secrets?: readonly string[];
+  /** Also keeps every line, as written (secrets already scrubbed), in this ring (`tsoverlay support-bundle`). */
+  ring?: LogRing;
 }
 
 /** Structured JSON-lines logger shared by every layer; one line per event. */
@@ -44,9 +47,18 @@ export function createLogger(level: string, opts: LoggerOptions = {}): Logger {
     formatters: { level: (label: string) => ({ level: label }) },
     serializers: { err: serializeError },
     redact: { paths: REDACT_PATHS, censor: REDACTED },
-    ...(secrets.length === 0 ? {} : { hooks: { streamWrite: (line: string) => scrub(line, secrets) } }),
+    ...(secrets.length === 0 ? {} : { hooks: { streamWrite: (line: string) => scrubSecrets(line, secrets) } }),
   };
-  return opts.destination === undefined ? pino(options) : pino(options, opts.destination);
+  const ring = opts.ring;
+  if (ring === undefined) return opts.destination === undefined ? pino(options) : pino(options, opts.destination);
+  // pino hands a destination each line after the streamWrite hook: the ring keeps what stdout gets.
+  const out = opts.destination ?? pino.destination(1);
+  return pino(options, {
+    write(line: string): void {
+      ring.push(line);
+      out.write(line);
+    },
+  });
 }
 
 /** pino's error serializer (type, message and stack with causes, own fields) without transport objects. */
@@ -57,9 +69,11 @@ function serializeError(err: unknown): unknown {
   return out;
 }
 
-function scrub(line: string, secrets: readonly string[]): string {
-  let out = line;
+/** The text with every secret value replaced by "[redacted]", as it is given and as it appears inside a JSON string. */
+export function scrubSecrets(text: string, secrets: readonly string[]): string {
+  let out = text;
   for (const secret of secrets) {
+    if (secret === "") continue;
     // As it appears inside a JSON string, and as given.
     for (const form of new Set([JSON.stringify(secret).slice(1, -1), secret])) {
       if (out.includes(form)) out = out.split(form).join(REDACTED);

@@ -1,4 +1,5 @@
 import { createLogger, type Logger } from "../lib/log.js";
+import { LogRing } from "../lib/log-ring.js";
 import { retry } from "../lib/retry.js";
 import { loadConfig } from "./compose/config.js";
 import { startDomain, type Domain } from "./compose/host.js";
@@ -6,7 +7,7 @@ import { createApp } from "./http/app.js";
 import { groupId, listenUnix, type Listener } from "./http/listen.js";
 import { listenMetrics } from "./http/metrics.js";
 import { ReadinessGate } from "./readiness.js";
-import { buildRoutes, clusterOf, doctorOf, peersOf, probeOf, rotateKeyOf, statusOf } from "./routes/index.js";
+import { buildRoutes, clusterOf, doctorOf, peersOf, probeOf, rotateKeyOf, statusOf, supportOf } from "./routes/index.js";
 import { messageOf } from "../lib/errors.js";
 import { guardProcess } from "./process-guard.js";
 
@@ -28,7 +29,7 @@ async function main(): Promise<void> {
   const config = cfg.value;
   // The token is also scrubbed from every line, whatever carried it there (lib/log.ts).
   const token = config.consul?.token?.reveal();
-  const log = createLogger(config.logLevel, token === undefined ? {} : { secrets: [token] });
+  const log = createLogger(config.logLevel, { ring: recentLines, ...(token === undefined ? {} : { secrets: [token] }) });
   processLog = log;
   for (const warning of config.warnings) log.warn(warning);
   const gate = new ReadinessGate();
@@ -47,6 +48,9 @@ async function main(): Promise<void> {
     }
   }
 
+  // stop() and the views may run before the start loop below assigns it: not a const (no TDZ).
+  // eslint-disable-next-line prefer-const
+  let domain: Domain | undefined;
   const app = createApp(
     buildRoutes(gate),
     log,
@@ -56,8 +60,10 @@ async function main(): Promise<void> {
       peers: () => peersOf(gate),
       doctor: () => doctorOf(gate),
       probe: (q) => probeOf(gate, q),
+      support: () => supportOf(gate, () => recentLines.snapshot()),
     },
     { "rotate-key": () => rotateKeyOf(gate) },
+    { secrets: async () => [...(token === undefined ? [] : [token]), ...((await domain?.secrets()) ?? [])] },
   );
   const listeners: Listener[] = [];
   for (const path of config.sockets) {
@@ -85,9 +91,6 @@ async function main(): Promise<void> {
     }
   }
 
-  // stop() may run before the start loop below assigns it: not a const (no TDZ).
-  // eslint-disable-next-line prefer-const
-  let domain: Domain | undefined;
   const stopped = new AbortController();
   const stop = async (signal: string): Promise<void> => {
     if (stopped.signal.aborted) return;
@@ -123,8 +126,10 @@ async function main(): Promise<void> {
   }
 }
 
+/** The plugin's recent log lines, as written (token scrubbed), for `tsoverlay support-bundle`. */
+const recentLines = new LogRing();
 // Until the configuration is read; then the configured one, which scrubs the token.
-let processLog: Logger = createLogger("info");
+let processLog: Logger = createLogger("info", { ring: recentLines });
 guardProcess(() => processLog);
 main().catch((e: unknown) => {
   processLog.fatal({ err: messageOf(e), stack: e instanceof Error ? e.stack : undefined }, "cannot start");

@@ -29,11 +29,13 @@ import { hostGauges } from "./metric-sources.js";
 import { clockReadings, runDoctor } from "./doctor.js";
 import { runProbe } from "./probe.js";
 import { messageOf } from "../../lib/errors.js";
-import { loadOrCreateHostKey } from "../../driver/kernel/wireguard/host-key.js";
+import { loadOrCreateHostKey, readPrivateKey } from "../../driver/kernel/wireguard/host-key.js";
 import { WIREGUARD_IFACE, WireGuardDevice } from "../../driver/kernel/wireguard/wireguard-device.js";
 import { tunnelAddressOf } from "../../driver/encryption/tunnel-address.js";
 import { WIREGUARD_OVERHEAD } from "../../driver/network/network-options.js";
 import { VERSION } from "../../lib/version.js";
+import { readKernelTables } from "../../driver/kernel/kernel-tables.js";
+import { collectSupport } from "./support.js";
 
 /** How long after Docker programs `-p 8080:80` the [::] half is bound (see PortPublisherOptions.deferIpv6Ms). */
 const IPV6_HALF_DELAY_MS = 2_000;
@@ -42,6 +44,8 @@ const IPV6_HALF_DELAY_MS = 2_000;
 export interface Domain extends DomainApi {
   /** This host's underlay (VTEP) address, as resolved at start. */
   vtep: string;
+  /** Values no answer may hold: this host's WireGuard private key (read at each call: it can be rotated). */
+  secrets(): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -196,6 +200,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     const backend = config.consul === undefined ? "embedded" : "consul";
     return success({
       vtep,
+      secrets: async () => (hostKey === undefined ? [] : [await readPrivateKey(hostKey.privateKeyFile)].flatMap((k) => k ?? [])),
       driver: domain.driver,
       ipam: domain.ipam,
       ports: () => publisher.list(),
@@ -243,6 +248,13 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
               names: dns === undefined ? { serving: false, reason: dnsDown } : { serving: true, address: `${nameServer}:${config.dnsPort}` },
             };
           },
+        }),
+      support: () =>
+        collectSupport({
+          store: r,
+          kernel: () => readKernelTables({ runDir: config.runDir, wireguardIface: WIREGUARD_IFACE }),
+          networks: () => domain.localNetworks(),
+          names: async () => new Map((await domain.view.read()).networks.map((n) => [n.subnet, n.names])),
         }),
       cluster: async () => {
         const st = await domain.status();

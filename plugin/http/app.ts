@@ -1,5 +1,5 @@
 import express, { type NextFunction, type Request, type Response } from "express";
-import type { Logger } from "../../lib/log.js";
+import { scrubSecrets, type Logger } from "../../lib/log.js";
 import { metrics } from "../../lib/metrics.js";
 import { errorBody, type Answer } from "./answer.js";
 import { messageOf } from "../../lib/errors.js";
@@ -26,39 +26,67 @@ function send(res: Response, status: number, body: unknown): void {
   res.status(status).type(PLUGIN_MEDIA_TYPE).send(JSON.stringify(body));
 }
 
-/** The plugin's HTTP edge: POST /<Subsystem>.<Method>, JSON in, JSON out. */
+/** The answer could not be made ready (the secrets to scrub it of could not be had): nothing of it goes out. */
+function unanswered(res: Response, log: Logger, name: string, err: unknown): void {
+  log.error({ view: name, err: messageOf(err) }, "answer withheld");
+  if (!res.headersSent) send(res, 500, errorBody(`${name}: the answer is withheld: ${messageOf(err)}`));
+}
+
 /** Read-only views served with GET /tsoverlay/<name>; a thrown error with a `status` (e.g. 503) answers with it. */
 export type Views = Readonly<Record<string, (query: Readonly<Record<string, string>>) => Promise<unknown>>>;
 
 /** Operator actions served with POST /tsoverlay/<name> (no body); errors as for views. */
 export type Actions = Readonly<Record<string, () => Promise<unknown>>>;
 
-export function createApp(routes: RouteTable, log: Logger, views: Views = {}, actions: Actions = {}): express.Express {
+export interface AppOptions {
+  /**
+   * Values scrubbed from every view's and action's answer, asked for each
+   * answer (a key can be rotated): the ACL token, the WireGuard private key.
+   * No view should hold one; this makes sure none is handed out.
+   */
+  secrets?: () => Promise<readonly string[]>;
+}
+
+/** The plugin's HTTP edge: POST /<Subsystem>.<Method>, JSON in, JSON out. */
+export function createApp(routes: RouteTable, log: Logger, views: Views = {}, actions: Actions = {}, opts: AppOptions = {}): express.Express {
   const app = express();
   app.disable("x-powered-by");
+  const answer = async (res: Response, status: number, body: unknown, type: string): Promise<void> => {
+    const text = JSON.stringify(body);
+    res
+      .status(status)
+      .type(type)
+      .send(scrubSecrets(text, (await opts.secrets?.()) ?? []));
+  };
+  const failed = (res: Response, name: string, e: unknown): Promise<void> => {
+    const status = (e as { status?: unknown }).status;
+    return answer(res, typeof status === "number" ? status : 500, errorBody(`${name}: ${messageOf(e)}`), PLUGIN_MEDIA_TYPE);
+  };
   // Not part of Docker's protocol: what `docker ps` cannot show for a remote driver
   // (published ports, the cluster), for the `tsoverlay` CLI and `curl --unix-socket …/tsoverlay.sock http://x/tsoverlay/status`.
   for (const [name, view] of Object.entries(views)) {
     app.get(`/tsoverlay/${name}`, async (req: Request, res: Response) => {
       const query = Object.fromEntries(Object.entries(req.query).flatMap(([k, v]) => (typeof v === "string" ? [[k, v]] : [])));
+      let body: unknown;
       try {
-        res.json(await view(query));
+        body = await view(query);
       } catch (e) {
-        const status = (e as { status?: unknown }).status;
-        if (typeof status !== "number") log.error({ view: name, err: messageOf(e) }, "view failed");
-        send(res, typeof status === "number" ? status : 500, errorBody(`${name}: ${messageOf(e)}`));
+        if (typeof (e as { status?: unknown }).status !== "number") log.error({ view: name, err: messageOf(e) }, "view failed");
+        return failed(res, name, e).catch((err: unknown) => unanswered(res, log, name, err));
       }
+      await answer(res, 200, body, "application/json").catch((err: unknown) => unanswered(res, log, name, err));
     });
   }
   for (const [name, action] of Object.entries(actions)) {
     app.post(`/tsoverlay/${name}`, async (_req: Request, res: Response) => {
+      let body: unknown;
       try {
-        res.json(await action());
+        body = await action();
       } catch (e) {
-        const status = (e as { status?: unknown }).status;
         log.error({ action: name, err: messageOf(e) }, "action failed");
-        send(res, typeof status === "number" ? status : 500, errorBody(`${name}: ${messageOf(e)}`));
+        return failed(res, name, e).catch((err: unknown) => unanswered(res, log, name, err));
       }
+      await answer(res, 200, body, "application/json").catch((err: unknown) => unanswered(res, log, name, err));
     });
   }
   app.use(express.raw({ type: () => true, limit: MAX_BODY_BYTES }));

@@ -52,6 +52,22 @@ export async function probeOf(gate: ReadinessGate, query: Readonly<Record<string
   return s.probe(target, query.network === "" ? undefined : query.network);
 }
 
+/**
+ * GET /tsoverlay/support: what `tsoverlay support-bundle` gets beside the
+ * other views: the plugin's recent log lines, always (they say why a plugin
+ * is not ready), and, once the domain is up, this host's kernel tables and
+ * the store's records; before that those two parts say why not.
+ */
+export async function supportOf(gate: ReadinessGate, logLines: () => string[]): Promise<unknown> {
+  const s = gate.current;
+  if (!s.ready) {
+    const why = { ok: false, error: `tsoverlay is not ready: ${s.reason}` };
+    return { log: logLines(), kernel: why, store: why };
+  }
+  const parts = await s.support();
+  return { log: logLines(), ...parts };
+}
+
 /** The plugin has not started its domain yet (the reason says why): answered 503. */
 export class NotReady extends Error {
   readonly status = 503;

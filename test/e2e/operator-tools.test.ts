@@ -4,7 +4,11 @@
  * endpoint each lab host serves on its underlay address (port 9473), whose
  * values must move with the lab: an endpoint started, a repair made.
  */
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { keys } from "../../driver/cluster/keys.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consulWritable, freshHost, labCtl } from "./support/cluster.js";
 import { pluginStatus } from "./support/publish.js";
@@ -238,6 +242,53 @@ describe("tsoverlay CLI", () => {
       const help = await run("node", [CLI, c, "--help"]);
       expect(help.code, c).toBe(0);
       expect(help.stdout).toContain(`Usage: tsoverlay ${c}`);
+    }
+  });
+});
+
+describe("tsoverlay support-bundle", () => {
+  it("writes one archive with every view, the log, h1's kernel tables and the store's records, and neither h1's Consul token nor its WireGuard private key", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tso-bundle-"));
+    try {
+      const file = join(dir, "bundle.tar.gz");
+      const r = await cli(h1, ["support-bundle", "-o", file]);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^wrote ${file.replace(/[./]/g, "\\$&")}: \\d+ files`));
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+
+      const out = join(dir, "x");
+      mkdirSync(out);
+      const x = await run("tar", ["-xzf", file, "-C", out]);
+      expect(x.code, x.stderr).toBe(0);
+      const read = (name: string): string => readFileSync(join(out, name), "utf8");
+      for (const name of ["manifest.json", "status.json", "doctor.json", "peers.json", "cluster.json", "plugin.log", "store.json", "kernel/host.txt"]) {
+        expect(() => statSync(join(out, name)), name).not.toThrow();
+      }
+      const manifest = JSON.parse(read("manifest.json")) as { ready: boolean; parts: Record<string, { ok: boolean; files?: string[]; error?: string }> };
+      expect(manifest.ready).toBe(true);
+      for (const [part, result] of Object.entries(manifest.parts)) expect(result.ok, `${part}: ${result.error ?? ""}`).toBe(true);
+
+      // ot-web (ot-a) and ot-cache (ot-b) run on h1: each network's namespace, with its vxlan device and VNI.
+      for (const [name, subnet] of Object.values(NETS)) {
+        const tables = read(`kernel/${name}.txt`);
+        expect(tables).toContain(`subnet ${subnet}, network ${name}`);
+        expect(tables).toMatch(new RegExp(`vxlan0(@\\S+)?: .*\\n(.*\\n)*?\\s+vxlan id ${await networkVni(h1, subnet)}\\b`));
+        for (const c of ["# ip neigh show", "# bridge fdb show", "# iptables-save"]) expect(tables).toContain(c);
+      }
+      expect(read("kernel/host.txt")).toMatch(/# iptables-save\n(.*\n)*?:TSOVERLAY-/);
+      expect(read("plugin.log").split("\n").length).toBeGreaterThan(1);
+      const records = JSON.parse(read("store.json")) as { key: string }[];
+      expect(records.map((rec) => rec.key)).toContain(keys.alive(h1.addr));
+      expect(records.every((rec) => rec.key.startsWith("tsoverlay/"))).toBe(true);
+
+      const token = readFileSync(join(h1.consulDir, "token"), "utf8").trim();
+      const privateKey = readFileSync(`${h1.dataDir}/tsoverlay-state/wireguard/private.key`, "utf8").trim();
+      expect(token.length).toBeGreaterThan(8);
+      const archive = gunzipSync(readFileSync(file)).toString("latin1");
+      expect(archive.includes(token), "h1's Consul token in the bundle").toBe(false);
+      expect(archive.includes(privateKey), "h1's WireGuard private key in the bundle").toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -54,6 +54,7 @@ async function up(): Promise<void> {
     doctor: async () => [],
     probe: () => Promise.reject(new Error("no probe in a unit test")),
     rotateKey: () => Promise.reject(new Error("no WireGuard in a unit test")),
+    support: () => Promise.reject(new Error("no support bundle in a unit test")),
   });
 }
 

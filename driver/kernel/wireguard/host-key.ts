@@ -79,6 +79,21 @@ export async function loadOrCreateHostKey(dir: string): Promise<HostKey> {
 }
 
 /**
+ * The private key the file holds now (`replaceHostKey` may have changed it),
+ * or undefined when there is no file. Only for keeping it out of what the
+ * plugin hands out (`tsoverlay support-bundle`): it is never written anywhere.
+ */
+export async function readPrivateKey(file: string): Promise<string | undefined> {
+  try {
+    const text = (await readFile(file, "utf8")).trim();
+    return text === "" ? undefined : text;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new HostKeyError(file, `cannot read it: ${messageOf(e)}`, { cause: e });
+  }
+}
+
+/**
  * A new key for this host, in place of the old one (`tsoverlay rotate-key`):
  * written beside it and renamed over it, so the file always holds one whole key.
  */
