@@ -336,6 +336,8 @@ export class OverlayDriver {
         for (const ep of endpoints.filter((e) => e.subnet === subnet)) await this.ports.restore(ep, rec.value);
       });
     }
+    // Only when every network's VNI is known here: a pin of one not known could be the namespace of a live one.
+    if (nets.every((n) => n.record !== undefined)) await this.d.datapath.restored(nets.flatMap((n) => (n.record === undefined ? [] : [n.record.vni])));
     this.d.log.info({ networks: nets.length, endpoints: endpoints.length }, "state restored");
   }
 

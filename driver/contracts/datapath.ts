@@ -78,6 +78,12 @@ export interface Datapath {
   syncPeers(subnet: string, desired: PeerEntry[]): Promise<PeerSyncReport>;
   /** What the network's three peer tables hold now (read only: `tsoverlay peers` compares it with what is desired). */
   peerTables(subnet: string): Promise<PeerTables>;
+  /**
+   * The restore after a start is over: what the datapath kept of networks
+   * other than these VNIs, beyond its own run (a namespace pinned to outlive
+   * a `docker plugin disable` of a network removed meanwhile), is let go.
+   */
+  restored(vnisInUse: readonly number[]): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -130,6 +130,30 @@ export function createNamedNetns(nsPath: string): void {
 }
 
 /**
+ * Binds the namespace mounted at `from` at `to` as well (parent directories
+ * are created), so that either mount keeps it alive. Idempotent: a `to` that
+ * is already a namespace mount is left alone.
+ */
+export function pinNetnsAt(from: string, to: string): void {
+  if (isNetnsMount(to)) return;
+  if (!isNetnsMount(from)) throw new NetnsError(`netns ${from}: not a network namespace mount (pinning it at ${to})`, from);
+  try {
+    fs.mkdirSync(path.dirname(to), { recursive: true });
+    fs.closeSync(fs.openSync(to, fs.constants.O_RDONLY | fs.constants.O_CREAT, 0o444));
+  } catch (err) {
+    throw new NetnsError(`netns ${to}: preparing mount point failed: ${messageOf(err)}`, to, undefined, { cause: err });
+  }
+  if (libc().mount(from, to, "none", MS_BIND, null) !== 0) throw syscallError("bind mount", to, ` of ${from}`);
+}
+
+/** Whether two namespace mounts hold the same namespace. */
+export function sameNetns(a: string, b: string): boolean {
+  const sa = fs.statSync(a);
+  const sb = fs.statSync(b);
+  return sa.dev === sb.dev && sa.ino === sb.ino;
+}
+
+/**
  * Unmounts and removes a named namespace. The namespace itself disappears
  * (with every link in it) once nothing else holds it: open sockets into it
  * must be closed first. Idempotent: a missing path succeeds.

@@ -1,3 +1,14 @@
+/**
+ * The composition root of a running host: every kernel, store, DNS and Docker
+ * adapter made from the configuration and handed to the domain (assemble.ts).
+ *
+ * Design note. The order is the dependency order, and nothing in it waits for
+ * the cluster store: the underlay first (every adapter needs the VTEP), the
+ * stores (opened, not yet reached), the datapath (its namespaces pinned in the
+ * state folder as well, so that they outlive a `docker plugin disable`), the
+ * egress, DNAT and guards, then the domain, whose restore re-adopts what this
+ * host had. What fails is returned with what it was; what was made is stopped.
+ */
 import path from "node:path";
 import { assembleDomain } from "./assemble.js";
 import { EgressGateway } from "../../driver/kernel/egress/egress-gateway.js";
@@ -73,7 +84,15 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
   try {
     raw = await openStore({ consul: config.consul, stateDir: config.stateDir }, log);
     local = await openEmbeddedStore(path.join(config.stateDir, "local"), log);
-    const datapath = new KernelDatapath({ runDir: config.runDir, vtepAddr: vtep, vxlanPort: config.vxlanPort, underlayIfindex: ifindex, log });
+    // Namespaces are pinned in the state folder too, so that they outlive a `docker plugin disable` (network.ts).
+    const datapath = new KernelDatapath({
+      runDir: config.runDir,
+      keepDir: config.stateDir,
+      vtepAddr: vtep,
+      vxlanPort: config.vxlanPort,
+      underlayIfindex: ifindex,
+      log,
+    });
     const gateway = new EgressGateway({
       bridgeName: config.gatewayBridge,
       subnet: config.gatewaySubnet,

@@ -47,6 +47,7 @@ export class ProgrammedPeers {
         return r;
       },
       peerTables: (subnet) => d.peerTables(subnet),
+      restored: (vnis) => d.restored(vnis),
       close: () => d.close(),
     };
   }

@@ -14,7 +14,7 @@ import { endpointIfNames, type EndpointSpec, type NetworkSpec, type PeerEntry } 
 import { KernelDatapath } from "../../driver/kernel/datapath/kernel-datapath.js";
 import { networkNetnsPath, tempVxlanName } from "../../driver/kernel/datapath/context.js";
 import { createVethPair, ensureAddress, getLinkByName, setUp } from "../../driver/kernel/links.js";
-import { deleteNamedNetns, isNetnsMount, openNetnsFd, openRtnetlinkIn } from "../../driver/kernel/netns.js";
+import { createNamedNetns, deleteNamedNetns, isNetnsMount, openNetnsFd, openRtnetlinkIn, sameNetns } from "../../driver/kernel/netns.js";
 import { createLogger } from "../../lib/log.js";
 import { eventually } from "../support/eventually.js";
 import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno, type IpLink } from "./support/scratch.js";
@@ -74,12 +74,17 @@ interface Host {
 }
 let hosts: [Host, Host];
 
-function newDatapath(x: { runDir: string; vtep: string; h: string }, extra: { underlayIfindex?: number; vxlanPort?: number } = {}): KernelDatapath {
+function newDatapath(
+  x: { runDir: string; vtep: string; h: string },
+  extra: { underlayIfindex?: number; vxlanPort?: number; keepDir?: string } = {},
+): KernelDatapath {
   const dp = new KernelDatapath({ runDir: x.runDir, vtepAddr: x.vtep, hostNetnsPath: x.h, log, ...extra });
   datapaths.push(dp);
   return dp;
 }
 
+/** A host's second pin folder (the managed plugin's state folder). */
+const keepDirOf = (x: { tag: string }): string => path.join(tmp, `keep${x.tag}`);
 const peerOf = (x: Host): PeerEntry => ({ ip: x.ep.addressCidr.split("/")[0]!, mac: x.ep.mac, vtep: x.vtep });
 const ipOf = (x: Host): string => x.ep.addressCidr.split("/")[0]!;
 
@@ -136,6 +141,10 @@ afterAll(async () => {
   for (const dp of datapaths.splice(0)) await dp.close();
   for (const s of sockets.splice(0)) s.socket.close();
   // Whatever a failed test left in the runDirs.
+  for (const x of hosts ?? []) {
+    const dir = path.join(keepDirOf(x), "netns");
+    for (const f of fs.existsSync(dir) ? fs.readdirSync(dir) : []) deleteNamedNetns(path.join(dir, f));
+  }
   for (const x of hosts ?? []) {
     const dir = path.join(x.runDir, "netns");
     for (const f of fs.existsSync(dir) ? fs.readdirSync(dir) : []) deleteNamedNetns(path.join(dir, f));
@@ -364,6 +373,55 @@ describe("KernelDatapath on two simulated hosts", () => {
     const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
     expect(m?.[1]).toBe("25");
     expect(m?.[2]).toBe("25");
+  });
+
+  it("plugin disabled: the run folder's mount gone, the namespace lives on in its pin and a new instance adopts it, the ping uninterrupted", async () => {
+    const [a, b] = hosts;
+    await a.dp.close();
+    const keep = networkNetnsPath(keepDirOf(a), NET.vni);
+    const pinned = newDatapath(a, { underlayIfindex: ipLink(a.h, "ul0")!.ifindex, keepDir: keepDirOf(a) });
+    await pinned.ensureNetwork(NET);
+    expect(isNetnsMount(keep)).toBe(true);
+    expect(sameNetns(keep, a.ovl)).toBe(true);
+    const before = ipLinks(a.ovl).map((l) => `${l.ifname}#${l.ifindex}`);
+    const ping = spawn("nsenter", [`--net=${a.c}`, "ping", "-n", "-i", "0.2", "-c", "25", "-W", "1", ipOf(b)], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    ping.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const done = new Promise<number | null>((resolve) => ping.on("exit", resolve));
+    await eventually("the ping to get answers", () => (out.match(/bytes from/g)?.length ?? 0) >= 3);
+
+    // What `docker plugin disable` does: the process ends, the propagated mount (the run folder) is unmounted.
+    await pinned.close();
+    deleteNamedNetns(a.ovl);
+    expect(isNetnsMount(a.ovl)).toBe(false);
+    expect(isNetnsMount(keep)).toBe(true);
+
+    const dp = newDatapath(a, { underlayIfindex: ipLink(a.h, "ul0")!.ifindex, keepDir: keepDirOf(a) });
+    hosts[0] = { ...a, dp };
+    await dp.ensureNetwork(NET);
+    expect(isNetnsMount(a.ovl)).toBe(true);
+    expect(sameNetns(keep, a.ovl)).toBe(true);
+    expect(ipLinks(a.ovl).map((l) => `${l.ifname}#${l.ifindex}`)).toEqual(before);
+    await dp.ensureEndpoint(SUBNET, a.ep, 1450);
+    expect(await dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 0, removed: 0 });
+
+    expect(await done).toBe(0);
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+    expect(m?.[1]).toBe("25");
+    expect(m?.[2]).toBe("25");
+  });
+
+  it("restored: pins of networks no longer here are released, those in use and ensured are kept", async () => {
+    const [a] = hosts;
+    const stale = networkNetnsPath(keepDirOf(a), 7999);
+    createNamedNetns(stale);
+    await a.dp.restored([]);
+    expect(isNetnsMount(stale)).toBe(false);
+    expect(isNetnsMount(networkNetnsPath(keepDirOf(a), NET.vni))).toBe(true);
+    createNamedNetns(stale);
+    await a.dp.restored([7999]);
+    expect(isNetnsMount(stale)).toBe(true);
+    deleteNamedNetns(stale);
   });
 
   it("stale VXLAN devices: a crash leftover is adopted, our stale host device is deleted, a foreign one is refused", async () => {

@@ -174,6 +174,10 @@ export class FakeDatapath implements Datapath {
     };
   }
 
+  async restored(vnisInUse: readonly number[]): Promise<void> {
+    this.calls.push({ method: "restored", args: [vnisInUse] });
+  }
+
   async close(): Promise<void> {
     this.calls.push({ method: "close", args: [] });
     this.closed = true;

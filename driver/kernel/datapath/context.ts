@@ -2,6 +2,7 @@
  * What the datapath's modules share: the names and paths of a network's
  * pieces, its in-memory state, and the context every operation runs with.
  */
+import fs from "node:fs";
 import path from "node:path";
 import type { RtNetlinkSocket } from "netlink";
 import type { NetworkSpec } from "../../contracts/datapath.js";
@@ -14,6 +15,18 @@ export const DEFAULT_VXLAN_PORT = 4789;
 /** Host-side temporary names of VXLAN devices on their way into a namespace. */
 export const TEMP_VXLAN_PREFIX = "vx-";
 export const ZERO_MAC = "00:00:00:00:00:00";
+
+/** The VNIs of the namespace files under `<dir>/netns` (mounted or not). */
+export function listPinnedVnis(dir: string): number[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.join(dir, "netns"));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  return names.flatMap((n) => (/^vni-\d+$/.test(n) ? [Number(n.slice(4))] : []));
+}
 
 /** The namespace path of a VNI under `runDir`. */
 export function networkNetnsPath(runDir: string, vni: number): string {
@@ -28,6 +41,8 @@ export function tempVxlanName(vni: number): string {
 /** Settings and the host socket, the same for every network. */
 export interface DatapathContext {
   runDir: string;
+  /** Where each namespace is pinned a second time (networkNetnsPath under it), or none. */
+  keepDir: string | undefined;
   /** This host's underlay IPv4 address (canonical form). */
   vtepAddr: string;
   vxlanPort: number;

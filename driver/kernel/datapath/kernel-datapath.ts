@@ -43,8 +43,8 @@ import type { Datapath, EndpointLinks, EndpointSpec, NetworkSpec, PeerEntry, Pee
 import { KeyedMutex } from "../../../lib/keyed-mutex.js";
 import type { Logger } from "../../../lib/log.js";
 import { normalizeIp, normalizeSubnet, parseIpv4 } from "../../../lib/net.js";
-import { openRtnetlinkIn } from "../netns.js";
-import { DEFAULT_VXLAN_PORT, type DatapathContext, type NetworkState } from "./context.js";
+import { deleteNamedNetns, openRtnetlinkIn } from "../netns.js";
+import { DEFAULT_VXLAN_PORT, listPinnedVnis, networkNetnsPath, type DatapathContext, type NetworkState } from "./context.js";
 import { ensureEndpoint, removeEndpoint } from "./endpoint.js";
 import { ensureNetwork, removeNetwork } from "./network.js";
 import { readPeerTables, syncPeerTables } from "./peer-tables.js";
@@ -52,6 +52,12 @@ import { readPeerTables, syncPeerTables } from "./peer-tables.js";
 export interface KernelDatapathOptions {
   /** Directory for runtime state; namespaces are mounted at `<runDir>/netns/vni-<vni>`. */
   runDir: string;
+  /**
+   * A second directory where each namespace is pinned as well
+   * (`<keepDir>/netns/vni-<vni>`), one that outlives the plugin's own mounts:
+   * a namespace found there and gone from runDir is adopted (network.ts).
+   */
+  keepDir?: string;
   /** This host's underlay IPv4 address: source of encapsulated packets. */
   vtepAddr: string;
   /** UDP destination port of the VXLAN devices (default 4789). */
@@ -86,6 +92,7 @@ export class KernelDatapath implements Datapath {
     this.log = opts.log.child({ component: "datapath" });
     this.ctx = {
       runDir: opts.runDir,
+      keepDir: opts.keepDir,
       vtepAddr: normalizeIp(opts.vtepAddr),
       vxlanPort: port,
       underlayIfindex: opts.underlayIfindex,
@@ -104,6 +111,16 @@ export class KernelDatapath implements Datapath {
   async removeNetwork(subnet: string): Promise<void> {
     const key = normalizeSubnet(subnet);
     return this.run(key, () => removeNetwork(this.ctx, this.networks, key));
+  }
+
+  async restored(vnisInUse: readonly number[]): Promise<void> {
+    if (this.ctx.keepDir === undefined) return;
+    const keep = new Set([...vnisInUse, ...[...this.networks.values()].map((n) => n.spec.vni)]);
+    for (const vni of listPinnedVnis(this.ctx.keepDir)) {
+      if (keep.has(vni)) continue;
+      deleteNamedNetns(networkNetnsPath(this.ctx.keepDir, vni));
+      this.log.info({ vni }, "pinned namespace of a network no longer here released");
+    }
   }
 
   /** True once this instance has ensured the network (after a restart: once it has adopted it). */

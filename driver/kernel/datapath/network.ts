@@ -3,6 +3,16 @@
  * and `vxlan0` (see vxlan.ts): created, adopted after a restart (existing
  * devices and their tables are kept, only what differs is fixed), and
  * removed. A namespace found holding another subnet is cleared first.
+ *
+ * Design note. A namespace lives as long as a mount of it does. The managed
+ * plugin's run directory is Docker's propagated mount, which Docker unmounts
+ * when the plugin is disabled: alone, that takes the namespaces, and with
+ * them the running containers' networks. So each namespace is pinned a
+ * second time under `keepDir` (the plugin's state folder, mounted `rshared`
+ * from the host: the pin propagates to the host and stays there while the
+ * plugin is disabled, upgraded or given new settings). A namespace missing
+ * from runDir but pinned there is adopted, not made anew: its links, tables
+ * and the containers' veths are still in it.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -22,7 +32,7 @@ import {
   setUp,
 } from "../links.js";
 import { deleteFdbEntry, listFdbEntries } from "../neighbors.js";
-import { createNamedNetns, deleteNamedNetns, isNetnsMount, openRtnetlinkIn } from "../netns.js";
+import { createNamedNetns, deleteNamedNetns, isNetnsMount, openRtnetlinkIn, pinNetnsAt, sameNetns } from "../netns.js";
 import { AF_INET, PLAIN, ipToBuffer, nlCall } from "../rtnetlink.js";
 import { BRIDGE_NAME, VXLAN_NAME, ZERO_MAC, ipv4Cidr, networkNetnsPath, type DatapathContext, type NetworkState } from "./context.js";
 import { ensureVxlanIn } from "./vxlan.js";
@@ -58,11 +68,22 @@ export async function ensureNetwork(ctx: DatapathContext, networks: Map<string, 
     st = undefined;
   }
 
+  const keepPath = ctx.keepDir === undefined ? undefined : networkNetnsPath(ctx.keepDir, vni);
+  if (keepPath !== undefined && !isNetnsMount(nsPath) && isNetnsMount(keepPath)) {
+    // It outlived this plugin's own mounts (a `docker plugin disable`): the same namespace, with its links, is adopted.
+    pinNetnsAt(keepPath, nsPath);
+    ctx.log.info({ subnet, vni, netns: nsPath, kept: keepPath }, "network namespace adopted from its pinned copy");
+  }
   const existed = isNetnsMount(nsPath);
   if (!st) {
     createNamedNetns(nsPath);
     st = { spec, nsPath, nl: openRtnetlinkIn(nsPath), ready: false };
     networks.set(subnet, st);
+  }
+  if (keepPath !== undefined) {
+    // A pin of an older namespace of this VNI (one removed while this copy could not be) is replaced.
+    if (isNetnsMount(keepPath) && !sameNetns(keepPath, nsPath)) deleteNamedNetns(keepPath);
+    pinNetnsAt(nsPath, keepPath);
   }
   st.spec = spec;
   st.ready = false;
@@ -126,6 +147,7 @@ async function teardown(ctx: DatapathContext, st: NetworkState): Promise<void> {
   } finally {
     st.nl.socket.close();
   }
+  if (ctx.keepDir !== undefined) deleteNamedNetns(networkNetnsPath(ctx.keepDir, st.spec.vni));
   deleteNamedNetns(st.nsPath);
   ctx.log.info({ subnet: st.spec.subnet, netns: st.nsPath }, "network removed");
 }

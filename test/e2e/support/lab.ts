@@ -46,6 +46,8 @@ export interface Lab {
   /** The lab's registry (host:port) and the plugin reference every host installed from it. */
   registry: string;
   pluginRef: string;
+  /** The plugin as plugin-build.sh laid it out (config.json, rootfs/). */
+  pluginDir: string;
   testImage: string;
   consulBin: string;
   /** The docker CLI (one version for every daemon). */

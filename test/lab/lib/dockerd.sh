@@ -29,12 +29,16 @@ host_mntns_up() {
   touch "$f"
   # shellcheck disable=SC2016 # the script expands its own $1 (the plugin folder, passed after it)
   # Each host also gets its own /etc/resolv.conf: the lab's resolver (underlay.sh), as a host's own would be.
+  # The plugin's state folder is a shared mount, as every folder is on a systemd host: the plugin's pins of its
+  # namespaces there reach the host's mount namespace and outlive a `docker plugin disable` (README: Upgrading).
   unshare --mount="$f" --propagation slave sh -c '
       set -e
       mount -t tmpfs -o mode=755 tso-run /run
       mkdir -p /run/docker/plugins
       mount --bind "$1" /run/docker/plugins
-      mount --bind "$2" /etc/resolv.conf' sh "$(host_plugins "$i")" "$LAB_DATA/resolv.conf"
+      mount --bind "$2" /etc/resolv.conf
+      mount --bind "$3" "$3"
+      mount --make-shared "$3"' sh "$(host_plugins "$i")" "$LAB_DATA/resolv.conf" "$(host_data "$i")/tsoverlay-state"
 }
 
 host_mntns_down() {

@@ -19,11 +19,11 @@ write_lab_json() {
   done
   jq -n --argjson mtu "$mtu" --arg outNs "$NS_OUTSIDE" --arg outAddr "$OUT_PREFIX.2" --arg router "$UL_PREFIX.1" --arg ulNs "$NS_UNDERLAY" \
     --arg plugin "$PLUGIN_NAME" --arg image "$TEST_IMAGE" --arg consulBin "$CONSUL_BIN" --arg registry "$LAB_REGISTRY" \
-    --arg pluginRef "$(cat "$LAB_DATA/plugin-ref" 2>/dev/null || true)" \
+    --arg pluginRef "$(cat "$LAB_DATA/plugin-ref" 2>/dev/null || true)" --arg pluginDir "$LAB_DATA/plugin" \
     --arg dockerCli "$DOCKER_CLI" --arg docker "${LAB_DOCKER:-}" \
     --argjson consul "$consul" --argjson hosts "$hostlist" --arg tls "$(consul_tls_dir)" --argjson port "$CONSUL_HTTPS_PORT" \
     '{mtu: $mtu, outside: {netns: $outNs, addr: $outAddr}, underlayRouter: $router, underlayNetns: $ulNs, pluginName: $plugin,
-      registry: $registry, pluginRef: $pluginRef,
+      registry: $registry, pluginRef: $pluginRef, pluginDir: $pluginDir,
       testImage: $image, consulBin: $consulBin, dockerCli: $dockerCli, docker: $docker, consul: $consul, hosts: $hosts,
       consulApi: {url: ("https://127.0.0.1:" + ($port | tostring)), ca: ($tls + "/consul-agent-ca.pem"), cert: ($tls + "/dc1-client-consul-0.pem"),
                   key: ($tls + "/dc1-client-consul-0-key.pem"), managementTokenFile: ($tls + "/management.token")}}' >"$LAB_JSON.tmp"
