@@ -4,8 +4,10 @@
  * on the underlay and nothing else, a plain network beside it stays VXLAN, the
  * container's MTU makes room for both encapsulations, and a WireGuard peer
  * removed by hand stops the encrypted traffic (nothing falls back to the
- * clear) until the plugin's reconcile puts the peer back, and a key rotation
- * leaves a stream across it going.
+ * clear) until the plugin's reconcile puts the peer back, a key rotation
+ * leaves a stream across it going, and a plugin disabled (wireguard-go gone
+ * with it) stops the encrypted network's traffic instead of letting it out
+ * in the clear.
  *
  * The captures run on h2's port of the underlay bridge, which sees every
  * packet between h2 and the other hosts.
@@ -14,7 +16,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collect, consulGetJson, docker, dockerOk, pluginPid, readLab, run, type LabHost, type Run } from "./support/lab.js";
-import { createNetworkOn, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
+import { createNetworkOn, networkVni, removeContainers, removeNetworkOn, startContainer } from "./support/overlay.js";
 import { keys } from "../../driver/cluster/keys.js";
 import { eventually, quiet } from "../support/eventually.js";
 import { publicKeyOf } from "../../driver/kernel/wireguard/host-key.js";
@@ -213,6 +215,40 @@ describe("encrypted networks (-o encrypted, WireGuard)", () => {
     expect((await consulGetJson<{ wireguardKey?: string }>(h1, keys.alive(h1.addr)))?.wireguardKey).toBe(publicKey);
     expect((await wgOnH1(["show", "tsowg0", "public-key"])).stdout.trim()).toBe(publicKey);
   }, 90_000);
+
+  it("with h1's plugin disabled (wireguard-go ends with it), the encrypted network's traffic stops and nothing of it leaves in the clear; enable brings it back", async () => {
+    const encVni = await networkVni(h1, ENC_SUBNET);
+    const plainVni = await networkVni(h1, PLAIN_SUBNET);
+    const trace = await capture();
+    await dockerOk(h1, ["plugin", "disable", "-f", lab.pluginName], { timeoutMs: 60_000 });
+    try {
+      await eventually("h1's plugin and its wireguard-go to be gone", async () => (await pluginPid(h1)) === undefined, { timeoutMs: 30_000 });
+      // The namespaces outlive the plugin (README: Upgrading): the plain network goes on, the encrypted one has no tunnel.
+      const plain = await fetchMarker("enc-plain-client", plainServer);
+      expect(plain.stdout, plain.stderr).toContain(MARKER);
+      const enc = await fetchMarker("enc-client", encServer, 3);
+      expect(enc.code, `the fetch over the encrypted network while its tunnel is down: ${enc.stdout}`).not.toBe(0);
+      expect(enc.stdout).not.toContain(MARKER);
+    } finally {
+      await dockerOk(h1, ["plugin", "enable", lab.pluginName], { timeoutMs: 60_000 });
+    }
+    const back = await eventually(
+      "the marker over the encrypted network again",
+      async () => {
+        const r = await fetchMarker("enc-client", encServer, 2);
+        return r.code === 0 && r.stdout.includes(MARKER) ? r : undefined;
+      },
+      { timeoutMs: 60_000, everyMs: 300 },
+    );
+    expect(back.stdout).toContain(MARKER);
+    await trace.until("WireGuard packets", (text) => udpPorts(text).wireguard > 0);
+    const t = (await trace.stop()).stdout;
+    // tcpdump decodes VXLAN on 4789: every VXLAN packet seen is the plain network's.
+    const vnis = [...t.matchAll(/VXLAN, flags \[[^\]]*\] \([^)]*\), vni (\d+)/g)].map((m) => Number(m[1]));
+    expect(vnis.length).toBeGreaterThan(0);
+    expect(new Set(vnis)).toEqual(new Set([plainVni]));
+    expect(vnis).not.toContain(encVni);
+  }, 180_000);
 
   it("doctor names the userspace WireGuard this kernel needs and counts the other hosts as peers", async () => {
     const r = await run("node", [CLI, "--socket", `${h1.pluginsDir}/tsoverlay.sock`, "doctor", "--json"], { timeoutMs: 20_000 });
