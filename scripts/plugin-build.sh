@@ -44,4 +44,8 @@ dkr export "$cid" | tar -C "$out/rootfs" -x
 dkr rm "$cid" >/dev/null
 cid=
 cp "$repo/config.json" "$out/config.json"
+# Every file dated the commit's time (or SOURCE_DATE_EPOCH): two builds of one commit lay out the same
+# tree, so `docker plugin create` makes the same layer of it (README: Using the plugin on a Docker host).
+epoch=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 0)}
+find "$out" -exec touch -h -d "@$epoch" {} +
 say "plugin laid out in $out"
