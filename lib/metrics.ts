@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
  * global one. Two kinds:
  *
  *  - events, counted where they happen: store requests, driver calls, peer
- *    syncs and repairs;
+ *    syncs and repairs, peer announcements;
  *  - state, read at scrape time from what the status endpoint already
  *    knows (endpoints, peers, ports, proxy and DNS counters): a scrape
  *    source registered by the composition sets those gauges just before the
@@ -54,6 +54,12 @@ export const metrics = {
     name: "tsoverlay_reconcile_repairs_total",
     help: "Kernel entries the periodic reconcile found wrong and fixed, by table (neighbor, fdb, bridge_fdb) and action (added, removed)",
     labelNames: ["table", "action"] as const,
+    registers: [registry],
+  }),
+  peerAnnouncements: new Counter({
+    name: "tsoverlay_peer_announcements_total",
+    help: "Gratuitous ARPs (ipv4) and unsolicited neighbor advertisements (ipv6) sent into a network's bridge for each neighbor entry a sync added or changed, so that local containers already asking for it learn it at once; by family and result (sent, failed)",
+    labelNames: ["family", "result"] as const,
     registers: [registry],
   }),
   networks: new Gauge({

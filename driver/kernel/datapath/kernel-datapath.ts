@@ -36,7 +36,9 @@
  *
  * Where the pieces live: network.ts (namespace, br0, adoption, removal),
  * vxlan.ts (vxlan0 and the VNI-busy retry), endpoint.ts (veth pairs),
- * peer-tables.ts (the three tables above), context.ts (names, paths, state).
+ * peer-tables.ts (the three tables above), peer-announce.ts (what a sync
+ * programmed, announced to the local containers), context.ts (names, paths,
+ * state).
  */
 import { createRtNetlink, type RtNetlinkSocket } from "netlink";
 import type { Datapath, EndpointLinks, EndpointSpec, NetworkSpec, PeerEntry, PeerSyncReport, PeerTables } from "../../contracts/datapath.js";

@@ -8,7 +8,9 @@
  *   - a static entry in br0's own table (mac → the vxlan0 port).
  * A sync makes each table hold exactly the desired peers: it adds what is
  * missing or different and removes everything else, hand-made entries,
- * flood lists and anything br0 learned included.
+ * flood lists and anything br0 learned included. The neighbor entries it
+ * added or changed are then announced to the local containers
+ * (peer-announce.ts); a sync that changed none sends nothing.
  */
 import type { RtNetlinkSocket } from "netlink";
 import type { PeerEntry, PeerSyncReport, PeerTables } from "../../contracts/datapath.js";
@@ -26,6 +28,7 @@ import {
   replaceNeighbor,
 } from "../neighbors.js";
 import { VXLAN_NAME, ZERO_MAC, canonicalMac, type DatapathContext, type NetworkState } from "./context.js";
+import { announcePeers, type Announced } from "./peer-announce.js";
 
 interface WantedPeers {
   /** ip → mac */
@@ -39,19 +42,21 @@ export async function syncPeerTables(ctx: DatapathContext, st: NetworkState, des
   const want = indexPeers(desired);
   const nl = st.nl;
   const ifindex = (await mustGetLink(nl, VXLAN_NAME)).index;
-  let added = 0;
-  let removed = 0;
-  const tables: NonNullable<PeerSyncReport["tables"]> = {};
-  for (const [table, sync] of [
-    ["fdb", syncFdb],
-    ["neighbor", syncNeighbors],
-    ["bridge_fdb", syncBridgeFdb],
-  ] as const) {
-    const r = await sync(nl, ifindex, want);
-    tables[table] = r;
-    added += r.added;
-    removed += r.removed;
+  const announce: Announced[] = [];
+  let tables: Required<NonNullable<PeerSyncReport["tables"]>>;
+  try {
+    tables = {
+      fdb: await syncFdb(nl, ifindex, want),
+      neighbor: await syncNeighbors(nl, ifindex, want, announce),
+      bridge_fdb: await syncBridgeFdb(nl, ifindex, want),
+    };
+  } finally {
+    // After all three tables, so that what a container sends on the news finds its way;
+    // in a finally, so that what a failed sync did program is announced too.
+    await announcePeers(ctx, st, announce);
   }
+  const added = tables.fdb.added + tables.neighbor.added + tables.bridge_fdb.added;
+  const removed = tables.fdb.removed + tables.neighbor.removed + tables.bridge_fdb.removed;
   if (added > 0 || removed > 0) {
     ctx.log.info({ subnet: st.spec.subnet, peers: want.neigh.size, added, removed }, "peers synced");
   } else {
@@ -108,8 +113,8 @@ async function syncFdb(nl: RtNetlinkSocket, ifindex: number, want: WantedPeers):
   return { added, removed };
 }
 
-/** Neighbors on vxlan0: ip → mac (answered by the device's ARP proxy). */
-async function syncNeighbors(nl: RtNetlinkSocket, ifindex: number, want: WantedPeers): Promise<PeerSyncReport> {
+/** Neighbors on vxlan0: ip → mac (answered by the device's ARP proxy); those added or changed are pushed onto `changed`. */
+async function syncNeighbors(nl: RtNetlinkSocket, ifindex: number, want: WantedPeers, changed: Announced[]): Promise<PeerSyncReport> {
   let added = 0;
   let removed = 0;
   const have = await listNeighbors(nl, ifindex);
@@ -117,6 +122,7 @@ async function syncNeighbors(nl: RtNetlinkSocket, ifindex: number, want: WantedP
   for (const [ip, mac] of want.neigh) {
     if (haveByIp.get(ip) === mac) continue;
     await replaceNeighbor(nl, { ifindex, ip, mac });
+    changed.push({ ip, mac });
     added++;
   }
   for (const n of have) {
