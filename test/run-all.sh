@@ -30,8 +30,9 @@ for v in $versions; do
   report=$(mktemp /tmp/tso-vitest.XXXXXX.json)
   projects=()
   # The older versions rerun what Docker can change: the end-to-end tests, but
-  # not the lab's own failed-up test (the lab scripts are the same for all).
-  [ "$first" = 1 ] || projects=(--project e2e --exclude test/e2e/lab-lifecycle.test.ts)
+  # not the lab's own failed-up test nor the benchmarks' smoke runs (the lab
+  # scripts and the benches are the same for all).
+  [ "$first" = 1 ] || projects=(--project e2e --exclude test/e2e/lab-lifecycle.test.ts --exclude test/e2e/bench-smoke.test.ts)
   echo "=== tests on Docker $v${projects:+ (end-to-end)}" >&2
   TSOVERLAY_DOCKER=$v npx vitest run "${projects[@]}" --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=1
   if [ -s "$report" ]; then

@@ -37,6 +37,8 @@ export class EndpointRecords {
 
   async put(subnet: string, endpointId: string, value: string): Promise<void> {
     await this.store.put(this.key(subnet, endpointId), value);
+    // Its time is where the convergence bench starts the store-to-kernel path (another host's "peers programmed" ends it).
+    this.log.debug({ subnet, endpointId }, "endpoint record written");
     if (this.previousLayout())
       await this.courtesy("writing", previousKeys.endpoint(subnet, endpointId), () => this.store.put(previousKeys.endpoint(subnet, endpointId), value));
   }

@@ -20,6 +20,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { Resvg } from "@resvg/resvg-js";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
+import { percentile } from "./stats.js";
 
 type Row = Record<string, string | number>;
 type Json = Record<string, unknown>;
@@ -34,12 +35,13 @@ function vegaLite(spec: Json): TopLevelSpec {
 }
 
 /** Which kind of results file this is, from its own fields. */
-export function kindOf(results: Json): "proxy" | "churn" | "overlay" | "wireguard" {
+export function kindOf(results: Json): "proxy" | "churn" | "overlay" | "wireguard" | "convergence" {
   if (results.benchmark === "churn") return "churn";
+  if (results.benchmark === "convergence") return "convergence";
   if (results.benchmark === "wireguard") return "wireguard";
   if (results.benchmark === "overlay") return "overlay";
   if (typeof results.meta === "object" && results.tcp !== undefined && results.samples !== undefined) return "proxy";
-  throw new Error(`not a results file this project writes (no "benchmark" of churn/overlay/wireguard, no proxy fields)`);
+  throw new Error(`not a results file this project writes (no "benchmark" of churn/convergence/overlay/wireguard, no proxy fields)`);
 }
 
 /** The Vega-Lite spec of a results file's chart. */
@@ -53,6 +55,8 @@ export function chartSpec(results: Json): TopLevelSpec {
       return overlaySpec(results);
     case "wireguard":
       return wireguardSpec(results);
+    case "convergence":
+      return convergenceSpec(results);
   }
 }
 
@@ -332,5 +336,62 @@ function wireguardSpec(r: Json): TopLevelSpec {
     },
     config: { font: "DejaVu Sans" },
     hconcat: runs.map((run) => panel(run.underlayMtu, run.runs)),
+  });
+}
+
+// ---- convergence: a new container reachable from another host ----
+
+/** Per order (and the plugins' store-to-kernel path): each system's p50 and p95 as bars, every trial as a dot. */
+function convergenceSpec(r: Json): TopLevelSpec {
+  type Orders = Record<string, { samplesMs: number[] } | undefined>;
+  const systems: [string, Orders | undefined][] = [
+    ["tsoverlay", r.tsoverlay as Orders | undefined],
+    ["Docker overlay (swarm)", r.swarm as Orders | undefined],
+  ];
+  const orders: [string, string][] = [
+    ["pingerFirst", "pinger first"],
+    ["targetFirst", "target first"],
+    ["storeToKernel", "store → kernel"],
+  ];
+  const figures: Row[] = [];
+  const samples: Row[] = [];
+  for (const [system, data] of systems) {
+    for (const [key, label] of orders) {
+      const v = data?.[key]?.samplesMs;
+      if (v === undefined || v.length === 0) continue;
+      for (const p of [50, 95]) figures.push({ label: `${label} p${p}`, system, value: percentile(v, p) });
+      for (const value of v) samples.push({ label: `${label} p95`, system, value });
+    }
+  }
+  const bars = (title: string, scale: "linear" | "symlog"): Json => ({
+    title,
+    width: 420,
+    height: PANEL.height,
+    layer: [
+      {
+        data: { values: figures },
+        mark: { type: "bar" },
+        encoding: {
+          x: { field: "label", type: "nominal", title: null, axis: { labelAngle: -20 } },
+          xOffset: { field: "system" },
+          y: { field: "value", type: "quantitative", title: "ms", scale: { type: scale } },
+          color: { field: "system", type: "nominal", title: null },
+        },
+      },
+      {
+        data: { values: samples },
+        mark: { type: "point", filled: true, color: "black", size: 10, opacity: 0.5 },
+        encoding: { x: { field: "label", type: "nominal" }, xOffset: { field: "system" }, y: { field: "value", type: "quantitative" } },
+      },
+    ],
+  });
+  const settings = r.settings as Json;
+  return vegaLite({
+    title: {
+      text: `Convergence across lab hosts (${String(r.date).slice(0, 10)})`,
+      subtitle: `docker run returning → first reply from the other host, ${String(settings.trials)} trials per order; dots: every trial`,
+    },
+    config: { font: "DejaVu Sans", legend: { labelLimit: 260 } },
+    hconcat: [bars("ms (symlog scale)", "symlog")],
   });
 }

@@ -18,10 +18,11 @@
  *
  * Uses the running lab if there is one (and leaves it up), otherwise brings
  * up three hosts and takes them down at the end. BENCH_CYCLES (100),
- * BENCH_PER_HOST (3). Writes test/bench/results/churn.json.
+ * BENCH_PER_HOST (3). Writes test/bench/results/churn.json (BENCH_OUT overrides).
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
+import { dirname } from "node:path";
 import { tables } from "../e2e/support/cluster.js";
 import { consulKeys, docker, dockerOk, LAB_JSON, LAB_SCRIPT, pluginPid, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { createNetworkOn, networkVni, removeNetworkOn } from "../e2e/support/overlay.js";
@@ -29,6 +30,7 @@ import { percentile, round } from "./stats.js";
 
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 100);
 const PER_HOST = Number(process.env.BENCH_PER_HOST ?? 3);
+const OUT = process.env.BENCH_OUT ?? "test/bench/results/churn.json";
 const NET = "churn";
 const SUBNET = "10.97.0.0/24";
 
@@ -240,10 +242,10 @@ async function main(): Promise<void> {
       rssSecondHalfKb: Object.fromEntries(Object.keys(end.rssKb).map((h) => [h, end.rssKb[h]! - mid.rssKb[h]!])),
       cycles,
     };
-    mkdirSync("test/bench/results", { recursive: true });
-    writeFileSync("test/bench/results/churn.json", JSON.stringify(result, null, 2) + "\n");
+    mkdirSync(dirname(OUT), { recursive: true });
+    writeFileSync(OUT, JSON.stringify(result, null, 2) + "\n");
     console.log(JSON.stringify({ summary: result.summary, targets: result.targets, growth: grew, rssSeries }, null, 2));
-    console.log("wrote test/bench/results/churn.json");
+    console.log(`wrote ${OUT}`);
   } finally {
     for (const [i, h] of l.hosts.entries()) await docker(h, ["rm", "-f", `churn-anchor-${i}`]);
     await removeNetworkOn(l.hosts, NET);

@@ -19,6 +19,7 @@ import { docker, dockerOk, inNetns, LAB_SCRIPT, lines, pluginPid, readLab, run, 
 import { percentile, round } from "./stats.js";
 import { createNetworkOn } from "../e2e/support/overlay.js";
 import { eventually } from "../support/eventually.js";
+import { failed, pingerFirstTrial, pluginTimings } from "./convergence-trial.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 20);
@@ -88,49 +89,6 @@ async function iperfContainers(
   } finally {
     await docker(b, ["rm", "-f", srv]);
   }
-}
-
-/**
- * One convergence trial: B pings the address the new container will get
- * (fixed with --ip) every 10 ms; we start the container on A and time the
- * first reply, from `docker run` being issued and from it returning. The
- * exec gets a TTY: busybox ping block-buffers its output into a pipe, so
- * without one nothing arrives until it exits.
- */
-async function convergenceTrial(l: Lab, a: LabHost, b: LabHost, ip: string, i: number): Promise<{ fromRun: number; fromStarted: number } | { failed: string }> {
-  const pinger = spawn(l.dockerCli ?? "/usr/bin/docker", ["-H", `unix://${b.dockerSock}`, "exec", "-t", "bench-pinger", "ping", "-i", "0.01", "-w", "15", ip]);
-  let out = "";
-  const replied = new Promise<number | undefined>((resolve) => {
-    pinger.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-      if (/bytes from/.test(out)) resolve(Date.now());
-    });
-    pinger.on("exit", () => resolve(undefined));
-  });
-  await new Promise<void>((resolve) => {
-    const check = (): void => (/PING/.test(out) ? resolve() : void setTimeout(check, 5));
-    check();
-  });
-  const t0 = Date.now();
-  try {
-    await dockerOk(a, ["run", "-d", "--name", `bench-conv-${i}`, "--network", NET, "--ip", ip, l.testImage, "sleep", "600"]);
-    const t1 = Date.now();
-    const t2 = await replied;
-    if (t2 === undefined) return { failed: `no reply from ${ip} within 15 s: ${out.split("\n").slice(-3).join(" ")}` };
-    return { fromRun: t2 - t0, fromStarted: t2 - t1 };
-  } finally {
-    pinger.kill();
-    await docker(a, ["rm", "-f", `bench-conv-${i}`]);
-  }
-}
-
-/** The plugin's own request timings (debug log lines in the daemon's log), for one path. */
-function pluginTimings(host: LabHost, path: string, since: number): number[] {
-  const log = readFileSync(`${host.dataDir}/dockerd.log`, "utf8");
-  const re = new RegExp(`\\\\"time\\\\":\\\\"([^\\\\"]+)\\\\"[^\\n]*\\\\"path\\\\":\\\\"${path.replace(".", "\\.")}\\\\",\\\\"ms\\\\":([0-9.]+)`, "g");
-  const out: number[] = [];
-  for (const m of log.matchAll(re)) if (Date.parse(m[1]!) >= since) out.push(Number(m[2]));
-  return out;
 }
 
 async function swarmOverlay(l: Lab, a: LabHost, b: LabHost): Promise<{ gbits: number; mtu: number }> {
@@ -245,17 +203,19 @@ async function measure(mtu: number): Promise<Record<string, unknown>> {
     await dockerOk(b, ["run", "-d", "--name", "bench-pinger", "--network", NET, l.testImage, "sleep", "3600"]);
     const since = Date.now();
     const outcomes = [];
-    for (let i = 0; i < TRIALS; i++) outcomes.push(await convergenceTrial(l, a, b, `10.98.0.${100 + i}`, i));
-    const trials = outcomes.flatMap((o) => ("failed" in o ? [] : [o]));
-    const failures = outcomes.flatMap((o) => ("failed" in o ? [o.failed] : []));
+    for (let i = 0; i < TRIALS; i++) {
+      outcomes.push(await pingerFirstTrial(l, a, b, { network: NET, pinger: "bench-pinger", ip: `10.98.0.${100 + i}`, name: `bench-conv-${i}` }));
+    }
+    const trials = outcomes.flatMap((o) => (failed(o) ? [] : [o]));
+    const failures = outcomes.flatMap((o) => (failed(o) ? [o.failed] : []));
     const join = pluginTimings(a, "/NetworkDriver.Join", since);
     const createEp = pluginTimings(a, "/NetworkDriver.CreateEndpoint", since);
     await docker(b, ["rm", "-f", "bench-pinger"]);
     for (const h of [a, b]) await docker(h, ["network", "rm", NET]);
 
     const swarm = await swarmOverlay(l, a, b);
-    const fromRun = trials.map((t) => t.fromRun);
-    const fromStarted = trials.map((t) => t.fromStarted);
+    const fromRun = trials.map((t) => t.fromRunIssued);
+    const fromStarted = trials.map((t) => t.fromRunReturned);
     return {
       underlayMtu: mtu,
       throughputGbits: {

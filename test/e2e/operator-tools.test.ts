@@ -338,6 +338,10 @@ describe("Prometheus metrics", () => {
     expect(sample(after, "tsoverlay_driver_call_duration_seconds_count", 'call="NetworkDriver.CreateEndpoint",result="ok"')).toBe(creates + 1);
     expect(sample(after, "tsoverlay_watch_lag_seconds_count")!).toBeGreaterThan(sample(before, "tsoverlay_watch_lag_seconds_count") ?? 0);
     expect(sample(after, "tsoverlay_store_request_duration_seconds_count")!).toBeGreaterThan(sample(before, "tsoverlay_store_request_duration_seconds_count")!);
+    // h2's new endpoint was announced into h1's bridge when it was programmed (a gratuitous ARP), and nothing failed.
+    const announced = (m: string, result: string): number => sample(m, "tsoverlay_peer_announcements_total", `family="ipv4",result="${result}"`) ?? 0;
+    expect(announced(after, "sent")).toBeGreaterThan(announced(before, "sent"));
+    expect(announced(after, "failed")).toBe(0);
 
     // A neighbor entry deleted behind the plugin's back: the periodic reconcile (2 s on the lab) puts it back and counts it.
     const repaired = sample(after, "tsoverlay_reconcile_repairs_total", 'table="neighbor",action="added"') ?? 0;
