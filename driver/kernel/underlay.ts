@@ -13,8 +13,8 @@ export interface Underlay {
 }
 
 /**
- * Finds the underlay: ADVERTISE_ADDR (must be on a local interface), else
- * ADVERTISE_IFACE's first IPv4 address, else the default route's interface.
+ * Finds the underlay: TSOVERLAY_ADVERTISE_ADDR (must be on a local interface), else
+ * TSOVERLAY_ADVERTISE_IFACE's first IPv4 address, else the default route's interface.
  * Its MTU sizes the overlay (MTU − 50), instead of a hard-wired 1450.
  */
 export async function resolveUnderlay(opts: { advertiseAddr: string; advertiseIface: string }): Promise<Result<Underlay>> {
@@ -26,16 +26,16 @@ export async function resolveUnderlay(opts: { advertiseAddr: string; advertiseIf
     let pick: Ipv4Address | undefined;
     if (opts.advertiseAddr !== "") {
       pick = addrs.find((a) => a.ip === opts.advertiseAddr);
-      if (pick === undefined) return failure(`ADVERTISE_ADDR ${opts.advertiseAddr} is not an address of this host`);
+      if (pick === undefined) return failure(`TSOVERLAY_ADVERTISE_ADDR ${opts.advertiseAddr} is not an address of this host`);
     } else if (opts.advertiseIface !== "") {
       const link = links.find((l) => l.name === opts.advertiseIface);
-      if (link === undefined) return failure(`ADVERTISE_IFACE ${opts.advertiseIface} does not exist`);
+      if (link === undefined) return failure(`TSOVERLAY_ADVERTISE_IFACE ${opts.advertiseIface} does not exist`);
       pick = addrs.find((a) => a.index === link.index);
-      if (pick === undefined) return failure(`ADVERTISE_IFACE ${opts.advertiseIface} has no IPv4 address`);
+      if (pick === undefined) return failure(`TSOVERLAY_ADVERTISE_IFACE ${opts.advertiseIface} has no IPv4 address`);
     } else {
       const oif = (await mainRoutes(nl, 0)).find((r) => r.oif !== undefined)?.oif;
       pick = oif === undefined ? undefined : addrs.find((a) => a.index === oif);
-      if (pick === undefined) return failure("no ADVERTISE_ADDR/ADVERTISE_IFACE set and no IPv4 default route to take the underlay from");
+      if (pick === undefined) return failure("no TSOVERLAY_ADVERTISE_ADDR/TSOVERLAY_ADVERTISE_IFACE set and no IPv4 default route to take the underlay from");
     }
     const link = byIndex(pick.index);
     if (link === undefined) return failure(`underlay interface ${pick.index} vanished`);

@@ -5,13 +5,17 @@ import { PROXY_MODES, type ProxyMode } from "../../driver/publish/port-publisher
 import type { ConsulConnection } from "../../driver/store/consul-connection.js";
 import { consulSettings } from "./consul-settings.js";
 import { parseTunnelSubnet, type TunnelSubnet } from "../../driver/encryption/tunnel-address.js";
+import { applyRenames } from "./setting-renames.js";
 
 /**
  * The one place the process's configuration is read. Everything below takes
- * typed values from here; nothing else reads the environment.
+ * typed values from here; nothing else reads the environment. tsoverlay's own
+ * settings are named TSOVERLAY_*, durations in seconds (_S), switches
+ * true/false; Consul's keep the consul CLI's names. Old names and values are
+ * translated first (setting-renames.ts).
  */
 
-/** A boolean as Go's strconv.ParseBool reads it: Consul's own settings are read that way. */
+/** A boolean as Go's strconv.ParseBool reads it: Consul reads its own switches that way, and tsoverlay's are read alike. */
 const GO_TRUE = ["1", "t", "T", "TRUE", "true", "True"] as const;
 const GO_FALSE = ["0", "f", "F", "FALSE", "false", "False"] as const;
 const goBool = z.enum([...GO_TRUE, ...GO_FALSE]).transform((v) => (GO_TRUE as readonly string[]).includes(v));
@@ -24,7 +28,7 @@ const count = z.coerce.number().int().min(1).max(1_048_576);
  * service gets them from its unit file.
  */
 const EnvSchema = z.object({
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  TSOVERLAY_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
   // Comma-separated unix socket paths to serve the plugin protocol on.
   TSOVERLAY_SOCKETS: z.string().min(1).default("/run/docker/plugins/tsoverlay.sock"),
   // A group whose members may use those sockets too (mode 0660); unset: root only (0600).
@@ -43,13 +47,14 @@ const EnvSchema = z.object({
   CONSUL_CLIENT_CERT: z.string().optional(),
   CONSUL_CLIENT_KEY: z.string().optional(),
   CONSUL_TLS_SERVER_NAME: z.string().optional(),
-  ADVERTISE_ADDR: z.string().default(""),
-  ADVERTISE_IFACE: z.string().default(""),
+  TSOVERLAY_ADVERTISE_ADDR: z.string().default(""),
+  TSOVERLAY_ADVERTISE_IFACE: z.string().default(""),
   TSOVERLAY_STATE_DIR: z.string().min(1).default("/var/lib/tsoverlay"),
   TSOVERLAY_RUN_DIR: z.string().min(1).default("/run/tsoverlay"),
   TSOVERLAY_PROC: z.string().min(1).default("/proc"),
   TSOVERLAY_VXLAN_PORT: z.coerce.number().int().min(1).max(65535).default(4789),
-  TSOVERLAY_RECONCILE_MS: z.coerce.number().int().min(100).max(3_600_000).default(5000),
+  // The kernel-vs-store reconcile's period; decimals allowed, at least 0.1.
+  TSOVERLAY_RECONCILE_S: z.coerce.number().min(0.1).max(3600).default(5),
   TSOVERLAY_GATEWAY_BRIDGE: z
     .string()
     .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of at most 15 characters")
@@ -85,14 +90,15 @@ const EnvSchema = z.object({
     .min(1)
     .max(24 * 3600)
     .default(60),
-  // This host's Docker API, for networks created once and container names ("off": neither).
+  // This host's Docker API, for networks created once and container names. A path, so not a switch:
+  // "off" turns it off (empty already means the default).
   TSOVERLAY_DOCKER_SOCKET: z.string().min(1).default("/var/run/docker.sock"),
   // Create once: a tsoverlay network made on one host appears on every host.
-  TSOVERLAY_PROPAGATE: z.enum(["true", "false", "1", "0"]).default("true"),
+  TSOVERLAY_PROPAGATE: goBool.default(true),
   // The names this daemon knows the plugin by (`docker network create -d NAME`), comma-separated.
   TSOVERLAY_DRIVER_NAMES: z.string().min(1).default("tsoverlay"),
   // The name service for containers (set the daemon's "dns" to the gateway bridge's address to use it).
-  TSOVERLAY_DNS: z.enum(["on", "off"]).default("on"),
+  TSOVERLAY_DNS: goBool.default(true),
   TSOVERLAY_DNS_PORT: z.coerce.number().int().min(1).max(65535).default(53),
   // Where names that are not the overlay's go; default: the host's /etc/resolv.conf.
   TSOVERLAY_DNS_UPSTREAMS: z.string().optional(),
@@ -103,6 +109,9 @@ const EnvSchema = z.object({
   TSOVERLAY_POOL_SIZE: z.string().optional(),
   TSOVERLAY_VNI_RANGE: z.string().optional(),
 });
+
+/** Every setting the schema reads, under its current name (config.json declares these, old names never). */
+export const SETTING_NAMES: readonly string[] = Object.keys(EnvSchema.shape);
 
 export interface PluginConfig {
   logLevel: string;
@@ -156,10 +165,17 @@ export interface PluginConfig {
 
 export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   // An empty setting (`docker plugin set X=`) means "use the default".
-  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
-  const parsed = EnvSchema.safeParse(present);
+  const present = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ""));
+  const renamed = applyRenames(present);
+  const parsed = EnvSchema.safeParse(renamed.env);
   if (!parsed.success) {
-    const why = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    const why = parsed.error.issues
+      .map((i) => {
+        const name = i.path.join(".");
+        const given = renamed.givenAs.get(name);
+        return `${name}${given === undefined ? "" : ` (given as ${given})`}: ${i.message}`;
+      })
+      .join("; ");
     return failure(`invalid environment: ${why}`);
   }
   const e = parsed.data;
@@ -180,18 +196,18 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
   if (!tunnel.ok) return failure(`invalid environment: TSOVERLAY_WIREGUARD_SUBNET: ${tunnel.error}`);
   return success({
     metricsAddr,
-    logLevel: e.LOG_LEVEL,
+    logLevel: e.TSOVERLAY_LOG_LEVEL,
     sockets,
     socketGroup: e.TSOVERLAY_SOCKET_GROUP,
     consul: consul.value.connection,
-    warnings: consul.value.warnings,
-    advertiseAddr: e.ADVERTISE_ADDR,
-    advertiseIface: e.ADVERTISE_IFACE,
+    warnings: [...renamed.warnings, ...consul.value.warnings],
+    advertiseAddr: e.TSOVERLAY_ADVERTISE_ADDR,
+    advertiseIface: e.TSOVERLAY_ADVERTISE_IFACE,
     stateDir: e.TSOVERLAY_STATE_DIR,
     runDir: e.TSOVERLAY_RUN_DIR,
     procRoot: e.TSOVERLAY_PROC,
     vxlanPort: e.TSOVERLAY_VXLAN_PORT,
-    reconcileMs: e.TSOVERLAY_RECONCILE_MS,
+    reconcileMs: Math.round(e.TSOVERLAY_RECONCILE_S * 1000),
     gatewayBridge: e.TSOVERLAY_GATEWAY_BRIDGE,
     gatewaySubnet: e.TSOVERLAY_GATEWAY_SUBNET,
     wireguard: { subnet: tunnel.value, port: e.TSOVERLAY_WIREGUARD_PORT },
@@ -212,9 +228,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Result<PluginConfig> {
     gcGraceMs: e.TSOVERLAY_GC_GRACE_S * 1000,
     gcIntervalMs: e.TSOVERLAY_GC_INTERVAL_S * 1000,
     dockerSocket: e.TSOVERLAY_DOCKER_SOCKET === "off" ? undefined : e.TSOVERLAY_DOCKER_SOCKET,
-    propagate: e.TSOVERLAY_PROPAGATE === "true" || e.TSOVERLAY_PROPAGATE === "1",
+    propagate: e.TSOVERLAY_PROPAGATE,
     driverNames: list(e.TSOVERLAY_DRIVER_NAMES),
-    dnsPort: e.TSOVERLAY_DNS === "on" ? e.TSOVERLAY_DNS_PORT : undefined,
+    dnsPort: e.TSOVERLAY_DNS ? e.TSOVERLAY_DNS_PORT : undefined,
     dnsUpstreams: e.TSOVERLAY_DNS_UPSTREAMS === undefined ? undefined : list(e.TSOVERLAY_DNS_UPSTREAMS),
     ipam: {
       ...(e.TSOVERLAY_POOL_RANGE === undefined ? {} : { poolRange: e.TSOVERLAY_POOL_RANGE }),

@@ -190,7 +190,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     );
     await domain.start();
     let dns: DnsListener | undefined;
-    let dnsDown = nameServer === undefined ? "the name service is off (TSOVERLAY_DNS=off)" : "";
+    let dnsDown = nameServer === undefined ? "the name service is off (TSOVERLAY_DNS=false)" : "";
     if (nameServer !== undefined && config.dnsPort !== undefined) {
       const listen = [{ host: nameServer, port: config.dnsPort }];
       await gateway.ensureBridge();

@@ -22,7 +22,7 @@ import { eventually, quiet } from "../support/eventually.js";
 import { storeContract } from "../support/store-contract.js";
 
 const CONSUL_BIN = process.env.TSOVERLAY_CONSUL_BIN ?? "/var/cache/tsoverlay/consul-v1.20.6/consul";
-const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+const log = createLogger(process.env.TSOVERLAY_LOG_LEVEL ?? "silent");
 
 /** The connection the plugin's configuration makes of CONSUL_HTTP_ADDR (and `more` settings). */
 function consulAt(addr: string, more: Record<string, string> = {}): ConsulConnection {

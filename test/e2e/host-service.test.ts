@@ -18,7 +18,13 @@ describe("plugin as a host service", () => {
     // In a network namespace of its own (unshare execs node: the PID is the plugin's), so that nothing it sets up
     // reaches this machine's own tables; with no underlay address there, its domain never starts, which this test does not need.
     const child = spawn("unshare", ["--net", process.execPath, MAIN], {
-      env: { PATH: process.env.PATH, TSOVERLAY_SOCKETS: sock, TSOVERLAY_STATE_DIR: join(dir, "state"), TSOVERLAY_RUN_DIR: join(dir, "run"), LOG_LEVEL: "info" },
+      env: {
+        PATH: process.env.PATH,
+        TSOVERLAY_SOCKETS: sock,
+        TSOVERLAY_STATE_DIR: join(dir, "state"),
+        TSOVERLAY_RUN_DIR: join(dir, "run"),
+        TSOVERLAY_LOG_LEVEL: "info",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
@@ -72,7 +78,7 @@ describe("plugin as a host service", () => {
         TSOVERLAY_DOCKER_SOCKET: "off",
         TSOVERLAY_METRICS_ADDR: ":9473",
         TSOVERLAY_PROXY_WORKERS: "0",
-        LOG_LEVEL: "info",
+        TSOVERLAY_LOG_LEVEL: "info",
       },
       stdio: ["ignore", "pipe", "pipe"],
     });

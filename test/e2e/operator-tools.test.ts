@@ -424,9 +424,9 @@ interface PeersJson {
   missing: string[];
 }
 
-async function setReconcile(h: LabHost, ms: number): Promise<void> {
+async function setReconcile(h: LabHost, seconds: number): Promise<void> {
   await dockerOk(h, ["plugin", "disable", "-f", lab.pluginName], { timeoutMs: 60_000 });
-  await dockerOk(h, ["plugin", "set", lab.pluginName, `TSOVERLAY_RECONCILE_MS=${ms}`]);
+  await dockerOk(h, ["plugin", "set", lab.pluginName, `TSOVERLAY_RECONCILE_S=${seconds}`]);
   await dockerOk(h, ["plugin", "enable", lab.pluginName], { timeoutMs: 60_000 });
   await waitFor("the plugin to be ready", async () => ((await pluginStatus(h))?.ready ? true : undefined), 60_000, 250);
 }
@@ -443,7 +443,7 @@ describe("tsoverlay peers", () => {
   });
 
   it("reports, from another host, a neighbor entry deleted by hand on h2 before h2's reconcile repairs it (its period lengthened for the test)", async () => {
-    await setReconcile(h2, 600_000);
+    await setReconcile(h2, 600);
     try {
       const vni = await networkVni(h2, "10.170.0.0/24");
       const webIp = await dockerOk(h1, ["inspect", "-f", '{{(index .NetworkSettings.Networks "ot-a").IPAddress}}', "ot-web"]);
@@ -464,7 +464,7 @@ describe("tsoverlay peers", () => {
       const text = await cli(h1, ["peers", "ot-a"]);
       expect(text.stdout).toContain(`${h2.addr} ot-a: missing neighbor ${webIp}`);
     } finally {
-      await setReconcile(h2, 2_000);
+      await setReconcile(h2, 2);
     }
     await waitFor("h2 to repair the entry after its restart", async () => ((await cli(h1, ["peers", "ot-a"])).code === 0 ? true : undefined), 15_000, 500);
   }, 180_000);

@@ -204,16 +204,18 @@ describe("upgrading and reconfiguring the plugin with containers running", () =>
   it("disable → set a setting → enable: the same, with the setting in force", async () => {
     const level = (await dockerOk(h1, ["plugin", "inspect", "-f", "{{range .Settings.Env}}{{println .}}{{end}}", lab.pluginName]))
       .split("\n")
-      .find((l) => l.startsWith("LOG_LEVEL="));
-    const want = level === "LOG_LEVEL=info" ? "debug" : "info";
+      .find((l) => l.startsWith("TSOVERLAY_LOG_LEVEL="));
+    const want = level === "TSOVERLAY_LOG_LEVEL=info" ? "debug" : "info";
     const current = (await docker(h1, ["plugin", "inspect", "-f", "{{.PluginReference}}", lab.pluginName])).stdout.trim();
     const gaps = await measured(target, async () => {
-      await pluginCycle(h1, [["plugin", "set", lab.pluginName, `LOG_LEVEL=${want}`]]);
+      await pluginCycle(h1, [["plugin", "set", lab.pluginName, `TSOVERLAY_LOG_LEVEL=${want}`]]);
       await waitPluginReady(h1, current === lab.pluginRef ? version : UPGRADE_VERSION);
     });
     console.log(`docker plugin set on h1: ${JSON.stringify(gaps)}`);
     expect(gaps.pingMs, JSON.stringify(gaps)).toBeLessThanOrEqual(PING_GAP_MS);
-    expect(await dockerOk(h1, ["plugin", "inspect", "-f", "{{range .Settings.Env}}{{println .}}{{end}}", lab.pluginName])).toContain(`LOG_LEVEL=${want}`);
+    expect(await dockerOk(h1, ["plugin", "inspect", "-f", "{{range .Settings.Env}}{{println .}}{{end}}", lab.pluginName])).toContain(
+      `TSOVERLAY_LOG_LEVEL=${want}`,
+    );
     expect(await ping(h1, "upg-a", await containerIp(h2, "upg-b", NET))).toBe(true);
     if (level !== undefined) await pluginCycle(h1, [["plugin", "set", lab.pluginName, level]]);
   }, 600_000);

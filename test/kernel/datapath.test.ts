@@ -22,7 +22,7 @@ import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno, type 
 /** Replies here can take a VXLAN round trip and an ARP resolution. */
 const pingOk = (ns: string, ip: string, attempts = 3): boolean => pingOkIn(ns, ip, attempts, 2);
 
-const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+const log = createLogger(process.env.TSOVERLAY_LOG_LEVEL ?? "silent");
 
 let tmp: string;
 let homeIno: number;

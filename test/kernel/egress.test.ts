@@ -26,7 +26,7 @@ import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno } from
 
 const pingOk = (from: string, ip: string, attempts = 2): boolean => pingOkIn(from, ip, attempts, 1);
 
-const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+const log = createLogger(process.env.TSOVERLAY_LOG_LEVEL ?? "silent");
 
 const HOST_IP = "203.0.113.1";
 const OUTSIDE_IP = "203.0.113.2";

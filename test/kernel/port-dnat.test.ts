@@ -25,7 +25,7 @@ import { openNetnsFd, writeSysctlIn } from "../../driver/kernel/netns.js";
 import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs, selfNetnsIno } from "./support/scratch.js";
 
-const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+const log = createLogger(process.env.TSOVERLAY_LOG_LEVEL ?? "silent");
 
 const HOST_IP = "198.51.100.1";
 const HOST_IP2 = "198.51.100.3";

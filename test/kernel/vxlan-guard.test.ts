@@ -18,7 +18,7 @@ import { VXLAN_FWD_CHAIN, VXLAN_IN_CHAIN, VxlanGuard } from "../../driver/kernel
 import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs } from "./support/scratch.js";
 
-const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+const log = createLogger(process.env.TSOVERLAY_LOG_LEVEL ?? "silent");
 const VTEP = "192.0.2.1";
 const PEER = "192.0.2.2";
 const STRANGER = "192.0.2.3";

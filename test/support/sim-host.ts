@@ -14,7 +14,7 @@ import type { FlakyStore } from "./flaky-store.js";
 import { MemoryStore } from "./memory-store.js";
 import { AclStore, hostPolicy } from "./acl-store.js";
 
-const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+const log = createLogger(process.env.TSOVERLAY_LOG_LEVEL ?? "silent");
 
 export interface SimHost {
   hostId: string;

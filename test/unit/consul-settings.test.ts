@@ -7,22 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig, type PluginConfig } from "../../plugin/compose/config.js";
+import { config, refusal } from "../support/plugin-config.js";
 import { endpointText } from "../../driver/store/consul-connection.js";
 import { CONSUL_SETTINGS } from "../../plugin/compose/consul-settings.js";
 import { makeTestPki, type TestPki } from "../support/test-pki.js";
-
-function config(env: Record<string, string>): PluginConfig {
-  const c = loadConfig(env);
-  if (!c.ok) throw new Error(c.error);
-  return c.value;
-}
-
-function refusal(env: Record<string, string>): string {
-  const c = loadConfig(env);
-  if (c.ok) throw new Error(`accepted ${JSON.stringify(env)}`);
-  return c.error;
-}
 
 const ADDR = { CONSUL_HTTP_ADDR: "127.0.0.1:8501" };
 const HTTPS = { CONSUL_HTTP_ADDR: "https://127.0.0.1:8501" };

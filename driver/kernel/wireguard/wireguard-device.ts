@@ -140,8 +140,9 @@ export class WireGuardDevice implements WireGuardPort {
     let started: CommandResult;
     try {
       // It forks itself into the background and returns (its UAPI socket appears under /var/run/wireguard).
-      // Without LOG_LEVEL (ours means something else to it) the background process gets /dev/null for its
-      // output instead of our pipes, which would otherwise stay open and hold this call.
+      // Without LOG_LEVEL (wireguard-go's own setting; a plugin upgraded from before the rename of
+      // TSOVERLAY_LOG_LEVEL may still be given it under that old name) the background process gets
+      // /dev/null for its output instead of our pipes, which would otherwise stay open and hold this call.
       const { LOG_LEVEL: _ours, ...env } = process.env;
       started = await runHostCommand(bin, [o.iface], {
         timeoutMs: COMMAND_TIMEOUT_MS,

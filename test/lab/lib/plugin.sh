@@ -19,8 +19,8 @@ plugin_up() {
       CONSUL_HTTP_ADDR="https://127.0.0.1:$CONSUL_HTTPS_PORT" consul-tls.source="$(host_consul_dir "$i")" \
       CONSUL_CACERT=/etc/tsoverlay/consul/ca.pem CONSUL_CLIENT_CERT=/etc/tsoverlay/consul/client.pem \
       CONSUL_CLIENT_KEY=/etc/tsoverlay/consul/client-key.pem CONSUL_HTTP_TOKEN_FILE=/etc/tsoverlay/consul/token \
-      ADVERTISE_ADDR="$(host_addr "$i")" ADVERTISE_IFACE=eth0 \
-      LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" TSOVERLAY_RECONCILE_MS=2000 \
+      TSOVERLAY_ADVERTISE_ADDR="$(host_addr "$i")" TSOVERLAY_ADVERTISE_IFACE=eth0 \
+      TSOVERLAY_LOG_LEVEL="${TSOVERLAY_LOG_LEVEL:-debug}" TSOVERLAY_RECONCILE_S=2 \
       TSOVERLAY_GC_GRACE_S=30 TSOVERLAY_GC_INTERVAL_S=5 \
       TSOVERLAY_PROXY_WORKERS="$workers" \
       TSOVERLAY_DRIVER_NAMES="$drivers" TSOVERLAY_METRICS_ADDR="$(host_addr "$i"):9473" \
