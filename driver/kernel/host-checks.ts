@@ -31,6 +31,20 @@ export function moduleState(procRoot: string, name: string): "loaded" | "builtin
   return existsSync(path.join("/sys/module", name)) ? "builtin" : "absent";
 }
 
+/**
+ * wireguard-go's TUN device. The managed plugin has it only if config.json
+ * declared it when the plugin was installed: `docker plugin upgrade` keeps
+ * the devices of the release first installed, and `docker plugin set`
+ * cannot add one.
+ */
+export const TUN_DEVICE = "/dev/net/tun";
+export const NO_TUN_FIX =
+  "reinstall the plugin (docker plugin rm, then docker plugin install; README: Upgrading and changing settings): `docker plugin upgrade` from a release that did not declare /dev/net/tun keeps that release's devices";
+
+export function hasTunDevice(device = TUN_DEVICE): boolean {
+  return existsSync(device);
+}
+
 /** The interface's MTU now, and its name. */
 export async function linkMtu(ifindex: number): Promise<{ name: string; mtu: number }> {
   const nl = createRtNetlink();

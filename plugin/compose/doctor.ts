@@ -14,7 +14,7 @@
  * in that part and is only called here.
  */
 
-import { linkMtu, moduleState, readSysctl } from "../../driver/kernel/host-checks.js";
+import { hasTunDevice, linkMtu, moduleState, NO_TUN_FIX, readSysctl } from "../../driver/kernel/host-checks.js";
 import type { Iptables } from "../../driver/kernel/iptables.js";
 import { FWD_CHAIN } from "../../driver/kernel/egress/rules.js";
 import { keys, previousKeys } from "../../driver/cluster/keys.js";
@@ -54,6 +54,8 @@ export interface DoctorInputs {
   clocks: () => Promise<ClockReading[]>;
   /** This host's WireGuard (encrypted networks); undefined when it cannot have one (no key). */
   encryption: () => Promise<EncryptionReport | undefined>;
+  /** wireguard-go's TUN device (tests); default /dev/net/tun. */
+  tunDevice?: string;
 }
 
 /** A host's clock as read through the store: `at` is its time when it answered, seen between `askedAt` and `seenAt` here. */
@@ -191,8 +193,16 @@ async function encryption(d: DoctorInputs): Promise<Finding[]> {
         fix: "see the plugin's log at start for why the key could not be made or read",
       },
     ];
-  if (!r.active) return [{ check, status: "ok", detail: `no encrypted network here yet (tunnel address ${r.address})` }];
   const out: Finding[] = [];
+  if (moduleState("/proc", "wireguard") === "absent" && !hasTunDevice(d.tunDevice))
+    out.push({
+      check,
+      status: "problem",
+      detail:
+        "the kernel has no WireGuard loaded and this plugin has no /dev/net/tun for wireguard-go: an encrypted network cannot start here (unless the kernel loads WireGuard on first use)",
+      fix: NO_TUN_FIX,
+    });
+  if (!r.active) return [{ check, status: "ok", detail: `no encrypted network here yet (tunnel address ${r.address})` }, ...out];
   if (r.error !== undefined)
     out.push({ check, status: "problem", detail: `WireGuard: ${r.error}`, fix: "the plugin retries every reconcile period; check the plugin's log" });
   for (const l of r.leftOut)

@@ -19,6 +19,7 @@
  */
 import path from "node:path";
 import { runHostCommand, type CommandResult } from "../host-command.js";
+import { hasTunDevice, NO_TUN_FIX, TUN_DEVICE } from "../host-checks.js";
 import { replaceHostKey } from "./host-key.js";
 import type { WireGuardMode, WireGuardPeer, WireGuardPort, WireGuardState } from "../../contracts/wireguard.js";
 import type { Logger } from "../../../lib/log.js";
@@ -38,6 +39,8 @@ export interface WireGuardDeviceOptions {
   hostNetnsPath?: string;
   /** The userspace implementation's binary (default: wireguard-go on PATH). */
   userspaceBin?: string;
+  /** The TUN device it needs (default /dev/net/tun). */
+  tunDevice?: string;
   log: Logger;
 }
 
@@ -137,6 +140,12 @@ export class WireGuardDevice implements WireGuardPort {
       return "kernel";
     }
     const bin = o.userspaceBin ?? "wireguard-go";
+    // Said in our words: wireguard-go's own, on a missing device, is a banner.
+    if (!hasTunDevice(o.tunDevice))
+      throw new WireGuardError(
+        o.iface,
+        `the kernel has no WireGuard (${firstLine(k.stderr)}) and ${bin} has no ${o.tunDevice ?? TUN_DEVICE} here: ${NO_TUN_FIX}`,
+      );
     let started: CommandResult;
     try {
       // It forks itself into the background and returns (its UAPI socket appears under /var/run/wireguard).
