@@ -20,13 +20,13 @@ import { docker, dockerOk, type Lab, type LabHost } from "../e2e/support/lab.js"
 export type Trial<T> = T | { failed: string };
 export const failed = <T extends object>(t: Trial<T>): t is { failed: string } => "failed" in t;
 
-/** Pinger first: B's `pinger` container pings `ip` every 10 ms; the container that gets `ip` is started on A. Times from `docker run` being issued and from it returning. */
+/** Pinger first: B's `pinger` container pings `ip` every 10 ms; the container that gets `ip` is started on A (with `runArgs`). Times from `docker run` being issued and from it returning, and the run's own wall time. B may be A (a same-host baseline). */
 export async function pingerFirstTrial(
   l: Lab,
   a: LabHost,
   b: LabHost,
-  o: { network: string; pinger: string; ip: string; name: string },
-): Promise<Trial<{ fromRunIssued: number; fromRunReturned: number; runReturnedAt: number }>> {
+  o: { network: string; pinger: string; ip: string; name: string; runArgs?: string[] },
+): Promise<Trial<{ fromRunIssued: number; fromRunReturned: number; runReturnedAt: number; runMs: number }>> {
   const pinger = spawn(l.dockerCli ?? "/usr/bin/docker", ["-H", `unix://${b.dockerSock}`, "exec", "-t", o.pinger, "ping", "-i", "0.01", "-w", "15", o.ip]);
   let out = "";
   const replied = new Promise<number | undefined>((resolve) => {
@@ -42,11 +42,11 @@ export async function pingerFirstTrial(
   });
   const t0 = Date.now();
   try {
-    await dockerOk(a, ["run", "-d", "--name", o.name, "--network", o.network, "--ip", o.ip, l.testImage, "sleep", "600"]);
+    await dockerOk(a, ["run", "-d", "--name", o.name, "--network", o.network, "--ip", o.ip, ...(o.runArgs ?? []), l.testImage, "sleep", "600"]);
     const t1 = Date.now();
     const t2 = await replied;
     if (t2 === undefined) return { failed: `no reply from ${o.ip} within 15 s: ${out.split("\n").slice(-3).join(" ")}` };
-    return { fromRunIssued: t2 - t0, fromRunReturned: t2 - t1, runReturnedAt: t1 };
+    return { fromRunIssued: t2 - t0, fromRunReturned: t2 - t1, runReturnedAt: t1, runMs: t1 - t0 };
   } finally {
     pinger.kill();
     await docker(a, ["rm", "-f", o.name]);

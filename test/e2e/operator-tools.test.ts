@@ -14,6 +14,7 @@ import { consulWritable, freshHost, labCtl } from "./support/cluster.js";
 import { pluginStatus } from "./support/publish.js";
 import { docker, dockerOk, inNetns, inOverlayNs, readLab, run, waitFor, type LabHost, type Run } from "./support/lab.js";
 import { IPAM, networkVni, removeContainers } from "./support/overlay.js";
+import { metricsOf, sample } from "./support/metrics.js";
 import { endpointId, publishedPorts } from "./support/publish.js";
 
 const lab = readLab();
@@ -50,22 +51,6 @@ interface PsRow {
   ports: { proto: string; hostIp: string; hostPort: number; containerPort: number; via: string }[];
 }
 
-async function metricsOf(host: LabHost): Promise<string> {
-  const r = await inNetns(host.netns, ["curl", "-sS", "--max-time", "5", `http://${host.addr}:9473/metrics`]);
-  if (r.code !== 0) throw new Error(`metrics of ${host.name}: ${r.stderr}`);
-  return r.stdout;
-}
-
-/** A sample's value: `name{labels}` exactly as exposed (labels in prom-client's order), or the sum of every sample of `name` when no labels are given. */
-function sample(text: string, name: string, labels?: string): number | undefined {
-  const lines = text.split("\n").filter((l) => !l.startsWith("#"));
-  if (labels !== undefined) {
-    const line = lines.find((l) => l.startsWith(`${name}{${labels}} `));
-    return line === undefined ? undefined : Number(line.split(" ").pop());
-  }
-  const all = lines.filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return all.length === 0 ? undefined : all.reduce((s, l) => s + Number(l.split(" ").pop()), 0);
-}
 
 beforeAll(async () => {
   for (const [name, subnet] of Object.values(NETS)) await dockerOk(h1, ["network", "create", "-d", "tsoverlay", ...IPAM, "--subnet", subnet, name]);
