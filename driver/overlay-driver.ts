@@ -13,10 +13,13 @@
  *    from this host's own state: Join, Leave, port publishing and every
  *    teardown, whose cluster part goes to the outbox and is finished when the
  *    store is back. A plugin restart restores the datapath from the same state.
- *  - Where the kernel work happens: CreateEndpoint makes the veth pair (one
- *    end on the network's br0, the other left in the host namespace); Join
- *    only names that end for Docker, which moves it into the container
- *    (libnetwork's own overlay does the veth work in Join instead).
+ *  - Where the kernel work happens: CreateNetwork only has the network's NAT
+ *    wanted (EgressPort.prepare: one iptables process per network and host,
+ *    none on a container's start); CreateEndpoint makes the veth pair (one
+ *    end on the network's br0, the other left in the host namespace), and the
+ *    network's namespace and uplink with its first endpoint; Join only names
+ *    that end for Docker, which moves it into the container (libnetwork's own
+ *    overlay does the veth work in Join instead).
  *  - All of Docker's driver calls in one class. Each is short, and they are
  *    read best side by side: what each one writes (cluster store, kernel,
  *    outbox, local state) and in which order, and how teardown undoes it in
@@ -159,6 +162,7 @@ export class OverlayDriver {
       const joined = await this.d.networks.join(req.pool, gatewayCidr, { ...opts.value, ...(req.internal ? { internal: true } : {}) }, req.networkId);
       if (!joined.ok) return joined;
       await this.d.local.putNetwork({ networkId: req.networkId, subnet: req.pool, record: joined.value });
+      await this.prepareEgress(joined.value);
       this.d.log.info({ networkId: req.networkId, subnet: req.pool, vni: joined.value.vni, internal: req.internal }, "network created");
       return success(undefined);
     });
@@ -176,7 +180,10 @@ export class OverlayDriver {
       const seq = await this.d.outbox.add({ kind: "leave-network", subnet });
       try {
         const left = (await this.d.local.endpoints()).filter((e) => e.subnet === subnet);
-        if (left.length === 0) await this.teardownDatapath(subnet);
+        if (left.length === 0) {
+          await this.teardownDatapath(subnet);
+          await this.d.egress.release(subnet).catch((e: unknown) => this.egressLater(subnet, "removing", e));
+        }
       } finally {
         await this.d.outbox.settle(seq, this.d.settings.teardownWaitMs);
       }
@@ -324,6 +331,7 @@ export class OverlayDriver {
   async restore(): Promise<void> {
     const endpoints = await this.d.local.endpoints();
     const nets = await this.d.local.networks();
+    for (const n of nets) if (n.record !== undefined) await this.mutex.run(n.subnet, () => this.prepareEgress(n.record!));
     for (const subnet of new Set(endpoints.map((e) => e.subnet))) {
       await this.mutex.run(subnet, async () => {
         const net = nets.find((n) => n.subnet === subnet);
@@ -431,6 +439,20 @@ export class OverlayDriver {
     } catch (e) {
       return { ok: false, error: fromThrown(e) };
     }
+  }
+
+  /**
+   * What the network needs on this host before any endpoint (its NAT), so
+   * that no container's start waits for it. A failure fails nothing: the
+   * network's first endpoint asks again, and the kernel's rules are repaired
+   * every reconcile period.
+   */
+  private async prepareEgress(rec: NetworkRecord): Promise<void> {
+    await this.d.egress.prepare(rec.subnet, { nat: rec.internal !== true }).catch((e: unknown) => this.egressLater(rec.subnet, "setting up", e));
+  }
+
+  private egressLater(subnet: string, doing: string, e: unknown): void {
+    this.d.log.warn({ subnet, err: messageOf(e) }, `${doing} the network's NAT failed; the periodic repair of the plugin's iptables rules catches up`);
   }
 
   private async ensureDatapath(rec: NetworkRecord, waitForPeers: boolean): Promise<void> {

@@ -62,6 +62,18 @@ export const metrics = {
     labelNames: ["family", "result"] as const,
     registers: [registry],
   }),
+  iptablesRuns: new Counter({
+    name: "tsoverlay_iptables_runs_total",
+    help: "iptables processes the plugin started since it started, by command (iptables, iptables-restore, iptables-save)",
+    labelNames: ["command"] as const,
+    registers: [registry],
+  }),
+  iptablesRepairs: new Counter({
+    name: "tsoverlay_iptables_repairs_total",
+    help: "Chains of the plugin (or their jumps) found changed behind its back and written again, by chain (at start: the ones set up)",
+    labelNames: ["chain"] as const,
+    registers: [registry],
+  }),
   networks: new Gauge({
     name: "tsoverlay_networks",
     help: "Networks with at least one endpoint on this host",

@@ -111,5 +111,14 @@ export function endpointIfNames(endpointId: string): EndpointLinks {
  */
 export interface EgressPort {
   ensure(subnet: string, vni: number, slot: number, opts?: { hostOnly?: boolean }): Promise<void>;
+  /** Takes the uplink away (after the network's last endpoint here); what `prepare` made stays. */
   remove(subnet: string, slot: number): Promise<void>;
+  /**
+   * What a network needs on this host before any endpoint, made when the
+   * network is created (or restored) here so that no container's start waits
+   * for it: its NAT (`nat`: false for an --internal network). Idempotent.
+   */
+  prepare(subnet: string, opts: { nat: boolean }): Promise<void>;
+  /** The network is gone from this host: what `prepare` made goes. */
+  release(subnet: string): Promise<void>;
 }

@@ -22,79 +22,90 @@
  * not answered since the plugin started — is told at once and asks its next
  * resolver, instead of waiting out a timeout on every lookup; to anyone else
  * it looks like a closed port.
+ *
+ * The chain, its fixed rules and its jump are set up at start and kept by the
+ * RuleKeeper (rule-keeper.ts); the bridges' rules change in one
+ * iptables-restore when Docker's bridges do, and in none when they do not.
+ * A guard of the pattern era (docker+, br-+, DROP) is rewritten at the first
+ * start that finds it.
  */
-import { ensureTail, teardownChain, type Chain } from "./chain.js";
-import type { Iptables } from "./iptables.js";
+import { commit, OwnedChain } from "./chain.js";
+import type { Iptables, RuleDump } from "./iptables.js";
+import type { KeptRules } from "./rule-keeper.js";
+import type { Logger } from "../../lib/log.js";
 
 export const DNS_GUARD_CHAIN = "TSOVERLAY-INPUT";
 
 /** What iptables takes as an interface name (no pattern: "+" is refused). */
 const IFACE_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
+/** In the words iptables-save prints them (the implicit `-m udp|tcp` written out). */
 const acceptFrom = (iface: string, port: number): string[][] =>
-  ["udp", "tcp"].map((proto) => ["-i", iface, "-p", proto, "--dport", String(port), "-j", "ACCEPT"]);
+  ["udp", "tcp"].map((proto) => ["-i", iface, "-p", proto, "-m", proto, "--dport", String(port), "-j", "ACCEPT"]);
 
 /** The final rules: refuse the rest, in the way each protocol understands at once. */
 const refusals = (port: number): string[][] => [
-  ["-p", "udp", "--dport", String(port), "-j", "REJECT", "--reject-with", "icmp-port-unreachable"],
-  ["-p", "tcp", "--dport", String(port), "-j", "REJECT", "--reject-with", "tcp-reset"],
-];
-
-/** Rules of the guard before exact names (patterns, DROP): removed when the guard is set up. */
-const superseded = (port: number): string[][] => [
-  ...acceptFrom("docker+", port),
-  ...acceptFrom("br-+", port),
-  ...["udp", "tcp"].map((proto) => ["-p", proto, "--dport", String(port), "-j", "DROP"]),
+  ["-p", "udp", "-m", "udp", "--dport", String(port), "-j", "REJECT", "--reject-with", "icmp-port-unreachable"],
+  ["-p", "tcp", "-m", "tcp", "--dport", String(port), "-j", "REJECT", "--reject-with", "tcp-reset"],
 ];
 
 /** The sources always allowed: the gateway bridge (tsoverlay's containers) and the host itself. */
 const fixedSources = (gatewayBridge: string): string[] => [gatewayBridge, "lo"];
 
-export function dnsGuardChain(address: string, port: number, gatewayBridge: string): Chain {
-  return {
-    table: "filter",
-    name: DNS_GUARD_CHAIN,
-    entries: [{ chain: "INPUT", match: ["-d", `${address}/32`] }],
-    rules: [...fixedSources(gatewayBridge).flatMap((i) => acceptFrom(i, port)), ...refusals(port)],
-  };
+const BRIDGE_RULE_RE = /^-i (\S+) -p (udp|tcp) -m (udp|tcp) --dport (\d+) -j ACCEPT$/;
+
+export interface DnsGuardOptions {
+  iptables: Iptables;
+  /** The name service's address and port. */
+  address: string;
+  port: number;
+  gatewayBridge: string;
+  log: Logger;
 }
 
-/**
- * Sets the chain up (idempotent): the fixed ACCEPTs, the refusals last, the
- * jump from INPUT. Docker bridges' rules already there (from before a plugin
- * restart) are kept until the bridges are read again (allowDockerBridges).
- */
-export async function ensureDnsGuard(ipt: Iptables, address: string, port: number, gatewayBridge: string): Promise<void> {
-  await ipt.ensureChain("filter", DNS_GUARD_CHAIN);
-  // First, so that no rule of the old shape is left after the refusals, or lets a pattern in.
-  for (const rule of superseded(port)) await ipt.deleteRule("filter", DNS_GUARD_CHAIN, rule);
-  // Each missing one first in the chain, the last first: they read in this order on a fresh chain.
-  const accepts = fixedSources(gatewayBridge).flatMap((iface) => acceptFrom(iface, port));
-  for (const rule of accepts.reverse()) await ipt.ensureRule("filter", DNS_GUARD_CHAIN, rule, 1);
-  await ensureTail(ipt, "filter", DNS_GUARD_CHAIN, refusals(port));
-  await ipt.ensureRule("filter", "INPUT", ["-d", `${address}/32`, "-j", DNS_GUARD_CHAIN], 1);
-}
+export class DnsGuard implements KeptRules {
+  private readonly chain: OwnedChain;
 
-export async function removeDnsGuard(ipt: Iptables, address: string, port: number, gatewayBridge: string): Promise<void> {
-  await teardownChain(ipt, dnsGuardChain(address, port, gatewayBridge));
-}
-
-/**
- * Lets the containers of exactly these Docker bridges ask (besides the fixed
- * sources): a bridge no longer listed loses its rule, also one left from
- * before a restart. Names iptables would not take as one interface are
- * skipped. Until the first call after a start, the rules of the previous run
- * stay (they were Docker's bridges then); on a fresh boot there are none, and
- * Docker's containers are refused until Docker has answered.
- */
-export async function allowDockerBridges(ipt: Iptables, port: number, gatewayBridge: string, bridges: readonly string[]): Promise<void> {
-  const fixed = new Set(fixedSources(gatewayBridge));
-  const wanted = new Set(bridges.filter((n) => IFACE_RE.test(n) && !fixed.has(n)));
-  const present = new Set<string>();
-  for (const line of (await ipt.listRules("filter", DNS_GUARD_CHAIN)) ?? []) {
-    const iface = /^-A \S+ -i (\S+) .*-j ACCEPT$/.exec(line)?.[1];
-    if (iface !== undefined && !fixed.has(iface)) present.add(iface);
+  constructor(private readonly o: DnsGuardOptions) {
+    // Docker's bridges first (each inserted at the top), then the fixed sources, then the refusals.
+    this.chain = new OwnedChain({
+      table: "filter",
+      name: DNS_GUARD_CHAIN,
+      entries: [{ chain: "INPUT", match: ["-d", `${o.address}/32`] }],
+      tail: [...fixedSources(o.gatewayBridge).flatMap((i) => acceptFrom(i, o.port)), ...refusals(o.port)],
+    });
   }
-  for (const iface of present) if (!wanted.has(iface)) for (const rule of acceptFrom(iface, port)) await ipt.deleteRule("filter", DNS_GUARD_CHAIN, rule);
-  for (const iface of wanted) for (const rule of acceptFrom(iface, port)) await ipt.ensureRule("filter", DNS_GUARD_CHAIN, rule, 1);
+
+  chains(): readonly OwnedChain[] {
+    return [this.chain];
+  }
+
+  /**
+   * Docker bridges' rules already there (from before a plugin restart) are
+   * kept until the bridges are read again (allowDockerBridges); on a fresh
+   * boot there are none, and Docker's containers are refused until Docker
+   * has answered.
+   */
+  adopt(dump: RuleDump): void {
+    const fixed = new Set(fixedSources(this.o.gatewayBridge));
+    this.chain.adopt(dump, (rule) => {
+      const m = BRIDGE_RULE_RE.exec(rule.join(" "));
+      return m !== null && IFACE_RE.test(m[1]!) && !fixed.has(m[1]!) && m[2] === m[3] && m[4] === String(this.o.port);
+    });
+  }
+
+  /**
+   * Lets the containers of exactly these Docker bridges ask (besides the fixed
+   * sources): a bridge no longer listed loses its rules, also one left from
+   * before a restart. Names iptables would not take as one interface are
+   * skipped.
+   */
+  async allowDockerBridges(bridges: readonly string[]): Promise<void> {
+    const fixed = new Set(fixedSources(this.o.gatewayBridge));
+    const wanted = [...new Set(bridges.filter((n) => IFACE_RE.test(n) && !fixed.has(n)))];
+    await this.o.iptables.exclusive(async (s) => {
+      this.chain.set(wanted.flatMap((iface) => acceptFrom(iface, this.o.port)));
+      if ((await commit(s, [this.chain])) > 0) this.o.log.info({ bridges: wanted }, "Docker's bridges allowed to ask the name service");
+    });
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * The kernel fast path for published ports (proxy-mode "hybrid"): DNAT in
  * the plugin's own nat chain, the way Docker's DOCKER chain works next to
- * docker-proxy.
+ * docker-proxy. This module holds the chain's shape and its rules' words;
+ * port-rules.ts changes them (with the gate's, in one iptables-restore).
  *
  *   PREROUTING  -m addrtype --dst-type LOCAL                 -j TSOVERLAY-DNAT
  *   OUTPUT      ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j TSOVERLAY-DNAT
@@ -18,7 +19,10 @@
  *    answered directly by its neighbour on br0, bypassing the reverse NAT.
  *  - IPv6: the overlays are IPv4; the proxy's [::] socket bridges the families.
  * The DNATed connections are let through FORWARD by the egress chain's
- * `--ctstate DNAT` rule. The chain and its jumps go with the last rule.
+ * `--ctstate DNAT` rule. In hybrid mode the chain and its jumps are kept for
+ * as long as the plugin runs (rule-keeper.ts), with or without ports; in
+ * userland mode the plugin has no nat rule of its own, and a chain left by a
+ * previous hybrid run is removed once what was published is restored.
  *
  * UDP and conntrack: NAT is decided on a flow's first packet only, and a UDP
  * client that keeps sending keeps its conntrack entry alive forever. Without
@@ -27,129 +31,66 @@
  * moby#8795. So UDP flows to the host port are deleted whenever its rule is
  * added or removed (`conntrack -D`, the conntrack-tools CLI in the image).
  */
-import type { DnatPort, DnatRule } from "../contracts/dnat.js";
-import { Mutex } from "../../lib/keyed-mutex.js";
+import type { DnatRule } from "../contracts/port-rules.js";
 import type { Logger } from "../../lib/log.js";
-import { setupChain, teardownChain, type Chain } from "./chain.js";
+import type { Chain } from "./chain.js";
 import { runHostCommand } from "./host-command.js";
-import type { Iptables } from "./iptables.js";
 
 export const DNAT_CHAIN = "TSOVERLAY-DNAT";
 
 /** Entered for local destinations; loopback from the host itself stays on the proxy (see above). */
-const CHAIN: Chain = {
+export const DNAT_CHAIN_SPEC: Chain = {
   table: "nat",
   name: DNAT_CHAIN,
   entries: [
     { chain: "PREROUTING", match: ["-m", "addrtype", "--dst-type", "LOCAL"] },
     { chain: "OUTPUT", match: ["!", "-d", "127.0.0.0/8", "-m", "addrtype", "--dst-type", "LOCAL"] },
   ],
-  // Its rules come and go with published ports.
-  rules: [],
 };
-const NAT = CHAIN.table;
 
-export interface PortDnatOptions {
-  /** The egress gateway bridge: traffic arriving from it is hairpin traffic and stays on the proxy. */
-  gatewayBridge: string;
-  iptables: Iptables;
-  /** conntrack-tools binary (default "conntrack"); runs where `netnsPath` says, like iptables. */
-  conntrack?: string;
-  netnsPath?: string;
-  log: Logger;
+const IP = String.raw`\d+\.\d+\.\d+\.\d+`;
+const DNAT_RULE_RE = new RegExp(String.raw`^(?:-d ${IP}/32 )?! -i (\S+) -p (tcp|udp) -m (tcp|udp) --dport \d+ -j DNAT --to-destination ${IP}:\d+$`);
+
+/** The rule as `iptables -S` prints it, so that rules read back compare equal to the ones wanted. */
+export function dnatRuleArgs(gatewayBridge: string, r: DnatRule): string[] {
+  return [
+    ...(r.hostIp === "" ? [] : ["-d", `${r.hostIp}/32`]),
+    "!",
+    "-i",
+    gatewayBridge,
+    "-p",
+    r.proto,
+    "-m",
+    r.proto,
+    "--dport",
+    String(r.hostPort),
+    "-j",
+    "DNAT",
+    "--to-destination",
+    `${r.containerIp}:${r.containerPort}`,
+  ];
 }
 
-export class PortDnat implements DnatPort {
-  private readonly log: Logger;
-  /** Whole operations run one at a time (the last rule out removes the chain). */
-  private readonly mutex = new Mutex();
+/** True for a rule of ours as a previous run wrote it (a rule added by hand is not taken over). */
+export function isDnatRule(gatewayBridge: string, rule: readonly string[]): boolean {
+  const m = DNAT_RULE_RE.exec(rule.join(" "));
+  return m !== null && m[1] === gatewayBridge && m[2] === m[3];
+}
 
-  constructor(private readonly opts: PortDnatOptions) {
-    this.log = opts.log.child({ component: "port-dnat" });
-  }
+/** The UDP port a DNAT rule's words name, if it is UDP (for the conntrack flush). */
+export function udpPortOf(rule: readonly string[]): { hostIp: string; hostPort: number } | undefined {
+  const line = rule.join(" ");
+  const m = new RegExp(String.raw`^(?:-d (${IP})/32 )?.*-p udp .*--dport (\d+) `).exec(line);
+  return m === null ? undefined : { hostIp: m[1] ?? "", hostPort: Number(m[2]) };
+}
 
-  /**
-   * The rule as `iptables -S` prints it, so that rules read back from the
-   * kernel compare equal to the ones we want (see `prune`).
-   */
-  ruleArgs(r: DnatRule): string[] {
-    return [
-      ...(r.hostIp === "" ? [] : ["-d", `${r.hostIp}/32`]),
-      "!",
-      "-i",
-      this.opts.gatewayBridge,
-      "-p",
-      r.proto,
-      "-m",
-      r.proto,
-      "--dport",
-      String(r.hostPort),
-      "-j",
-      "DNAT",
-      "--to-destination",
-      `${r.containerIp}:${r.containerPort}`,
-    ];
-  }
-
-  add(r: DnatRule): Promise<void> {
-    return this.serial(async () => {
-      const ipt = this.opts.iptables;
-      await setupChain(ipt, CHAIN);
-      if (await ipt.ensureRule(NAT, DNAT_CHAIN, this.ruleArgs(r))) this.log.info({ ...r }, "port DNAT added");
-      await this.flushUdpFlows(r);
-    });
-  }
-
-  remove(r: DnatRule): Promise<void> {
-    return this.serial(async () => {
-      await this.opts.iptables.deleteRule(NAT, DNAT_CHAIN, this.ruleArgs(r));
-      this.log.info({ ...r }, "port DNAT removed");
-      await this.flushUdpFlows(r);
-      await this.removeChainIfEmpty();
-    });
-  }
-
-  /**
-   * Makes the chain hold exactly `keep` (after a restart: endpoints that went
-   * away meanwhile, or a switch to userland mode, which keeps nothing). Rules
-   * still wanted are never taken out, so the fast path stays up throughout.
-   */
-  prune(keep: readonly DnatRule[]): Promise<void> {
-    return this.serial(async () => {
-      const ipt = this.opts.iptables;
-      const wanted = new Set(keep.map((r) => `-A ${DNAT_CHAIN} ${this.ruleArgs(r).join(" ")}`));
-      const lines = (await ipt.listRules(NAT, DNAT_CHAIN)) ?? [];
-      // By number, last first (numbers below stay valid): a rule added by hand may not
-      // round-trip through our argument filter (quoted comments).
-      for (let n = lines.length; n >= 1; n--) {
-        if (wanted.has(lines[n - 1]!)) continue;
-        await ipt.exec(NAT, ["-D", DNAT_CHAIN, String(n)]);
-        this.log.info({ rule: lines[n - 1] }, "stale port DNAT removed");
-      }
-      await this.removeChainIfEmpty();
-    });
-  }
-
-  private async removeChainIfEmpty(): Promise<void> {
-    const rules = await this.opts.iptables.listRules(NAT, DNAT_CHAIN);
-    if (rules === undefined || rules.length > 0) return;
-    await teardownChain(this.opts.iptables, CHAIN);
-    this.log.info({ chain: DNAT_CHAIN }, "port DNAT chain removed (no published port left on the fast path)");
-  }
-
-  /** Best effort: a failure is logged (the port works, a long-lived UDP client may stay on its old mapping). */
-  private async flushUdpFlows(r: DnatRule): Promise<void> {
-    if (r.proto !== "udp") return;
-    const args = ["-D", "-p", "udp", "--orig-port-dst", String(r.hostPort), ...(r.hostIp === "" ? [] : ["--orig-dst", r.hostIp])];
-    const outcome = await runHostCommand(this.opts.conntrack ?? "conntrack", args, { netnsPath: this.opts.netnsPath, timeoutMs: 10_000 }).then(
-      // Exit 1 = no entry matched.
-      (res) => (res.code === 0 || res.code === 1 ? undefined : `exit ${res.code}: ${res.stderr.trim().split("\n")[0] ?? ""}`),
-      (err: Error) => err.message.split("\n")[0],
-    );
-    if (outcome !== undefined) this.log.warn({ ...r, err: outcome }, "flushing the port's UDP conntrack entries failed");
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    return this.mutex.run(fn);
-  }
+/** Best effort: a failure is logged (the port works, a long-lived UDP client may stay on its old mapping). */
+export async function flushUdpFlows(p: { hostIp: string; hostPort: number }, o: { conntrack?: string; netnsPath?: string; log: Logger }): Promise<void> {
+  const args = ["-D", "-p", "udp", "--orig-port-dst", String(p.hostPort), ...(p.hostIp === "" ? [] : ["--orig-dst", p.hostIp])];
+  const outcome = await runHostCommand(o.conntrack ?? "conntrack", args, { netnsPath: o.netnsPath, timeoutMs: 10_000 }).then(
+    // Exit 1 = no entry matched.
+    (res) => (res.code === 0 || res.code === 1 ? undefined : `exit ${res.code}: ${res.stderr.trim().split("\n")[0] ?? ""}`),
+    (err: Error) => err.message.split("\n")[0],
+  );
+  if (outcome !== undefined) o.log.warn({ ...p, err: outcome }, "flushing the port's UDP conntrack entries failed");
 }

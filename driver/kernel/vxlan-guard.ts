@@ -19,13 +19,17 @@
  *    host — one rule per peer — before a final DROP.
  *  - TSOVERLAY-VXLAN-FWD, for datagrams this host would forward, i.e. a
  *    container's: one DROP per live VTEP.
- * The peer rules follow the live hosts (`admit`); until the host list is known
- * the previous rules stay. Nothing is removed when the plugin stops: the
- * tunnels keep running without the plugin, and so does their protection.
+ * The peer rules follow the live hosts (`admit`: one iptables-restore when
+ * they change, none when they do not); until the host list is known the
+ * previous run's rules stay (`adopt`). The chains, their final rules and their
+ * jumps are set up before any tunnel exists and kept by the RuleKeeper
+ * (rule-keeper.ts). Nothing is removed when the plugin stops: the tunnels
+ * keep running without the plugin, and so does their protection.
  */
 import { isIPv4 } from "node:net";
-import { setupChain, type Chain } from "./chain.js";
-import type { Iptables } from "./iptables.js";
+import { commit, OwnedChain } from "./chain.js";
+import type { Iptables, RuleDump } from "./iptables.js";
+import type { KeptRules } from "./rule-keeper.js";
 import type { VxlanAdmission } from "../contracts/datapath.js";
 import type { Logger } from "../../lib/log.js";
 
@@ -49,9 +53,12 @@ export interface VxlanGuardOptions {
   log: Logger;
 }
 
-export class VxlanGuard implements VxlanAdmission {
-  private readonly input: Chain;
-  private readonly forward: Chain;
+const PEER_IN_RE = /^-s (\d+\.\d+\.\d+\.\d+)\/32 -d (\S+) -i (\S+) -j RETURN$/;
+const PEER_FWD_RE = /^-d \d+\.\d+\.\d+\.\d+\/32 -j DROP$/;
+
+export class VxlanGuard implements VxlanAdmission, KeptRules {
+  private readonly input: OwnedChain;
+  private readonly forward: OwnedChain;
 
   constructor(private readonly o: VxlanGuardOptions) {
     const vxlan = ["-p", "udp", "-m", "udp", "--dport", String(o.vxlanPort)];
@@ -60,52 +67,48 @@ export class VxlanGuard implements VxlanAdmission {
     // Written in the order `iptables -S` prints them.
     const fromTunnel = t === undefined ? [] : [["-d", `${t.address}/32`, "-i", t.iface, "-j", "RETURN"]];
     const intoTunnel = t === undefined ? [] : [["-d", t.subnet, "-j", "DROP"]];
-    this.input = {
+    this.input = new OwnedChain({
       table: "raw",
       name: VXLAN_IN_CHAIN,
       entries: [{ chain: "PREROUTING", match: [...vxlan, ...local(false)] }],
-      rules: [...fromTunnel, ["-j", "DROP"]],
-    };
-    this.forward = { table: "raw", name: VXLAN_FWD_CHAIN, entries: [{ chain: "PREROUTING", match: [...vxlan, ...local(true)] }], rules: intoTunnel };
+      tail: [...fromTunnel, ["-j", "DROP"]],
+    });
+    this.forward = new OwnedChain({
+      table: "raw",
+      name: VXLAN_FWD_CHAIN,
+      entries: [{ chain: "PREROUTING", match: [...vxlan, ...local(true)] }],
+      tail: intoTunnel,
+    });
   }
 
-  /** Both chains, their final DROP and their jumps: whatever is missing. Peer rules are left as they are. */
-  async ensure(): Promise<void> {
-    for (const chain of [this.input, this.forward]) {
-      const changes = await setupChain(this.o.iptables, chain);
-      if (changes.created) this.o.log.info({ chain: chain.name }, "iptables chain created");
-    }
+  chains(): readonly OwnedChain[] {
+    return [this.input, this.forward];
   }
 
-  /** Makes the peer rules exactly `vteps` (this host's own is skipped on input). */
+  /** The peers a previous run admitted stay admitted until the host list is read. */
+  adopt(dump: RuleDump): void {
+    this.input.adopt(dump, (rule) => {
+      const m = PEER_IN_RE.exec(rule.join(" "));
+      return m !== null && m[2] === `${this.o.vtep}/32` && m[3] === this.o.underlay;
+    });
+    this.forward.adopt(dump, (rule) => PEER_FWD_RE.test(rule.join(" ")));
+  }
+
+  /** Makes the peer rules exactly `vteps` (this host's own is skipped on input); no iptables process when they are already. */
   async admit(vteps: readonly string[]): Promise<void> {
-    await this.ensure();
     const wanted = [...new Set(vteps.filter((v) => isIPv4(v)))].sort();
     // Written in the order `iptables -S` prints, so that a listed rule compares equal to its wanted form.
     const input = wanted.filter((v) => v !== this.o.vtep).map((v) => ["-s", `${v}/32`, "-d", `${this.o.vtep}/32`, "-i", this.o.underlay, "-j", "RETURN"]);
-    await this.converge(this.input, input);
-    await this.converge(
-      this.forward,
-      wanted.map((v) => ["-d", `${v}/32`, "-j", "DROP"]),
-    );
-  }
-
-  /** Makes the chain's rules `wanted` (before its fixed ones), deleting any other. */
-  private async converge(chain: Chain, wanted: readonly string[][]): Promise<void> {
-    const ipt = this.o.iptables;
-    const line = (rule: readonly string[]): string => `-A ${chain.name} ${rule.join(" ")}`;
-    const keep = new Set([...wanted, ...chain.rules].map(line));
-    const present = new Set<string>();
-    for (const l of (await ipt.listRules(chain.table, chain.name)) ?? []) {
-      present.add(l);
-      if (keep.has(l)) continue;
-      await ipt.deleteRule(chain.table, chain.name, l.split(" ").slice(2));
-      this.o.log.info({ chain: chain.name, rule: l }, "VXLAN peer rule removed");
-    }
-    for (const rule of wanted) {
-      if (present.has(line(rule))) continue;
-      await ipt.ensureRule(chain.table, chain.name, rule, 1);
-      this.o.log.info({ chain: chain.name, rule: rule.join(" ") }, "VXLAN peer rule added");
-    }
+    const forward = wanted.map((v) => ["-d", `${v}/32`, "-j", "DROP"]);
+    await this.o.iptables.exclusive(async (s) => {
+      const before = new Set([...this.input.changing(), ...this.forward.changing()].map((r) => r.join(" ")));
+      this.input.set(input);
+      this.forward.set(forward);
+      if ((await commit(s, [this.input, this.forward])) === 0) return;
+      const after = new Set([...input, ...forward].map((r) => r.join(" ")));
+      const added = [...after].filter((k) => !before.has(k));
+      const removed = [...before].filter((k) => !after.has(k));
+      if (added.length + removed.length > 0) this.o.log.info({ added, removed }, "VXLAN peer rules changed");
+    });
   }
 }

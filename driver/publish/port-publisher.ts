@@ -1,7 +1,6 @@
 import net from "node:net";
 import { expandPortRange, type ActiveBinding, type Binding } from "../../proxy/index.js";
-import type { DnatPort, DnatRule } from "../contracts/dnat.js";
-import type { GatePort, HostPortGate } from "../contracts/host-gate.js";
+import type { DnatRule, GatePort, PortRules, WantedPortRules } from "../contracts/port-rules.js";
 import type { PortProxy } from "../contracts/port-proxy.js";
 import type { Logger } from "../../lib/log.js";
 import { success } from "../../lib/result.js";
@@ -41,14 +40,17 @@ export interface PublishedPort {
 export type ProxyMode = "userland" | "hybrid";
 export const PROXY_MODES: readonly ProxyMode[] = ["userland", "hybrid"];
 
-export type { DnatPort, DnatRule } from "../contracts/dnat.js";
+export type { DnatRule, GatePort, PortRules } from "../contracts/port-rules.js";
 
 export interface PortPublisherOptions {
   mode: ProxyMode;
-  /** Required in hybrid mode. */
-  dnat?: DnatPort;
-  /** Lets containers reach the published ports of their host through the gateway bridge (and nothing else of it). */
-  gate?: HostPortGate;
+  /**
+   * The kernel's rules for published ports: the DNAT fast path (hybrid mode,
+   * where it is required) and the gate that lets containers reach the
+   * published ports of their host through the gateway bridge (and nothing
+   * else of it). Absent: nothing in the kernel (userland mode in unit tests).
+   */
+  rules?: PortRules;
   /**
    * Bind the [::] half of "" this long after the IPv4 half (see Binding.deferIpv6Ms). Docker
    * 29 chooses a gateway per address family, and when a container's other network becomes its
@@ -110,20 +112,20 @@ function gatePortOf(b: Binding): GatePort | undefined {
 export class PortPublisher {
   private readonly byEndpoint = new Map<string, Published[]>();
   readonly mode: ProxyMode;
-  private readonly dnat: DnatPort | undefined;
   private readonly deferIpv6Ms: number | undefined;
-  private readonly gate: HostPortGate | undefined;
+  private readonly rules: PortRules | undefined;
+  /** Until pruneFastPath (the restore after a start is over): rules a previous run left stay. */
+  private restoring = true;
 
   constructor(
     private readonly proxy: PortProxy,
     private readonly log: Logger,
     opts: PortPublisherOptions = { mode: "userland" },
   ) {
-    if (opts.mode === "hybrid" && opts.dnat === undefined) throw new Error("port publisher: hybrid mode needs the kernel DNAT fast path");
+    if (opts.mode === "hybrid" && opts.rules === undefined) throw new Error("port publisher: hybrid mode needs the kernel DNAT fast path");
     this.mode = opts.mode;
-    this.dnat = opts.mode === "hybrid" ? opts.dnat : undefined;
     this.deferIpv6Ms = opts.deferIpv6Ms;
-    this.gate = opts.gate;
+    this.rules = opts.rules;
   }
 
   /**
@@ -171,59 +173,60 @@ export class PortPublisher {
           // A host port in use (or none free in a range): Docker's own wording, from the proxy.
           return refuse("conflict", r.error);
         }
-        const p: Published = { active: r.value };
-        done.push(p);
-        const rule = this.dnat && dnatRuleOf(r.value.binding);
-        if (this.dnat && rule) {
-          try {
-            await this.dnat.add(rule);
-          } catch (err) {
-            await undo();
-            return refuse("kernel", `publishing ${r.value.id} on the kernel fast path: ${messageOf(err)}`);
-          }
-          p.dnat = rule;
-        }
+        const rule = this.mode === "hybrid" ? dnatRuleOf(r.value.binding) : undefined;
+        done.push(rule === undefined ? { active: r.value } : { active: r.value, dnat: rule });
       }
     }
+    // Every port's rules at once: one change of the kernel's, whatever their number.
     this.byEndpoint.set(endpointId, done);
     try {
-      await this.syncGate();
+      await this.syncRules();
     } catch (err) {
       this.byEndpoint.delete(endpointId);
       await undo();
-      await this.syncGate().catch(() => undefined);
-      return refuse("kernel", `opening the published ports of ${endpointId} to containers: ${messageOf(err)}`);
+      // A write that failed may have changed one table and not the other: the rules are written again without these ports.
+      await this.syncRules().catch(() => undefined);
+      return refuse("kernel", `programming the published ports of ${endpointId} in the kernel (DNAT fast path, gateway bridge's gate): ${messageOf(err)}`);
     }
     const ports = done.map((p) => view(endpointId, p));
     for (const p of ports) this.log.info({ ...p }, "port published");
     return success(ports);
   }
 
-  /** Closes the endpoint's listeners and their connections, and drops its DNAT rules; the ports are free at once. */
+  /**
+   * Drops the endpoint's DNAT rules and closes its gate (one change of the
+   * kernel's rules), then its listeners and their connections: no new
+   * connection is steered to the container, and the ports are free at once.
+   */
   async revoke(endpointId: string): Promise<void> {
     const published = this.byEndpoint.get(endpointId);
     if (published === undefined) return;
     this.byEndpoint.delete(endpointId);
-    await this.unpublish(endpointId, published, true);
-    await this.syncGate().catch((err: unknown) => {
-      this.log.error({ endpointId, err: messageOf(err) }, "closing a revoked endpoint's ports to containers failed");
+    await this.syncRules().catch((err: unknown) => {
+      this.log.error({ endpointId, err: messageOf(err) }, "removing a revoked endpoint's port rules (DNAT, gateway bridge's gate) failed");
     });
+    await this.unpublish(endpointId, published, true);
   }
 
   /**
-   * Makes the kernel's DNAT rules match what is published (after a restart
-   * and the re-publishing of restored endpoints; in userland mode: none), and
-   * the gateway bridge's gate open exactly the published ports.
+   * After a restart and the re-publishing of restored endpoints: the kernel's
+   * rules become exactly what is published (the DNAT rules and open ports of
+   * endpoints gone meanwhile go; in userland mode every DNAT rule, and the
+   * chain, go).
    */
-  async pruneFastPath(dnat: DnatPort | undefined = this.dnat): Promise<void> {
-    const keep = [...this.byEndpoint.values()].flat().flatMap((p) => (p.dnat ? [p.dnat] : []));
-    await dnat?.prune(keep);
-    await this.syncGate();
+  async pruneFastPath(): Promise<void> {
+    this.restoring = false;
+    await this.syncRules();
   }
 
-  /** The gateway bridge's gate opens exactly the published ports (read when the gate's turn comes). */
-  private async syncGate(): Promise<void> {
-    await this.gate?.sync(() => [...this.byEndpoint.values()].flat().flatMap((p) => gatePortOf(p.active.binding) ?? []));
+  /** The kernel's rules for what is published now (read when the adapter's turn comes). */
+  private async syncRules(): Promise<void> {
+    await this.rules?.sync(() => this.wanted(), { keepLeftovers: this.restoring });
+  }
+
+  private wanted(): WantedPortRules {
+    const all = [...this.byEndpoint.values()].flat();
+    return { dnat: all.flatMap((p) => (p.dnat ? [p.dnat] : [])), gate: all.flatMap((p) => gatePortOf(p.active.binding) ?? []) };
   }
 
   /** What is published, with the addresses actually listening ("" may be IPv4 only, see deferIpv6Ms) and the counters. */
@@ -245,14 +248,9 @@ export class PortPublisher {
     await this.proxy.closeAll();
   }
 
-  /** DNAT first (no new connections are steered to the container), then the proxy. */
+  /** The listeners (their rules are the caller's). */
   private async unpublish(endpointId: string, published: Published[], logIt: boolean): Promise<void> {
     for (const p of published) {
-      if (p.dnat) {
-        await this.dnat?.remove(p.dnat).catch((err: unknown) => {
-          this.log.error({ endpointId, id: p.active.id, err: messageOf(err) }, "removing a port's DNAT rule failed");
-        });
-      }
       await this.proxy.remove(p.active);
       if (logIt) this.log.info({ endpointId, id: p.active.id }, "port unpublished");
     }

@@ -148,7 +148,7 @@ async function forwardChain(d: DoctorInputs): Promise<Finding[]> {
         check: "FORWARD chain",
         status: "problem",
         detail: `policy ${policy ?? "?"}, and no jump to ${FWD_CHAIN}: egress of this host's networks is not allowed through`,
-        fix: `restart the plugin (it puts the jump back), and check that no firewall manager flushes FORWARD`,
+        fix: `the plugin puts the jump back within TSOVERLAY_RECONCILE_S (5 s by default); if it keeps going, check that no firewall manager flushes FORWARD`,
       },
     ];
   }

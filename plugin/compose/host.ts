@@ -8,12 +8,18 @@
  * state folder as well, so that they outlive a `docker plugin disable`), the
  * egress, DNAT and guards, then the domain, whose restore re-adopts what this
  * host had. What fails is returned with what it was; what was made is stopped.
+ * iptables has one owner (driver/kernel/iptables.ts), made here and handed to
+ * every part that has chains; the RuleKeeper sets all of them up before the
+ * domain starts and, once the restore is over, keeps them every reconcile
+ * period, so that no Docker call waits for a chain.
  */
 import path from "node:path";
 import { assembleDomain } from "./assemble.js";
 import { EgressGateway } from "../../driver/kernel/egress/egress-gateway.js";
-import { PortDnat } from "../../driver/kernel/port-dnat.js";
+import { KernelPortRules } from "../../driver/kernel/port-rules.js";
 import { Iptables } from "../../driver/kernel/iptables.js";
+import { RuleKeeper, type KeptRules } from "../../driver/kernel/rule-keeper.js";
+import { runHostCommand } from "../../driver/kernel/host-command.js";
 import { KernelDatapath } from "../../driver/kernel/datapath/kernel-datapath.js";
 import { egressPortOf } from "../../driver/kernel/egress/egress-port.js";
 import { resolveUnderlay } from "../../driver/kernel/underlay.js";
@@ -30,8 +36,7 @@ import { AcceptWorkers, ProxyManager } from "../../proxy/index.js";
 import { DockerApi } from "../../driver/docker/docker-api.js";
 import { DnsListener } from "../../driver/dns/dns-listener.js";
 import { HostResolvers } from "../../driver/dns/upstreams.js";
-import { allowDockerBridges, ensureDnsGuard } from "../../driver/kernel/dns-guard.js";
-import { GatewayInput } from "../../driver/kernel/gateway-input.js";
+import { DnsGuard } from "../../driver/kernel/dns-guard.js";
 import { VxlanGuard } from "../../driver/kernel/vxlan-guard.js";
 import { DockerBridgeGuard } from "./dns-bridges.js";
 import type { PluginConfig } from "./config.js";
@@ -81,6 +86,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
   let local: Store | undefined;
   let workers: AcceptWorkers | undefined;
   let docker: DockerApi | undefined;
+  let keeper: RuleKeeper | undefined;
   try {
     raw = await openStore({ consul: config.consul, stateDir: config.stateDir }, log);
     local = await openEmbeddedStore(path.join(config.stateDir, "local"), log);
@@ -93,7 +99,10 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       underlayIfindex: ifindex,
       log,
     });
+    // The plugin's one iptables owner: no two iptables processes of ours ever run at once.
+    const iptables = new Iptables();
     const gateway = new EgressGateway({
+      iptables,
       bridgeName: config.gatewayBridge,
       subnet: config.gatewaySubnet,
       procRoot: config.procRoot,
@@ -104,37 +113,41 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     const nameServer = config.dnsPort === undefined ? undefined : gateway.bridgeIp;
     docker = config.dockerSocket === undefined ? undefined : new DockerApi({ socketPath: config.dockerSocket, log });
     const egress = egressPortOf(gateway, config.runDir);
-    const dnat = new PortDnat({ gatewayBridge: config.gatewayBridge, iptables: new Iptables(), log });
     const proxyLog = log.child({ component: "proxy" });
     workers = new AcceptWorkers({ count: config.proxyWorkers, log: proxyLog, logLevel: config.logLevel });
     await workers.start();
     const proxies = new ProxyManager({ log: proxyLog, workers, tcp: config.proxyTcp, udp: config.proxyUdp });
     const dnsPort = config.dnsPort;
-    // Before any container is restored: from the gateway bridge, containers reach the name service and published ports, nothing else of the host.
-    const gate = new GatewayInput({
-      iptables: new Iptables(),
+    const nameService = nameServer === undefined || dnsPort === undefined ? undefined : { address: nameServer, port: dnsPort };
+    // From the gateway bridge, containers reach the name service and published ports, nothing else of the host.
+    const portRules = new KernelPortRules({
+      iptables,
       gatewayBridge: config.gatewayBridge,
-      ...(nameServer === undefined || dnsPort === undefined ? {} : { nameServer: { address: nameServer, port: dnsPort } }),
+      fastPath: config.proxyMode === "hybrid",
+      ...(nameService === undefined ? {} : { nameServer: nameService }),
       log,
     });
-    await gate.ensure();
-    const publisher = new PortPublisher(proxies, log, { mode: config.proxyMode, dnat, gate, deferIpv6Ms: IPV6_HALF_DELAY_MS });
-    // Before any tunnel exists: VXLAN only from live hosts' VTEPs, never from containers.
+    const publisher = new PortPublisher(proxies, log, { mode: config.proxyMode, rules: portRules, deferIpv6Ms: IPV6_HALF_DELAY_MS });
+    // VXLAN only from live hosts' VTEPs, never from containers.
     const tunnelAddress = tunnelAddressOf(vtep, config.wireguard.subnet);
     const tunnelSubnet = `${config.wireguard.subnet.base}/${config.wireguard.subnet.prefix}`;
     const vxlanGuard = new VxlanGuard({
-      iptables: new Iptables(),
+      iptables,
       vtep,
       underlay: ifname,
       vxlanPort: config.vxlanPort,
       tunnel: { iface: WIREGUARD_IFACE, address: tunnelAddress, subnet: tunnelSubnet },
       log,
     });
-    await vxlanGuard.ensure();
+    const dnsGuard = nameService === undefined ? undefined : new DnsGuard({ iptables, ...nameService, gatewayBridge: config.gatewayBridge, log });
+    // Every chain, rule and jump before any container is restored and any tunnel exists: one iptables-save, one iptables-restore.
+    const kept: KeptRules[] = [gateway.rules, portRules, vxlanGuard, ...(dnsGuard === undefined ? [] : [dnsGuard])];
+    keeper = new RuleKeeper({ iptables, parts: kept, log });
+    await keeper.start();
     const bridgeGuard =
-      docker === undefined || nameServer === undefined || dnsPort === undefined
+      docker === undefined || dnsGuard === undefined
         ? undefined
-        : new DockerBridgeGuard({ docker, allow: (bridges) => allowDockerBridges(new Iptables(), dnsPort, config.gatewayBridge, bridges), log });
+        : new DockerBridgeGuard({ docker, allow: (bridges) => dnsGuard.allowDockerBridges(bridges), log });
     // Made on first start, kept in the host-private state; only its public half is published. A host
     // that cannot make one still serves plain networks, and says why.
     const hostKey = await loadOrCreateHostKey(path.join(config.stateDir, "wireguard")).then(
@@ -194,7 +207,6 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
     if (nameServer !== undefined && config.dnsPort !== undefined) {
       const listen = [{ host: nameServer, port: config.dnsPort }];
       await gateway.ensureBridge();
-      await ensureDnsGuard(new Iptables(), nameServer, config.dnsPort, config.gatewayBridge);
       if (bridgeGuard !== undefined) bridgeGuard.start();
       else
         log.warn(
@@ -210,9 +222,18 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         dns = undefined;
       }
     }
-    const unscrape = onScrape(hostGauges(publisher, () => dns?.stats()));
+    const unscrape = onScrape(
+      hostGauges(
+        publisher,
+        () => dns?.stats(),
+        () => iptables.runs(),
+      ),
+    );
     // After re-publishing: DNAT rules of endpoints gone while we were down, or all of them after a switch to userland.
-    await publisher.pruneFastPath(dnat);
+    await publisher.pruneFastPath();
+    // From now on the chains are compared with what is wanted every period, off Docker's calls.
+    keeper.run(config.reconcileMs);
+    const rulesKeeper = keeper;
     const consulAt = config.consul === undefined ? "" : endpointText(config.consul.endpoint);
     log.info({ hostId, vtep, underlayMtu: mtu, consul: consulAt || "embedded", proxyMode: config.proxyMode }, "tsoverlay ready");
     const [r, l, w, d] = [raw, local, workers, docker];
@@ -248,7 +269,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         runDoctor({
           procRoot: config.procRoot,
           underlay: { ifindex, mtuAtStart: mtu },
-          iptables: new Iptables(),
+          iptables,
           store: r,
           consulAddr: consulAt,
           docker: d,
@@ -271,7 +292,13 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       support: () =>
         collectSupport({
           store: r,
-          kernel: () => readKernelTables({ runDir: config.runDir, wireguardIface: WIREGUARD_IFACE }),
+          kernel: () =>
+            readKernelTables({
+              runDir: config.runDir,
+              wireguardIface: WIREGUARD_IFACE,
+              // iptables-save too goes through the owner: one iptables process at a time, counted.
+              run: (bin, args, opts) => (bin === "iptables-save" ? iptables.exclusive((s) => s.saveText(opts.netnsPath)) : runHostCommand(bin, args, opts)),
+            }),
           networks: () => domain.localNetworks(),
           names: async () => new Map((await domain.view.read()).networks.map((n) => [n.subnet, n.names])),
         }),
@@ -294,6 +321,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       },
       stop: async () => {
         unscrape();
+        await rulesKeeper.stop();
         bridgeGuard?.stop();
         await dns?.close();
         await domain.stop();
@@ -307,6 +335,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
       },
     });
   } catch (e) {
+    await keeper?.stop();
     await workers?.close().catch(() => undefined);
     docker?.close();
     await raw?.close().catch(() => undefined);

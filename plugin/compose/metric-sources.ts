@@ -6,6 +6,7 @@ import type { LocalState } from "../../driver/local/local-state.js";
 import type { Outbox } from "../../driver/local/outbox.js";
 import type { PeerSync } from "../../driver/peers/peer-sync.js";
 import type { PortPublisher } from "../../driver/publish/port-publisher.js";
+import type { IptablesCommand } from "../../driver/kernel/iptables.js";
 import { metrics } from "../../lib/metrics.js";
 
 /**
@@ -78,8 +79,14 @@ export function domainGauges(d: {
   };
 }
 
-export function hostGauges(publisher: PortPublisher, dnsStats: () => DnsStats | undefined): () => void {
+export function hostGauges(
+  publisher: PortPublisher,
+  dnsStats: () => DnsStats | undefined,
+  iptablesRuns: () => Readonly<Record<IptablesCommand, number>>,
+): () => void {
   return () => {
+    metrics.iptablesRuns.reset();
+    for (const [command, n] of Object.entries(iptablesRuns())) metrics.iptablesRuns.inc({ command }, n);
     metrics.publishedPorts.reset();
     metrics.proxyConnections.reset();
     metrics.proxyBytes.reset();

@@ -10,8 +10,10 @@
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { allowDockerBridges, DNS_GUARD_CHAIN, ensureDnsGuard } from "../../driver/kernel/dns-guard.js";
+import { DNS_GUARD_CHAIN, DnsGuard } from "../../driver/kernel/dns-guard.js";
 import { Iptables } from "../../driver/kernel/iptables.js";
+import { RuleKeeper } from "../../driver/kernel/rule-keeper.js";
+import { createLogger } from "../../lib/log.js";
 import { inNs, Scratch } from "./support/scratch.js";
 
 const scratch = new Scratch("tsk-dnsguard-");
@@ -19,6 +21,15 @@ const NAME_SERVER = "100.72.0.1";
 const ns = { host: "", docker: "", other: "" };
 let ipt: Iptables;
 let listener: ChildProcess | undefined;
+let guard: DnsGuard;
+const log = createLogger("silent");
+
+/** A plugin (re)start: a fresh guard that takes over the bridges' rules it finds, set up by its keeper. */
+async function startGuard(on = ipt): Promise<DnsGuard> {
+  const g = new DnsGuard({ iptables: on, address: NAME_SERVER, port: 53, gatewayBridge: "tso-gw0", log });
+  await new RuleKeeper({ iptables: on, parts: [g], log }).start();
+  return g;
+}
 
 beforeAll(async () => {
   scratch.init();
@@ -83,41 +94,43 @@ function ask(client: string): string {
 
 describe("the name service's guard", () => {
   it("refuses everything but the gateway bridge and lo until Docker's bridges are known, then lets exactly those ask", async () => {
-    await ensureDnsGuard(ipt, NAME_SERVER, 53, "tso-gw0");
+    guard = await startGuard();
     expect(await rules()).toEqual(["tso-gw0 udp ACCEPT", "tso-gw0 tcp ACCEPT", "lo udp ACCEPT", "lo tcp ACCEPT", "* udp REJECT", "* tcp REJECT"]);
     // Before Docker has answered: refused at once (the container's resolver moves on to the next server), not left to time out.
     expect(ask(ns.docker)).toBe("ECONNREFUSED");
     expect(ask(ns.other)).toBe("ECONNREFUSED");
 
     // Docker lists docker0 (and a br-<id> whose interface is not here): docker0's container is answered; br-lan is still refused.
-    await allowDockerBridges(ipt, 53, "tso-gw0", ["docker0", "br-0123456789ab"]);
+    await guard.allowDockerBridges(["docker0", "br-0123456789ab"]);
     expect(ask(ns.docker)).toBe("answer");
     expect(ask(ns.other)).toBe("ECONNREFUSED");
   });
 
   it("lets named Docker bridges ask, before the refusals; a bridge no longer listed loses its rule; the fixed rules stay", async () => {
-    await ensureDnsGuard(ipt, NAME_SERVER, 53, "tso-gw0");
-    await allowDockerBridges(ipt, 53, "tso-gw0", []);
+    guard = await startGuard();
+    await guard.allowDockerBridges([]);
     const fixed = await rules();
     expect(fixed.slice(-2)).toEqual(["* udp REJECT", "* tcp REJECT"]);
 
     // Exact names only: the gateway bridge and lo are the fixed rules' already; a name iptables would not take as one interface is skipped.
-    await allowDockerBridges(ipt, 53, "tso-gw0", ["lab0", "docker0", "br-0123456789ab", "tso-gw0", "lo", "br-+", "bad name;"]);
+    await guard.allowDockerBridges(["lab0", "docker0", "br-0123456789ab", "tso-gw0", "lo", "br-+", "bad name;"]);
     const withLab = await rules();
     const dynamic = withLab.filter((r) => !fixed.includes(r));
     expect(dynamic.sort()).toEqual(["lab0", "docker0", "br-0123456789ab"].flatMap((i) => [`${i} tcp ACCEPT`, `${i} udp ACCEPT`]).sort());
     expect(withLab.slice(-2)).toEqual(["* udp REJECT", "* tcp REJECT"]);
 
     // Idempotent; then lab0's network goes and another comes (also a rule left from before a restart goes).
-    await allowDockerBridges(ipt, 53, "tso-gw0", ["lab0", "docker0", "br-0123456789ab"]);
+    const runs = ipt.runs();
+    await guard.allowDockerBridges(["lab0", "docker0", "br-0123456789ab"]);
+    expect(ipt.runs()).toEqual(runs); // nothing changed: no iptables process
     expect(await rules()).toEqual(withLab);
-    await allowDockerBridges(ipt, 53, "tso-gw0", ["edge1"]);
+    await guard.allowDockerBridges(["edge1"]);
     const after = await rules();
     expect(after.filter((r) => !fixed.includes(r)).sort()).toEqual(["edge1 tcp ACCEPT", "edge1 udp ACCEPT"]);
     // A plugin restart: the guard is set up again and keeps the bridges' rules until Docker is read again.
-    await ensureDnsGuard(ipt, NAME_SERVER, 53, "tso-gw0");
+    guard = await startGuard();
     expect(await rules()).toEqual(after);
-    await allowDockerBridges(ipt, 53, "tso-gw0", []);
+    await guard.allowDockerBridges([]);
     expect(await rules()).toEqual(fixed);
   });
 
@@ -129,7 +142,7 @@ describe("the name service's guard", () => {
     for (const iface of ["lab0", "tso-gw0", "docker+", "br-+", "lo"])
       for (const p of ["udp", "tcp"]) old(["-i", iface, "-p", p, "--dport", "53", "-j", "ACCEPT"]);
     for (const p of ["udp", "tcp"]) old(["-p", p, "--dport", "53", "-j", "DROP"]);
-    await ensureDnsGuard(ipt2, NAME_SERVER, 53, "tso-gw0");
+    await startGuard(ipt2);
     const got = ((await ipt2.listRules("filter", DNS_GUARD_CHAIN)) ?? []).map(
       (l) => `${/-i (\S+)/.exec(l)?.[1] ?? "*"} ${/-p (\S+)/.exec(l)?.[1]} ${/-j (\S+)/.exec(l)?.[1]}`,
     );

@@ -8,7 +8,9 @@
  *   tsk-net1/2   play two overlay networks' namespaces: br0 10.10.0.1/24 and
  *                10.20.0.1/24 (as KernelDatapath builds them)
  *   tsk-c1/2     a container per network: eth0 10.10.0.2/24 / 10.20.0.2/24
- * `ip`, `iptables`, `ping` and `curl` run through nsenter to verify.
+ * `ip`, `iptables`, `ping` and `curl` run through nsenter to verify. The
+ * chains are set up and repaired by a RuleKeeper, as in the plugin; what each
+ * step costs in iptables processes is read from the owner's counter.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -19,10 +21,14 @@ import { EgressGateway } from "../../driver/kernel/egress/egress-gateway.js";
 import { EgressError } from "../../driver/kernel/egress/errors.js";
 import { hostLegName } from "../../driver/kernel/egress/legs.js";
 import { FWD_CHAIN, NAT_CHAIN } from "../../driver/kernel/egress/rules.js";
+import { Iptables } from "../../driver/kernel/iptables.js";
+import { RuleKeeper } from "../../driver/kernel/rule-keeper.js";
+import { eventually } from "../support/eventually.js";
 import { createVethPair, ensureAddress, ensureBridge, setMaster, setUp } from "../../driver/kernel/links.js";
 import { deleteNamedNetns, openNetnsFd, readSysctlIn } from "../../driver/kernel/netns.js";
 import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs, ipLink, ipLinks, pingOk as pingOkIn, selfNetnsIno } from "./support/scratch.js";
+import { costOf as costOfRuns, NONE, ONE_RESTORE, type Runs } from "./support/iptables-runs.js";
 
 const pingOk = (from: string, ip: string, attempts = 2): boolean => pingOkIn(from, ip, attempts, 1);
 
@@ -49,12 +55,20 @@ const gateways: EgressGateway[] = [];
 let server: ChildProcess | undefined;
 let ns: { host: string; outside: string; net1: string; net2: string; c1: string; c2: string };
 let gw: EgressGateway;
+let iptables: Iptables;
+let keeper: RuleKeeper;
 
-function newGateway(extra: { iptables?: string } = {}): EgressGateway {
-  const g = new EgressGateway({ hostNetnsPath: ns.host, log, ...extra });
+/** A plugin (re)start: a fresh gateway over the owner, its chains taken over and set up by a keeper. */
+async function newGateway(extra: { iptables?: Iptables; keepBridge?: boolean } = {}): Promise<EgressGateway> {
+  const g = new EgressGateway({ hostNetnsPath: ns.host, log, iptables, ...extra });
   gateways.push(g);
+  await keeper?.stop();
+  keeper = new RuleKeeper({ iptables: extra.iptables ?? iptables, parts: [g.rules], log });
+  await keeper.start();
   return g;
 }
+
+const costOf = (work: () => Promise<unknown>): Promise<Runs> => costOfRuns(iptables, work);
 
 /** Every iptables rule of the root namespace (must stay untouched). */
 const rootRules = (): string =>
@@ -179,7 +193,8 @@ beforeAll(async () => {
   });
   expect(fetchFrom(ns.host)).toBe(HOST_IP);
 
-  gw = newGateway();
+  iptables = new Iptables({ netnsPath: ns.host });
+  gw = await newGateway();
 });
 
 afterEach(() => {
@@ -192,6 +207,7 @@ afterAll(async () => {
     server.kill("SIGTERM");
     await exited;
   }
+  await keeper?.stop();
   for (const g of gateways.splice(0)) await g.close();
   for (const s of sockets.splice(0)) s.socket.close();
   for (const p of created.splice(0)) deleteNamedNetns(p);
@@ -207,10 +223,18 @@ describe("EgressGateway on a simulated host", () => {
     expect(ipLink(ns.host, "tsogw0")).toBeUndefined();
   });
 
-  it("ensureNetwork builds bridge, legs, routes, forwarding and the chains — exactly once when ensured twice", async () => {
+  it("the chains come first, once; a network's NAT with its creation; ensureNetwork (a first endpoint) runs no iptables at all", async () => {
+    // Set up by the keeper at start: both chains and their jumps, one save and one restore (see beforeAll).
+    expect(ipt("filter", FWD_CHAIN)).toEqual(FWD_RULES);
+    expect(ipt("nat", NAT_CHAIN)).toEqual([`-N ${NAT_CHAIN}`]);
+    expect(await costOf(() => keeper.pass())).toEqual({ ...NONE, "iptables-save": 1 });
+    // A network created here: its MASQUERADE rule, one process; again, none.
+    expect(await costOf(() => gw.setNat(NET1, true))).toEqual(ONE_RESTORE);
+    expect(await costOf(() => gw.setNat(NET1, true))).toEqual(NONE);
+    expect(await costOf(() => gw.setNat(NET2, true))).toEqual(ONE_RESTORE);
     for (let i = 0; i < 2; i++) {
-      await gw.ensureNetwork(spec1());
-      await gw.ensureNetwork(spec2());
+      expect(await costOf(() => gw.ensureNetwork(spec1()))).toEqual(NONE);
+      expect(await costOf(() => gw.ensureNetwork(spec2()))).toEqual(NONE);
     }
     // Host bridge with the gateway subnet's first host; legs on it, isolated, up.
     expect(addrs(ns.host, "tsogw0")).toEqual(["100.72.0.1/24"]);
@@ -289,14 +313,18 @@ describe("EgressGateway on a simulated host", () => {
     inNs(ns.host, "ip", "link", "set", "tsog1", "type", "bridge_slave", "isolated", "off");
     expect(fetchFails(ns.c1)).toBe(true);
 
-    gw = newGateway();
+    // The keeper's start puts the chain's rules and the jump back, and keeps NET2's NAT; the restore asks for NET1's again.
+    gw = await newGateway();
+    expect(ipt("filter", FWD_CHAIN)).toEqual(FWD_RULES); // DROP back in first place
+    expect(ipt("nat", NAT_CHAIN)).toEqual([`-N ${NAT_CHAIN}`, masq(NET2)]);
+    expect(await costOf(() => gw.setNat(NET2, true))).toEqual(NONE);
+    expect(await costOf(() => gw.setNat(NET1, true))).toEqual(ONE_RESTORE);
     await gw.ensureNetwork(spec1());
     await gw.ensureNetwork(spec2());
     await gw.ensureNetwork(spec1());
     expect(ipLink(ns.host, "tsog1")?.ifindex).toBe(legIndex); // not recreated
     expect(ipLink(ns.host, "tsog1")?.linkinfo?.info_slave_data?.isolated).toBe(true);
-    expect(ipt("filter", FWD_CHAIN)).toEqual(FWD_RULES); // DROP back in first place
-    expect(ipt("nat", NAT_CHAIN)).toEqual([`-N ${NAT_CHAIN}`, masq(NET2), masq(NET1)]);
+    expect(ipt("nat", NAT_CHAIN).sort()).toEqual([`-N ${NAT_CHAIN}`, masq(NET2), masq(NET1)].sort());
     expect(ipt("nat", "POSTROUTING").filter((r) => r.includes(NAT_CHAIN))).toHaveLength(1);
     expect(ipt("filter", "FORWARD").filter((r) => r.includes(FWD_CHAIN))).toHaveLength(1);
     expect(fetchFrom(ns.c1)).toBe(HOST_IP);
@@ -316,21 +344,27 @@ describe("EgressGateway on a simulated host", () => {
     await expect(gw.ensureNetwork({ subnet: "10.30.0.0/24", nsPath: ns.net2, slot: 1 })).rejects.toThrow(
       /10\.30\.0\.0\/24: slot 1 is already used by network 10\.10\.0\.0\/24/,
     );
-    expect(() => new EgressGateway({ bridgeName: "-j ACCEPT", log })).toThrow(EgressError);
-    expect(() => new EgressGateway({ bridgeName: "tsog7", log })).toThrow(/invalid bridge name/);
-    expect(() => new EgressGateway({ subnet: "100.72.0.0/31", log })).toThrow(/invalid gateway subnet/);
-    expect(new EgressGateway({ subnet: "100.72.1.9/24", log }).bridgeIp).toBe("100.72.1.1");
+    await expect(gw.setNat("10.10.0.0/24 -j ACCEPT", true)).rejects.toThrow(/invalid network subnet/);
+    await expect(gw.setNat("100.72.0.0/16", true)).rejects.toThrow(/overlaps the gateway subnet/);
+    expect(() => new EgressGateway({ bridgeName: "-j ACCEPT", log, iptables })).toThrow(EgressError);
+    expect(() => new EgressGateway({ bridgeName: "tsog7", log, iptables })).toThrow(/invalid bridge name/);
+    expect(() => new EgressGateway({ subnet: "100.72.0.0/31", log, iptables })).toThrow(/invalid gateway subnet/);
+    expect(new EgressGateway({ subnet: "100.72.1.9/24", log, iptables }).bridgeIp).toBe("100.72.1.1");
     expect(ipt("filter").concat(ipt("nat"))).toEqual(before);
   });
 
   it("iptables failures name the rule and the network", async () => {
-    const broken = newGateway({ iptables: "/nonexistent/iptables" });
-    const err = await broken.ensureNetwork(spec1()).catch((e: unknown) => e);
+    const broken = new EgressGateway({ hostNetnsPath: ns.host, log, iptables: new Iptables({ bin: "/nonexistent/iptables", netnsPath: ns.host }) });
+    const err = await broken.setNat(NET1, true).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EgressError);
     expect((err as EgressError).network).toBe(NET1);
-    expect((err as EgressError).rule).toBe(`iptables -t filter -S ${FWD_CHAIN}`);
-    expect((err as Error).message).toMatch(/^egress 10\.10\.0\.0\/24: iptables -t filter -S TSOVERLAY-FWD failed/);
+    expect((err as EgressError).rule).toBe("iptables-restore");
+    expect((err as Error).message).toMatch(/^egress 10\.10\.0\.0\/24: iptables-restore failed/);
+    // Written from what is wanted: a rule of the network, once it goes through, is there once.
+    const again = await broken.ensureNetwork(spec1()).catch((e: unknown) => e);
+    expect((again as EgressError).rule).toBe("iptables-restore");
     await broken.close();
+    expect(ipt("nat", NAT_CHAIN).filter((r) => r === masq(NET1))).toHaveLength(1);
   });
 
   it("a network given another slot moves its leg and route (also after a restart)", async () => {
@@ -343,7 +377,7 @@ describe("EgressGateway on a simulated host", () => {
 
     // A fresh instance knows nothing of slot 5: the stale pair is found from the kernel.
     await gw.close();
-    gw = newGateway();
+    gw = await newGateway();
     await gw.ensureNetwork(spec1());
     await gw.ensureNetwork(spec2());
     expect(ipLink(ns.host, "tsog5")).toBeUndefined();
@@ -354,11 +388,13 @@ describe("EgressGateway on a simulated host", () => {
     expect(pingOk(ns.c1, C2, 1)).toBe(false);
   });
 
-  it("removeNetwork of one network keeps the other working", async () => {
-    await gw.removeNetwork({ subnet: NET2, slot: 2 });
+  it("removeNetwork of one network keeps the other working; its NAT goes with the network, not with its last endpoint", async () => {
+    expect(await costOf(() => gw.removeNetwork({ subnet: NET2, slot: 2 }))).toEqual(NONE);
     expect(ipLink(ns.host, "tsog2")).toBeUndefined();
     expect(ipLink(ns.net2, "gw0")).toBeUndefined();
     expect(routes(ns.host).some((r) => r.startsWith(NET2))).toBe(false);
+    expect(ipt("nat", NAT_CHAIN).sort()).toEqual([`-N ${NAT_CHAIN}`, masq(NET1), masq(NET2)].sort());
+    expect(await costOf(() => gw.setNat(NET2, false))).toEqual(ONE_RESTORE);
     expect(ipt("nat", NAT_CHAIN)).toEqual([`-N ${NAT_CHAIN}`, masq(NET1)]);
     expect(ipt("filter", FWD_CHAIN)).toEqual(FWD_RULES);
     expect(fetchFails(ns.c2)).toBe(true);
@@ -369,8 +405,9 @@ describe("EgressGateway on a simulated host", () => {
     expect(fetchFrom(ns.c1)).toBe(HOST_IP);
   });
 
-  it("removing the last network removes chains, jumps and bridge; so does a fresh instance after a restart", async () => {
+  it("removing the last network removes legs, routes and the bridge (the chains stay, kept); so does a fresh instance after a restart", async () => {
     await gw.removeNetwork({ subnet: NET1, slot: 1 });
+    await gw.setNat(NET1, false);
     const gone = (): void => {
       expect(ipLink(ns.host, "tsogw0")).toBeUndefined();
       expect(
@@ -379,8 +416,8 @@ describe("EgressGateway on a simulated host", () => {
           .sort(),
       ).toEqual(["lo", "up0"]);
       expect(ipLink(ns.net1, "gw0")).toBeUndefined();
-      expect(ipt("filter").join("\n")).not.toContain("TSOVERLAY");
-      expect(ipt("nat").join("\n")).not.toContain("TSOVERLAY");
+      expect(ipt("filter", FWD_CHAIN)).toEqual(FWD_RULES);
+      expect(ipt("nat", NAT_CHAIN)).toEqual([`-N ${NAT_CHAIN}`]);
       expect(routes(ns.host).filter((r) => r.startsWith("10."))).toEqual([]);
     };
     gone();
@@ -393,12 +430,14 @@ describe("EgressGateway on a simulated host", () => {
     await gw.ensureNetwork(spec2());
     expect(fetchFrom(ns.c2)).toBe(HOST_IP);
     await gw.close();
-    gw = newGateway();
+    gw = await newGateway();
     await gw.removeNetwork({ subnet: NET1, slot: 1 });
     expect(ipLink(ns.net1, "gw0")).toBeUndefined();
     expect(ipLink(ns.host, "tsogw0")).toBeDefined(); // net2 still uses it
     expect(fetchFrom(ns.c2)).toBe(HOST_IP);
     await gw.removeNetwork({ subnet: NET2, slot: 2 });
+    await gw.setNat(NET1, false);
+    await gw.setNat(NET2, false);
     gone();
     expect(ipLink(ns.net2, "gw0")).toBeUndefined();
     await gw.removeNetwork({ subnet: NET2, slot: 2 }); // twice is fine
@@ -406,8 +445,7 @@ describe("EgressGateway on a simulated host", () => {
 
   it("a host-only uplink (an --internal network with the name service): the bridge's address and nothing else, no NAT; the bridge outlives the last network when kept", async () => {
     await gw.close();
-    gw = new EgressGateway({ hostNetnsPath: ns.host, log, keepBridge: true });
-    gateways.push(gw);
+    gw = await newGateway({ keepBridge: true });
     await gw.ensureBridge();
     expect(addrs(ns.host, "tsogw0")).toEqual(["100.72.0.1/24"]);
     await gw.ensureNetwork({ ...spec1(), hostOnly: true });
@@ -424,7 +462,33 @@ describe("EgressGateway on a simulated host", () => {
     await gw.ensureNetwork({ ...spec1(), hostOnly: true });
     expect(routes(ns.net1).filter((r) => r.startsWith("default"))).toEqual([]);
     await gw.removeNetwork({ subnet: NET1, slot: 1 });
-    expect(ipt("filter").join("\n")).not.toContain("TSOVERLAY");
+    await gw.setNat(NET1, false);
+    expect(ipt("nat", NAT_CHAIN)).toEqual([`-N ${NAT_CHAIN}`]);
     expect(addrs(ns.host, "tsogw0")).toEqual(["100.72.0.1/24"]);
+  });
+
+  it("rules flushed or deleted by hand come back through the periodic repair, without the plugin being asked", async () => {
+    await gw.setNat(NET1, true);
+    await gw.ensureNetwork(spec1());
+    expect(fetchFrom(ns.c1)).toBe(HOST_IP);
+    keeper.run(100);
+    try {
+      inNs(ns.host, "iptables", "-w", "5", "-F", FWD_CHAIN);
+      inNs(ns.host, "iptables", "-w", "5", "-t", "nat", "-F", NAT_CHAIN);
+      inNs(ns.host, "iptables", "-w", "5", "-D", "FORWARD", "-j", FWD_CHAIN);
+      await eventually(
+        "the keeper to put the chains' rules and the jump back",
+        () =>
+          JSON.stringify(ipt("filter", FWD_CHAIN)) === JSON.stringify(FWD_RULES) &&
+          JSON.stringify(ipt("nat", NAT_CHAIN)) === JSON.stringify([`-N ${NAT_CHAIN}`, masq(NET1)]) &&
+          ipt("filter", "FORWARD")[1] === `-A FORWARD -j ${FWD_CHAIN}`,
+        { everyMs: 50 },
+      );
+      expect(fetchFrom(ns.c1)).toBe(HOST_IP);
+    } finally {
+      await keeper.stop();
+    }
+    await gw.removeNetwork({ subnet: NET1, slot: 1 });
+    await gw.setNat(NET1, false);
   });
 });

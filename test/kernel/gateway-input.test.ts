@@ -6,12 +6,17 @@
  * name service answers, a published port answers once the gate opens it and
  * is refused again once it is closed, any other port of the host is refused
  * at once, on the bridge address as on the host's other address. The host's
- * own connections to the container still get their replies.
+ * own connections to the container still get their replies. The gate is the
+ * filter half of the published ports' rules (port-rules.ts, here without the
+ * DNAT fast path), set up and repaired by the RuleKeeper.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GATEWAY_INPUT_CHAIN, GatewayInput } from "../../driver/kernel/gateway-input.js";
+import type { GatePort } from "../../driver/contracts/port-rules.js";
+import { GATEWAY_INPUT_CHAIN } from "../../driver/kernel/gateway-input.js";
 import { Iptables } from "../../driver/kernel/iptables.js";
+import { KernelPortRules } from "../../driver/kernel/port-rules.js";
+import { RuleKeeper } from "../../driver/kernel/rule-keeper.js";
 import { createLogger } from "../../lib/log.js";
 import { inNs, Scratch } from "./support/scratch.js";
 
@@ -22,7 +27,17 @@ const CONTAINER_IP = "100.72.0.2";
 const HOST_IP = "192.0.2.10";
 const ns = { host: "", ctr: "" };
 let ipt: Iptables;
-let gate: GatewayInput;
+let gate: KernelPortRules;
+let keeper: RuleKeeper;
+const log = createLogger("silent");
+
+/** A plugin (re)start: a fresh gate that takes over what the kernel holds, set up by its keeper. */
+async function startGate(): Promise<void> {
+  gate = new KernelPortRules({ iptables: ipt, gatewayBridge: "tsogw0", fastPath: false, nameServer: { address: BRIDGE_IP, port: 53 }, log });
+  keeper = new RuleKeeper({ iptables: ipt, parts: [gate], log });
+  await keeper.start();
+}
+const open = (ports: GatePort[], keepLeftovers = false): Promise<void> => gate.sync(() => ({ dnat: [], gate: ports }), { keepLeftovers });
 const servers: ChildProcess[] = [];
 
 /** Runs a node script in a namespace until the test ends; resolves once it printed "ready". */
@@ -88,7 +103,6 @@ beforeAll(async () => {
   for (const ip of [HOST_IP, BRIDGE_IP]) await serve(ns.host, udpServer(18081, ip));
   await serve(ns.host, udpServer(53, BRIDGE_IP)); // the name service
   await serve(ns.ctr, tcpServer(80)); // the container's own service
-  gate = new GatewayInput({ iptables: ipt, gatewayBridge: "tsogw0", nameServer: { address: BRIDGE_IP, port: 53 }, log: createLogger("silent") });
 });
 
 afterAll(async () => {
@@ -109,7 +123,7 @@ describe("the gateway bridge's input gate", () => {
   });
 
   it("lets a container reach the name service, refuses the rest of the host at once, and keeps the host's own connections working", async () => {
-    await gate.ensure();
+    await startGate();
     expect(await rules()).toEqual([
       "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       `-d ${BRIDGE_IP}/32 -p udp -m udp --dport 53 -j ACCEPT`,
@@ -127,33 +141,43 @@ describe("the gateway bridge's input gate", () => {
     expect(tcp(ns.host, CONTAINER_IP, 80)).toBe("hello");
   });
 
-  it("opens exactly the published ports, closes them when they go, and sets itself up again in place", async () => {
-    await gate.ensure();
-    await gate.sync(() => [
+  it("opens exactly the published ports (one iptables process for both), closes them when they go, and sets itself up again in place", async () => {
+    const runs = ipt.runs();
+    await open([
       { proto: "tcp", hostIp: "", hostPort: 18080 },
       { proto: "udp", hostIp: HOST_IP, hostPort: 18081 },
     ]);
+    expect(ipt.runs()).toEqual({ ...runs, "iptables-restore": runs["iptables-restore"] + 1 });
     expect(tcp(ns.ctr, HOST_IP, 18080)).toBe("hello");
     expect(tcp(ns.ctr, BRIDGE_IP, 18080)).toBe("hello");
     expect(udp(ns.ctr, HOST_IP, 18081)).toBe("answer");
     // Published on one address only: not on the others.
     expect(udp(ns.ctr, BRIDGE_IP, 18081)).toBe("ECONNREFUSED");
     expect(tcp(ns.ctr, HOST_IP, 2222)).toBe("ECONNREFUSED");
-    const open = await rules();
-    expect(open.slice(-2)).toEqual(["-p tcp -j REJECT --reject-with tcp-reset", "-j REJECT --reject-with icmp-port-unreachable"]);
+    const opened = await rules();
+    expect(opened.slice(-2)).toEqual(["-p tcp -j REJECT --reject-with tcp-reset", "-j REJECT --reject-with icmp-port-unreachable"]);
 
-    // A plugin restart sets the gate up again: nothing moves, the ports stay open until the publisher says otherwise.
-    await gate.ensure();
-    expect(await rules()).toEqual(open);
+    // A plugin restart sets the gate up again: nothing moves (no write at all), the ports stay open until the publisher says otherwise.
+    const beforeRestart = ipt.runs();
+    await startGate();
+    expect(await rules()).toEqual(opened);
+    expect(ipt.runs()["iptables-restore"]).toBe(beforeRestart["iptables-restore"]);
+    await open([{ proto: "tcp", hostIp: "", hostPort: 18080 }], true); // restoring: what the previous run opened stays
+    expect(udp(ns.ctr, HOST_IP, 18081)).toBe("answer");
     // A refusal deleted by hand comes back, last.
     inNs(ns.host, "iptables", "-w", "5", "-D", GATEWAY_INPUT_CHAIN, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset");
-    await gate.ensure();
-    expect(await rules()).toEqual(open);
+    expect(await keeper.pass()).toEqual([GATEWAY_INPUT_CHAIN]);
+    // Written again whole: the ports in any order, between the fixed accepts and the refusals.
+    const repaired = await rules();
+    expect([...repaired].sort()).toEqual([...opened].sort());
+    expect(repaired.slice(0, 3)).toEqual(opened.slice(0, 3));
+    expect(repaired.slice(-2)).toEqual(opened.slice(-2));
+    expect(await keeper.pass()).toEqual([]);
 
-    await gate.sync(() => [{ proto: "tcp", hostIp: "", hostPort: 18080 }]);
+    await open([{ proto: "tcp", hostIp: "", hostPort: 18080 }]);
     expect(udp(ns.ctr, HOST_IP, 18081)).toBe("ECONNREFUSED");
     expect(tcp(ns.ctr, HOST_IP, 18080)).toBe("hello");
-    await gate.sync(() => []);
+    await open([]);
     expect(tcp(ns.ctr, HOST_IP, 18080)).toBe("ECONNREFUSED");
     // The name service's accepts are the gate's own, never closed as a port.
     expect(udp(ns.ctr, BRIDGE_IP, 53)).toBe("answer");

@@ -15,6 +15,7 @@ import { createVethPair, ensureAddress, setUp } from "../../driver/kernel/links.
 import { openNetnsFd } from "../../driver/kernel/netns.js";
 import { Iptables } from "../../driver/kernel/iptables.js";
 import { VXLAN_FWD_CHAIN, VXLAN_IN_CHAIN, VxlanGuard } from "../../driver/kernel/vxlan-guard.js";
+import { RuleKeeper } from "../../driver/kernel/rule-keeper.js";
 import { createLogger } from "../../lib/log.js";
 import { Scratch, inNs } from "./support/scratch.js";
 
@@ -28,6 +29,15 @@ const PORT = 4789;
 const scratch = new Scratch("tsk-vxguard-");
 let ns: { host: string; peer: string; ctr: string };
 let guard: VxlanGuard;
+let keeper: RuleKeeper;
+let ipt: Iptables;
+
+/** A plugin (re)start: a fresh guard that keeps the peers it finds, set up by its keeper. */
+async function startGuard(): Promise<void> {
+  guard = new VxlanGuard({ iptables: ipt, vtep: VTEP, underlay: "ul0", vxlanPort: PORT, log });
+  keeper = new RuleKeeper({ iptables: ipt, parts: [guard], log });
+  await keeper.start();
+}
 
 async function veth(inside: string, name: string, other: string, otherName: string, cidr: string, otherCidr: string): Promise<void> {
   const nl = scratch.socketIn(inside);
@@ -53,7 +63,8 @@ beforeAll(async () => {
   inNs(ns.ctr, "ip", "route", "add", "default", "via", "198.51.100.1");
   inNs(ns.host, "sysctl", "-qw", "net.ipv4.ip_forward=1");
   inNs(ns.host, "iptables", "-w", "5", "-I", "FORWARD", "1", "-i", "cb0", "-j", "ACCEPT");
-  guard = new VxlanGuard({ iptables: new Iptables({ netnsPath: ns.host }), vtep: VTEP, underlay: "ul0", vxlanPort: PORT, log });
+  ipt = new Iptables({ netnsPath: ns.host });
+  await startGuard();
 });
 
 afterAll(() => {
@@ -99,16 +110,27 @@ describe("the VXLAN guard", () => {
       ].sort(),
     );
 
-    // A host that goes is no longer admitted; one deleted by hand comes back; idempotent.
-    inNs(ns.host, "iptables", "-w", "5", "-t", "raw", "-D", VXLAN_IN_CHAIN, "-s", `${PEER}/32`, "-d", `${VTEP}/32`, "-i", "ul0", "-j", "RETURN");
+    // A host that goes is no longer admitted (one iptables process); the same hosts again cost none.
+    let runs = ipt.runs();
     await guard.admit([VTEP, PEER]);
-    await guard.admit([VTEP, PEER]);
-    expect(rules(VXLAN_IN_CHAIN)).toEqual([`-A ${VXLAN_IN_CHAIN} -s ${PEER}/32 -d ${VTEP}/32 -i ul0 -j RETURN`, `-A ${VXLAN_IN_CHAIN} -j DROP`]);
+    expect(ipt.runs()["iptables-restore"]).toBe(runs["iptables-restore"] + 1);
+    runs = ipt.runs();
+    await guard.admit([PEER, VTEP, PEER]);
+    expect(ipt.runs()).toEqual(runs);
+    const admitted = [`-A ${VXLAN_IN_CHAIN} -s ${PEER}/32 -d ${VTEP}/32 -i ul0 -j RETURN`, `-A ${VXLAN_IN_CHAIN} -j DROP`];
+    expect(rules(VXLAN_IN_CHAIN)).toEqual(admitted);
     expect(rules(VXLAN_FWD_CHAIN).sort()).toEqual([PEER, VTEP].map((v) => `-A ${VXLAN_FWD_CHAIN} -d ${v}/32 -j DROP`).sort());
 
-    // A restart's ensure() keeps the peers it finds.
-    await guard.ensure();
-    expect(rules(VXLAN_IN_CHAIN)).toHaveLength(2);
+    // One deleted by hand comes back with the keeper's next pass.
+    inNs(ns.host, "iptables", "-w", "5", "-t", "raw", "-D", VXLAN_IN_CHAIN, "-s", `${PEER}/32`, "-d", `${VTEP}/32`, "-i", "ul0", "-j", "RETURN");
+    expect(await keeper.pass()).toEqual([VXLAN_IN_CHAIN]);
+    expect(rules(VXLAN_IN_CHAIN)).toEqual(admitted);
+
+    // A restart keeps the peers it finds, without writing anything.
+    runs = ipt.runs();
+    await startGuard();
+    expect(rules(VXLAN_IN_CHAIN)).toEqual(admitted);
+    expect(ipt.runs()).toEqual({ ...runs, "iptables-save": runs["iptables-save"] + 1 });
   });
 
   it("passes a live VTEP's datagram; drops one from another underlay address and one from a container, to any host address", async () => {

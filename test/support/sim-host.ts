@@ -23,7 +23,8 @@ export interface SimHost {
   kernel: FakeKernel;
   /** The host-private store: survives a simulated plugin restart. */
   local: MemoryStore;
-  egress: EgressPort & { slots: Map<string, number>; hostOnly: Set<string> };
+  /** The fake uplinks: each network's slot, the host-only ones, and the networks whose NAT is wanted (prepare/release). */
+  egress: EgressPort & { slots: Map<string, number>; hostOnly: Set<string>; nat: Set<string> };
   /** The host's view of the cluster store under its ACL policy, when it runs with one. */
   acl?: AclStore;
 }
@@ -74,9 +75,11 @@ export async function simHost(
   const local = from?.local ?? new MemoryStore();
   const slots = from?.egress.slots ?? new Map<string, number>();
   const hostOnly = from?.egress.hostOnly ?? new Set<string>();
+  const nat = from?.egress.nat ?? new Set<string>();
   const egress: SimHost["egress"] = {
     slots,
     hostOnly,
+    nat,
     ensure: async (subnet, _vni, slot, opts) => {
       slots.set(subnet, slot);
       if (opts?.hostOnly === true) hostOnly.add(subnet);
@@ -85,6 +88,13 @@ export async function simHost(
     remove: async (subnet) => {
       slots.delete(subnet);
       hostOnly.delete(subnet);
+    },
+    prepare: async (subnet, opts) => {
+      if (opts.nat) nat.add(subnet);
+      else nat.delete(subnet);
+    },
+    release: async (subnet) => {
+      nat.delete(subnet);
     },
   };
   const acl = settings.acl === true ? new AclStore(cluster, hostPolicy(hostId)) : undefined;

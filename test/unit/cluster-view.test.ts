@@ -5,34 +5,21 @@ import { table } from "../../cli/table.js";
 import { peers } from "../../cli/peers-command.js";
 import type { ClusterSnapshot } from "../../driver/cluster/cluster-view.js";
 import { keys } from "../../driver/cluster/keys.js";
-import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
 import { peerReportOf } from "../../driver/peers/peer-sync.js";
 import { scrape } from "../../lib/metrics.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { simHost, stopSimHost, stopSimHosts, type SimHost } from "../support/sim-host.js";
 import { value } from "../support/store-helpers.js";
+import { createNetworkOn } from "../support/docker-calls.js";
 import { eventually } from "../support/eventually.js";
 
 afterEach(stopSimHosts);
 
 const SUBNET = "10.31.0.0/24";
 
-async function network(h: SimHost, networkId: string): Promise<string> {
-  const pool = value(await h.d.ipam.requestPool({ pool: SUBNET, subPool: "", v6: false }));
-  const gw = value(await h.d.ipam.requestAddress({ poolId: pool.poolId, address: "", gateway: true }));
-  value(
-    await h.d.driver.createNetwork({
-      networkId,
-      addressSpace: ADDRESS_SPACE,
-      pool: SUBNET,
-      gatewayCidr: gw.address,
-      options: {},
-      internal: false,
-      auxAddresses: {},
-    }),
-  );
-  return pool.poolId;
+function network(h: SimHost, networkId: string): Promise<string> {
+  return createNetworkOn(h.d, networkId, SUBNET);
 }
 
 async function endpoint(h: SimHost, networkId: string, poolId: string, endpointId: string): Promise<string> {

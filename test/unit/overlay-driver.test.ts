@@ -290,6 +290,29 @@ describe("when the cluster store is away", () => {
   });
 });
 
+describe("a network's NAT on a host (off every container's start)", () => {
+  it("is wanted from the network's creation here, before any endpoint, to its removal; a restart asks again; --internal has none", async () => {
+    const cluster = new FlakyStore(new MemoryStore());
+    const a = await host(cluster, "h1");
+    const n = await createOn(a, "n", "10.45.0.0/24");
+    const i = await createOn(a, "i", "10.46.0.0/24", {}, true);
+    expect(n.r.ok && i.r.ok).toBe(true);
+    expect([...a.egress.nat]).toEqual(["10.45.0.0/24"]);
+    expect(a.egress.slots.size).toBe(0);
+    // The last endpoint takes the uplink; the NAT stays with the network, for the next container.
+    await endpointOn(a, "n", n.pool.poolId, "e");
+    value(await a.d.driver.deleteEndpoint("n", "e"));
+    expect(a.egress.slots.size).toBe(0);
+    expect([...a.egress.nat]).toEqual(["10.45.0.0/24"]);
+    // A restart (the kernel state kept, or not): the restore asks for it again.
+    a.egress.nat.clear();
+    const a2 = await host(cluster, "h1", a);
+    expect([...a2.egress.nat]).toEqual(["10.45.0.0/24"]);
+    value(await a2.d.driver.deleteNetwork("n"));
+    expect([...a2.egress.nat]).toEqual([]);
+  });
+});
+
 describe("--internal", () => {
   it("has no uplink, gives containers no gateway, publishes nothing, and must match on every host", async () => {
     const cluster = new FlakyStore(new MemoryStore());

@@ -60,7 +60,15 @@ describe("proxy limit metrics", () => {
     const proxies = new ProxyManager({ tcp: { maxConns: 1 }, udp: { maxFlowsPerSource: 1 } });
     const publisher = new PortPublisher(proxies, createLogger("silent"), { mode: "userland" });
     cleanups.push(() => proxies.closeAll());
-    cleanups.push(onScrape(hostGauges(publisher, () => undefined)));
+    cleanups.push(
+      onScrape(
+        hostGauges(
+          publisher,
+          () => undefined,
+          () => ({ iptables: 0, "iptables-restore": 0, "iptables-save": 0 }),
+        ),
+      ),
+    );
 
     const backend = net.createServer((s) => s.pipe(s));
     await new Promise<void>((resolve) => backend.listen(0, "127.0.0.1", resolve));
@@ -98,5 +106,28 @@ describe("proxy limit metrics", () => {
     expect(text).toContain(`tsoverlay_proxy_evicted_total{host_port="${udp.hostPort}",proto="udp",reason="source_limit"} 1`);
     expect(text).toContain(`tsoverlay_proxy_evicted_total{host_port="${udp.hostPort}",proto="udp",reason="port_limit"} 0`);
     expect(text).toContain(`tsoverlay_proxy_refused_total{host_port="${udp.hostPort}",proto="udp",limit="port"} 0`);
+  });
+});
+
+describe("iptables metrics", () => {
+  it("the processes the iptables owner started, by command, as it counts them at scrape time", async () => {
+    const runs = { iptables: 2, "iptables-restore": 5, "iptables-save": 3 };
+    const publisher = new PortPublisher(new ProxyManager(), createLogger("silent"), { mode: "userland" });
+    cleanups.push(
+      onScrape(
+        hostGauges(
+          publisher,
+          () => undefined,
+          () => runs,
+        ),
+      ),
+    );
+    let text = await scrape();
+    expect(text).toContain('tsoverlay_iptables_runs_total{command="iptables"} 2');
+    expect(text).toContain('tsoverlay_iptables_runs_total{command="iptables-restore"} 5');
+    expect(text).toContain('tsoverlay_iptables_runs_total{command="iptables-save"} 3');
+    runs["iptables-restore"] = 6;
+    text = await scrape();
+    expect(text).toContain('tsoverlay_iptables_runs_total{command="iptables-restore"} 6');
   });
 });

@@ -7,13 +7,13 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { keys } from "../../driver/cluster/keys.js";
-import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
 import { macFromIpv4 } from "../../lib/net.js";
 import { eventually } from "../support/eventually.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { simHost, stopSimHosts, type SimHost } from "../support/sim-host.js";
 import { value } from "../support/store-helpers.js";
+import { createNetworkOn } from "../support/docker-calls.js";
 
 afterEach(stopSimHosts);
 
@@ -21,22 +21,10 @@ const SUBNET = "10.95.0.0/24";
 const [A, B, C] = ["198.18.0.11", "198.18.0.12", "198.18.0.13"];
 
 async function join(h: SimHost, endpointId: string): Promise<{ ip: string; poolId: string }> {
-  const pool = value(await h.d.ipam.requestPool({ pool: SUBNET, subPool: "", v6: false }));
-  const gw = value(await h.d.ipam.requestAddress({ poolId: pool.poolId, address: "", gateway: true }));
-  value(
-    await h.d.driver.createNetwork({
-      networkId: "n",
-      addressSpace: ADDRESS_SPACE,
-      pool: SUBNET,
-      gatewayCidr: gw.address,
-      options: {},
-      internal: false,
-      auxAddresses: {},
-    }),
-  );
-  const ip = value(await h.d.ipam.requestAddress({ poolId: pool.poolId, address: "" }));
+  const poolId = await createNetworkOn(h.d, "n", SUBNET);
+  const ip = value(await h.d.ipam.requestAddress({ poolId, address: "" }));
   value(await h.d.driver.createEndpoint({ networkId: "n", endpointId, addressCidr: ip.address, mac: "" }));
-  return { ip: ip.address.split("/")[0]!, poolId: pool.poolId };
+  return { ip: ip.address.split("/")[0]!, poolId };
 }
 
 const endpoint = (endpointId: string, hostId: string, over: Record<string, unknown> = {}) =>

@@ -8,13 +8,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import { keys, parseByHostKey, previousKeys } from "../../driver/cluster/keys.js";
 import { EndpointRecord, HostRecord, parseRecord } from "../../driver/cluster/records.js";
 import type { KV } from "../../driver/contracts/store.js";
-import { ADDRESS_SPACE } from "../../driver/ipam/pool-records.js";
 import { POLICY_TEMPLATE, hostPolicy } from "../support/acl-store.js";
 import { eventually, quiet } from "../support/eventually.js";
 import { FlakyStore } from "../support/flaky-store.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { simHost, stopSimHost, stopSimHosts, type SimHost } from "../support/sim-host.js";
 import { value } from "../support/store-helpers.js";
+import { createNetworkOn } from "../support/docker-calls.js";
 
 afterEach(stopSimHosts);
 
@@ -22,20 +22,8 @@ const SUBNET = "10.96.0.0/24";
 const [H1, H2, H3] = ["198.18.0.11", "198.18.0.12", "198.18.0.13"];
 
 async function join(h: SimHost, endpointId: string, names: string[]): Promise<string> {
-  const pool = value(await h.d.ipam.requestPool({ pool: SUBNET, subPool: "", v6: false }));
-  const gw = value(await h.d.ipam.requestAddress({ poolId: pool.poolId, address: "", gateway: true }));
-  value(
-    await h.d.driver.createNetwork({
-      networkId: "n",
-      addressSpace: ADDRESS_SPACE,
-      pool: SUBNET,
-      gatewayCidr: gw.address,
-      options: {},
-      internal: false,
-      auxAddresses: {},
-    }),
-  );
-  const ip = value(await h.d.ipam.requestAddress({ poolId: pool.poolId, address: "" }));
+  const poolId = await createNetworkOn(h.d, "n", SUBNET);
+  const ip = value(await h.d.ipam.requestAddress({ poolId, address: "" }));
   value(await h.d.driver.createEndpoint({ networkId: "n", endpointId, addressCidr: ip.address, mac: "" }));
   expect(await h.d.driver.setNames(endpointId, names)).toBe(true);
   return ip.address.split("/")[0]!;

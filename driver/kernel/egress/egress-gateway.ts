@@ -33,15 +33,19 @@
  *  - Own chains. All rules live in TSOVERLAY-FWD (filter) and
  *    TSOVERLAY-POSTROUTING (nat), reached by one jump each from FORWARD and
  *    POSTROUTING. We never edit rules we did not create, Docker/firewalld/ufw
- *    rules stay untouched, a reader can see at a glance what the plugin did
- *    (`iptables -S TSOVERLAY-FWD`), and cleanup is "delete the jump, flush and
- *    delete the chain" instead of hunting for individual rules.
+ *    rules stay untouched, and a reader can see at a glance what the plugin
+ *    did (`iptables -S TSOVERLAY-FWD`).
+ *  - No iptables on a container's way in. The chains are set up when the
+ *    plugin starts and kept by the RuleKeeper (rule-keeper.ts), for as long as
+ *    the plugin runs, networks or not; a network's MASQUERADE rule is wanted
+ *    from its creation here (`setNat`) to its removal. So the first endpoint of
+ *    a network, like every other, only makes links and routes (netlink).
  *
- * Everything is idempotent and restart-safe: state is read back from the
- * kernel (links, routes, `iptables -C`), so re-ensuring after a restart fixes
- * only what is missing and never duplicates a rule. iptables runs through
- * execFile (never a shell) with arguments built only from validated values,
- * in the host namespace (`nsenter --net=<hostNetnsPath>` when tests play the
+ * Everything is idempotent and restart-safe: links and routes are read back
+ * from the kernel, so re-ensuring after a restart fixes only what is missing;
+ * the rules are written from what is wanted (chain.ts), so none is ever
+ * duplicated. iptables runs through the plugin's one owner (iptables.ts), in
+ * the host namespace (`nsenter --net=<hostNetnsPath>` when tests play the
  * host in a namespace). The host's net.ipv4.ip_forward is switched on but
  * never switched back off: other software (Docker) relies on it too.
  *
@@ -53,7 +57,7 @@ import { createRtNetlink, type RtNetlinkSocket } from "netlink";
 import { Mutex } from "../../../lib/keyed-mutex.js";
 import type { Logger } from "../../../lib/log.js";
 import { formatIpv4, type Subnet } from "../../../lib/net.js";
-import { Iptables } from "../iptables.js";
+import type { Iptables } from "../iptables.js";
 import { isNetnsMount, openRtnetlinkIn } from "../netns.js";
 import { enableHostForwarding, ensureGatewayBridge, removeGatewayBridge } from "./bridge.js";
 import { EgressError, egressStep, parseCidr4 } from "./errors.js";
@@ -77,8 +81,8 @@ export interface EgressGatewayOptions {
   procRoot?: string;
   /** Keep the bridge (and its address) with no network left: the name service listens on it. */
   keepBridge?: boolean;
-  /** iptables binary (default "iptables", looked up in PATH). */
-  iptables?: string;
+  /** The plugin's iptables owner (in the host namespace). */
+  iptables: Iptables;
   log: Logger;
 }
 
@@ -116,7 +120,8 @@ export class EgressGateway {
   private readonly hostNetnsPath: string | undefined;
   private readonly procRoot: string;
   private readonly keepBridge: boolean;
-  private readonly rules: EgressRules;
+  /** Its two chains, for the RuleKeeper. */
+  readonly rules: EgressRules;
   private readonly log: Logger;
 
   private hostSocket: RtNetlinkSocket | undefined;
@@ -141,10 +146,8 @@ export class EgressGateway {
     this.hostNetnsPath = opts.hostNetnsPath;
     this.procRoot = opts.procRoot ?? "/proc";
     this.keepBridge = opts.keepBridge === true;
-    const bin = opts.iptables ?? "iptables";
-    if (bin === "" || bin.startsWith("-")) throw new EgressError(`egress: invalid iptables binary ${JSON.stringify(bin)}`);
     this.log = opts.log.child({ component: "egress" });
-    this.rules = new EgressRules(new Iptables({ bin, netnsPath: opts.hostNetnsPath }), bridgeName, this.log);
+    this.rules = new EgressRules(opts.iptables, bridgeName);
   }
 
   /** The leg address of a slot ("100.72.0.<slot+1>"); validates the slot. */
@@ -162,9 +165,20 @@ export class EgressGateway {
     return this.mutex.run(() => this.doEnsure(spec));
   }
 
-  /** Removes the network's route, NAT rule and leg; the last one out removes the shared pieces. */
+  /** Removes the network's route and leg (its NAT stays until `setNat(…, false)`); the last one out removes the bridge. */
   removeNetwork(ref: EgressNetworkRef): Promise<void> {
     return this.mutex.run(() => this.doRemove(ref));
+  }
+
+  /**
+   * The network's MASQUERADE rule, wanted or not: from the network's creation
+   * (or restore) here until its removal, so that no container's start has to
+   * add it. An iptables process only when that changes what is wanted.
+   */
+  async setNat(subnet: string, on: boolean): Promise<void> {
+    const cidr = this.networkCidr(subnet);
+    const network = cidr.toString();
+    if (await this.rules.masquerade(network, cidr, on)) this.log.info({ subnet: network, nat: on }, on ? "egress NAT added" : "egress NAT removed");
   }
 
   /** The bridge and its address, with or without networks (the name service listens on the address). */
@@ -190,11 +204,16 @@ export class EgressGateway {
     return this.hostSocket;
   }
 
-  private validateNetwork(subnet: unknown, slot: number): { cidr: Subnet; legIp: string } {
+  private networkCidr(subnet: unknown): Subnet {
     const cidr = parseCidr4(subnet, "network subnet", 1, 32);
     if (cidr.overlaps(this.gw)) {
       throw new EgressError(`egress ${cidr.toString()}: overlaps the gateway subnet ${this.subnet}`, cidr.toString());
     }
+    return cidr;
+  }
+
+  private validateNetwork(subnet: unknown, slot: number): { cidr: Subnet; legIp: string } {
+    const cidr = this.networkCidr(subnet);
     let legIp: string;
     try {
       legIp = this.legIp(slot);
@@ -232,14 +251,14 @@ export class EgressGateway {
     const hostOnly = spec.hostOnly === true;
     await ensureLeg(side, { network, slot, nsPath: spec.nsPath, legIp, hostOnly }, log);
     await ensureHostRoute(side, network, cidr, legIp);
-    if (hostOnly) await this.rules.removeMasquerade(network, cidr);
-    else await this.rules.ensureMasquerade(network, cidr);
+    // Wanted since the network was created here: no iptables process, unless it was not.
+    await this.rules.masquerade(network, cidr, !hostOnly);
 
     this.networks.set(network, { subnet: cidr, slot, nsPath: spec.nsPath });
     log.info({ leg: `${legIp}/${this.gw.prefix}`, bridge: this.bridgeName, hostOnly }, "egress ready");
   }
 
-  /** The bridge, host forwarding, both chains, their rules and jumps. */
+  /** The bridge and host forwarding (the chains are the RuleKeeper's). */
   private async ensureShared(network: string): Promise<GatewaySide> {
     const host = this.host();
     const bridgeCidr = `${this.bridgeIp}/${this.gw.prefix}`;
@@ -249,7 +268,6 @@ export class EgressGateway {
     await egressStep(network, "enabling the host's net.ipv4.ip_forward", () => {
       if (enableHostForwarding(this.hostNetnsPath, this.procRoot)) this.log.info("host net.ipv4.ip_forward enabled");
     });
-    await this.rules.ensureChains(network);
     return { host, bridge, bridgeName: this.bridgeName, bridgeIp: this.bridgeIp, prefix: this.gw.prefix, procRoot: this.procRoot };
   }
 
@@ -261,7 +279,6 @@ export class EgressGateway {
     const host = this.host();
 
     await deleteHostRoute(host, this.bridgeName, network, cidr, legIp);
-    await this.rules.removeMasquerade(network, cidr);
     await removeLeg(host, network, ref.slot);
     this.networks.delete(network);
     this.log.info({ subnet: network, slot: ref.slot }, "egress removed");
@@ -270,10 +287,9 @@ export class EgressGateway {
     if (legsLeft === 0) await this.removeShared();
   }
 
-  /** Jumps, chains, bridge. Host ip_forward is left on (see the design note). */
+  /** The bridge (the chains stay, see the design note). Host ip_forward is left on. */
   private async removeShared(): Promise<void> {
     const what = "shared egress state";
-    await this.rules.removeChains(what);
     if (this.keepBridge) return;
     const host = this.host();
     await egressStep(what, `deleting bridge ${this.bridgeName}`, () => removeGatewayBridge(host, this.bridgeName));

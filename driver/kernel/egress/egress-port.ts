@@ -12,5 +12,7 @@ export function egressPortOf(gateway: EgressGateway, runDir: string): EgressPort
   return {
     ensure: (subnet, vni, slot, opts) => gateway.ensureNetwork({ subnet, nsPath: networkNetnsPath(runDir, vni), slot, hostOnly: opts?.hostOnly === true }),
     remove: (subnet, slot) => gateway.removeNetwork({ subnet, slot }),
+    prepare: (subnet, opts) => gateway.setNat(subnet, opts.nat),
+    release: (subnet) => gateway.setNat(subnet, false),
   };
 }

@@ -3,14 +3,17 @@
  * TSOVERLAY-FWD in filter (entered first thing from FORWARD) and
  * TSOVERLAY-POSTROUTING in nat (entered first thing from POSTROUTING).
  * FWD's rules are fixed and ordered (DROP between networks before any
- * ACCEPT); POSTROUTING holds one MASQUERADE rule per network, added and
- * deleted with it. Every iptables failure becomes an EgressError naming the
+ * ACCEPT); POSTROUTING holds one MASQUERADE rule per network that has a way
+ * out, wanted from the network's creation (or its restore) to its removal.
+ * Both chains are set up and repaired by the RuleKeeper (rule-keeper.ts),
+ * never on a container's way in: a MASQUERADE rule already wanted costs no
+ * iptables process. Every iptables failure becomes an EgressError naming the
  * network and the rule.
  */
-import type { Logger } from "../../../lib/log.js";
 import type { Subnet } from "../../../lib/net.js";
-import { setupChain, teardownChain, type Chain, type ChainChanges } from "../chain.js";
-import { IptablesError, type Iptables } from "../iptables.js";
+import { commit, OwnedChain } from "../chain.js";
+import { IptablesError, type Iptables, type RuleDump } from "../iptables.js";
+import type { KeptRules } from "../rule-keeper.js";
 import { EgressError } from "./errors.js";
 
 /** The filter chain jumped to from FORWARD. */
@@ -18,72 +21,49 @@ export const FWD_CHAIN = "TSOVERLAY-FWD";
 /** The nat chain jumped to from POSTROUTING. */
 export const NAT_CHAIN = "TSOVERLAY-POSTROUTING";
 
-function forwardChain(bridge: string): Chain {
-  return {
-    table: "filter",
-    name: FWD_CHAIN,
-    entries: [{ chain: "FORWARD", match: [] }],
-    rules: [
-      ["-i", bridge, "-o", bridge, "-j", "DROP"],
-      ["-i", bridge, "-j", "ACCEPT"],
-      ["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
-      // Published ports on the kernel fast path (port-dnat.ts) reach containers as DNATed connections.
-      ["-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"],
-      ["-o", bridge, "-j", "DROP"],
-    ],
-  };
-}
+const MASQUERADE_RE = /^-s (\d+\.\d+\.\d+\.\d+\/\d+) ! -o (\S+) -j MASQUERADE$/;
 
-/** Its MASQUERADE rules come and go with networks. */
-const NAT: Chain = { table: "nat", name: NAT_CHAIN, entries: [{ chain: "POSTROUTING", match: [] }], rules: [] };
-
-export class EgressRules {
-  private readonly fwd: Chain;
+export class EgressRules implements KeptRules {
+  private readonly fwd: OwnedChain;
+  private readonly nat = new OwnedChain({ table: "nat", name: NAT_CHAIN, entries: [{ chain: "POSTROUTING", match: [] }] });
 
   constructor(
     private readonly iptables: Iptables,
     private readonly bridge: string,
-    private readonly log: Logger,
   ) {
-    this.fwd = forwardChain(bridge);
+    this.fwd = new OwnedChain({
+      table: "filter",
+      name: FWD_CHAIN,
+      entries: [{ chain: "FORWARD", match: [] }],
+      head: [
+        ["-i", bridge, "-o", bridge, "-j", "DROP"],
+        ["-i", bridge, "-j", "ACCEPT"],
+        ["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+        // Published ports on the kernel fast path (port-dnat.ts) reach containers as DNATed connections.
+        ["-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"],
+        ["-o", bridge, "-j", "DROP"],
+      ],
+    });
   }
 
-  /** Both chains, FWD's rules, both jumps: whatever is missing. */
-  async ensureChains(network: string): Promise<void> {
-    for (const chain of [this.fwd, NAT]) this.logChanges(chain, await this.ipt(network, (t) => setupChain(t, chain)));
+  chains(): readonly OwnedChain[] {
+    return [this.fwd, this.nat];
   }
 
-  async ensureMasquerade(network: string, cidr: Subnet): Promise<void> {
-    const rule = this.masqueradeRule(cidr);
-    if (await this.ipt(network, (t) => t.ensureRule(NAT.table, NAT.name, rule))) {
-      this.log.info({ table: NAT.table, chain: NAT.name, rule: rule.join(" ") }, "iptables rule added");
-    }
+  /** The MASQUERADE rules a previous run left (networks restored here want them again). */
+  adopt(dump: RuleDump): void {
+    this.nat.adopt(dump, (rule) => MASQUERADE_RE.exec(rule.join(" "))?.[2] === this.bridge);
   }
 
-  async removeMasquerade(network: string, cidr: Subnet): Promise<void> {
-    await this.ipt(network, (t) => t.deleteRule(NAT.table, NAT.name, this.masqueradeRule(cidr)));
-  }
-
-  /** Jumps, rules and both chains. `what` names the occasion in errors. */
-  async removeChains(what: string): Promise<void> {
-    for (const chain of [this.fwd, NAT]) await this.ipt(what, (t) => teardownChain(t, chain));
-  }
-
-  private masqueradeRule(cidr: Subnet): string[] {
-    return ["-s", cidr.toString(), "!", "-o", this.bridge, "-j", "MASQUERADE"];
-  }
-
-  private logChanges(chain: Chain, changes: ChainChanges): void {
-    if (changes.created) this.log.info({ table: chain.table, chain: chain.name }, "iptables chain created");
-    for (const a of changes.added) {
-      this.log.info({ table: chain.table, chain: a.chain, rule: a.rule.join(" "), position: a.position }, "iptables rule added");
-    }
-  }
-
-  /** Runs an iptables step; its failure becomes an EgressError naming the network and the rule. */
-  private async ipt<T>(network: string, fn: (ipt: Iptables) => Promise<T>): Promise<T> {
+  /** The network's MASQUERADE rule wanted (`on`) or not; an iptables process only when that changes it. */
+  async masquerade(network: string, cidr: Subnet, on: boolean): Promise<boolean> {
+    const rule = ["-s", cidr.toString(), "!", "-o", this.bridge, "-j", "MASQUERADE"];
     try {
-      return await fn(this.iptables);
+      return await this.iptables.exclusive(async (s) => {
+        if (on) this.nat.add(rule);
+        else this.nat.delete(rule);
+        return (await commit(s, [this.nat])) > 0;
+      });
     } catch (err) {
       if (!(err instanceof IptablesError)) throw err;
       throw new EgressError(`egress ${network}: ${err.message}`, network, err.rule, { cause: err });
