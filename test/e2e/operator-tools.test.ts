@@ -51,7 +51,6 @@ interface PsRow {
   ports: { proto: string; hostIp: string; hostPort: number; containerPort: number; via: string }[];
 }
 
-
 beforeAll(async () => {
   for (const [name, subnet] of Object.values(NETS)) await dockerOk(h1, ["network", "create", "-d", "tsoverlay", ...IPAM, "--subnet", subnet, name]);
   for (const [name] of Object.values(NETS)) {
