@@ -122,13 +122,14 @@ async function main(): Promise<void> {
     const sw = SWARM ? await swarm(l, a, b) : undefined;
 
     const p95 = (s: { samplesMs: number[] }): number => percentile(s.samplesMs, 95);
+    const orders = (x: typeof tso) => ({
+      pingerFirst: stats(x.pingerFirst.samplesMs),
+      targetFirst: stats(x.targetFirst.samplesMs),
+      fromRunIssued: { pingerFirst: stats(x.pingerFirst.fromRunIssuedMs), targetFirst: stats(x.targetFirst.fromRunIssuedMs) },
+    });
     const summary = {
-      tsoverlay: {
-        pingerFirst: stats(tso.pingerFirst.samplesMs),
-        targetFirst: stats(tso.targetFirst.samplesMs),
-        storeToKernel: stats(tso.storeToKernel?.samplesMs ?? []),
-      },
-      ...(sw === undefined ? {} : { swarm: { pingerFirst: stats(sw.pingerFirst.samplesMs), targetFirst: stats(sw.targetFirst.samplesMs) } }),
+      tsoverlay: { ...orders(tso), storeToKernel: stats(tso.storeToKernel?.samplesMs ?? []) },
+      ...(sw === undefined ? {} : { swarm: orders(sw) }),
     };
     const verdicts = [
       {
@@ -141,13 +142,15 @@ async function main(): Promise<void> {
         value: round(p95(tso.storeToKernel ?? { samplesMs: [] }), 1),
         met: p95(tso.storeToKernel ?? { samplesMs: [] }) <= TARGETS.storeToKernelP95Ms,
       },
+      // From `docker run` returning, tsoverlay's first reply may come before it (≤ 0 ms): the ratio is taken against a 1 ms floor,
+      // and the same figures from `docker run` being issued (both systems > 0, docker run's own time in both) are in the summary.
       ...(sw === undefined
         ? []
         : (["pingerFirst", "targetFirst"] as const).map((order) => {
             const ratio = p95(sw[order]) / Math.max(1, p95(tso[order]));
             return {
-              target: `${order}: ≥ ${TARGETS.fasterThanSwarm}× faster than swarm (p95 ratio; 1 ms floor)`,
-              value: round(ratio, 2),
+              target: `${order}: ≥ ${TARGETS.fasterThanSwarm}× faster than swarm (p95 from docker run returning; tsoverlay ${round(p95(tso[order]), 1)} ms, swarm ${round(p95(sw[order]), 1)} ms; ratio against a 1 ms floor)`,
+              value: round(ratio, 1),
               met: ratio >= TARGETS.fasterThanSwarm,
             };
           })),
