@@ -57,7 +57,7 @@ describe("egress through the gateway bridge", () => {
     expect(await ping(h1, "eg-a2", ips.b2!, 1)).toBe(true);
   });
 
-  it("keeps its rules in its own chains and removes them with the last network; the bridge stays for the name service", async () => {
+  it("keeps its rules in its own chains and removes a network's with it; the chains stay (as Docker's do), so does the bridge for the name service", async () => {
     const rules = async (table: string) => (await inNetns(h1.netns, ["iptables", "-t", table, "-S"])).stdout;
     expect(await rules("filter")).toMatch(/-A FORWARD -j TSOVERLAY-FWD/);
     expect(await rules("nat")).toMatch(/-A TSOVERLAY-POSTROUTING -s 10\.42\.1\.0\/24 .*MASQUERADE/);
@@ -67,11 +67,18 @@ describe("egress through the gateway bridge", () => {
     await removeNetworkOn(hosts, "egress-2");
     for (const h of hosts) {
       const filter = (await inNetns(h.netns, ["iptables", "-S"])).stdout;
-      expect(filter).not.toMatch(/TSOVERLAY-FWD/);
+      // Nothing of the two networks is left; the forward chain holds its fixed rules only (the gateway bridge's).
+      expect(filter).not.toMatch(/10\.42\./);
+      expect(
+        filter
+          .split("\n")
+          .filter((l) => l.startsWith("-A TSOVERLAY-FWD"))
+          .every((l) => /tsogw0/.test(l)),
+      ).toBe(true);
       // What is left is the name service's: its guard, and the bridge address it listens on. The guard lets in the
       // gateway bridge, lo and exactly this daemon's bridges (by name, no br-+ pattern), and refuses the rest, last.
       const accept = (i: string): string[] => ["udp", "tcp"].map((p) => `-A TSOVERLAY-INPUT -i ${i} -p ${p} -m ${p} --dport 53 -j ACCEPT`);
-      const lines = filter.split("\n").filter((l) => l.includes("TSOVERLAY") && !l.includes("TSOVERLAY-GW-INPUT"));
+      const lines = filter.split("\n").filter((l) => l.includes("TSOVERLAY") && !l.includes("TSOVERLAY-GW-INPUT") && !l.includes("TSOVERLAY-FWD"));
       // The gateway bridge's input gate stays with the bridge: the name service and no port (nothing is published).
       const gate = filter.split("\n").filter((l) => l.startsWith("-A TSOVERLAY-GW-INPUT"));
       expect(gate.filter((l) => l.includes("--dport")).map((l) => /--dport (\d+)/.exec(l)?.[1])).toEqual(["53", "53"]);
@@ -84,7 +91,9 @@ describe("egress through the gateway bridge", () => {
       const bridges = await dockerBridges(h);
       expect(bridges).toContain("docker0");
       expect(lines.slice(2, -2).sort()).toEqual([...bridges, "tsogw0", "lo"].flatMap(accept).sort());
-      expect((await inNetns(h.netns, ["iptables", "-t", "nat", "-S"])).stdout).not.toMatch(/TSOVERLAY/);
+      const nat = (await inNetns(h.netns, ["iptables", "-t", "nat", "-S"])).stdout;
+      expect(nat).not.toMatch(/10\.42\./);
+      expect(nat.split("\n").filter((l) => l.startsWith("-A TSOVERLAY-POSTROUTING"))).toEqual([]);
       expect((await inNetns(h.netns, ["ip", "-br", "addr", "show", "tsogw0"])).stdout).toMatch(/100\.72\.0\.1\/24/);
     }
   });

@@ -161,11 +161,9 @@ describe("proxy modes", () => {
     expect(await seenBy(fromOutside, h.addr, PORT)).toBe(lab.outside.addr);
   });
 
-  it("unpublishing removes the DNAT rule with the chain and its jumps, and a reused port reaches the new container", async () => {
+  it("unpublishing removes the DNAT rule (the chain stays, empty, as Docker's do), and a reused port reaches the new container", async () => {
     await dockerOk(h, ["rm", "-f", "pm-peer"]);
-    await waitFor("the DNAT chain to go", async () => ((await dnatRules()) === undefined ? true : undefined), 5_000, 100);
-    const jumps = await inNetns(h.netns, ["sh", "-c", "iptables -w 5 -t nat -S PREROUTING; iptables -w 5 -t nat -S OUTPUT"]);
-    expect(jumps.stdout).not.toContain("TSOVERLAY-DNAT");
+    await waitFor("the DNAT rule to go", async () => ((await dnatRules())?.length === 0 ? true : undefined), 5_000, 100);
     await dockerOk(h, ["run", "-d", "--name", "pm-peer", "--network", NET, "-p", `${PORT}:7000`, lab.testImage, ...PEER_ECHO]);
     ep = await endpointId(h, "pm-peer", NET);
     expect(await seenBy(fromOutside, h.addr, PORT)).toBe(lab.outside.addr);
