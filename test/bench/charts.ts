@@ -35,13 +35,14 @@ function vegaLite(spec: Json): TopLevelSpec {
 }
 
 /** Which kind of results file this is, from its own fields. */
-export function kindOf(results: Json): "proxy" | "churn" | "overlay" | "wireguard" | "convergence" {
+export function kindOf(results: Json): "proxy" | "churn" | "overlay" | "wireguard" | "convergence" | "startup" {
   if (results.benchmark === "churn") return "churn";
+  if (results.benchmark === "startup") return "startup";
   if (results.benchmark === "convergence") return "convergence";
   if (results.benchmark === "wireguard") return "wireguard";
   if (results.benchmark === "overlay") return "overlay";
   if (typeof results.meta === "object" && results.tcp !== undefined && results.samples !== undefined) return "proxy";
-  throw new Error(`not a results file this project writes (no "benchmark" of churn/convergence/overlay/wireguard, no proxy fields)`);
+  throw new Error(`not a results file this project writes (no "benchmark" of churn/convergence/overlay/startup/wireguard, no proxy fields)`);
 }
 
 /** The Vega-Lite spec of a results file's chart. */
@@ -57,6 +58,8 @@ export function chartSpec(results: Json): TopLevelSpec {
       return wireguardSpec(results);
     case "convergence":
       return convergenceSpec(results);
+    case "startup":
+      return startupSpec(results);
   }
 }
 
@@ -393,5 +396,62 @@ function convergenceSpec(r: Json): TopLevelSpec {
     },
     config: { font: "DejaVu Sans", legend: { labelLimit: 260 } },
     hconcat: [bars("ms (symlog scale)", "symlog")],
+  });
+}
+
+// ---- startup: what a container start costs ----
+
+/** docker run's wall time and the first reply from issuing it, per system (p50/p95 bars, every trial a dot); iptables processes per start. */
+function startupSpec(r: Json): TopLevelSpec {
+  type S = { runMs: number[]; firstReplyMs: number[]; iptablesPerStart?: number[] } | undefined;
+  const systems: [string, S][] = [
+    ["tsoverlay", r.tsoverlay as S],
+    ["tsoverlay -p 80", r.tsoverlayWithPort as S],
+    ["Docker bridge (same host)", r.bridge as S],
+    ["Docker overlay (swarm)", r.swarm as S],
+  ];
+  const panel = (title: string, pick: (s: NonNullable<S>) => number[] | undefined): Json => {
+    const figures: Row[] = [];
+    const samples: Row[] = [];
+    for (const [system, s] of systems) {
+      const v = s === undefined ? undefined : pick(s);
+      if (v === undefined || v.length === 0) continue;
+      for (const p of [50, 95]) figures.push({ label: `p${p}`, system, value: percentile(v, p) });
+      for (const value of v) samples.push({ label: "p95", system, value });
+    }
+    return {
+      title,
+      ...PANEL,
+      layer: [
+        {
+          data: { values: figures },
+          mark: { type: "bar" },
+          encoding: {
+            x: { field: "label", type: "nominal", title: null, axis: { labelAngle: 0 } },
+            xOffset: { field: "system" },
+            y: { field: "value", type: "quantitative", title: null },
+            color: { field: "system", type: "nominal", title: null },
+          },
+        },
+        {
+          data: { values: samples },
+          mark: { type: "point", filled: true, color: "black", size: 10, opacity: 0.5 },
+          encoding: { x: { field: "label", type: "nominal" }, xOffset: { field: "system" }, y: { field: "value", type: "quantitative" } },
+        },
+      ],
+    };
+  };
+  const settings = r.settings as Json;
+  return vegaLite({
+    title: {
+      text: `Container start-up on the lab (${String(r.date).slice(0, 10)})`,
+      subtitle: `${String(settings.trials)} trials per system; dots: every trial`,
+    },
+    config: { font: "DejaVu Sans", legend: { labelLimit: 260 } },
+    hconcat: [
+      panel("docker run -d wall time (ms)", (s) => s.runMs),
+      panel("docker run issued → first reply (ms)", (s) => s.firstReplyMs),
+      panel("iptables processes per start + removal", (s) => s.iptablesPerStart),
+    ],
   });
 }

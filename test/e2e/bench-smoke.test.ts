@@ -36,6 +36,13 @@ describe("the lab benchmarks in smoke mode", () => {
     expect((r.verdicts as unknown[]).length).toBe(4);
   }, 600_000);
 
+  it("startup: tsoverlay (with and without a port), bridge and swarm, the iptables counter read", async () => {
+    const r = await bench("startup", { BENCH_TRIALS: "2" });
+    for (const k of ["tsoverlay", "tsoverlayWithPort", "bridge", "swarm"]) expect((r[k] as { runMs: number[] }).runMs, k).toHaveLength(2);
+    expect((r.tsoverlay as { iptablesPerStart: number[] }).iptablesPerStart).toHaveLength(2);
+    expect((r.verdicts as unknown[]).length).toBe(3);
+  }, 600_000);
+
   it("churn: two cycles, every first ping answered", async () => {
     const r = await bench("churn", { BENCH_CYCLES: "2" });
     const summary = r.summary as { pings: number; firstPingSuccess: number };
