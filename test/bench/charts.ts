@@ -342,6 +342,44 @@ function wireguardSpec(r: Json): TopLevelSpec {
   });
 }
 
+/** Samples per (label, system): their p50 and p95 as grouped bars, every sample a dot over the p95 bar. */
+function percentilePanel(
+  title: string,
+  groups: { label: string; system: string; values: number[] }[],
+  o: { width?: number; scale?: "linear" | "symlog"; labelAngle?: number; yTitle?: string | null } = {},
+): Json {
+  const figures: Row[] = [];
+  const samples: Row[] = [];
+  for (const g of groups) {
+    if (g.values.length === 0) continue;
+    for (const p of [50, 95]) figures.push({ label: `${g.label}p${p}`, system: g.system, value: percentile(g.values, p) });
+    for (const value of g.values) samples.push({ label: `${g.label}p95`, system: g.system, value });
+  }
+  const x = { field: "label", type: "nominal", title: null, axis: { labelAngle: o.labelAngle ?? 0 } };
+  return {
+    title,
+    width: o.width ?? PANEL.width,
+    height: PANEL.height,
+    layer: [
+      {
+        data: { values: figures },
+        mark: { type: "bar" },
+        encoding: {
+          x,
+          xOffset: { field: "system" },
+          y: { field: "value", type: "quantitative", title: o.yTitle ?? null, scale: { type: o.scale ?? "linear" } },
+          color: { field: "system", type: "nominal", title: null },
+        },
+      },
+      {
+        data: { values: samples },
+        mark: { type: "point", filled: true, color: "black", size: 10, opacity: 0.5 },
+        encoding: { x, xOffset: { field: "system" }, y: { field: "value", type: "quantitative" } },
+      },
+    ],
+  };
+}
+
 // ---- convergence: a new container reachable from another host ----
 
 /** Per order (and the plugins' store-to-kernel path): each system's p50 and p95 as bars, every trial as a dot. */
@@ -356,38 +394,7 @@ function convergenceSpec(r: Json): TopLevelSpec {
     ["targetFirst", "target first"],
     ["storeToKernel", "store → kernel"],
   ];
-  const figures: Row[] = [];
-  const samples: Row[] = [];
-  for (const [system, data] of systems) {
-    for (const [key, label] of orders) {
-      const v = data?.[key]?.samplesMs;
-      if (v === undefined || v.length === 0) continue;
-      for (const p of [50, 95]) figures.push({ label: `${label} p${p}`, system, value: percentile(v, p) });
-      for (const value of v) samples.push({ label: `${label} p95`, system, value });
-    }
-  }
-  const bars = (title: string, scale: "linear" | "symlog"): Json => ({
-    title,
-    width: 420,
-    height: PANEL.height,
-    layer: [
-      {
-        data: { values: figures },
-        mark: { type: "bar" },
-        encoding: {
-          x: { field: "label", type: "nominal", title: null, axis: { labelAngle: -20 } },
-          xOffset: { field: "system" },
-          y: { field: "value", type: "quantitative", title: "ms", scale: { type: scale } },
-          color: { field: "system", type: "nominal", title: null },
-        },
-      },
-      {
-        data: { values: samples },
-        mark: { type: "point", filled: true, color: "black", size: 10, opacity: 0.5 },
-        encoding: { x: { field: "label", type: "nominal" }, xOffset: { field: "system" }, y: { field: "value", type: "quantitative" } },
-      },
-    ],
-  });
+  const groups = systems.flatMap(([system, data]) => orders.map(([key, label]) => ({ label: `${label} `, system, values: data?.[key]?.samplesMs ?? [] })));
   const settings = r.settings as Json;
   return vegaLite({
     title: {
@@ -395,7 +402,7 @@ function convergenceSpec(r: Json): TopLevelSpec {
       subtitle: `docker run returning → first reply from the other host, ${String(settings.trials)} trials per order; dots: every trial`,
     },
     config: { font: "DejaVu Sans", legend: { labelLimit: 260 } },
-    hconcat: [bars("ms (symlog scale)", "symlog")],
+    hconcat: [percentilePanel("ms (symlog scale)", groups, { width: 420, scale: "symlog", labelAngle: -20, yTitle: "ms" })],
   });
 }
 
@@ -410,37 +417,11 @@ function startupSpec(r: Json): TopLevelSpec {
     ["Docker bridge (same host)", r.bridge as S],
     ["Docker overlay (swarm)", r.swarm as S],
   ];
-  const panel = (title: string, pick: (s: NonNullable<S>) => number[] | undefined): Json => {
-    const figures: Row[] = [];
-    const samples: Row[] = [];
-    for (const [system, s] of systems) {
-      const v = s === undefined ? undefined : pick(s);
-      if (v === undefined || v.length === 0) continue;
-      for (const p of [50, 95]) figures.push({ label: `p${p}`, system, value: percentile(v, p) });
-      for (const value of v) samples.push({ label: "p95", system, value });
-    }
-    return {
+  const panel = (title: string, pick: (s: NonNullable<S>) => number[] | undefined): Json =>
+    percentilePanel(
       title,
-      ...PANEL,
-      layer: [
-        {
-          data: { values: figures },
-          mark: { type: "bar" },
-          encoding: {
-            x: { field: "label", type: "nominal", title: null, axis: { labelAngle: 0 } },
-            xOffset: { field: "system" },
-            y: { field: "value", type: "quantitative", title: null },
-            color: { field: "system", type: "nominal", title: null },
-          },
-        },
-        {
-          data: { values: samples },
-          mark: { type: "point", filled: true, color: "black", size: 10, opacity: 0.5 },
-          encoding: { x: { field: "label", type: "nominal" }, xOffset: { field: "system" }, y: { field: "value", type: "quantitative" } },
-        },
-      ],
-    };
-  };
+      systems.map(([system, s]) => ({ label: "", system, values: (s === undefined ? undefined : pick(s)) ?? [] })),
+    );
   const settings = r.settings as Json;
   return vegaLite({
     title: {

@@ -24,8 +24,9 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { cpus, release } from "node:os";
 import { dirname } from "node:path";
 import { tables } from "../e2e/support/cluster.js";
-import { consulKeys, docker, dockerOk, LAB_JSON, LAB_SCRIPT, pluginPid, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
+import { consulKeys, docker, dockerOk, LAB_JSON, pluginPid, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { createNetworkOn, networkVni, removeNetworkOn } from "../e2e/support/overlay.js";
+import { lab } from "./bench-lab.js";
 import { percentile, round } from "./stats.js";
 
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 100);
@@ -33,11 +34,6 @@ const PER_HOST = Number(process.env.BENCH_PER_HOST ?? 3);
 const OUT = process.env.BENCH_OUT ?? "test/bench/results/churn.json";
 const NET = "churn";
 const SUBNET = "10.97.0.0/24";
-
-async function lab(args: string[]): Promise<void> {
-  const r = await run("bash", [LAB_SCRIPT, ...args], { timeoutMs: 40 * 60_000 });
-  if (r.code !== 0) throw new Error(`lab ${args.join(" ")} failed: ${r.stderr.slice(-2000)}`);
-}
 
 interface HostSnapshot {
   host: string;

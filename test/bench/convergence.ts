@@ -18,11 +18,13 @@
  * and system; BENCH_SWARM=0 leaves swarm out (the smoke run).
  * Writes test/bench/results/convergence.json (BENCH_OUT overrides).
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { dirname } from "node:path";
-import { docker, dockerOk, LAB_JSON, LAB_SCRIPT, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
+import { docker, dockerOk, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { createNetworkOn, removeNetworkOn } from "../e2e/support/overlay.js";
+import { withSwarm } from "./swarm.js";
+import { onLab } from "./bench-lab.js";
 import { failed, pingerFirstTrial, pluginLogTimes, targetFirstTrial, type Trial } from "./convergence-trial.js";
 import { percentile, round } from "./stats.js";
 
@@ -32,11 +34,6 @@ const OUT = process.env.BENCH_OUT ?? "test/bench/results/convergence.json";
 const TARGETS = { pingerFirstP95Ms: 100, storeToKernelP95Ms: 50, fasterThanSwarm: 10 };
 const TSO = { network: "conv", subnet: "10.96.0.0/24", prefix: "10.96.0" };
 const SWARM_NET = { network: "conv-swarm", subnet: "10.95.0.0/24", prefix: "10.95.0" };
-
-async function lab(args: string[]): Promise<void> {
-  const r = await run("bash", [LAB_SCRIPT, ...args], { timeoutMs: 40 * 60_000 });
-  if (r.code !== 0) throw new Error(`lab ${args.join(" ")} failed: ${r.stderr.slice(-2000)}`);
-}
 
 interface Series {
   samplesMs: number[];
@@ -90,27 +87,13 @@ async function trials(l: Lab, a: LabHost, b: LabHost, net: { network: string; pr
   };
 }
 
+/** The same trials on Docker's swarm overlay. */
 async function swarm(l: Lab, a: LabHost, b: LabHost) {
-  await dockerOk(a, ["swarm", "init", "--advertise-addr", a.addr]);
-  try {
-    const token = await dockerOk(a, ["swarm", "join-token", "-q", "worker"]);
-    await dockerOk(b, ["swarm", "join", "--token", token, `${a.addr}:2377`]);
-    await dockerOk(a, ["network", "create", "-d", "overlay", "--attachable", "--subnet", SWARM_NET.subnet, SWARM_NET.network]);
-    return await trials(l, a, b, SWARM_NET, false);
-  } finally {
-    await docker(b, ["swarm", "leave", "--force"]);
-    await docker(a, ["network", "rm", SWARM_NET.network]);
-    await docker(a, ["swarm", "leave", "--force"]);
-    // Swarm leaves its gateway bridge behind on every node it ran on: the lab goes back to what it was.
-    for (const h of [a, b]) await docker(h, ["network", "rm", "docker_gwbridge"]);
-  }
+  return withSwarm(a, b, SWARM_NET, () => trials(l, a, b, SWARM_NET, false));
 }
 
 async function main(): Promise<void> {
-  const ownLab = !existsSync(LAB_JSON);
-  if (ownLab) await lab(["up", "--hosts", "2"]);
-  try {
-    const l = readLab();
+  await onLab(2, async (l) => {
     const [a, b] = [l.hosts[0]!, l.hosts[1]!];
     await createNetworkOn([a, b], TSO.network, TSO.subnet);
     let tso;
@@ -175,9 +158,7 @@ async function main(): Promise<void> {
     const lost = tso.pingerFirst.failures.length + tso.targetFirst.failures.length;
     if (lost > 0)
       throw new Error(`${lost} tsoverlay trials got no reply: ${[...tso.pingerFirst.failures, ...tso.targetFirst.failures].slice(0, 3).join("; ")}`);
-  } finally {
-    if (ownLab) await lab(["down"]);
-  }
+  });
 }
 
 main().catch((e: unknown) => {

@@ -16,9 +16,11 @@ import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { docker, dockerOk, inNetns, LAB_SCRIPT, lines, pluginPid, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
+import { lab } from "./bench-lab.js";
 import { percentile, round } from "./stats.js";
 import { createNetworkOn } from "../e2e/support/overlay.js";
 import { eventually } from "../support/eventually.js";
+import { withSwarm } from "./swarm.js";
 import { failed, pingerFirstTrial, pluginTimings } from "./convergence-trial.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -29,11 +31,6 @@ const ENC_NET = "bench-enc";
 const ENC_SUBNET = "10.97.0.0/24";
 /** Issue 18's target on this lab's userspace path: encrypted ≥ 0.4× plain at MTU 1500. */
 const ENCRYPTED_TARGET = 0.4;
-
-async function lab(args: string[]): Promise<void> {
-  const r = await run("bash", [LAB_SCRIPT, ...args], { timeoutMs: 40 * 60_000 });
-  if (r.code !== 0) throw new Error(`lab ${args.join(" ")} failed: ${r.stderr.slice(-2000)}`);
-}
 
 /** Whether /proc/net/tcp{,6} text shows a socket listening (state 0A) on port 5201 (hex 1451). */
 const listensOn5201 = (procNetTcp: string): boolean => /:1451 [0-9A-F:]+ 0A /.test(procNetTcp);
@@ -92,18 +89,8 @@ async function iperfContainers(
 }
 
 async function swarmOverlay(l: Lab, a: LabHost, b: LabHost): Promise<{ gbits: number; mtu: number }> {
-  await dockerOk(a, ["swarm", "init", "--advertise-addr", a.addr]);
-  try {
-    const token = await dockerOk(a, ["swarm", "join-token", "-q", "worker"]);
-    await dockerOk(b, ["swarm", "join", "--token", token, `${a.addr}:2377`]);
-    await dockerOk(a, ["network", "create", "-d", "overlay", "--attachable", "swnet"]);
-    // Server on the manager, client on the worker.
-    return await iperfContainers(l, b, a, "swnet", "swarm");
-  } finally {
-    await docker(b, ["swarm", "leave", "--force"]);
-    await docker(a, ["network", "rm", "swnet"]);
-    await docker(a, ["swarm", "leave", "--force"]);
-  }
+  // Server on the manager, client on the worker.
+  return withSwarm(a, b, { network: "swnet" }, () => iperfContainers(l, b, a, "swnet", "swarm"));
 }
 
 /** CPU seconds (user + system) a process has used so far; 0 once it is gone. */

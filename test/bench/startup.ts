@@ -20,12 +20,14 @@
  * BENCH_SWARM=0 leaves swarm out. Writes test/bench/results/startup.json
  * (BENCH_OUT overrides).
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { dirname } from "node:path";
-import { docker, dockerOk, LAB_JSON, LAB_SCRIPT, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
+import { docker, dockerOk, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { metricsOf, sample } from "../e2e/support/metrics.js";
 import { createNetworkOn, removeNetworkOn } from "../e2e/support/overlay.js";
+import { withSwarm } from "./swarm.js";
+import { onLab } from "./bench-lab.js";
 import { failed, pingerFirstTrial, pluginTimings } from "./convergence-trial.js";
 import { percentile, round } from "./stats.js";
 
@@ -42,11 +44,6 @@ const NETS = {
 const onCallPath = (metrics: string): number =>
   (sample(metrics, "tsoverlay_iptables_runs_total", 'command="iptables"') ?? 0) +
   (sample(metrics, "tsoverlay_iptables_runs_total", 'command="iptables-restore"') ?? 0);
-
-async function lab(args: string[]): Promise<void> {
-  const r = await run("bash", [LAB_SCRIPT, ...args], { timeoutMs: 40 * 60_000 });
-  if (r.code !== 0) throw new Error(`lab ${args.join(" ")} failed: ${r.stderr.slice(-2000)}`);
-}
 
 const stats = (v: number[]): { n: number; p50: number; p95: number; max: number } => ({
   n: v.length,
@@ -102,26 +99,11 @@ async function series(
 }
 
 async function swarmSeries(l: Lab, a: LabHost, b: LabHost): Promise<Series> {
-  await dockerOk(a, ["swarm", "init", "--advertise-addr", a.addr]);
-  try {
-    const token = await dockerOk(a, ["swarm", "join-token", "-q", "worker"]);
-    await dockerOk(b, ["swarm", "join", "--token", token, `${a.addr}:2377`]);
-    await dockerOk(a, ["network", "create", "-d", "overlay", "--attachable", "--subnet", NETS.swarm.subnet, NETS.swarm.network]);
-    return await series(l, a, b, NETS.swarm, "plain");
-  } finally {
-    await docker(b, ["swarm", "leave", "--force"]);
-    await docker(a, ["network", "rm", NETS.swarm.network]);
-    await docker(a, ["swarm", "leave", "--force"]);
-    // Swarm leaves its gateway bridge behind on every node it ran on: the lab goes back to what it was.
-    for (const h of [a, b]) await docker(h, ["network", "rm", "docker_gwbridge"]);
-  }
+  return withSwarm(a, b, NETS.swarm, () => series(l, a, b, NETS.swarm, "plain"));
 }
 
 async function main(): Promise<void> {
-  const ownLab = !existsSync(LAB_JSON);
-  if (ownLab) await lab(["up", "--hosts", "2"]);
-  try {
-    const l = readLab();
+  await onLab(2, async (l) => {
     const [a, b] = [l.hosts[0]!, l.hosts[1]!];
     const since = Date.now();
     await createNetworkOn([a, b], NETS.tsoverlay.network, NETS.tsoverlay.subnet);
@@ -194,9 +176,7 @@ async function main(): Promise<void> {
     console.log(`wrote ${OUT}`);
     const lost = tso.failures.length + tsoPorts.failures.length;
     if (lost > 0) throw new Error(`${lost} tsoverlay trials got no reply: ${[...tso.failures, ...tsoPorts.failures].slice(0, 3).join("; ")}`);
-  } finally {
-    if (ownLab) await lab(["down"]);
-  }
+  });
 }
 
 main().catch((e: unknown) => {
