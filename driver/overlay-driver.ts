@@ -443,9 +443,9 @@ export class OverlayDriver {
 
   /**
    * What the network needs on this host before any endpoint (its NAT), so
-   * that no container's start waits for it. A failure fails nothing: the
-   * network's first endpoint asks again, and the kernel's rules are repaired
-   * every reconcile period.
+   * that no container's start waits for it. A failure fails nothing: the rule
+   * is wanted already (chain.ts), and the RuleKeeper writes it on its next
+   * pass, within a reconcile period.
    */
   private async prepareEgress(rec: NetworkRecord): Promise<void> {
     await this.d.egress.prepare(rec.subnet, { nat: rec.internal !== true }).catch((e: unknown) => this.egressLater(rec.subnet, "setting up", e));
