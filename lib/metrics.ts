@@ -50,6 +50,19 @@ export const metrics = {
     buckets: CALL_BUCKETS,
     registers: [registry],
   }),
+  peerSyncPassSeconds: new Histogram({
+    name: "tsoverlay_peer_sync_duration_seconds",
+    help: "Time of one pass that makes a network's kernel tables match its peers (read the tables, diff, write the difference), by trigger (change: endpoint records or hosts changed; periodic: the reconcile loop)",
+    labelNames: ["trigger"] as const,
+    buckets: CALL_BUCKETS,
+    registers: [registry],
+  }),
+  storeWatchAnswers: new Counter({
+    name: "tsoverlay_store_watch_answers_total",
+    help: "Answers to the store's blocking queries that brought a change, by watched prefix (each answer carries every key under it)",
+    labelNames: ["prefix"] as const,
+    registers: [registry],
+  }),
   reconcileRepairs: new Counter({
     name: "tsoverlay_reconcile_repairs_total",
     help: "Kernel entries the periodic reconcile found wrong and fixed, by table (neighbor, fdb, bridge_fdb) and action (added, removed)",

@@ -44,6 +44,8 @@ export interface Store {
    * removes it on release.
    */
   putEphemeral(key: string, value: string, ttlSeconds: number): Promise<EphemeralKey>;
+  /** Answers that brought a change to the watches, by prefix, since the store was opened (a store across the network has them; the embedded one has none). */
+  watchAnswers?(): ReadonlyMap<string, number>;
   close(): Promise<void>;
 }
 

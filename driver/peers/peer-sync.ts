@@ -234,8 +234,10 @@ export class PeerSync {
   private async sync(subnet: string, why: string, changedAt?: number): Promise<void> {
     const entry = this.networks.get(subnet);
     if (entry === undefined || !this.feed.ready || !this.hosts.ready || !this.datapath.hasNetwork(subnet)) return;
+    const startedAt = performance.now();
     try {
       const r = await this.datapath.syncPeers(subnet, await this.desired(subnet));
+      metrics.peerSyncPassSeconds.observe({ trigger: why === "periodic" ? "periodic" : "change" }, (performance.now() - startedAt) / 1000);
       if (changedAt !== undefined) metrics.peerSyncSeconds.observe((performance.now() - changedAt) / 1000);
       if (why === "periodic") {
         for (const [table, n] of Object.entries(r.tables ?? {})) {

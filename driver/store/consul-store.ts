@@ -24,6 +24,7 @@ export interface ConsulStoreOptions {
 /** Consul KV through the `consul` package (HTTP API). */
 export class ConsulStore implements Store {
   private readonly watches = new Set<ConsulWatch>();
+  private readonly answers = new Map<string, number>();
   private readonly ephemeralKeys = new Set<ConsulEphemeralKey>();
   private closed = false;
 
@@ -149,9 +150,14 @@ export class ConsulStore implements Store {
       toError: (err) => this.error("watch", prefix, err),
       onStop: () => this.watches.delete(watch),
       onAnswer: () => this.answered(),
+      onDelivered: () => this.answers.set(prefix, (this.answers.get(prefix) ?? 0) + 1),
     });
     this.watches.add(watch);
     return watch;
+  }
+
+  watchAnswers(): ReadonlyMap<string, number> {
+    return this.answers;
   }
 
   /**

@@ -32,6 +32,8 @@ export interface WatchDeps {
   onStop: () => void;
   /** This watch was answered after failing: the others may be backing off for nothing. */
   onAnswer: () => void;
+  /** An answer that changed something was delivered (counted for the metrics). */
+  onDelivered: () => void;
 }
 
 /**
@@ -102,6 +104,7 @@ export class ConsulWatch implements Watch {
     const signature = JSON.stringify(kvs.map((kv) => [kv.key, kv.modifyIndex]));
     if (signature === this.lastDelivered) return;
     this.lastDelivered = signature;
+    this.deps.onDelivered();
     try {
       this.onChange(kvs);
     } catch (err) {

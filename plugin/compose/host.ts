@@ -227,6 +227,7 @@ export async function startDomain(config: PluginConfig, log: Logger): Promise<Re
         publisher,
         () => dns?.stats(),
         () => iptables.runs(),
+        () => raw?.watchAnswers?.(),
       ),
     );
     // After re-publishing: DNAT rules of endpoints gone while we were down, or all of them after a switch to userland.

@@ -83,10 +83,13 @@ export function hostGauges(
   publisher: PortPublisher,
   dnsStats: () => DnsStats | undefined,
   iptablesRuns: () => Readonly<Record<IptablesCommand, number>>,
+  watchAnswers: () => ReadonlyMap<string, number> | undefined = () => undefined,
 ): () => void {
   return () => {
     metrics.iptablesRuns.reset();
     for (const [command, n] of Object.entries(iptablesRuns())) metrics.iptablesRuns.inc({ command }, n);
+    metrics.storeWatchAnswers.reset();
+    for (const [prefix, n] of watchAnswers() ?? []) metrics.storeWatchAnswers.inc({ prefix }, n);
     metrics.publishedPorts.reset();
     metrics.proxyConnections.reset();
     metrics.proxyBytes.reset();

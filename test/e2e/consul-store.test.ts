@@ -9,7 +9,6 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,6 +18,7 @@ import { openConsulStore, type ConsulStore } from "../../driver/store/consul-sto
 import type { ConsulConnection } from "../../driver/store/consul-connection.js";
 import { StoreError, type KV } from "../../driver/contracts/store.js";
 import { eventually, quiet } from "../support/eventually.js";
+import { freePorts } from "../support/free-ports.js";
 import { storeContract } from "../support/store-contract.js";
 
 const CONSUL_BIN = process.env.TSOVERLAY_CONSUL_BIN ?? "/var/cache/tsoverlay/consul-v1.20.6/consul";
@@ -30,15 +30,6 @@ function consulAt(addr: string, more: Record<string, string> = {}): ConsulConnec
   if (!config.ok) throw new Error(config.error);
   if (config.value.consul === undefined) throw new Error(`no Consul connection from ${addr}`);
   return config.value.consul;
-}
-
-async function freePort(): Promise<number> {
-  const server = createTcpServer();
-  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === "string") throw new Error("no port from listen(0)");
-  return address.port;
 }
 
 interface Agent {
@@ -57,7 +48,21 @@ async function startConsulAgent(opts: { leaderless?: boolean; hcl?: string } = {
   if (!existsSync(CONSUL_BIN)) {
     throw new Error(`Consul binary not found at ${CONSUL_BIN}; set TSOVERLAY_CONSUL_BIN to a consul executable`);
   }
-  const [http, serfLan, serfWan, server] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  // A port can be taken between freePorts and Consul's bind: then it exits at once saying so, and gets new ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startConsulOnFreePorts(opts);
+    } catch (err) {
+      if (attempt === 3 || !(err instanceof PortTaken)) throw err;
+    }
+  }
+}
+
+/** Consul exited at start because a port it was given was no longer free. */
+class PortTaken extends Error {}
+
+async function startConsulOnFreePorts(opts: { leaderless?: boolean; hcl?: string }): Promise<Agent> {
+  const [http, serfLan, serfWan, server] = await freePorts(4, { udp: true });
   // Without a leader a server holds each request up to rpc_hold_timeout (7 s by default), then answers 500.
   const mode = opts.leaderless
     ? ["-server", "-bootstrap-expect", "2", "-data-dir", mkdtempSync(join(tmpdir(), "tso-consul-")), "-hcl", 'performance { rpc_hold_timeout = "1s" }']
@@ -101,16 +106,19 @@ async function startConsulAgent(opts: { leaderless?: boolean; hcl?: string } = {
     await eventually(
       opts.leaderless ? "the consul agent to answer" : "the consul agent to elect itself leader",
       async () => {
-        if (exited) throw new Error(exited);
+        if (exited !== undefined) return "exited"; // stop waiting at once: nothing will answer
         const res = await fetch(`http://${addr}/v1/status/leader`);
         const leader = (await res.json()) as string;
         return leader !== "" || opts.leaderless === true;
       },
       { timeoutMs: 30_000, everyMs: 100 },
     );
+    if (exited !== undefined) throw new Error(exited);
   } catch (err) {
     if (child.pid !== undefined && !exited) process.kill(child.pid, "SIGKILL");
-    throw new Error(`${exited ?? (err as Error).message}\n${output}`, { cause: err });
+    const message = `${exited ?? (err as Error).message}\n${output}`;
+    if (exited !== undefined && /address already in use/i.test(output)) throw new PortTaken(message, { cause: err });
+    throw new Error(message, { cause: err });
   }
   return { addr, process: child, output: () => output };
 }

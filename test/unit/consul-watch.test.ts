@@ -39,6 +39,7 @@ describe("ConsulWatch backoff", () => {
       toError: (err) => new StoreError("watch", "p", String(err)),
       onStop: () => undefined,
       onAnswer: () => answers.push(Date.now()),
+      onDelivered: () => undefined,
     });
     try {
       // Six attempts in 6 s, each pause twice the one before, up to 2 s.

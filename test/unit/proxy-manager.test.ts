@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Binding } from "../../proxy/binding.js";
 import { ProxyManager } from "../../proxy/proxy-manager.js";
 import { eventually } from "../support/eventually.js";
+import { freePort } from "../support/free-ports.js";
 
 // Loopback only; ports are picked by the kernel (a listener on port 0), then reused.
 
@@ -80,15 +81,6 @@ async function udpEcho(): Promise<number> {
   const s = await udpSocket("udp4", "127.0.0.1");
   s.on("message", (m, r) => s.send(m, r.port, r.address));
   return s.address().port;
-}
-
-/** A port that is free right now (bound and released). */
-async function freePort(host = "127.0.0.1"): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, host, () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 const tcp = (b: Partial<Binding> & { backendPort: number }): Binding => ({ proto: "tcp", hostIp: "127.0.0.1", hostPort: 0, backendIp: "127.0.0.1", ...b });
