@@ -20,13 +20,14 @@
  * up three hosts and takes them down at the end. BENCH_CYCLES (100),
  * BENCH_PER_HOST (3). Writes test/bench/results/churn.json (BENCH_OUT overrides).
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { dirname } from "node:path";
 import { tables } from "../e2e/support/cluster.js";
 import { consulKeys, docker, dockerOk, LAB_JSON, pluginPid, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { createNetworkOn, networkVni, removeNetworkOn } from "../e2e/support/overlay.js";
 import { lab } from "./bench-lab.js";
+import { rssKb } from "./process-stats.js";
 import { percentile, round } from "./stats.js";
 
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 100);
@@ -52,7 +53,7 @@ async function snapshot(l: Lab, vni: number): Promise<{ hosts: HostSnapshot[]; c
   for (const h of l.hosts) {
     const pid = await pluginPid(h);
     if (pid === undefined) throw new Error(`no plugin process on ${h.name}`);
-    const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+    const rss = rssKb(pid);
     const t = await tables(h, vni);
     const links = await run("nsenter", [
       `--mount=${h.mntns}`,
@@ -157,7 +158,7 @@ async function pluginRss(l: Lab): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const h of l.hosts) {
     const pid = await pluginPid(h);
-    out[h.name] = pid === undefined ? 0 : Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+    out[h.name] = rssKb(pid);
   }
   return out;
 }

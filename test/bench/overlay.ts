@@ -13,7 +13,7 @@
  * Writes test/bench/results/overlay.json.
  */
 import { spawn } from "node:child_process";
-import { mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { docker, dockerOk, inNetns, LAB_SCRIPT, lines, pluginPid, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { lab } from "./bench-lab.js";
@@ -22,6 +22,7 @@ import { createNetworkOn } from "../e2e/support/overlay.js";
 import { eventually } from "../support/eventually.js";
 import { withSwarm } from "./swarm.js";
 import { failed, pingerFirstTrial, pluginTimings } from "./convergence-trial.js";
+import { cpuSeconds } from "./process-stats.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 20);
@@ -91,17 +92,6 @@ async function iperfContainers(
 async function swarmOverlay(l: Lab, a: LabHost, b: LabHost): Promise<{ gbits: number; mtu: number }> {
   // Server on the manager, client on the worker.
   return withSwarm(a, b, { network: "swnet" }, () => iperfContainers(l, b, a, "swnet", "swarm"));
-}
-
-/** CPU seconds (user + system) a process has used so far; 0 once it is gone. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-  } catch {
-    return 0;
-  }
 }
 
 /** The wireguard-go process serving a lab host (the one in that host's network namespace). */

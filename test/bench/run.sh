@@ -15,11 +15,13 @@ case $name in
                npm run --silent build && npx vite-node test/bench/convergence.ts -- "$@" && charts "${BENCH_OUT:-test/bench/results/convergence.json}" ;;
   startup) shift; [ "$(id -u)" = 0 ] || { echo "the startup benchmark drives the lab: run it as root" >&2; exit 1; }
            npm run --silent build && npx vite-node test/bench/startup.ts -- "$@" && charts "${BENCH_OUT:-test/bench/results/startup.json}" ;;
+  scale) shift; [ "$(id -u)" = 0 ] || { echo "the scale benchmark drives the lab: run it as root" >&2; exit 1; }
+         npm run --silent build && npx vite-node test/bench/scale.ts -- "$@" && charts "${BENCH_OUT:-test/bench/results/scale.json}" ;;
   proxy) shift; [ "$(id -u)" = 0 ] || { echo "the proxy benchmark creates a network namespace: run it as root" >&2; exit 1; }
          out=test/bench/results/proxy.json; [ "${BENCH_PROXY_WORKERS:-0}" = 0 ] || out=test/bench/results/proxy-workers-$BENCH_PROXY_WORKERS.json
          npx vite-node test/bench/proxy.ts -- "$@" && charts "$out" ;;
   wireguard) shift; [ "$(id -u)" = 0 ] || { echo "the wireguard benchmark creates network namespaces: run it as root" >&2; exit 1; }
              npx vite-node test/bench/wireguard.ts -- "$@" && charts test/bench/results/wireguard.json ;;
   charts) shift; charts "$@" ;;
-  *) echo "usage: npm run bench -- overlay|convergence|startup|proxy|churn|wireguard|charts" >&2; exit 2 ;;
+  *) echo "usage: npm run bench -- overlay|convergence|startup|scale|proxy|churn|wireguard|charts" >&2; exit 2 ;;
 esac
