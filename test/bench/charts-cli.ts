@@ -1,16 +1,8 @@
 /** `npm run bench -- charts [FILE.json ...]`: draws the given results files, or all of test/bench/results. */
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
-import { renderFile } from "./charts.js";
+import { renderFile, resultsFiles } from "./charts.js";
 
-const dir = "test/bench/results";
 const args = process.argv.slice(2).filter((a) => a !== "--");
-const targets =
-  args.length > 0
-    ? args
-    : readdirSync(dir)
-        .filter((f) => f.endsWith(".json"))
-        .map((f) => join(dir, f));
+const targets = args.length > 0 ? args : resultsFiles();
 let failed = 0;
 for (const file of targets) {
   try {

@@ -16,14 +16,15 @@
  * `npm run bench -- charts [FILE.json ...]` (charts-cli.ts) renders the
  * given results files, or all of test/bench/results/*.json.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { Resvg } from "@resvg/resvg-js";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import { percentile } from "./stats.js";
 
 type Row = Record<string, string | number>;
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
 const SYSTEMS = { direct: "direct", dockerProxy: "docker-proxy", ours: "tsoverlay" } as const;
 const SYSTEM_ORDER = Object.values(SYSTEMS);
@@ -76,14 +77,29 @@ export async function renderPng(results: Json): Promise<Buffer> {
   return png.asPng();
 }
 
-/** Renders FILE.json to FILE.png; returns the PNG's path. */
-export async function renderFile(jsonPath: string): Promise<string> {
-  let results: Json;
+/** Where the benches write their results files, and the README links them from. */
+export const RESULTS_DIR = "test/bench/results";
+
+/** The results files in a directory (test/bench/results by default), as paths. */
+export function resultsFiles(dir = RESULTS_DIR): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".json"))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+/** A results file's contents. */
+export function readResults(jsonPath: string): Json {
   try {
-    results = JSON.parse(readFileSync(jsonPath, "utf8")) as Json;
+    return JSON.parse(readFileSync(jsonPath, "utf8")) as Json;
   } catch (err) {
     throw new Error(`${jsonPath}: cannot read it as JSON: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** Renders FILE.json to FILE.png; returns the PNG's path. */
+export async function renderFile(jsonPath: string): Promise<string> {
+  const results = readResults(jsonPath);
   let png: Buffer;
   try {
     png = await renderPng(results);

@@ -21,7 +21,6 @@
  * BENCH_PER_HOST (3). Writes test/bench/results/churn.json (BENCH_OUT overrides).
  */
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
-import { cpus, release } from "node:os";
 import { dirname } from "node:path";
 import { tables } from "../e2e/support/cluster.js";
 import { consulKeys, docker, dockerOk, LAB_JSON, pluginPid, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
@@ -29,6 +28,7 @@ import { createNetworkOn, networkVni, removeNetworkOn } from "../e2e/support/ove
 import { lab } from "./bench-lab.js";
 import { rssKb } from "./process-stats.js";
 import { percentile, round } from "./stats.js";
+import { machine } from "./machine.js";
 
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 100);
 const PER_HOST = Number(process.env.BENCH_PER_HOST ?? 3);
@@ -218,7 +218,7 @@ async function main(): Promise<void> {
     const result = {
       benchmark: "churn",
       date: new Date().toISOString(),
-      machine: { cpus: cpus().length, kernel: release() },
+      machine: machine(),
       lab: { hosts: l.hosts.length, docker: l.hosts.map((h) => h.dockerVersion) },
       settings: { cycles: CYCLES, containersPerHostPerCycle: PER_HOST, subnet: SUBNET },
       summary: {

@@ -19,7 +19,6 @@
  * Writes test/bench/results/convergence.json (BENCH_OUT overrides).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, release } from "node:os";
 import { dirname } from "node:path";
 import { docker, dockerOk, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { createNetworkOn, removeNetworkOn } from "../e2e/support/overlay.js";
@@ -27,6 +26,7 @@ import { withSwarm } from "./swarm.js";
 import { onLab } from "./bench-lab.js";
 import { failed, pingerFirstTrial, pluginLogTimes, targetFirstTrial, type Trial } from "./convergence-trial.js";
 import { percentile, round } from "./stats.js";
+import { machine } from "./machine.js";
 
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 50);
 const SWARM = process.env.BENCH_SWARM !== "0";
@@ -141,7 +141,7 @@ async function main(): Promise<void> {
     const result = {
       benchmark: "convergence",
       date: new Date().toISOString(),
-      machine: { cpus: cpus().length, kernel: release() },
+      machine: machine(),
       lab: { hosts: l.hosts.length, docker: l.docker ?? "29" },
       settings: { trials: TRIALS, pingIntervalMs: 10, swarm: SWARM },
       targets: TARGETS,

@@ -14,7 +14,6 @@
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, readlinkSync, statSync, writeFileSync } from "node:fs";
-import { cpus, release } from "node:os";
 import { docker, dockerOk, inNetns, LAB_SCRIPT, lines, pluginPid, readLab, run, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { lab } from "./bench-lab.js";
 import { percentile, round } from "./stats.js";
@@ -23,6 +22,7 @@ import { eventually } from "../support/eventually.js";
 import { withSwarm } from "./swarm.js";
 import { failed, pingerFirstTrial, pluginTimings } from "./convergence-trial.js";
 import { cpuSeconds } from "./process-stats.js";
+import { machine } from "./machine.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 20);
@@ -236,7 +236,7 @@ async function main(): Promise<void> {
   const result = {
     benchmark: "overlay",
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, kernel: release() },
+    machine: machine(),
     settings: { iperfSeconds: SECONDS, convergenceTrials: TRIALS },
     runs,
   };

@@ -84,7 +84,8 @@ function num(v: number | undefined): string {
   return v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
-function times(v: number): string {
+/** A ratio as the tables print it: 1.50×, 0.046×. */
+export function times(v: number): string {
   return `${v < 0.1 ? v.toFixed(3) : v.toFixed(2)}×`;
 }
 

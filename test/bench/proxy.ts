@@ -10,7 +10,7 @@
  * written to test/bench/results/proxy-workers-N.json instead).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, release, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Binding } from "../../proxy/index.js";
@@ -18,6 +18,7 @@ import { run } from "../e2e/support/lab.js";
 import { BenchNetns, DOCKER_PROXY, Lines, type DockerProxySpec } from "./proxy-lab.js";
 import { pick, printTable, rows, targetsOf, type Measured, type PerTarget, type Rate, type Rtt, type Target } from "./proxy-report.js";
 import { measureDockerProxyMemory, measureOurMemory, OurProxy, startDockerProxies } from "./proxy-targets.js";
+import { machine } from "./machine.js";
 import { round } from "./stats.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -174,9 +175,7 @@ async function meta(): Promise<Record<string, unknown>> {
   const version = async (cmd: string, args: string[]): Promise<string> => (await run(cmd, args)).stdout.trim().split("\n")[0] ?? "";
   return {
     date: new Date().toISOString(),
-    kernel: release(),
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model,
+    ...machine(),
     node: process.version,
     dockerProxy: { path: DOCKER_PROXY, package: `docker.io ${await version("dpkg-query", ["-W", "-f", "${Version}", "docker.io"])}` },
     iperf3: await version("iperf3", ["--version"]),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm run bench -- NAME`: runs a benchmark and writes test/bench/results/NAME.json,
 # and its chart beside it (NAME.png). `npm run bench -- charts [FILE.json...]`
-# draws the charts again from results files (all of test/bench/results by default).
+# draws the charts again from results files (all of test/bench/results by default);
+# `npm run bench -- readme` rewrites README.md's benchmark tables from them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 name=${1:-}
@@ -23,5 +24,6 @@ case $name in
   wireguard) shift; [ "$(id -u)" = 0 ] || { echo "the wireguard benchmark creates network namespaces: run it as root" >&2; exit 1; }
              npx vite-node test/bench/wireguard.ts -- "$@" && charts test/bench/results/wireguard.json ;;
   charts) shift; charts "$@" ;;
-  *) echo "usage: npm run bench -- overlay|convergence|startup|scale|proxy|churn|wireguard|charts" >&2; exit 2 ;;
+  readme) npx vite-node test/bench/readme-cli.ts ;;
+  *) echo "usage: npm run bench -- overlay|convergence|startup|scale|proxy|churn|wireguard|charts|readme" >&2; exit 2 ;;
 esac

@@ -21,7 +21,6 @@
  * (BENCH_OUT overrides).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, release } from "node:os";
 import { dirname } from "node:path";
 import { docker, dockerOk, type Lab, type LabHost } from "../e2e/support/lab.js";
 import { metricsOf, sample } from "../e2e/support/metrics.js";
@@ -30,6 +29,7 @@ import { withSwarm } from "./swarm.js";
 import { onLab } from "./bench-lab.js";
 import { failed, pingerFirstTrial, pluginTimings } from "./convergence-trial.js";
 import { percentile, round } from "./stats.js";
+import { machine } from "./machine.js";
 
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 30);
 const SWARM = process.env.BENCH_SWARM !== "0";
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
     const result = {
       benchmark: "startup",
       date: new Date().toISOString(),
-      machine: { cpus: cpus().length, kernel: release() },
+      machine: machine(),
       lab: { hosts: l.hosts.length, docker: l.docker ?? "29" },
       settings: { trials: TRIALS, swarm: SWARM },
       targets: TARGETS,

@@ -25,11 +25,12 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, release, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../e2e/support/lab.js";
 import { eventually } from "../support/eventually.js";
 import { round } from "./stats.js";
+import { machine } from "./machine.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const NS = { a: "tsobench-wg-a", b: "tsobench-wg-b" } as const;
@@ -239,7 +240,7 @@ async function main(): Promise<void> {
   const result = {
     benchmark: "wireguard",
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, kernel: release() },
+    machine: machine(),
     wireguardGo: wireguardGo.split("/").pop(),
     settings: { iperfSeconds: SECONDS },
     runs,
