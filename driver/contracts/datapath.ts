@@ -62,6 +62,19 @@ export interface PeerTables {
   bridge: { mac: string; kind: "static" | "learned" }[];
 }
 
+/** How a peer sync finds what the tables hold now. */
+export interface PeerSyncOptions {
+  /**
+   * Write only the difference from what this datapath last programmed,
+   * reading nothing back (a store change: one new peer costs its few netlink
+   * requests, not a dump of every table, which at 10,000 peers is most of a
+   * second). Without it the three tables are read and made to match, whatever
+   * put them in their state (the periodic reconcile). A network's first sync,
+   * and the first after a failed one, read the tables anyway.
+   */
+  changesOnly?: boolean;
+}
+
 export interface Datapath {
   /** Creates (or re-adopts after a restart) the network's namespace, br0 and VXLAN device. */
   ensureNetwork(spec: NetworkSpec): Promise<void>;
@@ -75,7 +88,7 @@ export interface Datapath {
    * Makes the network's neighbor and FDB tables equal to `desired` (remote
    * endpoints only): adds what is missing, removes what is not desired.
    */
-  syncPeers(subnet: string, desired: PeerEntry[]): Promise<PeerSyncReport>;
+  syncPeers(subnet: string, desired: PeerEntry[], opts?: PeerSyncOptions): Promise<PeerSyncReport>;
   /** What the network's three peer tables hold now (read only: `tsoverlay peers` compares it with what is desired). */
   peerTables(subnet: string): Promise<PeerTables>;
   /**

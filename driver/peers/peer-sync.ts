@@ -236,7 +236,9 @@ export class PeerSync {
     if (entry === undefined || !this.feed.ready || !this.hosts.ready || !this.datapath.hasNetwork(subnet)) return;
     const startedAt = performance.now();
     try {
-      const r = await this.datapath.syncPeers(subnet, await this.desired(subnet));
+      // A store change writes only what changed; every other sync (periodic, a network followed, a local endpoint) reads the kernel back.
+      const changesOnly = why === "endpoints changed" || why === "hosts changed";
+      const r = await this.datapath.syncPeers(subnet, await this.desired(subnet), { changesOnly });
       metrics.peerSyncPassSeconds.observe({ trigger: why === "periodic" ? "periodic" : "change" }, (performance.now() - startedAt) / 1000);
       if (changedAt !== undefined) metrics.peerSyncSeconds.observe((performance.now() - changedAt) / 1000);
       if (why === "periodic") {

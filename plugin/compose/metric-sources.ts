@@ -42,8 +42,8 @@ export class ProgrammedPeers {
       hasNetwork: (subnet) => d.hasNetwork(subnet),
       ensureEndpoint: (subnet, ep, mtu) => d.ensureEndpoint(subnet, ep, mtu),
       removeEndpoint: (subnet, endpointId) => d.removeEndpoint(subnet, endpointId),
-      syncPeers: async (subnet, desired) => {
-        const r = await d.syncPeers(subnet, desired);
+      syncPeers: async (subnet, desired, opts) => {
+        const r = await d.syncPeers(subnet, desired, opts);
         this.counts.set(subnet, desired.length);
         return r;
       },

@@ -77,7 +77,13 @@ export class SimCluster {
         ip,
         key,
         ops: [
-          { KV: { Verb: "set", Key: keys.address(this.net.subnet, ip), Value: b64(JSON.stringify({ host: host.hostId, kind: "endpoint", at: new Date().toISOString() })) } },
+          {
+            KV: {
+              Verb: "set",
+              Key: keys.address(this.net.subnet, ip),
+              Value: b64(JSON.stringify({ host: host.hostId, kind: "endpoint", at: new Date().toISOString() })),
+            },
+          },
           { KV: { Verb: "set", Key: key, Value: b64(JSON.stringify(record)) } },
         ],
       };
@@ -107,7 +113,12 @@ export class SimCluster {
 
   /** Every simulated host comes alive at once: one session, one transaction taking every liveness key. */
   async alive(): Promise<void> {
-    const r = await consulHttp(this.via, "PUT", "/v1/session/create", JSON.stringify({ Name: "tsoverlay-scale-bench", TTL: "3600s", Behavior: "delete", LockDelay: "0s" }));
+    const r = await consulHttp(
+      this.via,
+      "PUT",
+      "/v1/session/create",
+      JSON.stringify({ Name: "tsoverlay-scale-bench", TTL: "3600s", Behavior: "delete", LockDelay: "0s" }),
+    );
     if (r.code !== 0) throw new Error(`creating the simulated hosts' session: ${r.stdout} ${r.stderr}`);
     this.session = (JSON.parse(r.stdout) as { ID: string }).ID;
     const startedAt = new Date().toISOString();

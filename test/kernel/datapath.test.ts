@@ -297,6 +297,38 @@ describe("KernelDatapath on two simulated hosts", () => {
     await expect(a.dp.syncPeers("10.99.0.0/24", [])).rejects.toThrow(/10\.99\.0\.0\/24 is not set up/);
   });
 
+  it("a changesOnly sync writes the difference from the last sync and reads nothing back; a full one repairs what it missed", async () => {
+    const [a, b] = hosts;
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 0, removed: 0 });
+    const extra = { ip: "10.77.0.50", mac: "02:42:0a:4d:00:32", vtep: "192.0.2.50" };
+    // A new peer, then the same peer moved: each written as the difference.
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b), extra], { changesOnly: true })).toMatchObject({ added: 3, removed: 0 });
+    expect(neighs(a.ovl)).toContain(`${extra.ip} ${extra.mac} PERMANENT`);
+    expect(bridgeOnVxlan(a.ovl)).toContain(`${extra.mac} static`);
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b), { ...extra, vtep: "192.0.2.51" }], { changesOnly: true })).toMatchObject({ added: 1, removed: 0 });
+    expect(remoteFdb(a.ovl)).toContain(`${extra.mac} 192.0.2.51`);
+    // Gone again: its three entries go, b's stay.
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)], { changesOnly: true })).toMatchObject({ added: 0, removed: 3 });
+    expect(remoteFdb(a.ovl)).toEqual([`${b.ep.mac.toLowerCase()} ${b.vtep}`]);
+    expect(neighs(a.ovl)).toEqual([`${ipOf(b)} ${b.ep.mac.toLowerCase()} PERMANENT`]);
+    expect(bridgeOnVxlan(a.ovl)).toEqual([`${b.ep.mac.toLowerCase()} static`]);
+    expect(pingOk(a.c, ipOf(b))).toBe(true);
+
+    // It trusts what it programmed: an entry deleted by hand is not seen by a changesOnly sync ...
+    inNs(a.ovl, "ip", "neigh", "del", ipOf(b), "dev", "vxlan0");
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)], { changesOnly: true })).toMatchObject({ added: 0, removed: 0 });
+    expect(neighs(a.ovl)).toEqual([]);
+    // ... and is repaired by the next full one (the periodic reconcile).
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)])).toMatchObject({ added: 1, removed: 0 });
+    expect(neighs(a.ovl)).toEqual([`${ipOf(b)} ${b.ep.mac.toLowerCase()} PERMANENT`]);
+
+    // Input refused before the kernel is touched leaves what was programmed known: the next changesOnly sync diffs as before.
+    await expect(a.dp.syncPeers(SUBNET, [peerOf(b), { ...peerOf(b), mac: "02:00:00:00:00:42" }], { changesOnly: true })).rejects.toThrow(/two MACs/);
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b), extra], { changesOnly: true })).toMatchObject({ added: 3, removed: 0 });
+    expect(await a.dp.syncPeers(SUBNET, [peerOf(b)], { changesOnly: true })).toMatchObject({ added: 0, removed: 3 });
+    expect(neighs(a.ovl)).toEqual([`${ipOf(b)} ${b.ep.mac.toLowerCase()} PERMANENT`]);
+  });
+
   it("syncs of one network are serialised: the last call wins", async () => {
     const [a, b] = hosts;
     const extra = (n: number): PeerEntry => ({ ip: `10.77.0.${100 + n}`, mac: `02:00:00:00:01:${n.toString(16).padStart(2, "0")}`, vtep: "192.0.2.50" });

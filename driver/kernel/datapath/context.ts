@@ -59,6 +59,12 @@ export interface NetworkState {
   nl: RtNetlinkSocket;
   /** The last ensureNetwork completed (false while one runs, or after it failed). */
   ready: boolean;
+  /**
+   * The peers the tables were last made to hold (peer-tables.ts): what a
+   * `changesOnly` sync diffs against instead of reading the kernel. Cleared
+   * whenever that may no longer be true (the network is ensured again, a sync failed).
+   */
+  programmed?: { neigh: ReadonlyMap<string, string>; fdb: ReadonlyMap<string, string> };
 }
 
 /** "10.0.0.7/24" → { ip, prefix }, or a TypeError. */

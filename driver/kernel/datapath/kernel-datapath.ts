@@ -41,7 +41,7 @@
  * state).
  */
 import { createRtNetlink, type RtNetlinkSocket } from "netlink";
-import type { Datapath, EndpointLinks, EndpointSpec, NetworkSpec, PeerEntry, PeerSyncReport, PeerTables } from "../../contracts/datapath.js";
+import type { Datapath, EndpointLinks, EndpointSpec, NetworkSpec, PeerEntry, PeerSyncOptions, PeerSyncReport, PeerTables } from "../../contracts/datapath.js";
 import { KeyedMutex } from "../../../lib/keyed-mutex.js";
 import type { Logger } from "../../../lib/log.js";
 import { normalizeIp, normalizeSubnet, parseIpv4 } from "../../../lib/net.js";
@@ -149,9 +149,9 @@ export class KernelDatapath implements Datapath {
     });
   }
 
-  async syncPeers(subnet: string, desired: PeerEntry[]): Promise<PeerSyncReport> {
+  async syncPeers(subnet: string, desired: PeerEntry[], opts?: PeerSyncOptions): Promise<PeerSyncReport> {
     const key = normalizeSubnet(subnet);
-    return this.run(key, () => syncPeerTables(this.ctx, this.mustNetwork(key), desired));
+    return this.run(key, () => syncPeerTables(this.ctx, this.mustNetwork(key), desired, opts));
   }
 
   async peerTables(subnet: string): Promise<PeerTables> {

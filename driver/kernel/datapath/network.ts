@@ -87,6 +87,7 @@ export async function ensureNetwork(ctx: DatapathContext, networks: Map<string, 
   }
   st.spec = spec;
   st.ready = false;
+  st.programmed = undefined;
   const log = ctx.log.child({ subnet, vni, netns: nsPath });
   const nl = st.nl;
 
