@@ -36,14 +36,15 @@ function vegaLite(spec: Json): TopLevelSpec {
 }
 
 /** Which kind of results file this is, from its own fields. */
-export function kindOf(results: Json): "proxy" | "churn" | "overlay" | "wireguard" | "convergence" | "startup" {
+export function kindOf(results: Json): "proxy" | "churn" | "overlay" | "wireguard" | "convergence" | "startup" | "scale" {
   if (results.benchmark === "churn") return "churn";
+  if (results.benchmark === "scale") return "scale";
   if (results.benchmark === "startup") return "startup";
   if (results.benchmark === "convergence") return "convergence";
   if (results.benchmark === "wireguard") return "wireguard";
   if (results.benchmark === "overlay") return "overlay";
   if (typeof results.meta === "object" && results.tcp !== undefined && results.samples !== undefined) return "proxy";
-  throw new Error(`not a results file this project writes (no "benchmark" of churn/convergence/overlay/startup/wireguard, no proxy fields)`);
+  throw new Error(`not a results file this project writes (no "benchmark" of churn/convergence/overlay/scale/startup/wireguard, no proxy fields)`);
 }
 
 /** The Vega-Lite spec of a results file's chart. */
@@ -61,6 +62,8 @@ export function chartSpec(results: Json): TopLevelSpec {
       return convergenceSpec(results);
     case "startup":
       return startupSpec(results);
+    case "scale":
+      return scaleSpec(results);
   }
 }
 
@@ -449,6 +452,69 @@ function startupSpec(r: Json): TopLevelSpec {
       panel("docker run -d wall time (ms)", (s) => s.runMs),
       panel("docker run issued → first reply (ms)", (s) => s.firstReplyMs),
       panel("iptables processes per start + removal", (s) => s.iptablesPerStart),
+    ],
+  });
+}
+
+// ---- scale: 10 to 10,000 peers from simulated hosts ----
+
+/** One bar per label and system, for figures measured once (no samples to dot). */
+function barPanel(title: string, rows: Row[], yTitle: string | null = null): Json {
+  return {
+    title,
+    ...PANEL,
+    data: { values: rows },
+    mark: { type: "bar" },
+    encoding: {
+      x: { field: "label", type: "nominal", title: null, sort: null, axis: { labelAngle: 0 } },
+      xOffset: { field: "system" },
+      y: { field: "value", type: "quantitative", title: yTitle },
+      color: { field: "system", type: "nominal", title: null },
+    },
+  };
+}
+
+function scaleSpec(r: Json): TopLevelSpec {
+  type S = {
+    peers: number;
+    programmedMs: number;
+    changes: { fromIssuedMs: number[]; cpuMsPerChange: Record<string, number> };
+    joins: { joinMs: number[] };
+    rssKb: Record<string, number>;
+  };
+  const scales = r.scales as S[];
+  const label = (s: S): string => s.peers.toLocaleString("en-US");
+  const perHost = (pick: (s: S) => Record<string, number>, unit = 1): Row[] =>
+    scales.flatMap((s) => Object.entries(pick(s)).map(([host, v]) => ({ label: label(s), system: host, value: v / unit })));
+  const settings = r.settings as Json;
+  return vegaLite({
+    title: {
+      text: `Control plane at scale on the lab (${String(r.date).slice(0, 10)})`,
+      subtitle: `peers from ${String(settings.vteps)} simulated hosts; x: peers in the network; dots: every sample`,
+    },
+    config: { font: "DejaVu Sans", legend: { labelLimit: 260 } },
+    hconcat: [
+      percentilePanel(
+        "one change: write → kernel (ms)",
+        scales.map((s) => ({ label: `${label(s)} `, system: "tsoverlay", values: s.changes.fromIssuedMs })),
+        { scale: "symlog" },
+      ),
+      barPanel(
+        "all peers programmed (ms)",
+        scales.map((s) => ({ label: label(s), system: "tsoverlay", value: s.programmedMs })),
+      ),
+      barPanel(
+        "CPU per change (ms)",
+        perHost((s) => s.changes.cpuMsPerChange),
+      ),
+      barPanel(
+        "plugin RSS (MiB)",
+        perHost((s) => s.rssKb, 1024),
+      ),
+      percentilePanel(
+        "Join in the plugin (ms)",
+        scales.map((s) => ({ label: `${label(s)} `, system: "tsoverlay", values: s.joins.joinMs })),
+      ),
     ],
   });
 }

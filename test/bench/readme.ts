@@ -70,6 +70,8 @@ function settingsOf(r: Json): string[] {
       return [`iperf3 ${String(s.iperfSeconds)} s, ${String(s.convergenceTrials)} convergence trials per MTU`];
     case "wireguard":
       return [`two namespaces, iperf3 ${String(s.iperfSeconds)} s, ${String(r.wireguardGo)}`];
+    case "scale":
+      return [`${String(s.vteps)} simulated hosts, ${String(s.changes)} single changes and ${String(s.joins)} real containers per scale`];
     case "proxy": {
       const meta = r.meta as Json;
       const dp = meta.dockerProxy as Json | undefined;
@@ -153,6 +155,40 @@ function churnTable(r: Json): string {
       ["seconds per cycle, p50 / mean", `${num(s.secondsPerCycle.p50, 2)} / ${num(s.secondsPerCycle.mean, 2)} s`],
       ["plugin RSS per host, before → after (MB)", rss],
       ["neighbor/FDB entries, links, iptables rules and Consul keys left over", num(left.reduce((a, b) => a + Math.abs(b), 0))],
+    ],
+  );
+}
+
+function scaleTable(r: Json): string {
+  type S = {
+    peers: number;
+    programmedMs: number;
+    changeFromIssued: Pct;
+    cpuMsPerChange: Record<string, number>;
+    bytesPerAnswer: number;
+    reconcilePassMeanMs: number;
+    createEndpoint: Pct;
+    join: Pct;
+    rssMb: Record<string, number>;
+    consulBytesPerEndpoint: number;
+  };
+  const scales = r.summary as S[];
+  const hosts = (v: Record<string, number>, unit = ""): string =>
+    Object.entries(v)
+      .map(([h, x]) => `${h} ${num(x)}${unit}`)
+      .join(", ");
+  const row = (label: string, cell: (s: S) => string): Row => [label, ...scales.map(cell)];
+  return table(
+    ["peers in the network", ...scales.map((s) => num(s.peers))],
+    [
+      row("all peers programmed after their hosts come alive", (s) => `${num(s.programmedMs)} ms`),
+      row("one change: store write → kernel entry, p50 / p95", (s) => pair(s.changeFromIssued)),
+      row("CPU per change (h1 programs it, h2 only receives it)", (s) => hosts(s.cpuMsPerChange, " ms")),
+      row("bytes each host fetches per change", (s) => `${num(s.bytesPerAnswer / 1024)} KiB`),
+      row("one reconcile pass (reads and compares the tables)", (s) => `${num(s.reconcilePassMeanMs)} ms`),
+      row("CreateEndpoint / Join in the plugin, p50", (s) => `${num(s.createEndpoint.p50)} / ${num(s.join.p50)} ms`),
+      row("plugin RSS", (s) => hosts(s.rssMb, " MB")),
+      row("Consul bytes per endpoint (record and address claim)", (s) => num(s.consulBytesPerEndpoint)),
     ],
   );
 }
@@ -257,7 +293,15 @@ function proxyTable(r: Json): string {
   );
 }
 
-const TABLES = { convergence: convergenceTable, startup: startupTable, churn: churnTable, overlay: overlayTable, wireguard: wireguardTable, proxy: proxyTable };
+const TABLES = {
+  convergence: convergenceTable,
+  startup: startupTable,
+  churn: churnTable,
+  overlay: overlayTable,
+  wireguard: wireguardTable,
+  proxy: proxyTable,
+  scale: scaleTable,
+};
 
 /** The block of one results file: its run line and its table. */
 export function figures(name: string, results: Json): string {

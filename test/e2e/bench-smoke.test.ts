@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { run } from "./support/lab.js";
+import { consulKeys, readLab, run } from "./support/lab.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "tso-bench-smoke-"));
@@ -41,6 +41,23 @@ describe("the lab benchmarks in smoke mode", () => {
     for (const k of ["tsoverlay", "tsoverlayWithPort", "bridge", "swarm"]) expect((r[k] as { runMs: number[] }).runMs, k).toHaveLength(2);
     expect((r.tsoverlay as { iptablesPerStart: number[] }).iptablesPerStart).toHaveLength(2);
     expect((r.verdicts as unknown[]).length).toBe(3);
+  }, 600_000);
+
+  it("scale: two small scales from simulated hosts, every entry programmed, every change seen in the kernel, the simulated records removed", async () => {
+    const r = await bench("scale", { BENCH_SCALES: "10,50", BENCH_TRIALS: "2", BENCH_JOINS: "1", BENCH_IDLE_MS: "1000" });
+    const scales = r.scales as {
+      peers: number;
+      tablesAtEnd: { neighbors: number; fdb: number; bridge: number };
+      changes: { fromIssuedMs: number[]; lost: number };
+    }[];
+    expect(scales.map((s) => s.peers)).toEqual([10, 50]);
+    for (const s of scales) {
+      expect(s.tablesAtEnd).toEqual({ neighbors: s.peers, fdb: s.peers, bridge: s.peers });
+      expect(s.changes.fromIssuedMs).toHaveLength(2);
+      expect(s.changes.lost).toBe(0);
+    }
+    const lab = readLab();
+    expect(await consulKeys(lab.hosts[0]!, "tsoverlay/v1/by-host/sim-")).toEqual([]);
   }, 600_000);
 
   it("churn: two cycles, every first ping answered", async () => {
