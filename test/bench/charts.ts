@@ -26,7 +26,7 @@ import { percentile } from "./stats.js";
 type Row = Record<string, string | number>;
 export type Json = Record<string, unknown>;
 
-const SYSTEMS = { direct: "direct", dockerProxy: "docker-proxy", ours: "tsoverlay" } as const;
+const SYSTEMS = { direct: "direct", dockerProxy: "docker-proxy", ours: "tsoverlay", kernel: "kernel DNAT" } as const;
 const SYSTEM_ORDER = Object.values(SYSTEMS);
 const PANEL = { width: 260, height: 200 };
 
@@ -114,7 +114,7 @@ export async function renderFile(jsonPath: string): Promise<string> {
   return out;
 }
 
-// ---- proxy: ours against docker-proxy and a direct connection ----
+// ---- proxy: ours against docker-proxy, the kernel DNAT path and a direct connection ----
 
 function proxySpec(r: Json): TopLevelSpec {
   const samples = r.samples as Record<string, Record<string, number[]> | number | string>;

@@ -1,7 +1,9 @@
 /**
  * `npm run bench -- proxy`: our userland proxy (proxy/, a ProxyManager in its own Node process)
- * against Docker's docker-proxy (Debian docker.io 20.10, started as dockerd starts it) and against
- * no proxy at all, in one run on loopback inside a throwaway network namespace (tsb-proxy):
+ * against Docker's docker-proxy (Debian docker.io 20.10, started as dockerd starts it), against the
+ * kernel path Docker takes with --userland-proxy=false (DNAT of the loopback port, proxy-kernel.ts,
+ * in a second namespace tsb-proxy-kernel with its own backends) and against no proxy at all, in
+ * one run on loopback inside a throwaway network namespace (tsb-proxy):
  * TCP throughput (iperf3: one stream each way, 8 streams), new connections per second (50
  * concurrent connect/echo/close loops), TCP and UDP round-trip time (64 B ping-pong), UDP
  * requests per second (50 flows), and memory per published port with 1,000 TCP bindings.
@@ -15,6 +17,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Binding } from "../../proxy/index.js";
 import { run } from "../e2e/support/lab.js";
+import { startKernelPath } from "./proxy-kernel.js";
 import { BenchNetns, DOCKER_PROXY, Lines, type DockerProxySpec } from "./proxy-lab.js";
 import { pick, printTable, rows, targetsOf, type Measured, type PerTarget, type Rate, type Rtt, type Target } from "./proxy-report.js";
 import { measureDockerProxyMemory, measureOurMemory, OurProxy, startDockerProxies } from "./proxy-targets.js";
@@ -29,18 +32,27 @@ const RESULTS = WORKERS > 0 ? `test/bench/results/proxy-workers-${WORKERS}.json`
 const CONCURRENCY = 50;
 const BINDINGS = 1000;
 const NETNS = "tsb-proxy";
+const KERNEL_NETNS = "tsb-proxy-kernel";
 const LOOPBACK = "127.0.0.1";
 const BACKEND = { iperf: 5201, echo: 7000 };
 /** Host ports of the 1,000 memory bindings: ours, then docker-proxy's (below the ephemeral range, see proxy-lab.ts). */
 const MEMORY_PORTS = { ours: 8000, dockerProxy: 9000 };
 
-const TARGETS: Target[] = ["direct", "dockerProxy", "ours"];
+const TARGETS: Target[] = ["direct", "dockerProxy", "ours", "kernel"];
 /** Where each target listens for the iperf3 and the echo (TCP and UDP) traffic. */
 const PORTS: PerTarget<{ iperf: number; echo: number }> = {
   direct: BACKEND,
   dockerProxy: { iperf: 6001, echo: 6002 },
   ours: { iperf: 6101, echo: 6102 },
+  kernel: { iperf: 6201, echo: 6202 },
 };
+
+/** Where a target's load generator runs, and the ports it aims at. */
+interface Aim {
+  ns: BenchNetns;
+  iperf: number;
+  echo: number;
+}
 
 const say = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
 
@@ -53,17 +65,17 @@ const samples: Record<string, PerTarget<number[]>> = {};
  * Measures every target ROUNDS times, round-robin (direct, docker-proxy, ours, direct, …) so a
  * slow spell of the shared VM hits all three alike, and keeps the sample whose `key` is the median.
  */
-async function perTarget<T>(what: string, key: (t: T) => number, measure: (ports: { iperf: number; echo: number }) => Promise<T>): Promise<PerTarget<T>> {
-  const all: PerTarget<T[]> = { direct: [], dockerProxy: [], ours: [] };
+async function perTarget<T>(what: string, key: (t: T) => number, measure: (aim: Aim) => Promise<T>): Promise<PerTarget<T>> {
+  const all: PerTarget<T[]> = { direct: [], dockerProxy: [], ours: [], kernel: [] };
   for (let r = 1; r <= ROUNDS; r++) {
     for (const t of TARGETS) {
       say(`${what}: ${t} (${r}/${ROUNDS})`);
-      all[t].push(await measure(PORTS[t]));
+      all[t].push(await measure({ ns: t === "kernel" ? kernelNs : ns, ...PORTS[t] }));
     }
   }
   const median = (xs: T[]): T => [...xs].sort((a, b) => key(a) - key(b))[Math.floor((xs.length - 1) / 2)]!;
-  samples[what] = { direct: all.direct.map(key), dockerProxy: all.dockerProxy.map(key), ours: all.ours.map(key) };
-  return { direct: median(all.direct), dockerProxy: median(all.dockerProxy), ours: median(all.ours) };
+  samples[what] = { direct: all.direct.map(key), dockerProxy: all.dockerProxy.map(key), ours: all.ours.map(key), kernel: all.kernel.map(key) };
+  return { direct: median(all.direct), dockerProxy: median(all.dockerProxy), ours: median(all.ours), kernel: median(all.kernel) };
 }
 
 function gbits(iperfJson: string): number {
@@ -108,30 +120,34 @@ function asBinding(s: DockerProxySpec): Binding {
   return { proto: s.proto, hostIp: "0.0.0.0", hostPort: s.hostPort, backendIp: s.containerIp, backendPort: s.containerPort };
 }
 
-async function startProxies(ns: BenchNetns, fifoDir: string): Promise<void> {
+async function startProxies(fifoDir: string): Promise<void> {
   await startDockerProxies(ns, forwardings(PORTS.dockerProxy), fifoDir, 1);
   const ours = await OurProxy.start(ns, WORKERS);
   await ours.add(forwardings(PORTS.ours).map(asBinding));
+  await startKernelPath(
+    kernelNs,
+    forwardings(PORTS.kernel).map((f) => ({ proto: f.proto, hostPort: f.hostPort, backendPort: f.containerPort })),
+  );
 }
 
 const gb = (g: number): number => g;
 const perSec = (r: Rate): number => r.perSec;
 const p50 = (r: Rtt): number => r.p50Us;
 
-async function measureTcp(ns: BenchNetns): Promise<Measured["tcp"]> {
+async function measureTcp(): Promise<Measured["tcp"]> {
   return {
-    single: await perTarget("iperf3 1 stream", gb, (p) => iperf(ns, p.iperf, [])),
-    reverse: await perTarget("iperf3 1 stream -R", gb, (p) => iperf(ns, p.iperf, ["-R"])),
-    parallel8: await perTarget("iperf3 -P 8", gb, (p) => iperf(ns, p.iperf, ["-P", "8"])),
+    single: await perTarget("iperf3 1 stream", gb, (a) => iperf(a.ns, a.iperf, [])),
+    reverse: await perTarget("iperf3 1 stream -R", gb, (a) => iperf(a.ns, a.iperf, ["-R"])),
+    parallel8: await perTarget("iperf3 -P 8", gb, (a) => iperf(a.ns, a.iperf, ["-P", "8"])),
   };
 }
 
-async function measureEcho(ns: BenchNetns): Promise<Omit<Measured, "tcp" | "memory">> {
+async function measureEcho(): Promise<Omit<Measured, "tcp" | "memory">> {
   return {
-    connects: await perTarget("connects/s", perSec, (p) => load<Rate>(ns, ["connects", p.echo, SECONDS, CONCURRENCY])),
-    tcpRtt: await perTarget("TCP RTT", p50, (p) => load<Rtt>(ns, ["tcp-rtt", p.echo, SAMPLES])),
-    udpRtt: await perTarget("UDP RTT", p50, (p) => load<Rtt>(ns, ["udp-rtt", p.echo, SAMPLES])),
-    udpRps: await perTarget("UDP req/s", perSec, (p) => load<Rate>(ns, ["udp-rps", p.echo, SECONDS, CONCURRENCY])),
+    connects: await perTarget("connects/s", perSec, (a) => load<Rate>(a.ns, ["connects", a.echo, SECONDS, CONCURRENCY])),
+    tcpRtt: await perTarget("TCP RTT", p50, (a) => load<Rtt>(a.ns, ["tcp-rtt", a.echo, SAMPLES])),
+    udpRtt: await perTarget("UDP RTT", p50, (a) => load<Rtt>(a.ns, ["udp-rtt", a.echo, SAMPLES])),
+    udpRps: await perTarget("UDP req/s", perSec, (a) => load<Rate>(a.ns, ["udp-rps", a.echo, SECONDS, CONCURRENCY])),
   };
 }
 
@@ -139,7 +155,7 @@ function memoryBindings(first: number): DockerProxySpec[] {
   return Array.from({ length: BINDINGS }, (_, i) => ({ proto: "tcp" as const, hostPort: first + i, containerIp: LOOPBACK, containerPort: BACKEND.echo }));
 }
 
-async function measureMemory(ns: BenchNetns, fifoDir: string): Promise<Measured["memory"] & Record<string, unknown>> {
+async function measureMemory(fifoDir: string): Promise<Measured["memory"] & Record<string, unknown>> {
   say(`memory: ${BINDINGS} bindings in one ProxyManager`);
   const ours = await measureOurMemory(ns, memoryBindings(MEMORY_PORTS.ours).map(asBinding));
   say(`memory: ${BINDINGS} docker-proxy processes`);
@@ -165,9 +181,12 @@ function compare(v: PerTarget<number>): Record<string, number> {
     direct: v.direct,
     dockerProxy: v.dockerProxy,
     ours: v.ours,
+    kernel: v.kernel,
     ratio: round(v.ours / v.dockerProxy, 3),
+    kernelRatio: round(v.kernel / v.dockerProxy, 3),
     oursToDirect: round(v.ours / v.direct, 3),
     dockerProxyToDirect: round(v.dockerProxy / v.direct, 3),
+    kernelToDirect: round(v.kernel / v.direct, 3),
   };
 }
 
@@ -184,6 +203,7 @@ async function meta(): Promise<Record<string, unknown>> {
     rttSamples: SAMPLES,
     concurrency: CONCURRENCY,
     netns: NETNS,
+    kernelNetns: KERNEL_NETNS,
     proxyWorkers: WORKERS,
     loadGenerator:
       "TCP throughput: iperf3 -J (receiver-side rate); connects, RTT and UDP: test/bench/proxy-load.ts (Node, one process per measurement) " +
@@ -191,6 +211,7 @@ async function meta(): Promise<Record<string, unknown>> {
     notes: [
       `Only ${cpus().length} CPUs: the load generator, the proxy and the backend share them, so a proxied run has three busy processes where a direct one has two.`,
       'docker-proxy: -proto P -host-ip 0.0.0.0 -host-port N -container-ip 127.0.0.1 -container-port M, fd 3 = status pipe (FIFO), started only after it wrote "0\\n"; ours: a ProxyManager with the plugin\'s defaults, hostIp 0.0.0.0.',
+      `kernel: no proxy process; DNAT of 127.0.0.1:PORT in nat OUTPUT with Docker's loopback guard (raw PREROUTING -d 127.0.0.0/8 ! -i lo -j DROP), in ${KERNEL_NETNS} with its own echo and iperf3 (a nat table turns conntrack on for the whole namespace); backend on lo, so no route_localnet and no MASQUERADE as with a bridge (test/bench/proxy-kernel.ts).`,
       `Each figure is the median of ${ROUNDS} samples per target, taken round-robin; single samples on this shared 2-vCPU VM swing ±25 % (see samples), more when loadAverage shows other work.`,
     ],
   };
@@ -212,11 +233,13 @@ function results(m: Measured): Record<string, unknown> {
   };
 }
 
+const ns = new BenchNetns(NETNS);
+const kernelNs = new BenchNetns(KERNEL_NETNS);
+
 async function main(): Promise<void> {
-  const ns = new BenchNetns(NETNS);
   const fifoDir = mkdtempSync(join(tmpdir(), "tsb-proxy-"));
   const cleanup = async (): Promise<void> => {
-    await ns.destroy();
+    await Promise.all([ns.destroy(), kernelNs.destroy()]);
     rmSync(fifoDir, { recursive: true, force: true });
   };
   for (const [sig, code] of [
@@ -229,12 +252,12 @@ async function main(): Promise<void> {
   const loadAtStart = loadavg().map((l) => round(l, 2));
   let measured: Measured;
   try {
-    await ns.create();
-    await startBackends(ns);
-    await startProxies(ns, fifoDir);
-    const tcp = await measureTcp(ns);
-    const echo = await measureEcho(ns);
-    const memory = await measureMemory(ns, fifoDir);
+    await Promise.all([ns.create(), kernelNs.create()]);
+    await Promise.all([startBackends(ns), startBackends(kernelNs)]);
+    await startProxies(fifoDir);
+    const tcp = await measureTcp();
+    const echo = await measureEcho();
+    const memory = await measureMemory(fifoDir);
     measured = { tcp, ...echo, memory };
   } finally {
     await cleanup();
