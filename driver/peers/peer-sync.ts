@@ -46,13 +46,25 @@ interface Followed {
   markSynced: () => void;
   /** An encrypted network's: where a host's frames go, given its VTEP (its tunnel address). */
   tunnel: ((vtep: string) => string) | undefined;
+  /** The last periodic pass: when it started and how long it took (performance.now() ms); Infinity while it runs. */
+  lastPeriodic?: { at: number; tookMs: number };
 }
+
+/**
+ * A network's periodic pass (which reads its three tables back) is skipped
+ * until this many times its last duration has passed: at 10,000 peers one
+ * pass takes most of a second, and running it every few seconds would keep
+ * a core busy repairing nothing. Small networks, whose pass takes a few
+ * milliseconds, are checked every period as before.
+ */
+const PERIODIC_DUTY = 20;
 
 /**
  * Keeps each joined network's neighbor/FDB tables equal to the cluster's
  * endpoints on other live hosts. The kernel tables are a cache of the store:
  * every store change triggers a sync, and a periodic reconcile repairs drift
- * (entries deleted or added behind our back).
+ * (entries deleted or added behind our back), at most 1/PERIODIC_DUTY of the
+ * time per network.
  *
  * Design note. What is desired is derived, never remembered: the records of
  * other live hosts that pass the checks of record-checks.ts (the key names
@@ -227,7 +239,18 @@ export class PeerSync {
   }
 
   private async reconcileAll(why: string): Promise<void> {
-    for (const subnet of this.networks.keys()) await this.sync(subnet, why);
+    for (const [subnet, entry] of this.networks) {
+      if (why !== "periodic") {
+        await this.sync(subnet, why);
+        continue;
+      }
+      const last = entry.lastPeriodic;
+      const at = performance.now();
+      if (last !== undefined && at - last.at < last.tookMs * PERIODIC_DUTY) continue;
+      entry.lastPeriodic = { at, tookMs: Number.POSITIVE_INFINITY }; // the timer's next ticks skip a pass under way
+      await this.sync(subnet, why);
+      entry.lastPeriodic = { at, tookMs: performance.now() - at };
+    }
   }
 
   /** `changedAt`: when a store change reached this host (performance.now()), to measure the time until it is programmed. */

@@ -128,8 +128,12 @@ export class FakeDatapath implements Datapath {
     this.kernel.networks.get(subnet)?.endpoints.delete(endpointId);
   }
 
+  /** How long each syncPeers takes (a network of many peers), 0 by default. */
+  syncPeersTakesMs = 0;
+
   async syncPeers(subnet: string, desired: PeerEntry[]): Promise<PeerSyncReport> {
     this.enter("syncPeers", [subnet, desired.map((p) => ({ ...p }))]);
+    if (this.syncPeersTakesMs > 0) await new Promise((resolve) => setTimeout(resolve, this.syncPeersTakesMs));
     const n = this.mustNetwork(subnet);
     const wantNeigh = new Map<string, string>();
     const wantFdb = new Map<string, string>();
