@@ -12,8 +12,34 @@ import { failure, success, type Result } from "./result.js";
 /** An IPv4 address as an unsigned 32-bit integer, so ranges are plain arithmetic. */
 export type Ipv4 = number;
 
+/**
+ * The value of a canonical dotted quad (four decimal octets, no leading
+ * zeros), or undefined for any other text. The common case, read without
+ * ipaddr.js: a host reads every peer's addresses on every change, and at
+ * 10,000 peers ipaddr's parse was a fifth of that work.
+ */
+function canonicalQuad(text: string): Ipv4 | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4) return undefined;
+  let n = 0;
+  for (const p of parts) {
+    if (p.length === 0 || p.length > 3 || (p.length > 1 && p.charCodeAt(0) === 48)) return undefined;
+    let octet = 0;
+    for (let i = 0; i < p.length; i++) {
+      const digit = p.charCodeAt(i) - 48;
+      if (digit < 0 || digit > 9) return undefined;
+      octet = octet * 10 + digit;
+    }
+    if (octet > 255) return undefined;
+    n = n * 256 + octet;
+  }
+  return n;
+}
+
 /** Strict dotted quad: no octal/hex/short forms, which ipaddr.parse would accept. */
 export function parseIpv4(text: string): Result<Ipv4> {
+  const quad = canonicalQuad(text);
+  if (quad !== undefined) return success(quad);
   if (!ipaddr.IPv4.isValidFourPartDecimal(text)) return failure(`invalid IPv4 address ${text}`);
   return success(
     ipaddr.IPv4.parse(text)
@@ -148,6 +174,7 @@ export function* addressRange(first: Ipv4, last: Ipv4): Generator<Ipv4> {
 
 /** Canonical text of an IPv4 or IPv6 address ("::ffff:1.2.3.4" stays IPv6); throws on anything else. */
 export function normalizeIp(ip: string): string {
+  if (canonicalQuad(ip) !== undefined) return ip;
   if (net.isIP(ip) === 0) throw new TypeError(`invalid IP address ${JSON.stringify(ip)}`);
   return ipaddr.parse(ip).toString();
 }

@@ -1,5 +1,5 @@
 import { parsePreviousEndpointKey } from "../cluster/keys.js";
-import { byHostEndpoints, checkEndpoint, type EndpointCandidate, type RejectionLog } from "../cluster/record-checks.js";
+import { byHostEndpoints, checkEndpoint, type Checked, type EndpointCandidate, type LiveHost, type RejectionLog } from "../cluster/record-checks.js";
 import type { RecordFeed } from "../cluster/record-feed.js";
 import type { EndpointRecord } from "../cluster/records.js";
 import type { Datapath, PeerEntry } from "../contracts/datapath.js";
@@ -46,6 +46,13 @@ interface Followed {
   markSynced: () => void;
   /** An encrypted network's: where a host's frames go, given its VTEP (its tunnel address). */
   tunnel: ((vtep: string) => string) | undefined;
+  /**
+   * Each `by-host/` record's check, by key: kept while the record (its store
+   * index) and its host's live record (the same object: the registry makes
+   * a new one when a host changes) stay the same, so that a change of one
+   * record re-checks one record, not every peer of the network.
+   */
+  checked: Map<string, { index: number; host: LiveHost | undefined; result: Checked<EndpointRecord> }>;
   /** The last periodic pass: when it started and how long it took (performance.now() ms); Infinity while it runs. */
   lastPeriodic?: { at: number; tookMs: number };
 }
@@ -116,7 +123,7 @@ export class PeerSync {
     if (entry === undefined) {
       let markSynced!: () => void;
       const firstSync = new Promise<void>((resolve) => (markSynced = resolve));
-      entry = { gatewayCidr, endpoints: [], firstSync, markSynced, tunnel };
+      entry = { gatewayCidr, endpoints: [], checked: new Map(), firstSync, markSynced, tunnel };
       this.networks.set(subnet, entry);
       this.refresh(subnet, entry);
       if (this.feed.ready) void this.sync(subnet, "network followed");
@@ -230,12 +237,20 @@ export class PeerSync {
       }),
     ].filter((c) => c.subnet === subnet);
     const ctx = { host: (h: string) => this.hosts.host(h), network: () => ({ gatewayCidr: entry.gatewayCidr }) };
+    const checked: Followed["checked"] = new Map();
     entry.endpoints = candidates.flatMap((c) => {
-      const r = checkEndpoint(c, ctx);
-      if (r.ok) return [{ rec: r.value, index: c.kv.modifyIndex }];
-      this.rejections?.note(c.kv, r);
-      return [];
+      const host = c.keyHost === undefined ? undefined : this.hosts.host(c.keyHost);
+      const before = c.keyHost === undefined ? undefined : entry.checked.get(c.kv.key);
+      let r: Checked<EndpointRecord>;
+      if (before !== undefined && before.index === c.kv.modifyIndex && before.host === host) r = before.result;
+      else {
+        r = checkEndpoint(c, ctx);
+        if (!r.ok) this.rejections?.note(c.kv, r);
+      }
+      if (c.keyHost !== undefined) checked.set(c.kv.key, { index: c.kv.modifyIndex, host, result: r });
+      return r.ok ? [{ rec: r.value, index: c.kv.modifyIndex }] : [];
     });
+    entry.checked = checked;
   }
 
   private async reconcileAll(why: string): Promise<void> {

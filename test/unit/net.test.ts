@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatIpv4, isLoopback, parseIpv4, POOL_PREFIX, Subnet } from "../../lib/net.js";
+import { formatIpv4, isLoopback, normalizeIp, parseIpv4, POOL_PREFIX, Subnet } from "../../lib/net.js";
 
 const ip = (text: string): number => {
   const parsed = parseIpv4(text);
@@ -24,6 +24,17 @@ describe("parseIpv4 / formatIpv4", () => {
   it.each(["10.0.0", "010.0.0.1", "0x0a.0.0.1", "10.0.0.256", "", "::1", "10.0.0.1/24"])("refuses %j", (text) => {
     expect(parseIpv4(text)).toEqual({ ok: false, error: `invalid IPv4 address ${text}` });
   });
+});
+
+describe("normalizeIp", () => {
+  it.each([
+    ["10.0.0.1", "10.0.0.1"],
+    ["255.255.255.255", "255.255.255.255"],
+    ["fe80:0:0:0:0:0:0:1", "fe80::1"],
+    ["::ffff:1.2.3.4", "::ffff:102:304"],
+  ])("%j → %j", (text, canonical) => expect(normalizeIp(text)).toBe(canonical));
+
+  it.each(["010.0.0.1", "10.0.0", "10.0.0.256", "1.2.3.4 ", ""])("refuses %j", (text) => expect(() => normalizeIp(text)).toThrow(/invalid IP address/));
 });
 
 describe("Subnet.parse", () => {
