@@ -269,26 +269,35 @@ function wireguardTable(r: Json): string {
 }
 
 function proxyTable(r: Json): string {
-  type Per = Record<"dockerProxy" | "ours", number>;
+  type Per = Record<"dockerProxy" | "ours", number> & { kernel?: number };
   const tcp = r.tcp as Record<"single" | "reverse" | "parallel8", Per>;
   const rtt = r.rtt as Record<"tcp" | "udp", Record<"p50" | "p99", Per>>;
   const mem = r.memoryPerBinding as { bindings: number; oursBytes: number; dockerProxyBytes: number };
   const meta = r.meta as Json;
+  // Runs since the kernel target was added also measure loopback DNAT with no proxy at all (the bench's own rules).
+  const kernel = tcp.single.kernel !== undefined;
   const slash = (per: Per[], f: (v: number) => string): Row => [
     per.map((p) => f(p.dockerProxy)).join(" / "),
     per.map((p) => f(p.ours)).join(" / "),
     per.map((p) => times(p.ours / p.dockerProxy)).join(" / "),
+    ...(kernel ? [per.map((p) => f(p.kernel!)).join(" / "), per.map((p) => times(p.kernel! / p.dockerProxy)).join(" / ")] : []),
   ];
   const kib = (bytes: number): string => `${num(bytes / 1024, bytes < 100 * 1024 ? 1 : 0)} KiB`;
   return table(
-    ["", "docker-proxy", "tsoverlay", "ratio"],
+    ["", "docker-proxy", "tsoverlay", "ratio", ...(kernel ? ["kernel DNAT on loopback (bench only)", "ratio"] : [])],
     [
       ["TCP 1 stream / reverse / 8 streams (Gbit/s)", ...slash([tcp.single, tcp.reverse, tcp.parallel8], gbits)],
       [`new connections/s (${String(meta.concurrency)} loops, 64 B echo)`, ...slash([r.connectsPerSec as Per], (v) => num(v, 0))],
       ["TCP RTT p50 / p99 (µs)", ...slash([rtt.tcp.p50, rtt.tcp.p99], (v) => num(v, 0))],
       ["UDP RTT p50 / p99 (µs)", ...slash([rtt.udp.p50, rtt.udp.p99], (v) => num(v, 0))],
       [`UDP requests/s (${String(meta.concurrency)} flows)`, ...slash([r.udpRequestsPerSec as Per], (v) => num(v, 0))],
-      [`memory per published port (${num(mem.bindings)} ports)`, kib(mem.dockerProxyBytes), kib(mem.oursBytes), times(mem.oursBytes / mem.dockerProxyBytes)],
+      [
+        `memory per published port (${num(mem.bindings)} ports)`,
+        kib(mem.dockerProxyBytes),
+        kib(mem.oursBytes),
+        times(mem.oursBytes / mem.dockerProxyBytes),
+        ...(kernel ? ["", ""] : []),
+      ],
     ],
   );
 }

@@ -65,7 +65,7 @@ describe("bench charts", () => {
       const { width, height } = pngSize(await renderPng(results));
       expect(width * height, f).toBeGreaterThan(100_000);
     }
-    expect([...kinds].sort()).toEqual(["churn", "convergence", "overlay", "proxy", "startup", "wireguard"]);
+    expect([...kinds].sort()).toEqual(["churn", "convergence", "overlay", "proxy", "scale", "startup", "wireguard"]);
   }, 120_000);
 
   it("refuses a file that is not a results file, saying so, and writes nothing", async () => {
